@@ -1,0 +1,308 @@
+"""The ``tunecli`` command: thin commands that parse, call one function, and map errors to exits.
+
+Exit codes: 0 done, 1 the study failed, 2 bad input, 130 interrupted (resume continues it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tunecli import __version__
+from tunecli.errors import EXIT_INTERRUPTED, SpecError, TunecliError
+
+app = typer.Typer(
+    name="tunecli",
+    help="Hyperparameter search for PyTorch models from a YAML study, driven by Optuna.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+_state = {"debug": False}
+
+T = TypeVar("T")
+
+StorageOption = Annotated[Optional[str], typer.Option(
+    "--storage", help="Optuna storage URL, or a .db/.journal path [env: TUNECLI_STORAGE; "
+                      "default: sqlite:///tunecli.db]", show_default=False)]
+DataRootOption = Annotated[Optional[str], typer.Option(
+    "--data-root", help="Folder of torchvision data sets [env: TUNECLI_DATA]",
+    show_default=False)]
+KeepOption = Annotated[str, typer.Option(
+    "--keep-checkpoints", help="Checkpoints of finished trials to keep: none, best or all")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"tunecli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version,
+                                                    is_eager=True,
+                                                    help="Show the version and exit.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Search hyperparameters of PyTorch models. Start with: tunecli search studies/digits.yaml"""
+    _state["debug"] = debug
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Run a command body: tunecli errors become one line and an exit code, not a traceback."""
+    try:
+        return action()
+    except TunecliError as exc:
+        if _state["debug"]:
+            raise
+        from tunecli.storage import mask
+
+        kind = "error" if isinstance(exc, SpecError) else "study failed"
+        line = exc.line() if isinstance(exc, SpecError) else str(exc)
+        err_console.print(f"[red]{kind}:[/] {escape(mask(line))}")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        err_console.print("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _check_keep(keep: str) -> str:
+    if keep not in ("none", "best", "all"):
+        raise SpecError(f"'{keep}' is not one of none, best, all", source="--keep-checkpoints",
+                        fix="Write --keep-checkpoints best.")
+    return keep
+
+
+def _commands(name: str, url: str, default_url: str) -> str:
+    from tunecli.storage import mask
+
+    storage = "" if url == default_url else f" --storage '{mask(url)}'"
+    return (f"  report: tunecli report {name}{storage}\n"
+            f"  resume: tunecli resume {name}{storage}")
+
+
+def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep: str) -> None:
+    from tunecli import report, study as study_module
+    from tunecli.storage import DEFAULT_URL, mask
+
+    console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {spec.direction} "
+                  f"{spec.metric}, sampler {spec.sampler.type}, pruner {spec.pruner.type}, "
+                  f"budget {spec.budget.n_trials or '-'} trials"
+                  + (f" / {spec.budget.timeout:g}s" if spec.budget.timeout else ""))
+    default = DEFAULT_URL
+    try:
+        outcome = study_module.run(study, spec, url, console, data_root=data_root,
+                                   keep_checkpoints=keep)
+    except KeyboardInterrupt:
+        outcome = None
+    if outcome is None or outcome.stopped_by == "interrupted":
+        err_console.print("[yellow]Interrupted.[/] Finished trials are stored; the running "
+                          "trial will be retried from its last checkpoint.\n"
+                          + _commands(spec.name, url, default), highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    data = report.summary(study, spec)
+    console.print()
+    report.show(console, data, top=5)
+    reasons = {"budget": "budget reached", "timeout": "timeout reached",
+               "grid": "every grid point was tried",
+               "elsewhere": "the last trials are running in other workers"}
+    console.print(f"Stopped: {reasons.get(outcome.stopped_by, outcome.stopped_by)}.")
+    console.print(_commands(spec.name, url, default), highlight=False)
+
+
+@app.command()
+def search(
+    study_file: Annotated[Path, typer.Argument(help="The study YAML file", show_default=False)],
+    storage: StorageOption = None,
+    n_trials: Annotated[Optional[int], typer.Option(
+        "--n-trials", help="Finished trials to reach (overrides budget.n_trials)")] = None,
+    timeout: Annotated[Optional[str], typer.Option(
+        "--timeout", help="Wall time for this run, e.g. 10m (overrides budget.timeout)")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Study name (overrides name:)")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", help="Sampler seed (overrides sampler.seed)")] = None,
+    data_root: DataRootOption = None,
+    fork: Annotated[bool, typer.Option(
+        "--fork", help="If the name exists with a different spec, run as NAME-2, NAME-3, ...")]
+        = False,
+    keep_checkpoints: KeepOption = "best",
+) -> None:
+    """Run a study: sample, train, prune, until the budget is met."""
+    def body() -> None:
+        from tunecli import spec as spec_module, study as study_module
+        from tunecli.storage import resolve_url
+
+        keep = _check_keep(keep_checkpoints)
+        overrides = {"budget.n_trials": n_trials, "budget.timeout": timeout, "name": name,
+                     "sampler.seed": seed}
+        spec = spec_module.load(study_file, overrides)
+        url = resolve_url(storage, spec.storage)
+        study_module.preflight(spec, data_root, str(study_file))
+        if fork:
+            spec = _forked(spec, url, str(study_file))
+        study = study_module.open_for_search(spec, url, str(study_file))
+        _run_and_finish(study, spec, url, data_root, keep)
+    _guard(body)
+
+
+def _forked(spec: Any, url: str, source: str) -> Any:
+    """The first free NAME-k whose stored spec matches, or a new one."""
+    from tunecli import spec as spec_module, study as study_module
+    from tunecli.storage import open_storage
+
+    names = set(study_module.study_names(open_storage(url, heartbeat=False)))
+    candidate, k = spec.name, 1
+    while candidate in names:
+        import optuna
+
+        stored = optuna.load_study(study_name=candidate, storage=url).user_attrs.get(
+            study_module.SPEC_ATTR)
+        if stored and not spec_module.objective_diff(stored, spec.stored()):
+            break
+        k += 1
+        candidate = f"{spec.name}-{k}"
+    if candidate != spec.name:
+        console.print(f"The spec differs from the stored study '{spec.name}': running it as "
+                      f"'{candidate}'.")
+    return spec.model_copy(update={"name": candidate})
+
+
+@app.command()
+def resume(
+    name: Annotated[str, typer.Argument(help="Study name", show_default=False)],
+    storage: StorageOption = None,
+    n_trials: Annotated[Optional[int], typer.Option(
+        "--n-trials", help="Raise the budget of finished trials")] = None,
+    timeout: Annotated[Optional[str], typer.Option(
+        "--timeout", help="Wall time for this run, e.g. 10m")] = None,
+    data_root: DataRootOption = None,
+    keep_checkpoints: KeepOption = "best",
+) -> None:
+    """Continue a stopped or crashed study to its budget (lost trials are retried)."""
+    def body() -> None:
+        from tunecli import study as study_module
+        from tunecli.storage import resolve_url
+
+        keep = _check_keep(keep_checkpoints)
+        url = resolve_url(storage)
+        study, spec = study_module.load(name, url, overrides={"budget.n_trials": n_trials,
+                                                              "budget.timeout": timeout})
+        if n_trials is not None or timeout is not None:
+            study.set_user_attr(study_module.SPEC_ATTR, spec.stored())
+        study_module.preflight(spec, data_root, f"study '{name}'")
+        _run_and_finish(study, spec, url, data_root, keep)
+    _guard(body)
+
+
+@app.command()
+def report(
+    name: Annotated[str, typer.Argument(help="Study name", show_default=False)],
+    storage: StorageOption = None,
+    format: Annotated[str, typer.Option(
+        "--format", help="table, json or csv")] = "table",
+    top: Annotated[int, typer.Option("--top", help="Trials in the top table", min=1)] = 10,
+    export: Annotated[Optional[Path], typer.Option(
+        "--export", help="Write a study file fixed to the best configuration",
+        show_default=False)] = None,
+) -> None:
+    """Show the best configuration, the top trials and counts; export them."""
+    def body() -> None:
+        from tunecli import report as report_module, study as study_module
+        from tunecli.storage import resolve_url
+
+        if format not in ("table", "json", "csv"):
+            raise SpecError(f"'{format}' is not a report format", source="--format",
+                            fix="Use table, json or csv.")
+        study, spec = study_module.load(name, resolve_url(storage))
+        data = report_module.summary(study, spec)
+        if format == "json":
+            sys.stdout.write(report_module.to_json(data) + "\n")
+        elif format == "csv":
+            sys.stdout.write(report_module.to_csv(data))
+        else:
+            report_module.show(console, data, top=top)
+        if export is not None:
+            if data["best"] is None:
+                raise SpecError("no trial has completed, so there is no best configuration",
+                                source="--export", fix="Run or resume the study first.")
+            export.write_text(report_module.best_study_yaml(spec, data), encoding="utf-8")
+            err_console.print(f"wrote {export}")
+    _guard(body)
+
+
+@app.command()
+def validate(
+    study_file: Annotated[Path, typer.Argument(help="The study YAML file", show_default=False)],
+) -> None:
+    """Check a study file and print its search space; runs nothing."""
+    def body() -> None:
+        from tunecli import space, spec as spec_module
+
+        spec = spec_module.load(study_file)
+        table = Table(title=f"{study_file}: study '{spec.name}' is valid", title_justify="left")
+        table.add_column("parameter")
+        table.add_column("search")
+        for key, param in spec.space.items():
+            table.add_row(key, escape(space.describe(param)))
+        console.print(table)
+        console.print(f"{spec.direction} {spec.metric} on {spec.trainer.dataset.name} with "
+                      f"{spec.trainer.model}, {spec.trainer.epochs} epochs; sampler "
+                      f"{spec.sampler.type}, pruner {spec.pruner.type}; budget "
+                      f"{spec.budget.n_trials} trials")
+    _guard(body)
+
+
+@app.command("list")
+def list_studies(storage: StorageOption = None) -> None:
+    """Studies in a storage, with their trial counts and best values."""
+    def body() -> None:
+        import optuna
+
+        from tunecli import study as study_module
+        from tunecli.storage import mask, open_storage, resolve_url
+
+        url = resolve_url(storage)
+        study_module._quiet_optuna()
+        summaries = optuna.get_all_study_summaries(open_storage(url, heartbeat=False),
+                                                   include_best_trial=True)
+        if not summaries:
+            console.print(f"No studies in {mask(url)}.")
+            return
+        table = Table(title=f"Studies in {escape(mask(url))}", title_justify="left")
+        for column in ("name", "direction", "trials", "best value", "started"):
+            table.add_column(column)
+        for s in summaries:
+            best = s.best_trial.value if s.best_trial is not None else None
+            table.add_row(s.study_name, s.direction.name.lower(), str(s.n_trials),
+                          "-" if best is None else f"{best:.4g}",
+                          s.datetime_start.strftime("%Y-%m-%d %H:%M") if s.datetime_start
+                          else "-")
+        console.print(table)
+    _guard(body)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of study files (for editor validation)."""
+    from tunecli.spec import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+    app()

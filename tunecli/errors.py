@@ -1,0 +1,58 @@
+"""The three kinds of trouble tunecli tells apart, and the exit code each one means.
+
+- ``SpecError``: the user's input is wrong (study file, option, unknown study). Exit 2, nothing runs.
+- ``TrialFailed``: one trial could not finish (NaN loss, out of memory). It is recorded and the
+  study goes on.
+- ``StudyFailed``: the study as a whole cannot go on (every trial fails). Exit 1.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TunecliError", "SpecError", "TrialFailed", "StudyFailed", "EXIT_OK", "EXIT_FAILED",
+           "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class TunecliError(Exception):
+    """Base of the errors the CLI turns into one line and an exit code."""
+
+    exit_code = EXIT_FAILED
+
+
+class SpecError(TunecliError):
+    """Bad input: says where (file and dotted key path), what was wrong, and how to fix it."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, source: str | None = None, path: str | None = None,
+                 fix: str | None = None) -> None:
+        self.message = message
+        self.source = source
+        self.path = path
+        self.fix = fix
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        where = ": ".join(part for part in (self.source, self.path) if part)
+        text = f"{where}: {self.message}" if where else self.message
+        if self.fix:
+            text = f"{text.rstrip('.')}. {self.fix}"
+        return " ".join(text.split())  # always one line
+
+
+class StudyFailed(TunecliError):
+    """The study cannot reach its budget (e.g. every trial failed)."""
+
+    exit_code = EXIT_FAILED
+
+
+class TrialFailed(Exception):
+    """One trial failed for a reason worth recording; the study moves on to the next trial."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

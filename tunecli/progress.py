@@ -1,0 +1,71 @@
+"""Live progress of a search: finished/pruned/failed, best so far, elapsed and time left.
+
+On a terminal it is a rich progress bar; elsewhere (CI logs, pipes) one line per trial.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+__all__ = ["SearchProgress", "format_params"]
+
+
+def format_params(params: dict[str, Any], limit: int = 6) -> str:
+    parts = []
+    for key, value in list(params.items())[:limit]:
+        parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+    if len(params) > limit:
+        parts.append("…")
+    return " ".join(parts)
+
+
+class SearchProgress:
+    """Context manager showing the study's progress; ``trial_done`` after each trial."""
+
+    def __init__(self, console: Console, name: str, metric: str, n_trials: int | None,
+                 timeout: float | None, finished_before: int) -> None:
+        self.console = console
+        self.metric = metric
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[best]}"),
+            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+            TextColumn("{task.fields[deadline]}"),
+            console=console, disable=not console.is_terminal, transient=False,
+        )
+        self.task = self.progress.add_task(name, total=n_trials, completed=finished_before,
+                                           counts="", best="", deadline="")
+
+    def __enter__(self) -> "SearchProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def update(self, counts: dict[str, int], best: tuple[float, dict[str, Any]] | None) -> None:
+        deadline = ""
+        if self.timeout:
+            left = max(0.0, self.timeout - (time.monotonic() - self.started))
+            deadline = f"timeout in {int(left // 60)}:{int(left % 60):02d}"
+        best_text = f"best {self.metric}={best[0]:.4g}" if best else ""
+        self.progress.update(
+            self.task, completed=counts["complete"] + counts["pruned"],
+            counts=(f"[green]✓{counts['complete']}[/] [yellow]✂{counts['pruned']}[/] "
+                    f"[red]✗{counts['fail']}[/]"),
+            best=best_text, deadline=deadline)
+
+    def trial_done(self, number: int, state: str, value: float | None, params: dict[str, Any],
+                   seconds: float, note: str = "") -> None:
+        colour = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "white")
+        value_text = f" {self.metric}={value:.4f}" if value is not None else ""
+        self.console.print(f"trial {number:>4} [{colour}]{state:<8}[/]{value_text} "
+                           f"{format_params(params)} ({seconds:.1f}s){' ' + note if note else ''}",
+                           highlight=False, soft_wrap=True)

@@ -1,0 +1,109 @@
+"""The search space: from ``space:`` entries to Optuna's ``trial.suggest_*`` calls.
+
+Parameters are sampled in the order written, so a conditional parameter (``when:``) sees the
+values of the parameters it depends on. An inactive parameter is not sampled at all, which keeps
+it out of the trial's params and out of the samplers' models.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import optuna
+
+from tunecli.spec import ParamSpec
+
+__all__ = ["suggest", "is_active", "describe", "grid_values", "trial_config"]
+
+
+def is_active(param: ParamSpec, values: Mapping[str, Any]) -> bool:
+    """True when every ``when:`` condition holds for the values sampled so far."""
+    for parent, wanted in (param.when or {}).items():
+        if parent not in values:
+            return False
+        options = wanted if isinstance(wanted, list) else [wanted]
+        if values[parent] not in options:
+            return False
+    return True
+
+
+def suggest(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """Sample every active parameter of ``space`` on ``trial``; fixed values pass through."""
+    values: dict[str, Any] = {}
+    for name, param in space.items():
+        if not is_active(param, values):
+            continue
+        values[name] = _suggest_one(trial, name, param)
+    return values
+
+
+def _suggest_one(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
+    if param.kind == "float":
+        low, high = param.float_  # type: ignore[misc]
+        return trial.suggest_float(name, low, high, log=param.log, step=param.step)
+    if param.kind == "int":
+        low, high = param.int_  # type: ignore[misc]
+        return trial.suggest_int(name, low, high, log=param.log, step=int(param.step or 1))
+    if param.kind == "choice":
+        return trial.suggest_categorical(name, param.choice)  # type: ignore[arg-type]
+    return param.value
+
+
+def trial_config(space: Mapping[str, ParamSpec], params: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored trial's full configuration: its sampled params plus the active fixed values."""
+    values: dict[str, Any] = {}
+    for name, param in space.items():
+        if not is_active(param, values):
+            continue
+        values[name] = param.value if param.kind == "value" else params.get(name)
+    return values
+
+
+def grid_values(param: ParamSpec, points: int) -> list[Any]:
+    """The values a grid search tries for one parameter."""
+    if param.kind == "choice":
+        return list(param.choice or [])
+    if param.kind == "int":
+        low, high = param.int_  # type: ignore[misc]
+        step = int(param.step or 1)
+        values = list(range(low, high + 1, step))
+        if param.log or len(values) > points * 4:
+            # A wide integer range becomes `points` spread values, like a float axis.
+            raw = _spread(low, high, points, param.log)
+            values = sorted({int(round(v)) for v in raw})
+        return values
+    if param.kind == "float":
+        low, high = param.float_  # type: ignore[misc]
+        if param.step:
+            count = int(math.floor((high - low) / param.step + 1e-9)) + 1
+            return [round(low + i * param.step, 12) for i in range(count)]
+        return _spread(low, high, points, param.log)
+    return [param.value]
+
+
+def _spread(low: float, high: float, points: int, log: bool) -> list[float]:
+    if log:
+        a, b = math.log(low), math.log(high)
+        return [float(math.exp(a + (b - a) * i / (points - 1))) for i in range(points)]
+    return [float(low + (high - low) * i / (points - 1)) for i in range(points)]
+
+
+def describe(param: ParamSpec) -> str:
+    """A short human form, e.g. 'float [1e-05, 0.1] log'."""
+    if param.kind in ("float", "int"):
+        low, high = param.float_ or param.int_  # type: ignore[misc]
+        text = f"{param.kind} [{low:g}, {high:g}]"
+        if param.log:
+            text += " log"
+        if param.step:
+            text += f" step {param.step:g}"
+    elif param.kind == "choice":
+        text = "choice " + ", ".join(str(c) for c in param.choice or [])
+    else:
+        text = f"fixed {param.value}"
+    if param.when:
+        conds = " and ".join(f"{k} in {v}" if isinstance(v, list) else f"{k} = {v}"
+                             for k, v in param.when.items())
+        text += f"  (when {conds})"
+    return text

@@ -1,0 +1,109 @@
+"""Where studies live: the embedded default, storage URLs, and credential masking.
+
+The default is a SQLite file in the current folder, ``tunecli.db``: nothing to start, and
+``optuna`` and optuna-dashboard read it as it is. ``--storage`` or ``TUNECLI_STORAGE`` select any
+Optuna RDB URL (``postgresql://...`` for many machines) or a journal file (``journal:PATH`` or a
+path ending in ``.journal``/``.log``).
+
+SQLite is opened in WAL mode with a long busy timeout so several local worker processes can
+share one file without "database is locked" errors: WAL lets readers go on during a write, and
+the timeout makes a writer wait for the lock instead of failing at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage
+
+from tunecli.errors import SpecError
+
+__all__ = ["DEFAULT_URL", "ENV_VAR", "resolve_url", "mask", "open_storage", "study_folder"]
+
+DEFAULT_URL = "sqlite:///tunecli.db"
+ENV_VAR = "TUNECLI_STORAGE"
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 30
+_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@]*):"
+                             r"(?P<password>[^@/]*)@")
+
+
+def resolve_url(option: str | None, from_spec: str | None = None) -> str:
+    """--storage wins over TUNECLI_STORAGE, which wins over the study file, then the default."""
+    url = option or os.environ.get(ENV_VAR) or from_spec or DEFAULT_URL
+    if "://" not in url and not url.startswith("journal:"):
+        if url.endswith((".journal", ".log")):
+            url = f"journal:{url}"
+        else:  # a bare path is a SQLite file
+            url = f"sqlite:///{url}"
+    return url
+
+
+def mask(text: str) -> str:
+    """Hide passwords of any URL inside ``text``: postgresql://me:***@host/db."""
+    return _CREDENTIALS_RE.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+def study_folder(url: str, study_name: str) -> Path:
+    """The study's own local folder (checkpoints), beside a file storage or in the cwd."""
+    base = Path.cwd()
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        base = Path(url.removeprefix("sqlite:///")).expanduser().resolve().parent
+    elif url.startswith("journal:"):
+        base = Path(url.removeprefix("journal:")).expanduser().resolve().parent
+    return base / ".tunecli" / study_name
+
+
+def _sqlite_pragmas(storage: optuna.storages.RDBStorage) -> None:
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # connections made from now on get the pragmas
+
+
+def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
+    """An Optuna storage for ``url``; a SpecError (exit 2) when it cannot be opened."""
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            path = Path(url.removeprefix("journal:")).expanduser()
+            if not path.parent.exists():
+                raise SpecError(f"folder {path.parent} does not exist", source="--storage",
+                                fix="Create it or give another path.")
+            return JournalStorage(JournalFileBackend(str(path)))
+        engine_kwargs: dict = {}
+        if url.startswith("sqlite:"):
+            path = url.removeprefix("sqlite:///")
+            if path and path != ":memory:" and not Path(path).expanduser().parent.exists():
+                raise SpecError(f"folder {Path(path).parent} does not exist",
+                                source="--storage", fix="Create it or give another path.")
+            engine_kwargs = {"connect_args": {"timeout": 120}}
+        elif url.startswith("postgresql"):
+            engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+        kwargs: dict = {}
+        if heartbeat:
+            kwargs = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS}
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        if url.startswith("sqlite:"):
+            _sqlite_pragmas(storage)
+        return storage
+    except SpecError:
+        raise
+    except ImportError as exc:
+        raise SpecError(f"cannot open storage {mask(url)}: missing driver ({exc})",
+                        source="--storage",
+                        fix="Install it, e.g. pip install 'tunecli[postgres]'.") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
+        reason = mask(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
+        raise SpecError(f"cannot open storage {mask(url)} ({reason})", source="--storage",
+                        fix="Check the URL, that the server runs, and the credentials.") from None

@@ -1,0 +1,428 @@
+"""Running a study: create or continue it, run trials to the budget, survive interruptions.
+
+Budget: ``n_trials`` counts *finished* trials (complete + pruned) in the storage, over every run
+and every worker, so a resumed study ends with exactly that many. Before each trial a worker
+checks the count (running trials included, as claims); a worker that loses a race to another
+marks its surplus trial failed with ``surplus`` set, which reports leave out.
+
+Lost trials (Ctrl-C, SIGTERM, a killed process, a lost machine) are failed and queued again
+with the same parameters; the retry continues from the original trial's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.markup import escape
+
+from tunecli import samplers, space, spec as spec_module
+from tunecli import storage as storage_module
+from tunecli.errors import SpecError, StudyFailed, TrialFailed
+from tunecli.progress import SearchProgress
+from tunecli.spec import StudySpec
+
+__all__ = ["SPEC_ATTR", "open_for_search", "load", "run", "count_trials", "RunOutcome",
+           "Interrupted", "study_names", "reap_lost_trials"]
+
+SPEC_ATTR = "tunecli:spec"
+MAX_RETRIES = 3
+_HOST = socket.gethostname()
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: stop after marking the running trial; resume continues it."""
+
+
+class _Surplus(Exception):
+    """This worker lost the race for the last trial slot to another worker."""
+
+
+@dataclass
+class RunOutcome:
+    study: optuna.Study
+    counts: dict[str, int]
+    stopped_by: str                # budget | timeout | grid | interrupted | failures | elsewhere
+    failures_this_run: int = 0
+    last_failure: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def count_trials(trials: list[FrozenTrial]) -> dict[str, int]:
+    counts = {"complete": 0, "pruned": 0, "fail": 0, "running": 0, "waiting": 0}
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get("surplus"):
+            continue
+        counts[t.state.name.lower()] += 1
+    return counts
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening studies
+
+
+def open_for_search(spec: StudySpec, url: str, source: str) -> optuna.Study:
+    """Create the study, or continue it when its stored spec measures the same thing."""
+    _quiet_optuna()
+    storage = storage_module.open_storage(url)
+    sampler, pruner = samplers.make_sampler(spec), samplers.make_pruner(spec)
+    if spec.name in study_names(storage):
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler,
+                                  pruner=pruner)
+        stored = study.user_attrs.get(SPEC_ATTR)
+        if stored is None:
+            raise SpecError(f"study '{spec.name}' exists in {storage_module.mask(url)} but was "
+                            "not made by tunecli", source=source, path="name",
+                            fix="Choose another name with --name.")
+        diff = spec_module.objective_diff(stored, spec.stored())
+        if diff:
+            raise SpecError(f"study '{spec.name}' already exists with a different spec, and "
+                            f"mixing its trials would compare unlike things: {'; '.join(diff)}",
+                            source=source, path="name",
+                            fix="Run it under a new name with --name NEW (or --fork), or undo "
+                                "the change to continue the stored study.")
+        study.set_user_attr(SPEC_ATTR, spec.stored())  # budget/sampler changes are allowed
+        return study
+    study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler,
+                                pruner=pruner, direction=spec.direction)
+    study.set_user_attr(SPEC_ATTR, spec.stored())
+    study.set_user_attr("tunecli:metric", spec.metric)
+    return study
+
+
+def load(name: str, url: str, *, overrides: dict[str, Any] | None = None
+         ) -> tuple[optuna.Study, StudySpec]:
+    """An existing tunecli study and its stored spec (for resume and report)."""
+    _quiet_optuna()
+    storage = storage_module.open_storage(url)
+    names = study_names(storage)
+    if name not in names:
+        hint = spec_module._did_you_mean(name, names)
+        listed = f"Studies there: {', '.join(names[:8])}." if names else "It holds no study yet."
+        raise SpecError(f"no study named '{name}' in {storage_module.mask(url)}", source=name,
+                        fix=hint or listed)
+    probe = optuna.load_study(study_name=name, storage=storage)
+    stored = probe.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        raise SpecError(f"study '{name}' was not made by tunecli (it has no stored spec)",
+                        source=name, fix="Use the optuna CLI or dashboard for it.")
+    spec = spec_module.validate(dict(stored), f"study '{name}'", overrides,
+                                base_dir=stored.get("base_dir"))
+    study = optuna.load_study(study_name=name, storage=storage,
+                              sampler=samplers.make_sampler(spec),
+                              pruner=samplers.make_pruner(spec))
+    return study, spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Lost trials
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_lost_trials(study: optuna.Study) -> int:
+    """Fail RUNNING trials whose worker process on this host is gone; queue their retries.
+
+    Optuna only fails stale trials by heartbeat (RDB storages, after a grace period) and only
+    when a worker starts its next trial; a process on this machine can tell at once.
+    """
+    storage = study._storage
+    reaped = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if host == _HOST and pid.isdigit() and not _pid_alive(int(pid)) \
+                and int(pid) != os.getpid():
+            try:
+                storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                            "lost: its worker process ended")
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                reaped += 1
+            except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+                pass
+    optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
+    _queue_retries(study)
+    return reaped
+
+
+def _queue_retries(study: optuna.Study) -> None:
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials if "retry_of" in t.user_attrs}
+    attempts: dict[int, int] = {}
+    for t in trials:
+        if "retry_of" in t.user_attrs:
+            attempts[t.user_attrs["retry_of"]] = attempts.get(t.user_attrs["retry_of"], 0) + 1
+    for t in trials:
+        if t.state != TrialState.FAIL or t.user_attrs.get("surplus"):
+            continue
+        reason = str(t.user_attrs.get("fail_reason", "lost"))
+        if not reason.startswith(("lost", "interrupted")):
+            continue
+        root = t.user_attrs.get("retry_of", t.number)
+        if t.number in retried or attempts.get(root, 0) >= MAX_RETRIES:
+            continue
+        study.enqueue_trial(t.params, user_attrs={"retry_of": root}, skip_if_exists=False)
+        retried.add(t.number)
+        attempts[root] = attempts.get(root, 0) + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The objective
+
+
+class _TrialReporter:
+    """The trainer's reporter: each epoch's metric goes to Optuna, which may prune."""
+
+    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.history: list[dict[str, float]] = []
+
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.history.append({"epoch": epoch, **metrics})
+        self.trial.report(metrics[self.metric], epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+
+class _Objective:
+    def __init__(self, spec: StudySpec, data_root: str | None, checkpoints: Path | None) -> None:
+        self.spec = spec
+        self.data_root = data_root
+        self.checkpoints = checkpoints
+
+    def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
+        if self.checkpoints is None:
+            return None
+        root = trial.user_attrs.get("retry_of", trial.number)
+        return self.checkpoints / f"trial-{root}.pt"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from tunecli import trainer
+
+        trial.set_user_attr("worker", f"{_HOST}:{os.getpid()}")
+        n_trials = self.spec.budget.n_trials
+        if n_trials is not None and _claims_before(trial) >= n_trials:
+            trial.set_user_attr("surplus", True)
+            raise _Surplus()
+        params = space.suggest(trial, self.spec.space)
+        reporter = _TrialReporter(trial, self.spec.metric)
+        try:
+            result = trainer.run(self.spec.trainer, params, reporter, metric=self.spec.metric,
+                                 direction=self.spec.direction, base_dir=self.spec.base_dir,
+                                 data_root=self.data_root, checkpoint=self.checkpoint_for(trial))
+        except TrialFailed as exc:
+            trial.set_user_attr("fail_reason", exc.reason)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except (optuna.TrialPruned, SpecError):
+            raise
+        except Exception as exc:  # a bug in user code fails this trial, not the study
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            raise TrialFailed(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if reporter.history:
+                trial.set_user_attr("history", reporter.history)
+        trial.set_user_attr("history", result.history)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("params_count", result.params_count)
+        trial.set_user_attr("device", result.device)
+        trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
+        return result.value
+
+
+def _claims_before(trial: optuna.Trial) -> int:
+    """Finished or running trials that started before this one (this worker's race check)."""
+    study = trial.study
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
+               if t.number < trial.number and not t.user_attrs.get("surplus"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The run loop
+
+
+class _SignalsAsInterrupt:
+    """SIGTERM (what schedulers send before killing) behaves like Ctrl-C."""
+
+    def __enter__(self) -> "_SignalsAsInterrupt":
+        self.previous = signal.getsignal(signal.SIGTERM)
+
+        def handler(signum: int, frame: Any) -> None:
+            raise Interrupted(f"signal {signum}")
+
+        try:
+            signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread (e.g. some test runners)
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _preflight(spec: StudySpec, data_root: str | None) -> None:
+    """Load the data and build the model once, so bad input fails before any trial is stored."""
+    from tunecli.trainer import data as data_sets, loop, models
+
+    device = loop.resolve_device(spec.trainer.device)
+    root = data_sets.resolve_data_root(spec.trainer.data_root, spec.base_dir, data_root)
+    bundle = data_sets.load(spec.trainer.dataset, root, spec.trainer.download, device,
+                            spec.base_dir)
+    allowed = (data_sets.CLASSIFICATION_METRICS if bundle.task == "classification"
+               else data_sets.REGRESSION_METRICS)
+    if spec.metric not in allowed:
+        raise SpecError(f"metric '{spec.metric}' is not reported for a {bundle.task} data set",
+                        path="metric", fix=f"Use one of: {', '.join(allowed)}.")
+    if spec.trainer.model not in models.MODELS:
+        models.resolve_user_model(spec.trainer.model, spec.base_dir)
+
+
+def preflight(spec: StudySpec, data_root: str | None, source: str) -> None:
+    try:
+        _preflight(spec, data_root)
+    except SpecError as exc:
+        if exc.source is None:
+            exc.source = source
+        raise SpecError(exc.message, source=exc.source, path=exc.path, fix=exc.fix) from None
+
+
+def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
+        data_root: str | None = None, keep_checkpoints: str = "best",
+        checkpoints: bool = True) -> RunOutcome:
+    """Run trials until the budget is met, the timeout passes, or the user interrupts."""
+    _quiet_optuna()
+    reap_lost_trials(study)
+    folder = storage_module.study_folder(url, spec.name) / "checkpoints" if checkpoints else None
+    objective = _Objective(spec, data_root, folder)
+    budget = spec.budget
+    started = time.monotonic()
+    trials = study.get_trials(deepcopy=False)
+    counts = count_trials(trials)
+    failures, last_failure, stopped_by = 0, "", "budget"
+
+    def on_trial_done(st: optuna.Study, frozen: FrozenTrial) -> None:
+        nonlocal failures, last_failure
+        if frozen.user_attrs.get("surplus"):
+            return
+        state = frozen.state.name.lower()
+        seconds = frozen.duration.total_seconds() if frozen.duration else 0.0
+        note = ""
+        if frozen.state == TrialState.FAIL:
+            failures += 1
+            last_failure = str(frozen.user_attrs.get("fail_reason", "unknown error"))
+            note = f"[red]{escape(last_failure)}[/]"
+        elif frozen.state == TrialState.PRUNED:
+            note = f"after epoch {frozen.last_step}"
+        value = frozen.value if frozen.state == TrialState.COMPLETE else None
+        progress.trial_done(frozen.number, state, value, frozen.params, seconds, note)
+        _tidy_checkpoints(st, objective, frozen, keep_checkpoints)
+
+    with SearchProgress(console, spec.name, spec.metric, budget.n_trials, budget.timeout,
+                        counts["complete"] + counts["pruned"]) as progress, \
+            _SignalsAsInterrupt():
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            counts = count_trials(trials)
+            best = best_trial(study)
+            progress.update(counts, (best.value, best.params) if best else None)
+            finished = counts["complete"] + counts["pruned"]
+            if budget.n_trials is not None and finished >= budget.n_trials:
+                stopped_by = "budget"
+                break
+            if budget.n_trials is not None and finished + counts["running"] >= budget.n_trials:
+                stopped_by = "elsewhere"  # the last trials run in other workers
+                break
+            if budget.timeout is not None and time.monotonic() - started >= budget.timeout:
+                stopped_by = "timeout"
+                break
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and \
+                    study.sampler.is_exhausted(study):
+                stopped_by = "grid"
+                break
+            if failures > budget.max_failures:
+                stopped_by = "failures"
+                break
+            try:
+                study.optimize(objective, n_trials=1, catch=(TrialFailed, _Surplus),
+                               callbacks=[on_trial_done], gc_after_trial=False)
+            except KeyboardInterrupt:
+                stopped_by = "interrupted"
+                _queue_retries(study)
+                break
+        counts = count_trials(study.get_trials(deepcopy=False))
+    outcome = RunOutcome(study, counts, stopped_by, failures, last_failure)
+    if stopped_by != "interrupted" and counts["complete"] == 0 and failures:
+        raise StudyFailed(f"no trial completed; {failures} failed, the last because: "
+                          f"{last_failure}")
+    if stopped_by == "failures":
+        raise StudyFailed(f"stopped after {failures} failed trials (budget.max_failures is "
+                          f"{budget.max_failures}); the last failed because: {last_failure}")
+    return outcome
+
+
+def _tidy_checkpoints(study: optuna.Study, objective: _Objective, frozen: FrozenTrial,
+                      keep: str) -> None:
+    """Finished trials need no checkpoint; keep them all, the best's only, or none."""
+    if objective.checkpoints is None or keep == "all":
+        return
+    path = objective.checkpoint_for(frozen)
+    reason = str(frozen.user_attrs.get("fail_reason", ""))
+    if path is None or (frozen.state == TrialState.FAIL and reason.startswith(("lost",
+                                                                              "interrupted"))):
+        return  # a lost trial's checkpoint is what its retry continues from
+    best = best_trial(study)
+    best_path = objective.checkpoint_for(best) if best is not None else None
+    if keep == "best" and frozen.state == TrialState.COMPLETE and path == best_path:
+        for old in objective.checkpoints.glob("trial-*.pt"):
+            if old != path and not _is_pending(study, old):
+                old.unlink(missing_ok=True)
+        return
+    path.unlink(missing_ok=True)
+
+
+def _is_pending(study: optuna.Study, checkpoint: Path) -> bool:
+    number = int(checkpoint.stem.split("-")[1])
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if t.user_attrs.get("retry_of", t.number) == number:
+            return True
+    return False

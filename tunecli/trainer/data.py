@@ -1,0 +1,277 @@
+"""Data sets: name -> loader, then one deterministic split, normalisation and device placement.
+
+Every loader returns plain arrays. ``load`` splits them (seeded), fits the normalisation on the
+training part only, and keeps the tensors on the training device for the life of the process,
+so trials after the first pay nothing for data (the main cost of DataLoader-based scripts).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tunecli.errors import SpecError
+from tunecli.spec import DatasetSpec
+
+__all__ = ["DATASETS", "DataBundle", "RawData", "load", "augment_batch", "resolve_data_root",
+           "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
+
+CLASSIFICATION_METRICS = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_loss",
+                          "train_loss")
+REGRESSION_METRICS = ("val_mse", "val_rmse", "val_mae", "val_r2", "val_loss", "train_loss")
+
+
+@dataclass
+class RawData:
+    """What a loader gives: features (N, ...) and targets; ``test`` when the source fixes one."""
+
+    x: np.ndarray
+    y: np.ndarray
+    task: str                    # classification | regression
+    is_image: bool
+    test: tuple[np.ndarray, np.ndarray] | None = None
+
+
+@dataclass
+class DataBundle:
+    """Split, normalised tensors on one device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: str
+    n_outputs: int
+    input_shape: tuple[int, ...]
+    is_image: bool
+
+
+def resolve_data_root(configured: str | None, base_dir: str | None,
+                      override: str | None = None) -> Path | None:
+    """--data-root wins over TUNECLI_DATA, which wins over trainer.data_root (file-relative)."""
+    if override:
+        return Path(override).expanduser().resolve()
+    env = os.environ.get("TUNECLI_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    if configured:
+        root = Path(configured).expanduser()
+        if not root.is_absolute() and base_dir:
+            root = Path(base_dir) / root
+        return root.resolve()
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders
+
+
+def _digits(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    return RawData(x, bunch.target.astype(np.int64), "classification", True)
+
+
+def _torchvision(class_name: str, folder: str) -> Callable[[DatasetSpec, Path | None, bool],
+                                                             RawData]:
+    def loader(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
+        import torchvision
+
+        if root is None:
+            raise SpecError(f"the {spec.name} data set needs a data root", path="trainer.data_root",
+                            fix=f"Set trainer.data_root, --data-root DIR or TUNECLI_DATA to a "
+                                f"folder holding {folder}/ (add download: true to fetch it).")
+        cls = getattr(torchvision.datasets, class_name)
+        try:
+            train = cls(str(root), train=True, download=download)
+            test = cls(str(root), train=False, download=download)
+        except RuntimeError as exc:
+            raise SpecError(f"{spec.name} files not found under {root} ({exc})",
+                            path="trainer.data_root",
+                            fix=f"Put the original files in {root / folder / 'raw'} "
+                                f"(or {root / folder} for CIFAR), or set "
+                                "trainer.download: true.") from None
+        return RawData(*_images(train), "classification", True, test=_images(test))
+    return loader
+
+
+def _images(ds: object) -> tuple[np.ndarray, np.ndarray]:
+    data = ds.data  # type: ignore[attr-defined]
+    x = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+    x = x[:, None, :, :] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # -> N, C, H, W
+    targets = ds.targets  # type: ignore[attr-defined]
+    y = targets.numpy() if isinstance(targets, torch.Tensor) else np.asarray(targets)
+    return x.astype(np.float32) / 255.0, y.astype(np.int64)
+
+
+def _csv(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
+    path = Path(spec.path or "")
+    if not path.exists():
+        raise SpecError(f"csv file {path} not found", path="trainer.dataset.path",
+                        fix="Give a path relative to the study file.")
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 3:
+        raise SpecError(f"{path} has fewer than two data rows", path="trainer.dataset.path",
+                        fix="Give a CSV with a header row and data rows.")
+    header, body = rows[0], [r for r in rows[1:] if r]
+    target = spec.target or header[-1]
+    if target not in header:
+        raise SpecError(f"column '{target}' is not in {path} (columns: {', '.join(header)})",
+                        path="trainer.dataset.target", fix="Name one of the columns.")
+    t_index = header.index(target)
+    try:
+        x = np.array([[float(v) for i, v in enumerate(r) if i != t_index] for r in body],
+                     dtype=np.float32)
+    except ValueError as exc:
+        raise SpecError(f"{path} has a non-numeric feature ({exc})", path="trainer.dataset.path",
+                        fix="Encode text columns as numbers first.") from None
+    raw_y = [r[t_index] for r in body]
+    task = spec.task
+    numeric = _all_numeric(raw_y)
+    if task == "auto":
+        task = "classification" if not numeric or _few_integers(raw_y) else "regression"
+    if task == "classification":
+        labels = sorted(set(raw_y), key=lambda v: (float(v) if numeric else v))
+        y = np.array([labels.index(v) for v in raw_y], dtype=np.int64)
+    else:
+        if not numeric:
+            raise SpecError(f"target '{target}' is not numeric", path="trainer.dataset.task",
+                            fix="Use task: classification for a text target.")
+        y = np.array([float(v) for v in raw_y], dtype=np.float32)
+    return RawData(x, y, task, False)
+
+
+def _all_numeric(values: list[str]) -> bool:
+    try:
+        [float(v) for v in values]
+    except ValueError:
+        return False
+    return True
+
+
+def _few_integers(values: list[str]) -> bool:
+    return all(float(v).is_integer() for v in values) and len(set(values)) <= 20
+
+
+def _synthetic_classification(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=spec.n_samples, n_features=spec.n_features,
+                               n_informative=max(2, min(spec.n_features, 10)),
+                               n_redundant=0, n_classes=spec.n_classes,
+                               n_clusters_per_class=1, random_state=spec.split_seed)
+    return RawData(x.astype(np.float32), y.astype(np.int64), "classification", False)
+
+
+def _synthetic_regression(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=spec.n_samples, n_features=spec.n_features,
+                           n_informative=max(1, min(spec.n_features, 10)), noise=spec.noise,
+                           random_state=spec.split_seed)
+    return RawData(x.astype(np.float32), (y / (np.std(y) + 1e-8)).astype(np.float32),
+                   "regression", False)
+
+
+DATASETS: dict[str, Callable[[DatasetSpec, Path | None, bool], RawData]] = {
+    "digits": _digits,
+    "mnist": _torchvision("MNIST", "MNIST"),
+    "fashion-mnist": _torchvision("FashionMNIST", "FashionMNIST"),
+    "cifar10": _torchvision("CIFAR10", "cifar-10-batches-py"),
+    "csv": _csv,
+    "synthetic-classification": _synthetic_classification,
+    "synthetic-regression": _synthetic_regression,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Split, normalise, place on the device; cached per process
+
+_CACHE: dict[tuple[str, str, str], DataBundle] = {}
+
+
+def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.device,
+         base_dir: str | None = None) -> DataBundle:
+    """The data set as tensors on ``device``; built once per process and configuration."""
+    if spec.path and base_dir and not Path(spec.path).is_absolute():
+        spec = spec.model_copy(update={"path": str(Path(base_dir) / spec.path)})
+    key = (json.dumps(spec.model_dump(mode="json"), sort_keys=True), str(root), str(device))
+    if key not in _CACHE:
+        raw = DATASETS[spec.name](spec, root, download)
+        _CACHE[key] = _prepare(raw, spec, device)
+    return _CACHE[key]
+
+
+def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundle:
+    rng = np.random.default_rng(spec.split_seed)
+    if raw.test is not None:
+        order = rng.permutation(len(raw.x))
+        n_val = max(1, int(round(len(order) * spec.val_fraction)))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        x_test, y_test = raw.test
+        x_all, y_all = raw.x, raw.y
+        parts = (x_all[train_idx], y_all[train_idx], x_all[val_idx], y_all[val_idx],
+                 x_test, y_test)
+    else:
+        order = rng.permutation(len(raw.x))
+        n_test = int(round(len(order) * spec.test_fraction))
+        n_val = max(1, int(round(len(order) * spec.val_fraction)))
+        if len(order) - n_test - n_val < 2:
+            raise SpecError(f"only {len(order)} rows: nothing left to train on",
+                            path="trainer.dataset.val_fraction",
+                            fix="Lower val_fraction/test_fraction or use more data.")
+        test_idx, val_idx = order[:n_test], order[n_test:n_test + n_val]
+        train_idx = order[n_test + n_val:]
+        parts = (raw.x[train_idx], raw.y[train_idx], raw.x[val_idx], raw.y[val_idx],
+                 raw.x[test_idx], raw.y[test_idx])
+    x_train, y_train, x_val, y_val, x_test, y_test = parts
+    if spec.max_train_samples is not None:
+        x_train, y_train = x_train[:spec.max_train_samples], y_train[:spec.max_train_samples]
+
+    # Normalisation fitted on the training part only (per channel for images).
+    axes = (0, 2, 3) if raw.is_image else (0,)
+    mean = x_train.mean(axis=axes, keepdims=True)
+    std = x_train.std(axis=axes, keepdims=True) + 1e-6
+
+    def tensor_x(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(((a - mean) / std).astype(np.float32)).to(device)
+
+    def tensor_y(a: np.ndarray) -> torch.Tensor:
+        dtype = torch.int64 if raw.task == "classification" else torch.float32
+        return torch.as_tensor(a).to(device=device, dtype=dtype)
+
+    n_outputs = int(max(raw.y.max(), y_test.max(initial=0))) + 1 \
+        if raw.task == "classification" else 1
+    return DataBundle(tensor_x(x_train), tensor_y(y_train), tensor_x(x_val), tensor_y(y_val),
+                      tensor_x(x_test), tensor_y(y_test), raw.task, n_outputs,
+                      tuple(x_train.shape[1:]), raw.is_image)
+
+
+def augment_batch(x: torch.Tensor, crop: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (after zero padding) and horizontal flip, per example, on x's device."""
+    batch, channels, height, width = x.shape
+    if crop:
+        padded = torch.nn.functional.pad(x, (crop, crop, crop, crop))
+        dy = torch.randint(0, 2 * crop + 1, (batch,), device=x.device, generator=generator)
+        dx = torch.randint(0, 2 * crop + 1, (batch,), device=x.device, generator=generator)
+        rows = (dy[:, None] + torch.arange(height, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(width, device=x.device))[:, None, None, :]
+        b = torch.arange(batch, device=x.device)[:, None, None, None]
+        c = torch.arange(channels, device=x.device)[None, :, None, None]
+        x = padded[b, c, rows, cols]
+    if flip:
+        mask = torch.rand(batch, device=x.device, generator=generator) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x

@@ -1,0 +1,172 @@
+"""Models: name -> builder with its hyperparameters, plus users' own builders.
+
+A builder is called as ``build(params, input_shape, n_outputs) -> nn.Module`` where ``params``
+is the trial's whole configuration. A user model is named ``package.module:function`` or
+``path/to/file.py:function`` (relative to the study file) and gets the same call.
+
+Example of a user model (see examples/custom_model.py)::
+
+    def build(params, input_shape, n_outputs):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, n_outputs))
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from tunecli.errors import SpecError
+from tunecli.trainer.hyperparams import LOOP_DEFAULTS
+
+__all__ = ["MODELS", "ModelEntry", "build", "known_hyperparameters", "is_layer_width",
+           "resolve_user_model", "count_parameters", "defaults_for"]
+
+Builder = Callable[[dict[str, Any], tuple[int, ...], int], nn.Module]
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+_WIDTH_RE = re.compile(r"^width_(\d+)$")
+
+
+def is_layer_width(name: str) -> bool:
+    """``width_0``, ``width_1``, ... set one MLP layer's width each."""
+    return bool(_WIDTH_RE.match(name))
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in _ACTIVATIONS:
+        raise SpecError(f"unknown activation {name!r}", path="space.activation",
+                        fix=f"Use one of: {', '.join(_ACTIVATIONS)}.")
+    return _ACTIVATIONS[name]()
+
+
+def build_mlp(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """Fully connected: depth hidden layers of ``width`` (or ``width_i``) units."""
+    depth = int(params["depth"])
+    width = params["width"]
+    widths = list(width) if isinstance(width, (list, tuple)) else [int(width)] * depth
+    widths = (widths + [widths[-1]] * depth)[:depth] if widths else []
+    for i in range(depth):
+        widths[i] = int(params.get(f"width_{i}", widths[i]))
+    layers: list[nn.Module] = [nn.Flatten()]
+    size = math.prod(input_shape)
+    for w in widths:
+        layers.append(nn.Linear(size, w))
+        if params["batch_norm"]:
+            layers.append(nn.BatchNorm1d(w))
+        layers.append(_activation(params["activation"]))
+        if params["dropout"]:
+            layers.append(nn.Dropout(float(params["dropout"])))
+        size = w
+    layers.append(nn.Linear(size, n_outputs))
+    return nn.Sequential(*layers)
+
+
+def build_cnn(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """Conv blocks (conv, [bn], act, pool) doubling channels, then a small classifier."""
+    if len(input_shape) != 3:
+        raise SpecError(f"the cnn model needs image data (got input shape {input_shape})",
+                        path="trainer.model", fix="Use model: mlp for tabular data.")
+    in_ch, height, width = input_shape
+    channels, kernel = int(params["channels"]), int(params["kernel_size"])
+    layers: list[nn.Module] = []
+    for _ in range(int(params["conv_blocks"])):
+        layers.append(nn.Conv2d(in_ch, channels, kernel, padding=kernel // 2,
+                                bias=not params["batch_norm"]))
+        if params["batch_norm"]:
+            layers.append(nn.BatchNorm2d(channels))
+        layers.append(_activation(params["activation"]))
+        if min(height, width) >= 2:  # small inputs (8x8 digits) stop pooling at 1x1
+            layers.append(nn.MaxPool2d(2))
+            height, width = height // 2, width // 2
+        in_ch, channels = channels, channels * 2
+    layers += [nn.Flatten(), nn.Linear(in_ch * height * width, int(params["classifier_width"])),
+               _activation(params["activation"])]
+    if params["dropout"]:
+        layers.append(nn.Dropout(float(params["dropout"])))
+    layers.append(nn.Linear(int(params["classifier_width"]), n_outputs))
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class ModelEntry:
+    build: Builder
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+MODELS: dict[str, ModelEntry] = {
+    "mlp": ModelEntry(build_mlp, {"depth": 2, "width": 128, "activation": "relu",
+                                  "dropout": 0.0, "batch_norm": False}),
+    "cnn": ModelEntry(build_cnn, {"conv_blocks": 2, "channels": 32, "kernel_size": 3,
+                                  "batch_norm": True, "dropout": 0.0, "classifier_width": 128,
+                                  "activation": "relu"}),
+}
+
+
+def known_hyperparameters(model: str) -> set[str]:
+    return set(LOOP_DEFAULTS) | set(MODELS[model].defaults)
+
+
+def resolve_user_model(reference: str, base_dir: str | None) -> Builder:
+    """'pkg.mod:fn' or 'file.py:fn' -> the function; a SpecError says what is wrong."""
+    target, _, func_name = reference.rpartition(":")
+    if not target or not func_name:
+        raise SpecError(f"{reference!r} is not 'module:function'", path="trainer.model",
+                        fix="Write e.g. my_models:build or models.py:build.")
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_absolute() and base_dir:
+                path = Path(base_dir) / path
+            if not path.exists():
+                raise SpecError(f"model file {path} not found", path="trainer.model",
+                                fix="Give the path relative to the study file.")
+            module_name = f"tunecli_user_{path.stem}"
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            if base_dir and base_dir not in sys.path:
+                sys.path.insert(0, base_dir)
+            module = importlib.import_module(target)
+    except SpecError:
+        raise
+    except Exception as exc:  # user code: any import error is bad input
+        raise SpecError(f"cannot import {target} ({type(exc).__name__}: {exc})",
+                        path="trainer.model", fix="Check the module path and its imports.") \
+            from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise SpecError(f"{target} has no function {func_name!r}", path="trainer.model",
+                        fix="Name a function defined in that module.")
+    return func
+
+
+def build(model: str, params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,
+          base_dir: str | None = None) -> nn.Module:
+    builder = MODELS[model].build if model in MODELS else resolve_user_model(model, base_dir)
+    module = builder(params, input_shape, n_outputs)
+    if not isinstance(module, nn.Module):
+        raise SpecError(f"{model} returned {type(module).__name__}, not a torch.nn.Module",
+                        path="trainer.model", fix="Return the model from the function.")
+    return module
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def defaults_for(model: str) -> dict[str, Any]:
+    return dict(MODELS[model].defaults) if model in MODELS else {}
+
