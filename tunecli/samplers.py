@@ -7,6 +7,7 @@ of epochs). Docs, validation and the parametrised tests all read these two table
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import optuna
@@ -116,6 +117,7 @@ def make_sampler(spec: StudySpec) -> BaseSampler:
 
 
 def make_pruner(spec: StudySpec) -> BasePruner:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     pruner = PRUNERS[spec.pruner.type](spec)
     if spec.pruner.patience is not None and spec.pruner.type != "none":
         pruner = optuna.pruners.PatientPruner(pruner, patience=spec.pruner.patience)

@@ -379,6 +379,11 @@ def _check_semantics(spec: StudySpec, source: str) -> None:
             fail(path, f"unknown {label} '{name}'",
                  _did_you_mean(name, registry) or f"Choose one of: {', '.join(registry)}.")
 
+    metrics = dict.fromkeys(data.CLASSIFICATION_METRICS + data.REGRESSION_METRICS)
+    if spec.metric not in metrics:
+        fail("metric", f"unknown metric '{spec.metric}'",
+             _did_you_mean(spec.metric, metrics) or f"Choose one of: {', '.join(metrics)}.")
+
     model = spec.trainer.model
     builtin = model in models.MODELS
     if not builtin and ":" not in model:
@@ -389,6 +394,16 @@ def _check_semantics(spec: StudySpec, source: str) -> None:
         fail("trainer.dataset.path", "the csv data set needs a file",
              "Add path: my_data.csv (relative to the study file).")
 
+    from tunecli.trainer.hyperparams import OPTIMIZERS, SCHEDULES
+
+    for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+        param = spec.space.get(name)
+        if param is None or param.kind not in ("choice", "value"):
+            continue
+        for value in (param.choice if param.kind == "choice" else [param.value]) or []:
+            if value not in allowed:
+                fail(f"space.{name}", f"unknown {name} {value!r}",
+                     _did_you_mean(str(value), allowed) or f"Choose from: {', '.join(allowed)}.")
     known = models.known_hyperparameters(model) if builtin else None
     seen: list[str] = []
     for name, param in spec.space.items():
@@ -411,17 +426,6 @@ def _check_semantics(spec: StudySpec, source: str) -> None:
                     fail(f"space.{name}.when.{parent}", f"{missing[0]!r} is not one of "
                          f"{parent}'s choices", f"Use one of: {parent_spec.choice}.")
         seen.append(name)
-    for name in ("optimizer", "schedule"):
-        param = spec.space.get(name)
-        if param is None:
-            continue
-        from tunecli.trainer.hyperparams import OPTIMIZERS, SCHEDULES
-        allowed = OPTIMIZERS if name == "optimizer" else SCHEDULES
-        values = param.choice if param.kind == "choice" else [param.value]
-        for value in values or []:
-            if value not in allowed:
-                fail(f"space.{name}", f"unknown {name} {value!r}",
-                     _did_you_mean(str(value), allowed) or f"Choose from: {', '.join(allowed)}.")
     if spec.pruner.max_epochs is not None and spec.pruner.max_epochs > spec.trainer.epochs:
         fail("pruner.max_epochs", "is larger than trainer.epochs", "Lower it or raise the epochs.")
     samplers.check_sampler_fits(spec, fail)

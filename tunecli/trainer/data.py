@@ -8,11 +8,12 @@ so trials after the first pay nothing for data (the main cost of DataLoader-base
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ def _digits(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
     return RawData(x, bunch.target.astype(np.int64), "classification", True)
 
 
-def _torchvision(class_name: str, folder: str) -> Callable[[DatasetSpec, Path | None, bool],
+def _torchvision(class_name: str, folder: str, files_at: str) -> Callable[[DatasetSpec, Path | None, bool],
                                                              RawData]:
     def loader(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
         import torchvision
@@ -94,16 +95,37 @@ def _torchvision(class_name: str, folder: str) -> Callable[[DatasetSpec, Path | 
                                 f"folder holding {folder}/ (add download: true to fetch it).")
         cls = getattr(torchvision.datasets, class_name)
         try:
-            train = cls(str(root), train=True, download=download)
-            test = cls(str(root), train=False, download=download)
+            train, test = _open_torchvision(cls, root, download, folder)
         except RuntimeError as exc:
             raise SpecError(f"{spec.name} files not found under {root} ({exc})",
                             path="trainer.data_root",
-                            fix=f"Put the original files in {root / folder / 'raw'} "
-                                f"(or {root / folder} for CIFAR), or set "
+                            fix=f"Put the original files in {root / files_at}, or set "
                                 "trainer.download: true.") from None
         return RawData(*_images(train), "classification", True, test=_images(test))
     return loader
+
+
+def _open_torchvision(cls: Any, root: Path, download: bool, folder: str) -> tuple[Any, Any]:
+    """Both splits; a read-only root holding only the .gz originals is extracted to a cache."""
+    try:
+        return cls(str(root), train=True, download=download), \
+            cls(str(root), train=False, download=download)
+    except RuntimeError:
+        raw = root / folder / "raw"
+        gz_files = sorted(raw.glob("*-ubyte.gz")) if raw.is_dir() else []
+        if download or not gz_files:
+            raise
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunecli" / "data"
+    target = cache / folder / "raw"
+    target.mkdir(parents=True, exist_ok=True)
+    for gz_file in gz_files:
+        out = target / gz_file.name.removesuffix(".gz")
+        if not out.exists():
+            tmp = out.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(gzip.decompress(gz_file.read_bytes()))
+            os.replace(tmp, out)
+    return cls(str(cache), train=True, download=False), cls(str(cache), train=False,
+                                                             download=False)
 
 
 def _images(ds: object) -> tuple[np.ndarray, np.ndarray]:
@@ -187,9 +209,9 @@ def _synthetic_regression(spec: DatasetSpec, root: Path | None, download: bool) 
 
 DATASETS: dict[str, Callable[[DatasetSpec, Path | None, bool], RawData]] = {
     "digits": _digits,
-    "mnist": _torchvision("MNIST", "MNIST"),
-    "fashion-mnist": _torchvision("FashionMNIST", "FashionMNIST"),
-    "cifar10": _torchvision("CIFAR10", "cifar-10-batches-py"),
+    "mnist": _torchvision("MNIST", "MNIST", "MNIST/raw"),
+    "fashion-mnist": _torchvision("FashionMNIST", "FashionMNIST", "FashionMNIST/raw"),
+    "cifar10": _torchvision("CIFAR10", "cifar-10-batches-py", "cifar-10-batches-py"),
     "csv": _csv,
     "synthetic-classification": _synthetic_classification,
     "synthetic-regression": _synthetic_regression,

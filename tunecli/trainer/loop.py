@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,10 +43,8 @@ class TrainResult:
     samples_per_second: float
     stopped_early: bool = False
     train_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        return asdict(self)
+    # The trained weights (of the last epoch), for `tunecli train`; never stored in Optuna.
+    state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -312,4 +310,5 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     return TrainResult(value=best_value, best_epoch=best_epoch, epochs_run=len(history),
                        history=history, params_count=n_params, device=str(device),
                        samples_per_second=seen / elapsed if elapsed else 0.0,
-                       stopped_early=stopped_early, train_seconds=elapsed)
+                       stopped_early=stopped_early, train_seconds=elapsed,
+                       state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})

@@ -1,0 +1,77 @@
+"""Shared fixtures: every test runs in its own folder, so the default storage is private."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from typer.testing import CliRunner
+
+from tunecli.cli import app
+
+# A cheap objective: a tiny MLP on a small synthetic set, a few epochs (a trial takes ~0.05 s).
+TINY_STUDY = """\
+name: tiny
+metric: val_accuracy
+direction: maximize
+budget: {n_trials: 6}
+sampler: {type: tpe, seed: 1, n_startup_trials: 3}
+pruner: {type: median, n_startup_trials: 2, min_epochs: 1}
+trainer:
+  dataset: {name: synthetic-classification, n_samples: 300, n_features: 8, n_classes: 3}
+  model: mlp
+  epochs: 3
+space:
+  lr: {float: [1.0e-3, 1.0e-1], log: true}
+  width: {int: [8, 32]}
+  optimizer: {choice: [adam, sgd]}
+  momentum: {float: [0.5, 0.9], when: {optimizer: sgd}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _private_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TUNECLI_STORAGE", raising=False)
+    monkeypatch.delenv("TUNECLI_DATA", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def write_study(tmp_path: Path) -> Callable[..., Path]:
+    """Write a study file (default: TINY_STUDY) and return its path."""
+    def write(text: str = TINY_STUDY, name: str = "study.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+    return write
+
+
+class Cli:
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: Any) -> Any:
+        return self.runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+def tunecli_command() -> list[str]:
+    """The installed console script, for tests that need a real process."""
+    return [sys.executable, "-c", "from tunecli.cli import main; main()"]
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["COLUMNS"] = "200"
+    return env
