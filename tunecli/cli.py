@@ -70,7 +70,7 @@ def _guard(action: Callable[[], T]) -> T:
 
         kind = "error" if isinstance(exc, SpecError) else "study failed"
         line = exc.line() if isinstance(exc, SpecError) else str(exc)
-        err_console.print(f"[red]{kind}:[/] {escape(mask(line))}")
+        err_console.print(f"[red]{kind}:[/] {escape(mask(line))}", soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         if _state["debug"]:

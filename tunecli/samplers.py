@@ -19,6 +19,8 @@ from tunecli.spec import StudySpec
 __all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "check_sampler_fits"]
 
 _MAX_GRID_POINTS = 100_000
+# QMC, PatientPruner and friends are "experimental" in Optuna; users chose them knowingly.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def _tpe(spec: StudySpec) -> BaseSampler:
@@ -117,7 +119,6 @@ def make_sampler(spec: StudySpec) -> BaseSampler:
 
 
 def make_pruner(spec: StudySpec) -> BasePruner:
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     pruner = PRUNERS[spec.pruner.type](spec)
     if spec.pruner.patience is not None and spec.pruner.type != "none":
         pruner = optuna.pruners.PatientPruner(pruner, patience=spec.pruner.patience)

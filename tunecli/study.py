@@ -58,7 +58,7 @@ class RunOutcome:
 
 
 def _quiet_optuna() -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own trial lines
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
 
@@ -125,7 +125,7 @@ def load(name: str, url: str, *, overrides: dict[str, Any] | None = None
     if name not in names:
         hint = spec_module._did_you_mean(name, names)
         listed = f"Studies there: {', '.join(names[:8])}." if names else "It holds no study yet."
-        raise SpecError(f"no study named '{name}' in {storage_module.mask(url)}", source=name,
+        raise SpecError(f"no study named '{name}' in {storage_module.mask(url)}",
                         fix=hint or listed)
     probe = optuna.load_study(study_name=name, storage=storage)
     stored = probe.user_attrs.get(SPEC_ATTR)
@@ -219,7 +219,9 @@ class _TrialReporter:
 
 
 class _Objective:
-    def __init__(self, spec: StudySpec, data_root: str | None, checkpoints: Path | None) -> None:
+    def __init__(self, spec: StudySpec, data_root: str | None, checkpoints: Path | None,
+                 signals: "_StopSignals | None" = None) -> None:
+        self.signals = signals
         self.spec = spec
         self.data_root = data_root
         self.checkpoints = checkpoints
@@ -241,9 +243,18 @@ class _Objective:
         params = space.suggest(trial, self.spec.space)
         reporter = _TrialReporter(trial, self.spec.metric)
         try:
-            result = trainer.run(self.spec.trainer, params, reporter, metric=self.spec.metric,
-                                 direction=self.spec.direction, base_dir=self.spec.base_dir,
-                                 data_root=self.data_root, checkpoint=self.checkpoint_for(trial))
+            if self.signals is not None:
+                if self.signals.requested:
+                    raise Interrupted("stop requested")
+                self.signals.training = True
+            try:
+                result = trainer.run(self.spec.trainer, params, reporter,
+                                     metric=self.spec.metric, direction=self.spec.direction,
+                                     base_dir=self.spec.base_dir, data_root=self.data_root,
+                                     checkpoint=self.checkpoint_for(trial))
+            finally:
+                if self.signals is not None:
+                    self.signals.training = False
         except TrialFailed as exc:
             trial.set_user_attr("fail_reason", exc.reason)
             raise
@@ -280,24 +291,37 @@ def _claims_before(trial: optuna.Trial) -> int:
 # The run loop
 
 
-class _SignalsAsInterrupt:
-    """SIGTERM (what schedulers send before killing) behaves like Ctrl-C."""
+class _StopSignals:
+    """Ctrl-C and SIGTERM (what schedulers send before killing) stop the search safely.
 
-    def __enter__(self) -> "_SignalsAsInterrupt":
-        self.previous = signal.getsignal(signal.SIGTERM)
+    Inside a trial's training the signal interrupts at once (the trial is marked interrupted
+    and queued for retry); anywhere else, e.g. while Optuna writes a result, it only asks the
+    loop to stop before the next trial, so no write is cut in half.
+    """
 
+    def __init__(self) -> None:
+        self.requested = False
+        self.training = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignals":
         def handler(signum: int, frame: Any) -> None:
-            raise Interrupted(f"signal {signum}")
+            already = self.requested
+            self.requested = True
+            if self.training or already:
+                self.training = False
+                raise Interrupted(f"signal {signum}")
 
-        try:
-            signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not the main thread (e.g. some test runners)
-            self.previous = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread (e.g. some test runners)
+                pass
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
 
 
 def _preflight(spec: StudySpec, data_root: str | None) -> None:
@@ -333,7 +357,8 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
     _quiet_optuna()
     reap_lost_trials(study)
     folder = storage_module.study_folder(url, spec.name) / "checkpoints" if checkpoints else None
-    objective = _Objective(spec, data_root, folder)
+    signals = _StopSignals()
+    objective = _Objective(spec, data_root, folder, signals)
     budget = spec.budget
     started = time.monotonic()
     trials = study.get_trials(deepcopy=False)
@@ -358,9 +383,11 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
         _tidy_checkpoints(st, objective, frozen, keep_checkpoints)
 
     with SearchProgress(console, spec.name, spec.metric, budget.n_trials, budget.timeout,
-                        counts["complete"] + counts["pruned"]) as progress, \
-            _SignalsAsInterrupt():
+                        counts["complete"] + counts["pruned"]) as progress, signals:
         while True:
+            if signals.requested:
+                stopped_by = "interrupted"
+                break
             trials = study.get_trials(deepcopy=False)
             counts = count_trials(trials)
             best = best_trial(study)
@@ -387,8 +414,9 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
                                callbacks=[on_trial_done], gc_after_trial=False)
             except KeyboardInterrupt:
                 stopped_by = "interrupted"
-                _queue_retries(study)
                 break
+        if stopped_by == "interrupted":
+            _queue_retries(study)
         counts = count_trials(study.get_trials(deepcopy=False))
     outcome = RunOutcome(study, counts, stopped_by, failures, last_failure)
     if stopped_by != "interrupted" and counts["complete"] == 0 and failures:

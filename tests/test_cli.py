@@ -1,0 +1,219 @@
+"""The commands as a user runs them: exit codes, messages, stored trials, files written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from tests.conftest import TINY_STUDY, tunecli_command
+
+
+def stored(url: str = "sqlite:///tunecli.db", name: str = "tiny") -> list:
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+def finished(trials: list) -> int:
+    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+
+
+def test_version_and_help(cli) -> None:
+    assert cli("--version").output.startswith("tunecli ")
+    out = cli("--help").output
+    for command in ("search", "resume", "report", "validate", "list", "schema"):
+        assert command in out
+
+
+def test_search_report_export_and_run_again(cli, write_study, tmp_path: Path) -> None:
+    result = cli("search", write_study())
+    assert result.exit_code == 0, result.output
+    assert "report: tunecli report tiny" in result.output
+    assert "resume: tunecli resume tiny" in result.output
+    assert "Best trial #" in result.output
+    assert finished(stored()) == 6
+
+    report = cli("report", "tiny", "--format", "json")
+    data = json.loads(report.output)
+    assert data["study"] == "tiny" and data["metric"] == "val_accuracy"
+    assert data["direction"] == "maximize"
+    assert data["counts"]["complete"] + data["counts"]["pruned"] == 6
+    assert set(data["best"]) >= {"number", "value", "params"}
+    assert len(data["trials"]) == 6
+    best = max(t["value"] for t in data["trials"] if t["value"] is not None)
+    assert data["best"]["value"] == best
+
+    csv_out = cli("report", "tiny", "--format", "csv").output.splitlines()
+    assert csv_out[0].startswith("number,state,value,epochs,duration_s,lr,width,optimizer")
+    assert len(csv_out) == 7
+
+    table = cli("report", "tiny").output
+    assert "Best trial" in table and "Top" in table
+
+    exported = cli("report", "tiny", "--export", "best.yaml")
+    assert exported.exit_code == 0
+    best_spec = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best_spec["space"] == {k: {"value": v} for k, v in data["best"]["params"].items()}
+    again = cli("search", tmp_path / "best.yaml")
+    assert again.exit_code == 0, again.output
+    rerun = stored(name="tiny-best")
+    assert len(rerun) == 1 and rerun[0].params == {}
+
+    listing = cli("list").output
+    assert "tiny" in listing and "tiny-best" in listing
+
+
+def test_validate_prints_the_space_and_runs_nothing(cli, write_study, tmp_path: Path) -> None:
+    result = cli("validate", write_study())
+    assert result.exit_code == 0
+    assert "float [0.001, 0.1] log" in result.output
+    assert "when optimizer = sgd" in result.output
+    assert not (tmp_path / "tunecli.db").exists()
+
+
+def test_schema_is_json(cli) -> None:
+    schema = json.loads(cli("schema").output)
+    assert schema["title"] == "tunecli study"
+
+
+def test_overrides_and_resume_to_a_bigger_budget(cli, write_study) -> None:
+    path = write_study()
+    assert cli("search", path, "--n-trials", "3", "--seed", "5").exit_code == 0
+    assert finished(stored()) == 3
+    result = cli("resume", "tiny", "--n-trials", "5")
+    assert result.exit_code == 0, result.output
+    assert finished(stored()) == 5
+    # resume at the budget runs nothing more
+    assert cli("resume", "tiny").exit_code == 0
+    assert finished(stored()) == 5
+
+
+def test_changed_spec_is_refused_then_forked(cli, write_study) -> None:
+    assert cli("search", write_study(), "--n-trials", "2").exit_code == 0
+    changed = write_study(TINY_STUDY.replace("[8, 32]", "[8, 64]"))
+    result = cli("search", changed)
+    assert result.exit_code == 2
+    assert "space.width.int: [8, 32] -> [8, 64]" in result.output
+    assert "--name" in result.output
+    assert finished(stored()) == 2  # nothing added, nothing lost
+    forked = cli("search", changed, "--fork", "--n-trials", "2")
+    assert forked.exit_code == 0, forked.output
+    assert finished(stored(name="tiny-2")) == 2
+    # a bigger budget is the same study: continued, not refused
+    assert cli("search", write_study(TINY_STUDY), "--n-trials", "3").exit_code == 0
+    assert finished(stored()) == 3
+
+
+def test_named_storage_and_env(cli, write_study, tmp_path: Path, monkeypatch) -> None:
+    journal = tmp_path / "runs.journal"
+    assert cli("search", write_study(), "--n-trials", "2", "--storage", journal).exit_code == 0
+    assert journal.exists() and not (tmp_path / "tunecli.db").exists()
+    monkeypatch.setenv("TUNECLI_STORAGE", str(journal))
+    data = json.loads(cli("report", "tiny", "--format", "json").output)
+    assert data["counts"]["complete"] + data["counts"]["pruned"] == 2
+
+
+def test_every_trial_failing_exits_1(cli, write_study) -> None:
+    text = TINY_STUDY.replace("{float: [1.0e-3, 1.0e-1], log: true}",
+                              "{float: [1.0e+12, 1.0e+13], log: true}")
+    text = text.replace("budget: {n_trials: 6}", "budget: {n_trials: 6, max_failures: 2}")
+    text = text.replace("[adam, sgd]", "[sgd]")
+    result = cli("search", write_study(text))
+    assert result.exit_code == 1
+    assert "training loss became" in result.output
+    assert len(stored()) == 3  # max_failures 2: the third failure stops the study
+
+
+@pytest.mark.parametrize("args,words", [
+    (["report", "nosuch"], "no study named 'nosuch'"),
+    (["resume", "nosuch"], "no study named 'nosuch'"),
+    (["report", "tiny", "--format", "xml"], "--format"),
+    (["search", "missing.yaml"], "file not found"),
+    (["search", "study.yaml", "--keep-checkpoints", "some"], "--keep-checkpoints"),
+    (["search", "study.yaml", "--n-trials", "0"], "budget.n_trials"),
+    (["search", "study.yaml", "--timeout", "later"], "budget.timeout"),
+    (["report", "tiny", "--storage", "postgresql://me:s3cret@127.0.0.1:1/db"], "cannot open"),
+    (["search", "study.yaml", "--storage", "/no/such/dir/x.db"], "does not exist"),
+])
+def test_bad_input_exits_2_with_one_line(cli, write_study, args, words) -> None:
+    write_study()
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+    assert "Traceback" not in result.output
+    assert "s3cret" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_bad_input_leaves_the_storage_untouched(cli, write_study, tmp_path: Path) -> None:
+    assert cli("search", write_study(), "--n-trials", "2").exit_code == 0
+    before = [(t.number, t.state, t.params) for t in stored()]
+    bad = write_study(TINY_STUDY.replace("synthetic-classification", "fashion-mnist"),
+                      name="bad.yaml")
+    result = cli("search", bad, "--name", "tiny")
+    assert result.exit_code == 2
+    assert "data root" in result.output
+    assert [(t.number, t.state, t.params) for t in stored()] == before
+
+
+def test_optuna_cli_reads_a_tunecli_study(cli, write_study, tmp_path: Path) -> None:
+    assert cli("search", write_study(), "--n-trials", "2").exit_code == 0
+    optuna_cli = Path(sys.executable).parent / "optuna"
+    out = subprocess.run([str(optuna_cli), "studies", "--storage", "sqlite:///tunecli.db"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "tiny" in out and "MAXIMIZE" in out
+    best = subprocess.run([str(optuna_cli), "best-trial", "--study-name", "tiny", "--storage",
+                           "sqlite:///tunecli.db", "-f", "json"],
+                          capture_output=True, text=True, check=True).stdout
+    assert json.loads(best)["number"] >= 0
+
+
+def _wait_for(path: Path, words: str, proc: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if path.exists() and path.read_text().count(words) >= 1:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early: {path.read_text()}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {words!r}: {path.read_text()}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_search_resumes_to_exactly_the_budget(write_study, tmp_path: Path,
+                                                          subprocess_env, sig) -> None:
+    slow = TINY_STUDY.replace("n_samples: 300", "n_samples: 4000").replace("epochs: 3",
+                                                                             "epochs: 40")
+    slow = slow.replace("n_trials: 6", "n_trials: 4")
+    path = write_study(slow)
+    log = tmp_path / "out.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*tunecli_command(), "search", str(path)], stdout=out,
+                                stderr=subprocess.STDOUT, env=subprocess_env)
+        _wait_for(log, "trial    0 ", proc)
+        time.sleep(0.5)  # well inside trial 1
+        proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+    text = log.read_text()
+    assert code == 130, text
+    assert "tunecli resume tiny" in text and "Traceback" not in text
+    trials = stored()
+    assert finished(trials) >= 1
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    interrupted = [t for t in trials if t.state.name == "FAIL"]
+    assert interrupted and interrupted[0].user_attrs["fail_reason"] == "interrupted"
+
+    fast = subprocess.run([*tunecli_command(), "resume", "tiny"], capture_output=True,
+                          text=True, env=subprocess_env, timeout=300)
+    assert fast.returncode == 0, fast.stdout + fast.stderr
+    trials = stored()
+    assert finished(trials) == 4
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
+    assert retry and retry[0].params == interrupted[0].params
