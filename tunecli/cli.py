@@ -140,6 +140,13 @@ def search(
         "--fork", help="If the name exists with a different spec, run as NAME-2, NAME-3, ...")]
         = False,
     keep_checkpoints: KeepOption = "best",
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", help="Worker processes sharing the study on this machine", min=1)] = None,
+    devices: Annotated[Optional[str], typer.Option(
+        "--devices", help="GPUs for the workers, e.g. 0,1 (CUDA_VISIBLE_DEVICES per worker)")]
+        = None,
+    trials_per_device: Annotated[int, typer.Option(
+        "--trials-per-device", help="Concurrent trials (workers) per GPU", min=1)] = 1,
 ) -> None:
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
@@ -155,8 +162,35 @@ def search(
         if fork:
             spec = _forked(spec, url, str(study_file))
         study = study_module.open_for_search(spec, url, str(study_file))
-        _run_and_finish(study, spec, url, data_root, keep)
+        if workers not in (None, 1) or devices:
+            _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep)
+        else:
+            _run_and_finish(study, spec, url, data_root, keep)
     _guard(body)
+
+
+def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
+                 per_device: int, data_root: str | None, keep: str) -> None:
+    from tunecli import report, workers as workers_module
+    from tunecli.storage import DEFAULT_URL, mask
+
+    envs = workers_module.plan(workers, devices, per_device)
+    console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
+                  f"budget {spec.budget.n_trials or '-'} trials")
+    extra = ["--keep-checkpoints", keep] + (["--data-root", data_root] if data_root else [])
+    if spec.budget.timeout:
+        extra += ["--timeout", f"{spec.budget.timeout}s"]
+    code = workers_module.run_workers(spec.name, url, envs, extra)
+    if code == EXIT_INTERRUPTED:
+        err_console.print("[yellow]Interrupted.[/] Finished trials are stored.\n"
+                          + _commands(spec.name, url, DEFAULT_URL))
+        raise typer.Exit(code)
+    study = type(study)(study_name=spec.name, storage=study._storage)
+    console.print()
+    report.show(console, report.summary(study, spec), top=5)
+    console.print(_commands(spec.name, url, DEFAULT_URL), highlight=False)
+    if code:
+        raise typer.Exit(code)
 
 
 def _forked(spec: Any, url: str, source: str) -> Any:
@@ -181,6 +215,22 @@ def _forked(spec: Any, url: str, source: str) -> Any:
     return spec.model_copy(update={"name": candidate})
 
 
+def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep: str) -> None:
+    """One of several workers: trial lines only; the parent prints the summary."""
+    import torch
+
+    from tunecli import study as study_module
+
+    threads = os.environ.get("TUNECLI_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    prefix = Console(highlight=False, force_terminal=False)
+    outcome = study_module.run(study, spec, url, prefix, data_root=data_root,
+                               keep_checkpoints=keep)
+    if outcome.stopped_by == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
 @app.command()
 def resume(
     name: Annotated[str, typer.Argument(help="Study name", show_default=False)],
@@ -191,6 +241,8 @@ def resume(
         "--timeout", help="Wall time for this run, e.g. 10m")] = None,
     data_root: DataRootOption = None,
     keep_checkpoints: KeepOption = "best",
+    worker: Annotated[bool, typer.Option("--worker", hidden=True,
+                                         help="Run as one of search --workers")] = False,
 ) -> None:
     """Continue a stopped or crashed study to its budget (lost trials are retried)."""
     def body() -> None:
@@ -204,7 +256,10 @@ def resume(
         if n_trials is not None or timeout is not None:
             study.set_user_attr(study_module.SPEC_ATTR, spec.stored())
         study_module.preflight(spec, data_root, f"study '{name}'")
-        _run_and_finish(study, spec, url, data_root, keep)
+        if worker:
+            _run_as_worker(study, spec, url, data_root, keep)
+        else:
+            _run_and_finish(study, spec, url, data_root, keep)
     _guard(body)
 
 

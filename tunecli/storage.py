@@ -5,9 +5,9 @@ The default is a SQLite file in the current folder, ``tunecli.db``: nothing to s
 Optuna RDB URL (``postgresql://...`` for many machines) or a journal file (``journal:PATH`` or a
 path ending in ``.journal``/``.log``).
 
-SQLite is opened in WAL mode with a long busy timeout so several local worker processes can
-share one file without "database is locked" errors: WAL lets readers go on during a write, and
-the timeout makes a writer wait for the lock instead of failing at once.
+SQLite is opened in WAL mode, with every transaction taking the write lock at its start and a
+long busy timeout, so Optuna's heartbeat thread and several local worker processes share one file
+without "database is locked" errors (see ``_sqlite_pragmas``).
 """
 
 from __future__ import annotations
@@ -58,16 +58,28 @@ def study_folder(url: str, study_name: str) -> Path:
 
 
 def _sqlite_pragmas(storage: optuna.storages.RDBStorage) -> None:
+    """WAL, and every transaction taking the write lock at BEGIN (BEGIN IMMEDIATE).
+
+    SQLite's "database is locked" comes from a transaction that read first and then wants to
+    write while another connection writes: that upgrade cannot wait, so it fails at once. An
+    IMMEDIATE transaction asks for the lock up front, where the busy timeout makes it wait its
+    turn instead. Optuna's heartbeat thread and several worker processes then share the file.
+    """
     from sqlalchemy import event
 
     def on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    def on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     event.listen(storage.engine, "connect", on_connect)
-    storage.engine.dispose()  # connections made from now on get the pragmas
+    event.listen(storage.engine, "begin", on_begin)
+    storage.engine.dispose()  # connections made from now on get these settings
 
 
 def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:

@@ -241,6 +241,10 @@ class _Objective:
             trial.set_user_attr("surplus", True)
             raise _Surplus()
         params = space.suggest(trial, self.spec.space)
+        if isinstance(trial.study.sampler, optuna.samplers.GridSampler) and \
+                _repeats_earlier_point(trial):
+            trial.set_user_attr("surplus", True)  # another worker took this point first
+            raise _Surplus()
         reporter = _TrialReporter(trial, self.spec.metric)
         try:
             if self.signals is not None:
@@ -277,6 +281,14 @@ class _Objective:
         trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
         return result.value
+
+
+def _repeats_earlier_point(trial: optuna.Trial) -> bool:
+    """Grid search with several workers: Optuna may hand two racing workers the same point."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return any(t.number < trial.number and t.params == trial.params
+               and not t.user_attrs.get("surplus")
+               for t in trial.study.get_trials(deepcopy=False, states=states))
 
 
 def _claims_before(trial: optuna.Trial) -> int:

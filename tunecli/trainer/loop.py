@@ -7,6 +7,7 @@ to the ``Reporter``, which may stop the trial (pruning) by raising.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -211,7 +212,9 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
                                                and device.type == "cuda")
 
     def autocast() -> Any:
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        if not use_bf16:  # entering a disabled autocast still costs time on every batch
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
 
     forward = torch.compile(model) if trainer.compile else model
     loss_fn = nn.functional.cross_entropy if bundle.task == "classification" else (

@@ -1,0 +1,144 @@
+"""Nothing lost: kill -9 mid-trial then resume, several workers on SQLite, PostgreSQL workers."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+import pytest
+
+from tests.conftest import TINY_STUDY, tunecli_command
+from tests.test_cli import _wait_for, finished, stored
+
+SLOW = TINY_STUDY.replace("n_samples: 300", "n_samples: 4000").replace("epochs: 3",
+                                                                         "epochs: 30")
+
+
+def test_kill_9_then_resume_continues_from_the_checkpoint(write_study, tmp_path: Path,
+                                                           subprocess_env) -> None:
+    path = write_study(SLOW.replace("n_trials: 6", "n_trials: 3").replace(
+        "type: median, n_startup_trials: 2", "type: none, n_startup_trials: 2"))
+    log = tmp_path / "out.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*tunecli_command(), "search", str(path)], stdout=out,
+                                stderr=subprocess.STDOUT, env=subprocess_env)
+        _wait_for(log, "trial    0 ", proc)
+        ckpt = tmp_path / ".tunecli" / "tiny" / "checkpoints" / "trial-1.pt"
+        deadline = time.time() + 60
+        while not ckpt.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    lost = [t for t in stored() if t.state.name == "RUNNING"]
+    assert len(lost) == 1 and lost[0].number == 1  # kill -9 leaves it RUNNING
+    result = subprocess.run([*tunecli_command(), "resume", "tiny"], capture_output=True,
+                            text=True, env=subprocess_env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = stored()
+    assert finished(trials) == 3
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert [t.number for t in failed] == [1]
+    assert failed[0].user_attrs["fail_reason"].startswith("lost")
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == 1]
+    assert len(retry) == 1 and retry[0].params == failed[0].params
+    # the retry continued after the last checkpointed epoch, so it reported fewer epochs
+    assert min(retry[0].intermediate_values) > 1
+    assert retry[0].user_attrs["history"][0]["epoch"] == 1  # full learning curve kept
+    # finished trials' checkpoints are removed except the best one's
+    left = list((tmp_path / ".tunecli" / "tiny" / "checkpoints").glob("*.pt"))
+    assert len(left) <= 1
+
+
+def test_four_workers_on_sqlite_end_with_exactly_n_trials(write_study, tmp_path: Path,
+                                                          subprocess_env) -> None:
+    path = write_study(TINY_STUDY.replace("n_trials: 6", "n_trials: 14"))
+    result = subprocess.run([*tunecli_command(), "search", str(path), "--workers", "4"],
+                            capture_output=True, text=True, env=subprocess_env, timeout=600)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "locked" not in out and "Traceback" not in out
+    trials = stored()
+    assert finished(trials) == 14
+    assert not [t for t in trials if t.state.name == "FAIL" and not t.user_attrs.get("surplus")]
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) >= 2  # trials really ran in several processes
+
+
+def test_grid_with_workers_never_repeats_a_point(write_study, subprocess_env) -> None:
+    text = TINY_STUDY.replace("type: tpe, seed: 1, n_startup_trials: 3", "type: grid")
+    text = text.split("space:")[0] + "space:\n  lr: {choice: [0.01, 0.03]}\n  width: {int: [8, 11]}\n"
+    path = write_study(text.replace("n_trials: 6", "n_trials: 50"))
+    result = subprocess.run([*tunecli_command(), "search", str(path), "--workers", "3"],
+                            capture_output=True, text=True, env=subprocess_env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    points = [(t.params["lr"], t.params["width"]) for t in stored()
+              if t.state.name in ("COMPLETE", "PRUNED")]
+    assert sorted(points) == sorted(set(points)) and len(points) == 8
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("needs runuser to start PostgreSQL as a normal user")
+    import tempfile
+
+    # its own folder under /tmp: pytest's are private to root, and the server runs as postgres
+    data = Path(tempfile.mkdtemp(prefix="tunecli-pg-"))
+    data.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_user:
+        shutil.chown(data, "postgres")
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l",
+                    str(data / "log"), "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+                    "start"], check=True, capture_output=True)
+    try:
+        subprocess.run([*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
+                        "-U", "postgres", "tunecli"], check=True, capture_output=True)
+        yield f"postgresql://postgres:not-a-secret@127.0.0.1:{port}/tunecli"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast",
+                        "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_postgres_workers_from_two_processes(write_study, postgres_url, subprocess_env) -> None:
+    """Two separate `tunecli` processes (as on two machines) join one study on PostgreSQL."""
+    path = write_study(TINY_STUDY.replace("n_trials: 6", "n_trials: 10"))
+    first = subprocess.run([*tunecli_command(), "search", str(path), "--storage", postgres_url,
+                            "--n-trials", "1"], capture_output=True, text=True,
+                           env=subprocess_env, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "not-a-secret" not in first.stdout + first.stderr
+    procs = [subprocess.Popen([*tunecli_command(), "resume", "tiny", "--storage", postgres_url,
+                               "--n-trials", "10"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=subprocess_env)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    trials = optuna.load_study(study_name="tiny", storage=postgres_url).get_trials()
+    assert finished(trials) == 10
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2

@@ -1,0 +1,67 @@
+"""Several worker processes on one machine sharing one study.
+
+Each worker is ``tunecli resume NAME --worker`` in its own process (and process group), so a
+worker is exactly what a second machine would run; the budget check in ``study.run`` makes them
+stop together at ``n_trials`` finished trials. GPUs are shared out through
+``CUDA_VISIBLE_DEVICES``; CPU threads are split so workers do not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from tunecli.errors import EXIT_INTERRUPTED, SpecError
+
+__all__ = ["plan", "run_workers"]
+
+
+def plan(workers: int | None, devices: str | None, per_device: int) -> list[dict[str, str]]:
+    """One environment per worker: which GPU it sees and how many CPU threads it uses."""
+    gpu_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else []
+    if gpu_list and not all(d.isdigit() for d in gpu_list):
+        raise SpecError(f"'{devices}' is not a list of GPU numbers", source="--devices",
+                        fix="Write e.g. --devices 0,1.")
+    count = workers if workers is not None else max(1, len(gpu_list) * per_device)
+    if count < 1:
+        raise SpecError("needs at least 1 worker", source="--workers", fix="Write --workers 2.")
+    threads = max(1, (os.cpu_count() or 1) // count)
+    envs = []
+    for i in range(count):
+        env = {"TUNECLI_THREADS": str(threads)}
+        if gpu_list:
+            env["CUDA_VISIBLE_DEVICES"] = gpu_list[(i // per_device) % len(gpu_list)]
+        envs.append(env)
+    return envs
+
+
+def run_workers(name: str, url: str, envs: list[dict[str, str]], extra_args: list[str]) -> int:
+    """Start the workers, forward Ctrl-C/SIGTERM to them, wait; the worst exit code wins."""
+    command = [sys.executable, "-m", "tunecli", "resume", name, "--storage", url, "--worker",
+               *extra_args]
+    procs = [subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
+             for env in envs]
+    interrupted = False
+
+    def forward(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        interrupted = True
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while any(proc.poll() is None for proc in procs):
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    codes = [proc.returncode for proc in procs]
+    if interrupted or EXIT_INTERRUPTED in codes:
+        return EXIT_INTERRUPTED
+    return max(codes)
