@@ -273,6 +273,11 @@ class _Objective:
         finally:
             if reporter.history:
                 trial.set_user_attr("history", reporter.history)
+        if isinstance(trial.study.sampler, optuna.samplers.GridSampler) and \
+                _repeats_earlier_point(trial):
+            # The earlier trial registered this point only after our first check: it keeps it.
+            trial.set_user_attr("surplus", True)
+            raise _Surplus()
         trial.set_user_attr("history", result.history)
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("epochs_run", result.epochs_run)
@@ -286,8 +291,10 @@ class _Objective:
 def _repeats_earlier_point(trial: optuna.Trial) -> bool:
     """Grid search with several workers: Optuna may hand two racing workers the same point."""
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    return any(t.number < trial.number and t.params == trial.params
-               and not t.user_attrs.get("surplus")
+    mine = trial.study._storage.get_trial(trial._trial_id).system_attrs.get("grid_id")
+    return any(t.number < trial.number and not t.user_attrs.get("surplus")
+               and (t.params == trial.params or (mine is not None and
+                                                 t.system_attrs.get("grid_id") == mine))
                for t in trial.study.get_trials(deepcopy=False, states=states))
 
 
