@@ -206,15 +206,28 @@ def _queue_retries(study: optuna.Study) -> None:
 class _TrialReporter:
     """The trainer's reporter: each epoch's metric goes to Optuna, which may prune."""
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+    def __init__(self, trial: optuna.Trial, metric: str,
+                 signals: "_StopSignals | None" = None) -> None:
         self.trial = trial
         self.metric = metric
+        self.signals = signals
         self.history: list[dict[str, float]] = []
 
     def report(self, epoch: int, metrics: dict[str, float]) -> None:
         self.history.append({"epoch": epoch, **metrics})
-        self.trial.report(metrics[self.metric], epoch)
-        if self.trial.should_prune():
+        # A signal must not cut a storage write in half (it would leave SQLite locked):
+        # hold it during the write and act on it right after.
+        if self.signals is not None:
+            self.signals.training = False
+        try:
+            self.trial.report(metrics[self.metric], epoch)
+            prune = self.trial.should_prune()
+        finally:
+            if self.signals is not None:
+                self.signals.training = True
+        if self.signals is not None and self.signals.requested:
+            raise Interrupted("stop requested")
+        if prune:
             raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
 
@@ -245,7 +258,7 @@ class _Objective:
                 _repeats_earlier_point(trial):
             trial.set_user_attr("surplus", True)  # another worker took this point first
             raise _Surplus()
-        reporter = _TrialReporter(trial, self.spec.metric)
+        reporter = _TrialReporter(trial, self.spec.metric, self.signals)
         try:
             if self.signals is not None:
                 if self.signals.requested:
