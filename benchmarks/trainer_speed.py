@@ -99,12 +99,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
-    from tunecli.trainer.data import _open_torchvision
+    from tunecli.trainer.data import open_torchvision
     import torchvision
 
     root = Path(args.data_root).resolve()
     # Both sides read the same extracted files (a read-only root is extracted to the cache).
-    train_set, _ = _open_torchvision(torchvision.datasets.FashionMNIST, root, False,
+    train_set, _ = open_torchvision(torchvision.datasets.FashionMNIST, root, False,
                                      "FashionMNIST")
     extracted = Path(train_set.root)
     shape = (args.train_examples, args.val_examples, args.epochs, args.width, args.depth,

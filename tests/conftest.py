@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
+import optuna
 import pytest
 from typer.testing import CliRunner
 
@@ -31,6 +34,13 @@ space:
   optimizer: {choice: [adam, sgd]}
   momentum: {float: [0.5, 0.9], when: {optimizer: sgd}}
 """
+
+
+def grid_study(widest: int) -> str:
+    """TINY_STUDY searched by the grid sampler over lr (2 values) x width 8..widest."""
+    text = TINY_STUDY.replace("type: tpe, seed: 1, n_startup_trials: 3", "type: grid")
+    return (text.split("space:")[0]
+            + f"space:\n  lr: {{choice: [0.01, 0.03]}}\n  width: {{int: [8, {widest}]}}\n")
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +72,25 @@ class Cli:
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
+
+
+def stored(url: str = "sqlite:///tunecli.db", name: str = "tiny") -> list:
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+def finished(trials: list) -> int:
+    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+
+
+def wait_for(path: Path, words: str, proc: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if path.exists() and path.read_text().count(words) >= 1:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early: {path.read_text()}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {words!r}: {path.read_text()}")
 
 
 def tunecli_command() -> list[str]:

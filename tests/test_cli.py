@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import yaml
 
-from tests.conftest import TINY_STUDY, tunecli_command
-
-
-def stored(url: str = "sqlite:///tunecli.db", name: str = "tiny") -> list:
-    return optuna.load_study(study_name=name, storage=url).get_trials()
-
-
-def finished(trials: list) -> int:
-    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+from tests.conftest import TINY_STUDY, finished, stored, tunecli_command, wait_for
 
 
 def test_version_and_help(cli) -> None:
@@ -175,17 +165,6 @@ def test_optuna_cli_reads_a_tunecli_study(cli, write_study, tmp_path: Path) -> N
     assert json.loads(best)["number"] >= 0
 
 
-def _wait_for(path: Path, words: str, proc: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if path.exists() and path.read_text().count(words) >= 1:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"exited early: {path.read_text()}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {words!r}: {path.read_text()}")
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_search_resumes_to_exactly_the_budget(write_study, tmp_path: Path,
                                                           subprocess_env, sig) -> None:
@@ -197,7 +176,7 @@ def test_interrupted_search_resumes_to_exactly_the_budget(write_study, tmp_path:
     with log.open("w") as out:
         proc = subprocess.Popen([*tunecli_command(), "search", str(path)], stdout=out,
                                 stderr=subprocess.STDOUT, env=subprocess_env)
-        _wait_for(log, "trial    0 ", proc)
+        wait_for(log, "trial    0 ", proc)
         time.sleep(0.5)  # well inside trial 1
         proc.send_signal(sig)
         code = proc.wait(timeout=60)

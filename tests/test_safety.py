@@ -15,8 +15,7 @@ from typing import Iterator
 import optuna
 import pytest
 
-from tests.conftest import TINY_STUDY, tunecli_command
-from tests.test_cli import _wait_for, finished, stored
+from tests.conftest import TINY_STUDY, finished, grid_study, stored, tunecli_command, wait_for
 
 SLOW = TINY_STUDY.replace("n_samples: 300", "n_samples: 4000").replace("epochs: 3",
                                                                          "epochs: 30")
@@ -30,7 +29,7 @@ def test_kill_9_then_resume_continues_from_the_checkpoint(write_study, tmp_path:
     with log.open("w") as out:
         proc = subprocess.Popen([*tunecli_command(), "search", str(path)], stdout=out,
                                 stderr=subprocess.STDOUT, env=subprocess_env)
-        _wait_for(log, "trial    0 ", proc)
+        wait_for(log, "trial    0 ", proc)
         ckpt = tmp_path / ".tunecli" / "tiny" / "checkpoints" / "trial-1.pt"
         deadline = time.time() + 60
         while not ckpt.exists() and time.time() < deadline:
@@ -75,8 +74,7 @@ def test_four_workers_on_sqlite_end_with_exactly_n_trials(write_study, tmp_path:
 
 
 def test_grid_with_workers_never_repeats_a_point(write_study, subprocess_env) -> None:
-    text = TINY_STUDY.replace("type: tpe, seed: 1, n_startup_trials: 3", "type: grid")
-    text = text.split("space:")[0] + "space:\n  lr: {choice: [0.01, 0.03]}\n  width: {int: [8, 11]}\n"
+    text = grid_study(widest=11)
     path = write_study(text.replace("n_trials: 6", "n_trials: 50"))
     result = subprocess.run([*tunecli_command(), "search", str(path), "--workers", "3"],
                             capture_output=True, text=True, env=subprocess_env, timeout=600)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from tunecli import samplers, spec as spec_module, study as study_module
 from tunecli.samplers import PRUNERS, SAMPLERS
-from tests.conftest import TINY_STUDY
+from tests.conftest import TINY_STUDY, grid_study
 
 
 def run_study(tmp_path: Path, text: str) -> optuna.Study:
@@ -48,8 +48,7 @@ def test_sampler_runs_a_study(tmp_path: Path, name: str) -> None:
 
 
 def test_grid_sampler_stops_when_exhausted(tmp_path: Path) -> None:
-    text = TINY_STUDY.replace("type: tpe, seed: 1, n_startup_trials: 3", "type: grid")
-    text = text.split("space:")[0] + "space:\n  lr: {choice: [0.01, 0.03]}\n  width: {int: [8, 10]}\n"
+    text = grid_study(widest=10)
     study = run_study(tmp_path, text)
     points = [(t.params["lr"], t.params["width"]) for t in study.get_trials()]
     assert len(points) == 6 == len(set(points))  # 2 x 3 points, each once

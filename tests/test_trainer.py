@@ -3,6 +3,7 @@ and schedule, L1/L2, early stopping, failures, checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import pickle
 import struct
@@ -173,8 +174,7 @@ def test_metrics_match_scikit_learn() -> None:
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     x, y = torch.randn(50, 4), torch.randint(0, 3, (50,))
-    got = loop.evaluate(model, x, y, "classification", 3, 16, torch.autocast.__enter__ and
-                        (lambda: torch.autocast("cpu", enabled=False)))
+    got = loop.evaluate(model, x, y, "classification", 3, 16, contextlib.nullcontext)
     pred = model(x).argmax(1).numpy()
     assert got["val_accuracy"] == pytest.approx(accuracy_score(y, pred))
     assert got["val_f1"] == pytest.approx(f1_score(y, pred, average="macro", zero_division=0))
@@ -216,10 +216,8 @@ def test_every_schedule_with_warmup(schedule: str) -> None:
 
 def test_l1_and_l2_shrink_weights() -> None:
     def weight_norm(params: dict[str, Any]) -> float:
-        torch.manual_seed(0)
         spec = synthetic(epochs=5)
         reporter = Collect()
-        # train, then rebuild the model from the same seed to compare trained weight size
         result = loop.run(spec, {"width": 16, "lr": 0.01, "batch_size": 16, **params}, reporter,
                           metric="val_accuracy", checkpoint=None)
         return sum(w.abs().sum().item() for k, w in result.state_dict.items()
@@ -257,7 +255,6 @@ def test_out_of_memory_fails_the_trial_with_sizes(monkeypatch) -> None:
 def test_seed_makes_a_trial_reproducible() -> None:
     a, _ = train(synthetic(), {"lr": 0.01, "width": 16, "dropout": 0.2})
     b, _ = train(synthetic(), {"lr": 0.01, "width": 16, "dropout": 0.2})
-    assert a.history == [{**h, "epoch_seconds": h["epoch_seconds"]} for h in a.history]
     assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
 
 

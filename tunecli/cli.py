@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Callable, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -86,41 +86,53 @@ def _check_keep(keep: str) -> str:
     return keep
 
 
-def _commands(name: str, url: str, default_url: str) -> str:
-    from tunecli.storage import mask
+def _commands(name: str, url: str) -> str:
+    from tunecli.storage import DEFAULT_URL, mask
 
-    storage = "" if url == default_url else f" --storage '{mask(url)}'"
+    storage = "" if url == DEFAULT_URL else f" --storage '{mask(url)}'"
     return (f"  report: tunecli report {name}{storage}\n"
             f"  resume: tunecli resume {name}{storage}")
 
 
+def _interrupted(spec: Any, url: str) -> NoReturn:
+    err_console.print("[yellow]Interrupted.[/] Finished trials are stored; the running "
+                      "trial will be retried from its last checkpoint.\n"
+                      + _commands(spec.name, url), highlight=False)
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _summary(study: Any, spec: Any, url: str, stopped: str | None = None) -> None:
+    """What a finished search prints: the report, why it stopped, what to run next."""
+    from tunecli import report
+
+    console.print()
+    report.show(console, report.summary(study, spec), top=5)
+    if stopped:
+        console.print(f"Stopped: {stopped}.")
+    console.print(_commands(spec.name, url), highlight=False)
+
+
+_STOP_REASONS = {"budget": "budget reached", "timeout": "timeout reached",
+                 "grid": "every grid point was tried",
+                 "elsewhere": "the last trials are running in other workers"}
+
+
 def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep: str) -> None:
-    from tunecli import report, study as study_module
-    from tunecli.storage import DEFAULT_URL, mask
+    from tunecli import study as study_module
+    from tunecli.storage import mask
 
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {spec.direction} "
                   f"{spec.metric}, sampler {spec.sampler.type}, pruner {spec.pruner.type}, "
                   f"budget {spec.budget.n_trials or '-'} trials"
                   + (f" / {spec.budget.timeout:g}s" if spec.budget.timeout else ""))
-    default = DEFAULT_URL
     try:
         outcome = study_module.run(study, spec, url, console, data_root=data_root,
                                    keep_checkpoints=keep)
     except KeyboardInterrupt:
-        outcome = None
-    if outcome is None or outcome.stopped_by == "interrupted":
-        err_console.print("[yellow]Interrupted.[/] Finished trials are stored; the running "
-                          "trial will be retried from its last checkpoint.\n"
-                          + _commands(spec.name, url, default), highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED)
-    data = report.summary(study, spec)
-    console.print()
-    report.show(console, data, top=5)
-    reasons = {"budget": "budget reached", "timeout": "timeout reached",
-               "grid": "every grid point was tried",
-               "elsewhere": "the last trials are running in other workers"}
-    console.print(f"Stopped: {reasons.get(outcome.stopped_by, outcome.stopped_by)}.")
-    console.print(_commands(spec.name, url, default), highlight=False)
+        _interrupted(spec, url)
+    if outcome.stopped_by == "interrupted":
+        _interrupted(spec, url)
+    _summary(study, spec, url, _STOP_REASONS.get(outcome.stopped_by, outcome.stopped_by))
 
 
 @app.command()
@@ -171,8 +183,8 @@ def search(
 
 def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
                  per_device: int, data_root: str | None, keep: str) -> None:
-    from tunecli import report, workers as workers_module
-    from tunecli.storage import DEFAULT_URL, mask
+    from tunecli import workers as workers_module
+    from tunecli.storage import mask
 
     envs = workers_module.plan(workers, devices, per_device)
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
@@ -182,13 +194,8 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
         extra += ["--timeout", f"{spec.budget.timeout}s"]
     code = workers_module.run_workers(spec.name, url, envs, extra)
     if code == EXIT_INTERRUPTED:
-        err_console.print("[yellow]Interrupted.[/] Finished trials are stored.\n"
-                          + _commands(spec.name, url, DEFAULT_URL))
-        raise typer.Exit(code)
-    study = type(study)(study_name=spec.name, storage=study._storage)
-    console.print()
-    report.show(console, report.summary(study, spec), top=5)
-    console.print(_commands(spec.name, url, DEFAULT_URL), highlight=False)
+        _interrupted(spec, url)
+    _summary(study, spec, url)
     if code:
         raise typer.Exit(code)
 
@@ -224,8 +231,8 @@ def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep:
     threads = os.environ.get("TUNECLI_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
-    prefix = Console(highlight=False, force_terminal=False)
-    outcome = study_module.run(study, spec, url, prefix, data_root=data_root,
+    plain = Console(highlight=False, force_terminal=False)
+    outcome = study_module.run(study, spec, url, plain, data_root=data_root,
                                keep_checkpoints=keep)
     if outcome.stopped_by == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)

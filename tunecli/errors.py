@@ -1,6 +1,7 @@
 """The three kinds of trouble tunecli tells apart, and the exit code each one means.
 
-- ``SpecError``: the user's input is wrong (study file, option, unknown study). Exit 2, nothing runs.
+- ``SpecError``: the user's input is wrong (study file, option, unknown study). Exit 2;
+  nothing runs.
 - ``TrialFailed``: one trial could not finish (NaN loss, out of memory). It is recorded and the
   study goes on.
 - ``StudyFailed``: the study as a whole cannot go on (every trial fails). Exit 1.

@@ -11,6 +11,7 @@ with the same parameters; the retry continues from the original trial's last che
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -203,126 +204,6 @@ def _queue_retries(study: optuna.Study) -> None:
 # The objective
 
 
-class _TrialReporter:
-    """The trainer's reporter: each epoch's metric goes to Optuna, which may prune."""
-
-    def __init__(self, trial: optuna.Trial, metric: str,
-                 signals: "_StopSignals | None" = None) -> None:
-        self.trial = trial
-        self.metric = metric
-        self.signals = signals
-        self.history: list[dict[str, float]] = []
-
-    def report(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.history.append({"epoch": epoch, **metrics})
-        # A signal must not cut a storage write in half (it would leave SQLite locked):
-        # hold it during the write and act on it right after.
-        if self.signals is not None:
-            self.signals.training = False
-        try:
-            self.trial.report(metrics[self.metric], epoch)
-            prune = self.trial.should_prune()
-        finally:
-            if self.signals is not None:
-                self.signals.training = True
-        if self.signals is not None and self.signals.requested:
-            raise Interrupted("stop requested")
-        if prune:
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
-
-
-class _Objective:
-    def __init__(self, spec: StudySpec, data_root: str | None, checkpoints: Path | None,
-                 signals: "_StopSignals | None" = None) -> None:
-        self.signals = signals
-        self.spec = spec
-        self.data_root = data_root
-        self.checkpoints = checkpoints
-
-    def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
-        if self.checkpoints is None:
-            return None
-        root = trial.user_attrs.get("retry_of", trial.number)
-        return self.checkpoints / f"trial-{root}.pt"
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        from tunecli import trainer
-
-        trial.set_user_attr("worker", f"{_HOST}:{os.getpid()}")
-        n_trials = self.spec.budget.n_trials
-        if n_trials is not None and _claims_before(trial) >= n_trials:
-            trial.set_user_attr("surplus", True)
-            raise _Surplus()
-        params = space.suggest(trial, self.spec.space)
-        if isinstance(trial.study.sampler, optuna.samplers.GridSampler) and \
-                _repeats_earlier_point(trial):
-            trial.set_user_attr("surplus", True)  # another worker took this point first
-            raise _Surplus()
-        reporter = _TrialReporter(trial, self.spec.metric, self.signals)
-        try:
-            if self.signals is not None:
-                if self.signals.requested:
-                    raise Interrupted("stop requested")
-                self.signals.training = True
-            try:
-                result = trainer.run(self.spec.trainer, params, reporter,
-                                     metric=self.spec.metric, direction=self.spec.direction,
-                                     base_dir=self.spec.base_dir, data_root=self.data_root,
-                                     checkpoint=self.checkpoint_for(trial))
-            finally:
-                if self.signals is not None:
-                    self.signals.training = False
-        except TrialFailed as exc:
-            trial.set_user_attr("fail_reason", exc.reason)
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")
-            raise
-        except (optuna.TrialPruned, SpecError):
-            raise
-        except Exception as exc:  # a bug in user code fails this trial, not the study
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
-            raise TrialFailed(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            if reporter.history:
-                trial.set_user_attr("history", reporter.history)
-        if isinstance(trial.study.sampler, optuna.samplers.GridSampler) and \
-                _repeats_earlier_point(trial):
-            # The earlier trial registered this point only after our first check: it keeps it.
-            trial.set_user_attr("surplus", True)
-            raise _Surplus()
-        trial.set_user_attr("history", result.history)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("params_count", result.params_count)
-        trial.set_user_attr("device", result.device)
-        trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
-        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
-        return result.value
-
-
-def _repeats_earlier_point(trial: optuna.Trial) -> bool:
-    """Grid search with several workers: Optuna may hand two racing workers the same point."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    mine = trial.study._storage.get_trial(trial._trial_id).system_attrs.get("grid_id")
-    return any(t.number < trial.number and not t.user_attrs.get("surplus")
-               and (t.params == trial.params or (mine is not None and
-                                                 t.system_attrs.get("grid_id") == mine))
-               for t in trial.study.get_trials(deepcopy=False, states=states))
-
-
-def _claims_before(trial: optuna.Trial) -> int:
-    """Finished or running trials that started before this one (this worker's race check)."""
-    study = trial.study
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
-               if t.number < trial.number and not t.user_attrs.get("surplus"))
-
-
-# ---------------------------------------------------------------------------------------------
-# The run loop
-
-
 class _StopSignals:
     """Ctrl-C and SIGTERM (what schedulers send before killing) stop the search safely.
 
@@ -355,31 +236,146 @@ class _StopSignals:
         for sig, previous in self.previous.items():
             signal.signal(sig, previous)
 
+    def raise_if_requested(self) -> None:
+        if self.requested:
+            raise Interrupted("stop requested")
 
-def _preflight(spec: StudySpec, data_root: str | None) -> None:
-    """Load the data and build the model once, so bad input fails before any trial is stored."""
-    from tunecli.trainer import data as data_sets, loop, models
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Training: a signal interrupts at once."""
+        self.raise_if_requested()
+        self.training = True
+        try:
+            yield
+        finally:
+            self.training = False
 
-    device = loop.resolve_device(spec.trainer.device)
-    root = data_sets.resolve_data_root(spec.trainer.data_root, spec.base_dir, data_root)
-    bundle = data_sets.load(spec.trainer.dataset, root, spec.trainer.download, device,
-                            spec.base_dir)
-    allowed = (data_sets.CLASSIFICATION_METRICS if bundle.task == "classification"
-               else data_sets.REGRESSION_METRICS)
-    if spec.metric not in allowed:
-        raise SpecError(f"metric '{spec.metric}' is not reported for a {bundle.task} data set",
-                        path="metric", fix=f"Use one of: {', '.join(allowed)}.")
-    if spec.trainer.model not in models.MODELS:
-        models.resolve_user_model(spec.trainer.model, spec.base_dir)
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A storage write during training: a signal waits for the write, then interrupts."""
+        was, self.training = self.training, False
+        try:
+            yield
+        finally:
+            self.training = was
+        self.raise_if_requested()
+
+
+
+class _TrialReporter:
+    """The trainer's reporter: each epoch's metric goes to Optuna, which may prune."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, signals: _StopSignals) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.signals = signals
+        self.history: list[dict[str, float]] = []
+
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.history.append({"epoch": epoch, **metrics})
+        # A signal must not cut a storage write in half (it would leave SQLite locked).
+        with self.signals.held():
+            self.trial.report(metrics[self.metric], epoch)
+            prune = self.trial.should_prune()
+        if prune:
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+
+class _Objective:
+    def __init__(self, spec: StudySpec, data_root: str | None, checkpoints: Path | None,
+                 signals: _StopSignals) -> None:
+        self.signals = signals
+        self.spec = spec
+        self.data_root = data_root
+        self.checkpoints = checkpoints
+
+    def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
+        if self.checkpoints is None:
+            return None
+        root = trial.user_attrs.get("retry_of", trial.number)
+        return self.checkpoints / f"trial-{root}.pt"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from tunecli import trainer
+
+        trial.set_user_attr("worker", f"{_HOST}:{os.getpid()}")
+        n_trials = self.spec.budget.n_trials
+        if n_trials is not None and _claims_before(trial) >= n_trials:
+            trial.set_user_attr("surplus", True)
+            raise _Surplus()
+        params = space.suggest(trial, self.spec.space)
+        _drop_if_grid_point_taken(trial)
+        reporter = _TrialReporter(trial, self.spec.metric, self.signals)
+        try:
+            with self.signals.interruptible():
+                result = trainer.run(self.spec.trainer, params, reporter,
+                                     metric=self.spec.metric, direction=self.spec.direction,
+                                     base_dir=self.spec.base_dir, data_root=self.data_root,
+                                     checkpoint=self.checkpoint_for(trial))
+        except TrialFailed as exc:
+            trial.set_user_attr("fail_reason", exc.reason)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except (optuna.TrialPruned, SpecError):
+            raise
+        except Exception as exc:  # a bug in user code fails this trial, not the study
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            raise TrialFailed(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if reporter.history:
+                trial.set_user_attr("history", reporter.history)
+        # Again: an earlier trial may have registered this point only after the first check.
+        _drop_if_grid_point_taken(trial)
+        trial.set_user_attr("history", result.history)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("params_count", result.params_count)
+        trial.set_user_attr("device", result.device)
+        trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
+        return result.value
+
+
+def _drop_if_grid_point_taken(trial: optuna.Trial) -> None:
+    """Grid search with several workers: Optuna may hand two racing workers the same point;
+    the trial with the lower number keeps it, this one becomes surplus."""
+    if not isinstance(trial.study.sampler, optuna.samplers.GridSampler):
+        return
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    mine = trial.study._storage.get_trial(trial._trial_id).system_attrs.get("grid_id")
+    if any(t.number < trial.number and not t.user_attrs.get("surplus")
+           and (t.params == trial.params or (mine is not None
+                                             and t.system_attrs.get("grid_id") == mine))
+           for t in trial.study.get_trials(deepcopy=False, states=states)):
+        trial.set_user_attr("surplus", True)
+        raise _Surplus()
+
+
+def _claims_before(trial: optuna.Trial) -> int:
+    """Finished or running trials that started before this one (this worker's race check)."""
+    study = trial.study
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
+               if t.number < trial.number and not t.user_attrs.get("surplus"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The run loop
 
 
 def preflight(spec: StudySpec, data_root: str | None, source: str) -> None:
+    """Load the data and build the model once, so bad input fails before any trial is stored."""
+    from tunecli.trainer import loop, models
+
     try:
-        _preflight(spec, data_root)
+        loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
+        if spec.trainer.model not in models.MODELS:
+            models.resolve_user_model(spec.trainer.model, spec.base_dir)
     except SpecError as exc:
-        if exc.source is None:
-            exc.source = source
-        raise SpecError(exc.message, source=exc.source, path=exc.path, fix=exc.fix) from None
+        raise SpecError(exc.message, source=exc.source or source, path=exc.path,
+                        fix=exc.fix) from None
 
 
 def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
@@ -417,7 +413,7 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
     with SearchProgress(console, spec.name, spec.metric, budget.n_trials, budget.timeout,
                         counts["complete"] + counts["pruned"]) as progress, signals:
         while True:
-            if signals.requested:
+            if signals.requested:  # a signal between trials
                 stopped_by = "interrupted"
                 break
             trials = study.get_trials(deepcopy=False)

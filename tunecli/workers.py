@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 from tunecli.errors import EXIT_INTERRUPTED, SpecError
@@ -56,8 +55,8 @@ def run_workers(name: str, url: str, envs: list[dict[str, str]], extra_args: lis
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while any(proc.poll() is None for proc in procs):
-            time.sleep(0.2)
+        for proc in procs:
+            proc.wait()  # a signal runs `forward`, then the wait goes on (PEP 475)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

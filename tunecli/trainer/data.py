@@ -22,7 +22,7 @@ from tunecli.errors import SpecError
 from tunecli.spec import DatasetSpec
 
 __all__ = ["DATASETS", "DataBundle", "RawData", "load", "augment_batch", "resolve_data_root",
-           "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
+           "open_torchvision", "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
 
 CLASSIFICATION_METRICS = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_loss",
                           "train_loss")
@@ -84,8 +84,8 @@ def _digits(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
     return RawData(x, bunch.target.astype(np.int64), "classification", True)
 
 
-def _torchvision(class_name: str, folder: str, files_at: str) -> Callable[[DatasetSpec, Path | None, bool],
-                                                             RawData]:
+def _torchvision(class_name: str, folder: str,
+                 files_at: str) -> Callable[[DatasetSpec, Path | None, bool], RawData]:
     def loader(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
         import torchvision
 
@@ -95,7 +95,7 @@ def _torchvision(class_name: str, folder: str, files_at: str) -> Callable[[Datas
                                 f"folder holding {folder}/ (add download: true to fetch it).")
         cls = getattr(torchvision.datasets, class_name)
         try:
-            train, test = _open_torchvision(cls, root, download, folder)
+            train, test = open_torchvision(cls, root, download, folder)
         except RuntimeError as exc:
             raise SpecError(f"{spec.name} files not found under {root} ({exc})",
                             path="trainer.data_root",
@@ -105,7 +105,7 @@ def _torchvision(class_name: str, folder: str, files_at: str) -> Callable[[Datas
     return loader
 
 
-def _open_torchvision(cls: Any, root: Path, download: bool, folder: str) -> tuple[Any, Any]:
+def open_torchvision(cls: Any, root: Path, download: bool, folder: str) -> tuple[Any, Any]:
     """Both splits; a read-only root holding only the .gz originals is extracted to a cache."""
     try:
         return cls(str(root), train=True, download=download), \
@@ -281,7 +281,8 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
                       tuple(x_train.shape[1:]), raw.is_image)
 
 
-def augment_batch(x: torch.Tensor, crop: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, crop: int, flip: bool,
+                  generator: torch.Generator) -> torch.Tensor:
     """Random crop (after zero padding) and horizontal flip, per example, on x's device."""
     batch, channels, height, width = x.shape
     if crop:

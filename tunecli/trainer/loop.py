@@ -24,7 +24,8 @@ from tunecli.trainer import data as data_sets
 from tunecli.trainer import models
 from tunecli.trainer.hyperparams import LOOP_DEFAULTS
 
-__all__ = ["Reporter", "TrainResult", "run", "resolve_device", "make_optimizer", "evaluate"]
+__all__ = ["Reporter", "TrainResult", "run", "resolve_device", "make_optimizer", "evaluate",
+           "prepare"]
 
 
 class Reporter(Protocol):
@@ -182,6 +183,20 @@ def _save_atomically(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def prepare(trainer: TrainerSpec, metric: str, base_dir: str | None,
+            data_root: str | None) -> tuple[torch.device, data_sets.DataBundle]:
+    """The device and the data (cached per process), checked against the metric."""
+    device = resolve_device(trainer.device)
+    root = data_sets.resolve_data_root(trainer.data_root, base_dir, data_root)
+    bundle = data_sets.load(trainer.dataset, root, trainer.download, device, base_dir)
+    allowed = (data_sets.CLASSIFICATION_METRICS if bundle.task == "classification"
+               else data_sets.REGRESSION_METRICS)
+    if metric not in allowed:
+        raise SpecError(f"metric '{metric}' is not reported for a {bundle.task} data set",
+                        path="metric", fix=f"Use one of: {', '.join(allowed)}.")
+    return device, bundle
+
+
 def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
         direction: str = "maximize", base_dir: str | None = None,
         data_root: str | None = None, checkpoint: Path | None = None) -> TrainResult:
@@ -191,14 +206,7 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     already exists the trial continues after its last finished epoch.
     Raises ``TrialFailed`` for a NaN/infinite loss or an out-of-memory error.
     """
-    device = resolve_device(trainer.device)
-    root = data_sets.resolve_data_root(trainer.data_root, base_dir, data_root)
-    bundle = data_sets.load(trainer.dataset, root, trainer.download, device, base_dir)
-    allowed = (data_sets.CLASSIFICATION_METRICS if bundle.task == "classification"
-               else data_sets.REGRESSION_METRICS)
-    if metric not in allowed:
-        raise SpecError(f"metric '{metric}' is not reported for a {bundle.task} data set",
-                        path="metric", fix=f"Use one of: {', '.join(allowed)}.")
+    device, bundle = prepare(trainer, metric, base_dir, data_root)
     config = {**LOOP_DEFAULTS, **models.defaults_for(trainer.model), **params}
     torch.manual_seed(trainer.seed)
     generator = torch.Generator(device=device).manual_seed(trainer.seed)
