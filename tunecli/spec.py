@@ -210,6 +210,10 @@ class TrainerSpec(_Strict):
     download: bool = Field(False, description="let torchvision download missing files")
     model: str = Field("mlp", description="mlp | cnn | package.module:function | file.py:function")
     epochs: int = Field(20, ge=1, le=100000)
+    final_epochs: int | None = Field(None, ge=1, le=100000,
+                                     description="epochs of `tunecli train` (training + "
+                                                 "validation data, no early stopping); default: "
+                                                 "the best trial's best epoch, else epochs")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, fp32 on the CPU")
@@ -489,7 +493,8 @@ def json_schema() -> dict[str, Any]:
 # Parts of the spec that change what a trial's value means. Budget, sampler and pruner may
 # change between runs; the data's location and the device may differ between machines.
 _MACHINE_LOCAL = {("trainer", "data_root"), ("trainer", "device"), ("trainer", "download"),
-                  ("trainer", "eval_batch_size"), ("trainer", "compile")}
+                  ("trainer", "eval_batch_size"), ("trainer", "compile"),
+                  ("trainer", "final_epochs")}  # used by `tunecli train` only
 
 
 def _objective_view(stored: dict[str, Any]) -> dict[str, Any]:

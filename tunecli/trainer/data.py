@@ -54,6 +54,9 @@ class DataBundle:
     n_outputs: int
     input_shape: tuple[int, ...]
     is_image: bool
+    # The normalisation fitted on the training part; a trained model needs it for new data.
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
 
 
 def resolve_data_root(configured: str | None, base_dir: str | None,
@@ -278,7 +281,7 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
         if raw.task == "classification" else 1
     return DataBundle(tensor_x(x_train), tensor_y(y_train), tensor_x(x_val), tensor_y(y_val),
                       tensor_x(x_test), tensor_y(y_test), raw.task, n_outputs,
-                      tuple(x_train.shape[1:]), raw.is_image)
+                      tuple(x_train.shape[1:]), raw.is_image, mean[0], std[0])
 
 
 def augment_batch(x: torch.Tensor, crop: int, flip: bool,

@@ -45,6 +45,8 @@ class TrainResult:
     samples_per_second: float
     stopped_early: bool = False
     train_seconds: float = 0.0
+    # Final training only: metrics on the held-out test part, measured once at the end.
+    test_metrics: dict[str, float] = field(default_factory=dict)
     # The trained weights (of the last epoch), for `tunecli train`; never stored in Optuna.
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -199,14 +201,27 @@ def prepare(trainer: TrainerSpec, metric: str, base_dir: str | None,
 
 def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
         direction: str = "maximize", base_dir: str | None = None,
-        data_root: str | None = None, checkpoint: Path | None = None) -> TrainResult:
+        data_root: str | None = None, checkpoint: Path | None = None,
+        final_epochs: int | None = None) -> TrainResult:
     """Train one configuration; report every epoch; return the best epoch's metric.
 
     ``checkpoint``: a file where model and optimizer state are saved after each epoch; when it
     already exists the trial continues after its last finished epoch.
+    ``final_epochs``: final training instead of a trial: train that many epochs on training +
+    validation data (nothing is left to pick an epoch or stop early with), then evaluate once
+    on the test part (``test_metrics``); epochs report only their training loss.
     Raises ``TrialFailed`` for a NaN/infinite loss or an out-of-memory error.
     """
     device, bundle = prepare(trainer, metric, base_dir, data_root)
+    final = final_epochs is not None
+    if final and len(bundle.x_test) == 0:
+        raise SpecError("the data set has no test part to evaluate the final model on",
+                        path="trainer.dataset.test_fraction",
+                        fix="Set test_fraction above 0, e.g. 0.2.")
+    epochs = final_epochs if final else trainer.epochs
+    x_fit, y_fit = ((torch.cat([bundle.x_train, bundle.x_val]),
+                     torch.cat([bundle.y_train, bundle.y_val])) if final
+                    else (bundle.x_train, bundle.y_train))
     config = {**LOOP_DEFAULTS, **models.defaults_for(trainer.model), **params}
     torch.manual_seed(trainer.seed)
     generator = torch.Generator(device=device).manual_seed(trainer.seed)
@@ -214,8 +229,9 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
                          base_dir).to(device)
     n_params = models.count_parameters(model)
     optimizer = make_optimizer(config, model.parameters(), device)
-    minimize = direction == "minimize"
-    schedule = _Schedule(config, optimizer, trainer.epochs, minimize)
+    # Final training has no validation metric: a plateau schedule watches the training loss.
+    minimize = direction == "minimize" or final
+    schedule = _Schedule(config, optimizer, epochs, minimize)
     use_bf16 = trainer.precision == "bf16" or (trainer.precision == "auto"
                                                and device.type == "cuda")
 
@@ -230,7 +246,7 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     batch_size = max(1, int(config["batch_size"]))
     l1, clip = float(config["l1"]), float(config["grad_clip"])
     augment = trainer.dataset.augment
-    n_train = len(bundle.x_train)
+    n_train = len(x_fit)
 
     history: list[dict[str, float]] = []
     best_value, best_epoch, since_best = math.nan, 0, 0
@@ -252,7 +268,7 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     started = time.perf_counter()
     seen = 0
     try:
-        for epoch in range(first_epoch, trainer.epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             model.train()
             epoch_start = time.perf_counter()
             order = torch.randperm(n_train, device=device, generator=generator)
@@ -262,7 +278,7 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
                 idx = order[start:start + batch_size]
                 if len(idx) < 2 and n_train > 1:
                     continue  # a batch of one breaks batch norm and adds only noise
-                xb, yb = bundle.x_train[idx], bundle.y_train[idx]
+                xb, yb = x_fit[idx], y_fit[idx]
                 if bundle.is_image and (augment.crop or augment.flip):
                     xb = data_sets.augment_batch(xb, augment.crop, augment.flip, generator)
                 with autocast():
@@ -280,8 +296,9 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
             if not math.isfinite(train_loss):
                 raise TrialFailed(f"the training loss became {train_loss} in epoch {epoch} "
                                   f"(lr={config['lr']}); lower the learning rate range")
-            metrics = evaluate(model, bundle.x_val, bundle.y_val, bundle.task, bundle.n_outputs,
-                               trainer.eval_batch_size, autocast)
+            metrics = {} if final else evaluate(model, bundle.x_val, bundle.y_val, bundle.task,
+                                                bundle.n_outputs, trainer.eval_batch_size,
+                                                autocast)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - epoch_start
@@ -289,7 +306,7 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
             metrics.update({"train_loss": train_loss, "epoch_seconds": seconds,
                             "samples_per_second": n_train / seconds if seconds else 0.0,
                             "lr": optimizer.param_groups[0]["lr"]})
-            value = metrics[metric]
+            value = train_loss if final else metrics[metric]
             if not math.isfinite(value):
                 raise TrialFailed(f"{metric} became {value} in epoch {epoch}")
             better = (math.isnan(best_value) or (value < best_value if minimize
@@ -307,7 +324,7 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
                                   "best": (best_value, best_epoch, since_best), "epoch": epoch,
                                   "lrs": [g["lr"] for g in optimizer.param_groups]}, checkpoint)
             reporter.report(epoch, metrics)
-            if trainer.early_stopping and since_best >= trainer.early_stopping:
+            if not final and trainer.early_stopping and since_best >= trainer.early_stopping:
                 stopped_early = True
                 break
     except torch.OutOfMemoryError:
@@ -318,8 +335,11 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
                           f"{n_params:,} parameters; lower batch_size or the model size") \
             from None
     elapsed = time.perf_counter() - started
+    test_metrics = evaluate(model, bundle.x_test, bundle.y_test, bundle.task, bundle.n_outputs,
+                            trainer.eval_batch_size, autocast, prefix="test") if final else {}
     return TrainResult(value=best_value, best_epoch=best_epoch, epochs_run=len(history),
                        history=history, params_count=n_params, device=str(device),
                        samples_per_second=seen / elapsed if elapsed else 0.0,
                        stopped_early=stopped_early, train_seconds=elapsed,
+                       test_metrics=test_metrics,
                        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})

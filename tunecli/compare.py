@@ -1,0 +1,131 @@
+"""Two or more studies side by side: how fast each found a good value, in trials and in epochs.
+
+The question a comparison answers is "which sampler/pruner gets there cheaper?", so each study
+becomes a best-so-far curve over trials finished (in the order they finished) and over epochs
+trained (pruned trials count the epochs they used).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.table import Table
+
+from tunecli.report import effort_line, reported_trials, summary
+from tunecli.spec import StudySpec
+
+__all__ = ["best_so_far", "comparison", "show", "to_csv"]
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def best_so_far(trials: list[FrozenTrial], direction: str) -> dict[str, list[float]]:
+    """Curves over finished trials in finishing order: trials, cumulative epochs, best value.
+
+    Points start at the first completed trial (before it there is no best value).
+    """
+    done = sorted((t for t in trials if t.state in _FINISHED and t.datetime_complete),
+                  key=lambda t: (t.datetime_complete, t.number))
+    curve: dict[str, list[float]] = {"trials": [], "epochs": [], "best": []}
+    best: float | None = None
+    epochs = 0
+    for k, t in enumerate(done, start=1):
+        epochs += int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
+        if t.state == TrialState.COMPLETE and t.value is not None:
+            if best is None or (t.value > best if direction == "maximize" else t.value < best):
+                best = t.value
+        if best is not None:
+            curve["trials"].append(k)
+            curve["epochs"].append(epochs)
+            curve["best"].append(best)
+    return curve
+
+
+def comparison(studies: list[tuple[optuna.Study, StudySpec]]) -> dict[str, Any]:
+    """Summaries and best-so-far curves of several studies, as one JSON-able dict."""
+    out: dict[str, Any] = {"studies": {}, "curves": {}, "notes": []}
+    for study, spec in studies:
+        data = summary(study, spec, importance=None)
+        data.pop("trials")
+        out["studies"][spec.name] = {**data, "sampler": spec.sampler.type,
+                                     "pruner": spec.pruner.type}
+        out["curves"][spec.name] = best_so_far(reported_trials(study), spec.direction)
+    metrics = {(s["metric"], s["direction"]) for s in out["studies"].values()}
+    if len(metrics) > 1:
+        out["notes"].append("the studies optimise different metrics or directions: "
+                            + "; ".join(f"{n}: {s['direction']} {s['metric']}"
+                                        for n, s in out["studies"].items()))
+    first = next(iter(out["studies"].values()))
+    out["metric"], out["direction"] = first["metric"], first["direction"]
+    return out
+
+
+def _at(curve: dict[str, list[float]], axis: str, limit: float) -> float | None:
+    """The best value once ``limit`` trials/epochs were spent (None: nothing complete yet)."""
+    value = None
+    for x, best in zip(curve[axis], curve["best"]):
+        if x > limit:
+            break
+        value = best
+    return value
+
+
+def _marks(largest: float) -> list[int]:
+    """Four round checkpoints up to ``largest``."""
+    if largest <= 0:
+        return []
+    marks = sorted({max(1, round(largest * q)) for q in (0.125, 0.25, 0.5, 1.0)})
+    return [int(m) for m in marks]
+
+
+def show(console: Console, data: dict[str, Any]) -> None:
+    """One column per study: set-up, best value, and best-so-far at equal trials and epochs."""
+    names = list(data["studies"])
+    metric = data["metric"]
+    table = Table(title=f"best {metric} so far ({data['direction']})", title_justify="left",
+                  box=None, padding=(0, 1, 0, 1))
+    table.add_column("")
+    for name in names:
+        table.add_column(name, justify="right", overflow="fold", max_width=24)
+
+    def row(label: str, cells: list[str]) -> None:
+        table.add_row(label, *cells)
+
+    studies, curves = data["studies"], data["curves"]
+    row("sampler / pruner", [f"{studies[n]['sampler']} / {studies[n]['pruner']}" for n in names])
+    row("trials finished", [str(len(curves[n]["trials"]) and curves[n]["trials"][-1])
+                            for n in names])
+    row("epochs trained", [str(studies[n]["epochs"]["spent"]) for n in names])
+    row("best", [_fmt(studies[n]["best"]["value"]) if studies[n]["best"] else "-"
+                 for n in names])
+    for axis, label in (("trials", "after {} trials"), ("epochs", "after {} epochs")):
+        largest = min((c[axis][-1] for c in curves.values() if c[axis]), default=0)
+        for mark in _marks(largest):
+            row(label.format(mark), [_fmt(_at(curves[n], axis, mark)) for n in names])
+    console.print(table)
+    for name in names:
+        line = effort_line(studies[name]["epochs"])
+        if line:
+            console.print(f"{name}: {line}", highlight=False)
+    for note in data["notes"]:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def to_csv(data: dict[str, Any]) -> str:
+    """The curves in long form: one row per study and finished trial."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["study", "trials_finished", "epochs_trained", f"best_{data['metric']}"])
+    for name, curve in data["curves"].items():
+        for k, epochs, best in zip(curve["trials"], curve["epochs"], curve["best"]):
+            writer.writerow([name, k, epochs, best])
+    return out.getvalue()

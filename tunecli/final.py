@@ -1,0 +1,188 @@
+"""From a chosen configuration to a model: retrain on training + validation data, test once.
+
+The search used the validation part to choose; the final model may learn from it too, and the
+test part, never seen by any trial, gives the one honest estimate. What is saved:
+
+- ``NAME.pt``: the model's state dict (plain tensors: ``torch.load(..., weights_only=True)``),
+- ``NAME.json``: the configuration, the test metrics, and what rebuilds the model
+  (``load_model(json_path)`` does it, normalisation included for new inputs).
+
+Example::
+
+    from tunecli.final import load_model
+    model, info = load_model("models/digits-best.json")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from tunecli import __version__, space, spec as spec_module
+from tunecli.errors import SpecError
+from tunecli.spec import StudySpec
+
+__all__ = ["Choice", "from_file", "from_study", "train", "load_model"]
+
+
+@dataclass
+class Choice:
+    """One configuration to train, and where it came from."""
+
+    spec: StudySpec
+    params: dict[str, Any]
+    epochs: int
+    label: str                 # file stem of the outputs
+    source: str                # for the JSON file and messages
+    trial: int | None = None
+    search_value: float | None = None
+
+
+def from_file(path: Path, epochs: int | None = None) -> Choice:
+    """A study file whose every active parameter is fixed (``tunecli report --export``)."""
+    spec = spec_module.load(path)
+    params = space.trial_config(spec.space, {})
+    searched = [k for k, p in spec.space.items() if p.kind != "value" and k in params]
+    if searched:
+        raise SpecError(f"'{searched[0]}' is still a search range; train needs one configuration",
+                        source=str(path), path=f"space.{searched[0]}",
+                        fix="Export the best one: tunecli report NAME --export best.yaml, "
+                            "or train a trial: tunecli train NAME --trial N.")
+    return Choice(spec, params, epochs or spec.trainer.final_epochs or spec.trainer.epochs,
+                  spec.name, str(path))
+
+
+def from_study(name: str, url: str, trial_number: int | None = None,
+               epochs: int | None = None) -> Choice:
+    """A stored study's best trial, or trial ``trial_number``; trained for its best epoch."""
+    from tunecli import study as study_module
+
+    study, spec = study_module.load(name, url)
+    if trial_number is None:
+        trial = study_module.best_trial(study)
+        if trial is None:
+            raise SpecError(f"study '{name}' has no completed trial to train",
+                            source=f"study '{name}'", fix="Run or resume the study first.")
+    else:
+        trial = _completed_trial(study, trial_number, name)
+    best_epoch = trial.user_attrs.get("best_epoch")
+    return Choice(spec, space.trial_config(spec.space, trial.params),
+                  epochs or spec.trainer.final_epochs or best_epoch or spec.trainer.epochs,
+                  f"{name}-trial{trial.number}", f"study '{name}' trial #{trial.number}",
+                  trial.number, trial.value)
+
+
+def _completed_trial(study: optuna.Study, number: int, name: str) -> optuna.trial.FrozenTrial:
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    complete = sorted(n for n, t in trials.items() if t.state == TrialState.COMPLETE)
+    hint = f"Completed trials: {_ranges(complete)}." if complete else "Run the study first."
+    if number not in trials:
+        raise SpecError(f"study '{name}' has no trial #{number}", source="--trial", fix=hint)
+    if trials[number].state != TrialState.COMPLETE:
+        raise SpecError(f"trial #{number} of '{name}' is {trials[number].state.name.lower()}, "
+                        "not complete", source="--trial", fix=hint)
+    return trials[number]
+
+
+def _ranges(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:12])
+    return shown + (f", ... ({len(numbers)} in all)" if len(numbers) > 12 else "")
+
+
+class _EpochPrinter:
+    """Reporter for final training: one line per epoch (there is nothing to prune)."""
+
+    def __init__(self, say: Callable[[str], None], epochs: int) -> None:
+        self.say = say
+        self.epochs = epochs
+
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.say(f"epoch {epoch:>3}/{self.epochs}  train_loss {metrics['train_loss']:.4f}  "
+                 f"({metrics['epoch_seconds']:.2f}s)")
+
+
+def train(choice: Choice, out: Path, say: Callable[[str], None],
+          data_root: str | None = None) -> dict[str, Any]:
+    """Train the choice on training + validation data, test it, write OUT.pt and OUT.json."""
+    import torch
+
+    from tunecli.trainer import loop
+    from tunecli.trainer.hyperparams import LOOP_DEFAULTS
+    from tunecli.trainer.models import defaults_for
+
+    spec = choice.spec
+    loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)  # bad input: exit 2 now
+    result = loop.run(spec.trainer, choice.params, _EpochPrinter(say, choice.epochs),
+                      metric=spec.metric, direction=spec.direction, base_dir=spec.base_dir,
+                      data_root=data_root, final_epochs=choice.epochs)
+    _, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
+    weights = out.with_suffix(".pt")
+    info = {
+        "source": choice.source,
+        "study": spec.name,
+        "trial": choice.trial,
+        "search_metric": spec.metric,
+        "search_value": choice.search_value,
+        "test_metrics": {k: round(v, 6) for k, v in result.test_metrics.items()},
+        "epochs": choice.epochs,
+        "final_train_loss": result.history[-1]["train_loss"] if result.history else None,
+        "trained_on": "training + validation parts",
+        "params": choice.params,
+        "config": {**LOOP_DEFAULTS, **defaults_for(spec.trainer.model), **choice.params},
+        "model": spec.trainer.model,
+        "base_dir": spec.base_dir,
+        "task": bundle.task,
+        "input_shape": list(bundle.input_shape),
+        "n_outputs": bundle.n_outputs,
+        "normalization": {"mean": _listed(bundle.mean), "std": _listed(bundle.std)},
+        "params_count": result.params_count,
+        "device": result.device,
+        "train_seconds": round(result.train_seconds, 3),
+        "weights": weights.name,
+        "trainer": spec.stored()["trainer"],
+        "versions": {"tunecli": __version__, "torch": torch.__version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(weights, lambda tmp: torch.save(result.state_dict, tmp))
+    _atomic(out.with_suffix(".json"),
+            lambda tmp: tmp.write_text(json.dumps(info, indent=2, default=str) + "\n",
+                                       encoding="utf-8"))
+    return info
+
+
+def _listed(array: Any) -> Any:
+    return None if array is None else array.tolist()
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def load_model(json_path: str | Path, map_location: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """The trained model (eval mode) and its JSON info, from the files ``train`` wrote.
+
+    New inputs must be normalised like the training data:
+    ``(x - info["normalization"]["mean"]) / info["normalization"]["std"]``.
+    """
+    import torch
+
+    from tunecli.trainer import models
+
+    json_path = Path(json_path)
+    info = json.loads(json_path.read_text(encoding="utf-8"))
+    model = models.build(info["model"], info["config"], tuple(info["input_shape"]),
+                         int(info["n_outputs"]), info.get("base_dir"))
+    state = torch.load(json_path.with_name(info["weights"]), map_location=map_location,
+                       weights_only=True)
+    model.load_state_dict(state)
+    return model.eval(), info
