@@ -40,6 +40,9 @@ DataRootOption = Annotated[Optional[str], typer.Option(
     show_default=False)]
 KeepOption = Annotated[str, typer.Option(
     "--keep-checkpoints", help="Checkpoints of finished trials to keep: none, best or all")]
+TensorBoardOption = Annotated[Optional[Path], typer.Option(
+    "--tensorboard", help="Log each trial as a TensorBoard run under DIR/STUDY (needs the "
+                          "tensorboard package)", show_default=False)]
 
 
 def _version(value: bool) -> None:
@@ -86,6 +89,13 @@ def _check_keep(keep: str) -> str:
     return keep
 
 
+def _check_tensorboard(folder: Path | None) -> None:
+    if folder is not None:
+        from tunecli.tracking import check_available
+
+        check_available()
+
+
 def _commands(name: str, url: str) -> str:
     from tunecli.storage import DEFAULT_URL, mask
 
@@ -117,7 +127,8 @@ _STOP_REASONS = {"budget": "budget reached", "timeout": "timeout reached",
                  "elsewhere": "the last trials are running in other workers"}
 
 
-def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep: str) -> None:
+def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
+                    tensorboard: Path | None) -> None:
     from tunecli import study as study_module
     from tunecli.storage import mask
 
@@ -127,7 +138,7 @@ def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep
                   + (f" / {spec.budget.timeout:g}s" if spec.budget.timeout else ""))
     try:
         outcome = study_module.run(study, spec, url, console, data_root=data_root,
-                                   keep_checkpoints=keep)
+                                   keep_checkpoints=keep, tensorboard=tensorboard)
     except KeyboardInterrupt:
         _interrupted(spec, url)
     if outcome.stopped_by == "interrupted":
@@ -159,6 +170,7 @@ def search(
         = None,
     trials_per_device: Annotated[int, typer.Option(
         "--trials-per-device", help="Concurrent trials (workers) per GPU", min=1)] = 1,
+    tensorboard: TensorBoardOption = None,
 ) -> None:
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
@@ -166,6 +178,7 @@ def search(
         from tunecli.storage import resolve_url
 
         keep = _check_keep(keep_checkpoints)
+        _check_tensorboard(tensorboard)
         overrides = {"budget.n_trials": n_trials, "budget.timeout": timeout, "name": name,
                      "sampler.seed": seed}
         spec = spec_module.load(study_file, overrides)
@@ -175,14 +188,16 @@ def search(
             spec = _forked(spec, url, str(study_file))
         study = study_module.open_for_search(spec, url, str(study_file))
         if workers not in (None, 1) or devices:
-            _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep)
+            _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
+                         tensorboard)
         else:
-            _run_and_finish(study, spec, url, data_root, keep)
+            _run_and_finish(study, spec, url, data_root, keep, tensorboard)
     _guard(body)
 
 
 def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
-                 per_device: int, data_root: str | None, keep: str) -> None:
+                 per_device: int, data_root: str | None, keep: str,
+                 tensorboard: Path | None) -> None:
     from tunecli import workers as workers_module
     from tunecli.storage import mask
 
@@ -190,6 +205,8 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
                   f"budget {spec.budget.n_trials or '-'} trials")
     extra = ["--keep-checkpoints", keep] + (["--data-root", data_root] if data_root else [])
+    if tensorboard is not None:
+        extra += ["--tensorboard", str(tensorboard.resolve())]
     if spec.budget.timeout:
         extra += ["--timeout", f"{spec.budget.timeout}s"]
     code = workers_module.run_workers(spec.name, url, envs, extra)
@@ -222,7 +239,8 @@ def _forked(spec: Any, url: str, source: str) -> Any:
     return spec.model_copy(update={"name": candidate})
 
 
-def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep: str) -> None:
+def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
+                   tensorboard: Path | None) -> None:
     """One of several workers: trial lines only; the parent prints the summary."""
     import torch
 
@@ -233,7 +251,7 @@ def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep:
         torch.set_num_threads(int(threads))
     plain = Console(highlight=False, force_terminal=False)
     outcome = study_module.run(study, spec, url, plain, data_root=data_root,
-                               keep_checkpoints=keep)
+                               keep_checkpoints=keep, tensorboard=tensorboard)
     if outcome.stopped_by == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -248,6 +266,7 @@ def resume(
         "--timeout", help="Wall time for this run, e.g. 10m")] = None,
     data_root: DataRootOption = None,
     keep_checkpoints: KeepOption = "best",
+    tensorboard: TensorBoardOption = None,
     worker: Annotated[bool, typer.Option("--worker", hidden=True,
                                          help="Run as one of search --workers")] = False,
 ) -> None:
@@ -257,6 +276,7 @@ def resume(
         from tunecli.storage import resolve_url
 
         keep = _check_keep(keep_checkpoints)
+        _check_tensorboard(tensorboard)
         url = resolve_url(storage)
         study, spec = study_module.load(name, url, overrides={"budget.n_trials": n_trials,
                                                               "budget.timeout": timeout})
@@ -264,9 +284,9 @@ def resume(
             study.set_user_attr(study_module.SPEC_ATTR, spec.stored())
         study_module.preflight(spec, data_root, f"study '{name}'")
         if worker:
-            _run_as_worker(study, spec, url, data_root, keep)
+            _run_as_worker(study, spec, url, data_root, keep, tensorboard)
         else:
-            _run_and_finish(study, spec, url, data_root, keep)
+            _run_and_finish(study, spec, url, data_root, keep, tensorboard)
     _guard(body)
 
 

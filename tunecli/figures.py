@@ -48,8 +48,7 @@ def learning_curves(trials: list[FrozenTrial], metric: str, best: int | None) ->
                 x=[steps[-1]], y=[values[-1]], mode="markers", legendgroup=kind,
                 showlegend=False, marker={"symbol": "x", "size": 8, "color": _COLOURS[kind]},
                 hovertemplate=f"trial #{t.number} pruned after epoch {steps[-1]}<extra></extra>"))
-    fig.update_layout(title="Learning curves", xaxis_title="epoch", yaxis_title=metric,
-                      template="plotly_white")
+    fig.update_layout(xaxis_title="epoch", yaxis_title=metric, template="plotly_white")
     return fig
 
 
@@ -78,7 +77,7 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
             evaluator = importance_evaluator(imp["method"])
             out["importances"] = (
                 "Parameter importances",
-                vis.plot_param_importances(study, evaluator=evaluator, params=ranked,
+                vis.plot_param_importances(study, evaluator=evaluator, params=sorted(ranked),
                                            target_name=metric),
                 f"{imp['method']} over the completed trials."
                 + (f" Not weighed (conditional): {', '.join(imp['left_out'])}."
@@ -100,7 +99,11 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
             out["slices"] = ("Slice plots of the most important parameters", None, reason)
     for _, fig, _ in out.values():
         if fig is not None:
-            fig.update_layout(template="plotly_white", margin={"t": 50, "b": 50})
+            # The page gives each figure its section title and full width (Optuna fixes the
+            # slice plot's width to 300 px per parameter, wider than the page).
+            fig.layout.width = None
+            fig.layout.title = None
+            fig.update_layout(template="plotly_white", margin={"t": 30, "b": 50})
     return out
 
 
@@ -123,5 +126,5 @@ def comparison(curves: dict[str, dict[str, list[float]]], metric: str) -> Any:
     fig.update_xaxes(title_text="trials finished", row=1, col=1)
     fig.update_xaxes(title_text="epochs trained", row=1, col=2)
     fig.update_yaxes(title_text=f"best {metric}", row=1, col=1)
-    fig.update_layout(title=f"Best {metric} so far", template="plotly_white")
+    fig.update_layout(template="plotly_white")
     return fig

@@ -157,8 +157,10 @@ def importances(study: optuna.Study, spec: StudySpec, method: str = "ped-anova"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # Sorted: Optuna 5.0's MDI evaluator pairs names with columns in sorted order and
+            # mislabels the importances of an unsorted ``params`` list.
             values = optuna.importance.get_param_importances(study, evaluator=evaluator,
-                                                             params=varied)
+                                                             params=sorted(varied))
     except (RuntimeError, ValueError, ZeroDivisionError) as exc:
         result["note"] = f"{method} could not weigh the parameters: {exc}"
         return result

@@ -31,6 +31,7 @@ from tunecli import storage as storage_module
 from tunecli.errors import SpecError, StudyFailed, TrialFailed
 from tunecli.progress import SearchProgress
 from tunecli.spec import StudySpec
+from tunecli.tracking import TensorBoardLog
 
 __all__ = ["SPEC_ATTR", "open_for_search", "load", "run", "count_trials", "RunOutcome",
            "Interrupted", "study_names", "reap_lost_trials"]
@@ -265,14 +266,18 @@ class _StopSignals:
 class _TrialReporter:
     """The trainer's reporter: each epoch's metric goes to Optuna, which may prune."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, signals: _StopSignals) -> None:
+    def __init__(self, trial: optuna.Trial, metric: str, signals: _StopSignals,
+                 tracker: TensorBoardLog | None = None) -> None:
         self.trial = trial
         self.metric = metric
         self.signals = signals
+        self.tracker = tracker
         self.history: list[dict[str, float]] = []
 
     def report(self, epoch: int, metrics: dict[str, float]) -> None:
         self.history.append({"epoch": epoch, **metrics})
+        if self.tracker is not None:
+            self.tracker.epoch(self.trial.number, epoch, metrics)
         # A signal must not cut a storage write in half (it would leave SQLite locked).
         with self.signals.held():
             self.trial.report(metrics[self.metric], epoch)
@@ -283,11 +288,12 @@ class _TrialReporter:
 
 class _Objective:
     def __init__(self, spec: StudySpec, data_root: str | None, checkpoints: Path | None,
-                 signals: _StopSignals) -> None:
+                 signals: _StopSignals, tracker: TensorBoardLog | None = None) -> None:
         self.signals = signals
         self.spec = spec
         self.data_root = data_root
         self.checkpoints = checkpoints
+        self.tracker = tracker
 
     def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
         if self.checkpoints is None:
@@ -296,8 +302,6 @@ class _Objective:
         return self.checkpoints / f"trial-{root}.pt"
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from tunecli import trainer
-
         trial.set_user_attr("worker", f"{_HOST}:{os.getpid()}")
         n_trials = self.spec.budget.n_trials
         if n_trials is not None and _claims_before(trial) >= n_trials:
@@ -305,7 +309,35 @@ class _Objective:
             raise _Surplus()
         params = space.suggest(trial, self.spec.space)
         _drop_if_grid_point_taken(trial)
-        reporter = _TrialReporter(trial, self.spec.metric, self.signals)
+        if self.tracker is None:
+            return self._train(trial, params)
+        self.tracker.trial_started(trial.number, space.trial_config(self.spec.space,
+                                                                    trial.params))
+        state, value, epochs = "fail", None, 0
+        try:
+            value = self._train(trial, params)
+            state = "complete"
+            return value
+        except optuna.TrialPruned:
+            state = "pruned"
+            raise
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
+        except _Surplus:
+            self.tracker.discard(trial.number)  # never a trial of its own: no run
+            raise
+        finally:
+            frozen = trial.study._storage.get_trial(trial._trial_id)
+            if state == "pruned" and frozen.intermediate_values:
+                value = frozen.intermediate_values[max(frozen.intermediate_values)]
+            epochs = len(frozen.intermediate_values)
+            self.tracker.trial_finished(trial.number, state, value, epochs)
+
+    def _train(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
+        from tunecli import trainer
+
+        reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker)
         try:
             with self.signals.interruptible():
                 result = trainer.run(self.spec.trainer, params, reporter,
@@ -380,13 +412,17 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> None:
 
 def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
         data_root: str | None = None, keep_checkpoints: str = "best",
-        checkpoints: bool = True) -> RunOutcome:
-    """Run trials until the budget is met, the timeout passes, or the user interrupts."""
+        checkpoints: bool = True, tensorboard: Path | None = None) -> RunOutcome:
+    """Run trials until the budget is met, the timeout passes, or the user interrupts.
+
+    ``tensorboard``: a folder for one TensorBoard run per trial (see ``tracking``).
+    """
     _quiet_optuna()
     reap_lost_trials(study)
     folder = storage_module.study_folder(url, spec.name) / "checkpoints" if checkpoints else None
     signals = _StopSignals()
-    objective = _Objective(spec, data_root, folder, signals)
+    tracker = TensorBoardLog(tensorboard, spec.name, spec.metric) if tensorboard else None
+    objective = _Objective(spec, data_root, folder, signals, tracker)
     budget = spec.budget
     started = time.monotonic()
     trials = study.get_trials(deepcopy=False)

@@ -1,0 +1,144 @@
+"""The default study end to end, as README's first command runs it, then what comes after:
+its terminal report, its HTML report in a real headless browser, and `tunecli train`.
+
+The search runs once for the module (about 30-40 s on 2 cores). The browser test needs Debian's
+chromium (installed by .ci/run) and is skipped, with the reason, where there is none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tunecli.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+# Where the browser's screenshot is kept for people to look at (CI artifact / test output).
+OUTPUT = Path(os.environ.get("TUNECLI_TEST_OUTPUT", REPO / "test-output"))
+BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking"]
+FIGURES = ("history", "curves", "importances", "parallel", "slices")
+
+
+def _run(*args: object, columns: int = 200) -> object:
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False,
+                                env={"COLUMNS": str(columns)})
+    return result
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    folder = tmp_path_factory.mktemp("default-study")
+    storage = f"sqlite:///{folder / 'tunecli.db'}"
+    result = _run("search", REPO / "studies" / "digits.yaml", "--storage", storage)
+    assert result.exit_code == 0, result.output
+    return {"folder": folder, "storage": storage, "output": result.output}
+
+
+def test_default_study_finishes_with_a_good_model(searched) -> None:
+    assert "Stopped: budget reached." in searched["output"]
+    data = json.loads(_run("report", "digits", "--storage", searched["storage"],
+                           "--format", "json").output)
+    assert data["counts"]["complete"] + data["counts"]["pruned"] == 40
+    assert data["best"]["value"] > 0.95
+    assert data["epochs"]["saved_by_pruning"] > 0
+
+
+def test_terminal_report_fits_100_columns(searched) -> None:
+    result = _run("report", "digits", "--storage", searched["storage"], columns=100)
+    assert result.exit_code == 0
+    assert max(len(line.rstrip()) for line in result.output.splitlines()) <= 100
+    for words in ("Best trial #", "Parameter importances", "Top 10 trials", "saved"):
+        assert words in result.output
+
+
+def _browser() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.skipif(_browser() is None, reason="no chromium (.ci/run installs Debian's)")
+def test_html_report_renders_every_figure_in_headless_chromium(searched) -> None:
+    page = searched["folder"] / "report.html"
+    result = _run("report", "digits", "--storage", searched["storage"], "--html", page)
+    assert result.exit_code == 0, result.output
+    browser = [_browser(), *BROWSER_FLAGS, f"--user-data-dir={searched['folder'] / 'profile'}",
+               "--virtual-time-budget=30000", "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    assert 'data-done="yes"' in body, body
+    assert 'data-errors=""' in body, body
+    assert f'data-figures-rendered="{len(FIGURES)}"' in body, body
+    for key in FIGURES:
+        tag = re.search(rf'<div[^>]*id="fig-{key}"[^>]*>', dom.stdout)
+        assert tag and 'data-rendered="yes"' in tag.group(0), key
+    # The page logged nothing to the console (no warnings, no errors).
+    assert "CONSOLE" not in dom.stderr, [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln]
+    assert "Best configuration" in dom.stdout and "name: digits-best" in dom.stdout
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shot = OUTPUT / "default-study-report.png"
+    shot.unlink(missing_ok=True)
+    taken = subprocess.run([*browser, "--hide-scrollbars", "--window-size=1280,4000",
+                            f"--screenshot={shot}", page.as_uri()], capture_output=True,
+                           text=True, timeout=180)
+    assert taken.returncode == 0 and shot.exists(), taken.stderr[-2000:]
+    from PIL import Image  # pillow comes with torchvision
+
+    with Image.open(shot) as image:
+        assert image.size == (1280, 4000)
+        rgb = bytearray(image.convert("RGB").tobytes())
+    pixels = torch.frombuffer(rgb, dtype=torch.uint8).reshape(-1, 3).float()
+    # Drawn figures: some pixels are coloured (neither white, grey nor black text).
+    coloured = (pixels.std(dim=1) > 30).float().mean().item()
+    assert coloured > 0.005, coloured
+
+
+def test_train_best_config_gives_a_test_accuracy_and_loadable_weights(searched) -> None:
+    folder = searched["folder"]
+    best_yaml = folder / "best.yaml"
+    assert _run("report", "digits", "--storage", searched["storage"],
+                "--export", best_yaml).exit_code == 0
+    result = _run("train", best_yaml, "--out", folder / "models" / "digits")
+    assert result.exit_code == 0, result.output
+    assert "Test metrics" in result.output and "test_accuracy" in result.output
+    info = json.loads((folder / "models" / "digits.json").read_text())
+    assert info["test_metrics"]["test_accuracy"] > 0.9
+    assert f"{info['test_metrics']['test_accuracy']:.4f}" in result.output
+    assert info["trained_on"] == "training + validation parts"
+    assert info["epochs"] == json.loads(_run("report", "digits", "--storage",
+                                             searched["storage"], "--format",
+                                             "json").output)["best"]["best_epoch"]
+
+    from tunecli.final import load_model
+    from tunecli.trainer import models
+
+    state = torch.load(folder / "models" / "digits.pt", weights_only=True)
+    model = models.build(info["model"], info["config"], tuple(info["input_shape"]),
+                         info["n_outputs"], None)
+    model.load_state_dict(state)  # strict: every weight fits the rebuilt model
+    loaded, _ = load_model(folder / "models" / "digits.json")
+    for key, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, state[key])
+    # The saved weights are the ones that were tested: same test split, same accuracy.
+    from tunecli.spec import load as load_spec
+    from tunecli.trainer import loop
+
+    spec = load_spec(best_yaml)
+    _, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, None)
+    with torch.inference_mode():
+        predicted = loaded(bundle.x_test.cpu()).argmax(dim=1)
+    accuracy = (predicted == bundle.y_test.cpu()).float().mean().item()
+    assert accuracy == pytest.approx(info["test_metrics"]["test_accuracy"], abs=1e-5)
