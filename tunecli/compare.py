@@ -66,7 +66,10 @@ def comparison(studies: list[tuple[optuna.Study, StudySpec]]) -> dict[str, Any]:
 
 
 def _at(curve: dict[str, list[float]], axis: str, limit: float) -> float | None:
-    """The best value once ``limit`` trials/epochs were spent (None: nothing complete yet)."""
+    """The best value once ``limit`` trials/epochs were spent (None: nothing complete yet, or
+    the study never spent that much)."""
+    if not curve[axis] or curve[axis][-1] < limit:
+        return None
     value = None
     for x, best in zip(curve[axis], curve["best"]):
         if x > limit:
@@ -84,7 +87,8 @@ def _marks(largest: float) -> list[int]:
 
 
 def show(console: Console, data: dict[str, Any]) -> None:
-    """One column per study: set-up, best value, and best-so-far at equal trials and epochs."""
+    """One column per study: set-up, best value, and best-so-far at equal trials and epochs
+    ("-": no trial had completed by then, or the study never spent that much)."""
     names = list(data["studies"])
     metric = data["metric"]
     table = Table(title=f"best {metric} so far ({data['direction']})", title_justify="left",
@@ -103,10 +107,11 @@ def show(console: Console, data: dict[str, Any]) -> None:
     row("epochs trained", [str(studies[n]["epochs"]["spent"]) for n in names])
     row("best", [_fmt(studies[n]["best"]["value"]) if studies[n]["best"] else "-"
                  for n in names])
-    for axis, label in (("trials", "after {} trials"), ("epochs", "after {} epochs")):
-        largest = min((c[axis][-1] for c in curves.values() if c[axis]), default=0)
+    for axis in ("trials", "epochs"):
+        largest = max((c[axis][-1] for c in curves.values() if c[axis]), default=0)
         for mark in _marks(largest):
-            row(label.format(mark), [_fmt(_at(curves[n], axis, mark)) for n in names])
+            unit = axis if mark > 1 else axis[:-1]
+            row(f"after {mark} {unit}", [_fmt(_at(curves[n], axis, mark)) for n in names])
     console.print(table)
     for name in names:
         line = effort_line(studies[name]["epochs"])

@@ -118,7 +118,6 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
     from tunecli.trainer.models import defaults_for
 
     spec = choice.spec
-    loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)  # bad input: exit 2 now
     result = loop.run(spec.trainer, choice.params, _EpochPrinter(say, choice.epochs),
                       metric=spec.metric, direction=spec.direction, base_dir=spec.base_dir,
                       data_root=data_root, final_epochs=choice.epochs)
