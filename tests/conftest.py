@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -104,3 +106,35 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "200"
     return env
+
+
+BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking"]
+
+
+def browser() -> str | None:
+    """Debian's chromium (installed by .ci/run), or another Chromium on PATH."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+needs_browser = pytest.mark.skipif(browser() is None,
+                                   reason="no chromium (.ci/run installs Debian's)")
+
+
+def browser_command(profile: Path) -> list[str]:
+    return [browser() or "chromium", *BROWSER_FLAGS, f"--user-data-dir={profile}",
+            "--virtual-time-budget=30000", "--enable-logging=stderr", "--v=0"]
+
+
+def render_in_browser(page: Path, profile: Path) -> tuple[str, str, str]:
+    """Open an HTML report in headless chromium after its scripts ran: (the <body> tag with
+    the page's own render record, the whole DOM, the browser's log with console lines)."""
+    dom = subprocess.run([*browser_command(profile), "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body, dom.stdout[:2000]
+    return body.group(0), dom.stdout, dom.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,13 +17,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import browser_command, needs_browser, render_in_browser
 from tunecli.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 # Where the browser's screenshot is kept for people to look at (CI artifact / test output).
 OUTPUT = Path(os.environ.get("TUNECLI_TEST_OUTPUT", REPO / "test-output"))
-BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking"]
 FIGURES = ("history", "curves", "importances", "parallel", "slices")
 
 
@@ -60,38 +58,28 @@ def test_terminal_report_fits_100_columns(searched) -> None:
         assert words in result.output
 
 
-def _browser() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-@pytest.mark.skipif(_browser() is None, reason="no chromium (.ci/run installs Debian's)")
+@needs_browser
 def test_html_report_renders_every_figure_in_headless_chromium(searched) -> None:
     page = searched["folder"] / "report.html"
     result = _run("report", "digits", "--storage", searched["storage"], "--html", page)
     assert result.exit_code == 0, result.output
-    browser = [_browser(), *BROWSER_FLAGS, f"--user-data-dir={searched['folder'] / 'profile'}",
-               "--virtual-time-budget=30000", "--enable-logging=stderr", "--v=0"]
-    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=180)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    profile = searched["folder"] / "profile"
+    body, dom, log = render_in_browser(page, profile)
     assert 'data-done="yes"' in body, body
     assert 'data-errors=""' in body, body
     assert f'data-figures-rendered="{len(FIGURES)}"' in body, body
     for key in FIGURES:
-        tag = re.search(rf'<div[^>]*id="fig-{key}"[^>]*>', dom.stdout)
+        tag = re.search(rf'<div[^>]*id="fig-{key}"[^>]*>', dom)
         assert tag and 'data-rendered="yes"' in tag.group(0), key
     # The page logged nothing to the console (no warnings, no errors).
-    assert "CONSOLE" not in dom.stderr, [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln]
-    assert "Best configuration" in dom.stdout and "name: digits-best" in dom.stdout
+    assert "CONSOLE" not in log, [line for line in log.splitlines() if "CONSOLE" in line]
+    assert "Best configuration" in dom and "name: digits-best" in dom
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
     shot = OUTPUT / "default-study-report.png"
     shot.unlink(missing_ok=True)
-    taken = subprocess.run([*browser, "--hide-scrollbars", "--window-size=1280,4000",
+    taken = subprocess.run([*browser_command(profile), "--hide-scrollbars",
+                            "--window-size=1280,4000",
                             f"--screenshot={shot}", page.as_uri()], capture_output=True,
                            text=True, timeout=180)
     assert taken.returncode == 0 and shot.exists(), taken.stderr[-2000:]

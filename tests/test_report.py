@@ -13,7 +13,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
-from tests.conftest import TINY_STUDY
+from tests.conftest import TINY_STUDY, browser, render_in_browser
 from tunecli import report
 from tunecli.spec import StudySpec
 
@@ -174,6 +174,10 @@ def test_comparison_of_two_studies(cli, write_study, tmp_path: Path) -> None:
     assert cli("report", "tiny", "rand", "--html", "cmp.html").exit_code == 0
     page = (tmp_path / "cmp.html").read_text(encoding="utf-8")
     assert 'data-figure="comparison"' in page and "tiny vs rand" in page
+    if browser() is not None:
+        body, _, log = render_in_browser(tmp_path / "cmp.html", tmp_path / "profile")
+        assert 'data-figures-rendered="1"' in body and 'data-errors=""' in body, body
+        assert "CONSOLE" not in log
 
     refused = cli("report", "tiny", "rand", "--export", "best.yaml")
     assert refused.exit_code == 2 and "one study" in refused.output

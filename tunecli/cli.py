@@ -100,7 +100,8 @@ def _commands(name: str, url: str) -> str:
     from tunecli.storage import DEFAULT_URL, mask
 
     storage = "" if url == DEFAULT_URL else f" --storage '{mask(url)}'"
-    return (f"  report: tunecli report {name}{storage}\n"
+    return (f"  report: tunecli report {name}{storage} --html {name}-report.html\n"
+            f"  train:  tunecli train {name}{storage}\n"
             f"  resume: tunecli resume {name}{storage}")
 
 

@@ -15,7 +15,7 @@ import optuna
 
 from tunecli import figures
 from tunecli.progress import format_params
-from tunecli.report import best_study_yaml, effort_line, reported_trials
+from tunecli.report import best_study_yaml, effort_line, ranked, reported_trials
 from tunecli.spec import StudySpec
 
 __all__ = ["study_report", "comparison_report", "write"]
@@ -111,14 +111,11 @@ def _cards(items: list[tuple[str, str]]) -> str:
 
 
 def _top_table(data: dict[str, Any], top: int) -> str:
-    complete = [r for r in data["trials"] if r["state"] == "complete" and r["value"] is not None]
-    ranked = sorted(complete, key=lambda r: r["value"],
-                    reverse=data["direction"] == "maximize")[:top]
     rows = "".join(
         f'<tr><td class="num">{r["number"]}</td><td class="num">{_fmt(r["value"])}</td>'
         f'<td class="num">{r["epochs"]}</td>'
         f'<td>{html.escape(format_params(r["params"], limit=len(r["params"])))}</td></tr>'
-        for r in ranked)
+        for r in ranked(data)[:top])
     return (f'<table><tr><th>#</th><th>{html.escape(data["metric"])}</th><th>epochs</th>'
             f"<th>parameters</th></tr>{rows}</table>")
 

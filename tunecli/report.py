@@ -26,7 +26,8 @@ from tunecli.study import best_trial, count_trials
 from tunecli.yamlio import dump_yaml
 
 __all__ = ["IMPORTANCE_METHODS", "importance_evaluator", "summary", "importances", "effort",
-           "effort_line", "show", "to_json", "to_csv", "best_study_yaml", "reported_trials"]
+           "effort_line", "show", "to_json", "to_csv", "best_study_yaml", "reported_trials",
+           "ranked"]
 
 
 def _clean(value: Any) -> Any:
@@ -168,7 +169,8 @@ def importances(study: optuna.Study, spec: StudySpec, method: str = "ped-anova"
     return result
 
 
-def _ranked(data: dict[str, Any]) -> list[dict[str, Any]]:
+def ranked(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Completed trials of a summary, best first."""
     complete = [r for r in data["trials"] if r["state"] == "complete" and r["value"] is not None]
     return sorted(complete, key=lambda r: r["value"], reverse=data["direction"] == "maximize")
 
@@ -247,15 +249,15 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
                               f"{', '.join(imp['left_out'])}", highlight=False)
         elif imp["note"]:
             console.print(f"Parameter importances: {imp['note']}", highlight=False)
-    ranked = _ranked(data)[:top]
-    if len(ranked) > 1:
-        console.print(f"[bold]Top {len(ranked)} trials[/]")
+    leaders = ranked(data)[:top]
+    if len(leaders) > 1:
+        console.print(f"[bold]Top {len(leaders)} trials[/]")
         table = Table(box=None, padding=(0, 1, 0, 1))
         table.add_column("#", justify="right")
         table.add_column(data["metric"], justify="right")
         table.add_column("epochs", justify="right")
         table.add_column("parameters", overflow="fold", max_width=72)
-        for r in ranked:
+        for r in leaders:
             table.add_row(str(r["number"]), _fmt(r["value"]), str(r["epochs"]),
                           format_params(r["params"], limit=len(r["params"])))
         console.print(table)
