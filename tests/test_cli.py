@@ -196,3 +196,16 @@ def test_interrupted_search_resumes_to_exactly_the_budget(write_study, tmp_path:
     assert finished(trials) == 4
     retry = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
     assert retry and retry[0].params == interrupted[0].params
+
+
+def test_report_validate_and_list_do_not_import_torch(cli, write_study, tmp_path: Path) -> None:
+    """Reading a study should not pay PyTorch's import (over a second) on every command."""
+    assert cli("search", write_study()).exit_code == 0
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom tunecli.cli import app\n"
+            "for args in (['report', 'tiny'], ['validate', 'study.yaml'], ['list']):\n"
+            "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

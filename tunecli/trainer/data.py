@@ -13,13 +13,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 
 from tunecli.errors import SpecError
 from tunecli.spec import DatasetSpec
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: `report` and `validate` skip it
+    import torch
 
 __all__ = ["DATASETS", "DataBundle", "RawData", "load", "augment_batch", "resolve_data_root",
            "open_torchvision", "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
@@ -132,6 +134,8 @@ def open_torchvision(cls: Any, root: Path, download: bool, folder: str) -> tuple
 
 
 def _images(ds: object) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
     data = ds.data  # type: ignore[attr-defined]
     x = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
     x = x[:, None, :, :] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # -> N, C, H, W
@@ -240,6 +244,8 @@ def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.dev
 
 
 def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundle:
+    import torch
+
     rng = np.random.default_rng(spec.split_seed)
     if raw.test is not None:
         order = rng.permutation(len(raw.x))
@@ -287,6 +293,8 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
 def augment_batch(x: torch.Tensor, crop: int, flip: bool,
                   generator: torch.Generator) -> torch.Tensor:
     """Random crop (after zero padding) and horizontal flip, per example, on x's device."""
+    import torch
+
     batch, channels, height, width = x.shape
     if crop:
         padded = torch.nn.functional.pad(x, (crop, crop, crop, crop))

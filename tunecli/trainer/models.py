@@ -19,9 +19,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from tunecli.errors import SpecError
 from tunecli.trainer.hyperparams import LOOP_DEFAULTS
@@ -29,12 +27,13 @@ from tunecli.trainer.hyperparams import LOOP_DEFAULTS
 __all__ = ["MODELS", "ModelEntry", "build", "known_hyperparameters", "is_layer_width",
            "resolve_user_model", "count_parameters", "defaults_for"]
 
-Builder = Callable[[dict[str, Any], tuple[int, ...], int], nn.Module]
+if TYPE_CHECKING:  # torch is imported where models are built: `report` and `validate` skip it
+    from torch import nn
 
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-}
+Builder = Callable[[dict[str, Any], tuple[int, ...], int], "nn.Module"]
+
+_ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "tanh": "Tanh", "elu": "ELU",
+                "leaky_relu": "LeakyReLU"}  # name -> torch.nn class
 _WIDTH_RE = re.compile(r"^width_(\d+)$")
 
 
@@ -44,14 +43,18 @@ def is_layer_width(name: str) -> bool:
 
 
 def _activation(name: str) -> nn.Module:
+    from torch import nn
+
     if name not in _ACTIVATIONS:
         raise SpecError(f"unknown activation {name!r}", path="space.activation",
                         fix=f"Use one of: {', '.join(_ACTIVATIONS)}.")
-    return _ACTIVATIONS[name]()
+    return getattr(nn, _ACTIVATIONS[name])()
 
 
 def build_mlp(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     """Fully connected: depth hidden layers of ``width`` (or ``width_i``) units."""
+    from torch import nn
+
     depth = int(params["depth"])
     width = params["width"]
     widths = list(width) if isinstance(width, (list, tuple)) else [int(width)] * depth
@@ -74,6 +77,8 @@ def build_mlp(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: i
 
 def build_cnn(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     """Conv blocks (conv, [bn], act, pool) doubling channels, then a small classifier."""
+    from torch import nn
+
     if len(input_shape) != 3:
         raise SpecError(f"the cnn model needs image data (got input shape {input_shape})",
                         path="trainer.model", fix="Use model: mlp for tabular data.")
@@ -155,6 +160,8 @@ def resolve_user_model(reference: str, base_dir: str | None) -> Builder:
 
 def build(model: str, params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,
           base_dir: str | None = None) -> nn.Module:
+    from torch import nn
+
     builder = MODELS[model].build if model in MODELS else resolve_user_model(model, base_dir)
     module = builder(params, input_shape, n_outputs)
     if not isinstance(module, nn.Module):
