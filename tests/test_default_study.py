@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,11 @@ def test_train_best_config_gives_a_test_accuracy_and_loadable_weights(searched) 
         predicted = loaded(bundle.x_test.cpu()).argmax(dim=1)
     accuracy = (predicted == bundle.y_test.cpu()).float().mean().item()
     assert accuracy == pytest.approx(info["test_metrics"]["test_accuracy"], abs=1e-5)
+
+    # The shipped example that uses such a model runs on it.
+    script = REPO / "examples" / "predict_with_trained_model.py"
+    example = subprocess.run([sys.executable, str(script), str(folder / "models" / "digits.json")],
+                             capture_output=True, text=True, timeout=120)
+    assert example.returncode == 0, example.stderr
+    shown = float(re.search(r"accuracy on all 1797 digits (\d\.\d+)", example.stdout).group(1))
+    assert shown > 0.9
