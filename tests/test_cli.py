@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -209,3 +210,29 @@ def test_report_validate_and_list_do_not_import_torch(cli, write_study, tmp_path
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_set_overrides_any_key_of_the_file(cli, write_study) -> None:
+    result = cli("search", write_study(), "--name", "nopruning", "--set", "pruner.type=none",
+                 "--set", "trainer.epochs=2", "--set", "space.width={int: [8, 9]}")
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="nopruning", storage="sqlite:///tunecli.db")
+    spec = study.user_attrs["tunecli:spec"]
+    assert spec["pruner"]["type"] == "none" and spec["trainer"]["epochs"] == 2
+    assert all(t.state.name == "COMPLETE" and max(t.intermediate_values) == 2
+               and 8 <= t.params["width"] <= 9 for t in study.trials)
+
+
+@pytest.mark.parametrize("assignment,words", [
+    ("pruner", "--set: 'pruner' is not KEY=VALUE"),
+    ("pruner.typo=3", "pruner.typo: unknown key 'typo'. Did you mean 'type'?"),
+    ("space.lr.log=maybe", "space.lr.log"),
+    ("trainer.epochs=[3", "--set trainer.epochs"),
+    ("name.x=1", "cannot set name.x: name is 'tiny', not a mapping"),
+])
+def test_bad_set_exits_2_before_anything_is_stored(cli, write_study, assignment, words) -> None:
+    result = cli("search", write_study(), "--set", assignment)
+    assert result.exit_code == 2, result.output
+    assert words in result.output and "Traceback" not in result.output
+    assert not Path("tunecli.db").exists() or not optuna.get_all_study_names(
+        "sqlite:///tunecli.db")

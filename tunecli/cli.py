@@ -172,6 +172,9 @@ def search(
     trials_per_device: Annotated[int, typer.Option(
         "--trials-per-device", help="Concurrent trials (workers) per GPU", min=1)] = 1,
     tensorboard: TensorBoardOption = None,
+    assignments: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override any key of the file: --set pruner.type=none (YAML value; "
+                      "repeatable)", show_default=False)] = None,
 ) -> None:
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
@@ -180,7 +183,8 @@ def search(
 
         keep = _check_keep(keep_checkpoints)
         _check_tensorboard(tensorboard)
-        overrides = {"budget.n_trials": n_trials, "budget.timeout": timeout, "name": name,
+        overrides = {**spec_module.parse_assignments(assignments or []),
+                     "budget.n_trials": n_trials, "budget.timeout": timeout, "name": name,
                      "sampler.seed": seed}
         spec = spec_module.load(study_file, overrides)
         url = resolve_url(storage, spec.storage)
