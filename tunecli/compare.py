@@ -105,6 +105,7 @@ def show(console: Console, data: dict[str, Any]) -> None:
     row("trials finished", [str(len(curves[n]["trials"]) and curves[n]["trials"][-1])
                             for n in names])
     row("epochs trained", [str(studies[n]["epochs"]["spent"]) for n in names])
+    row("training time", [f"{studies[n]['epochs']['seconds_spent']:.0f}s" for n in names])
     row("best", [_fmt(studies[n]["best"]["value"]) if studies[n]["best"] else "-"
                  for n in names])
     for axis in ("trials", "epochs"):

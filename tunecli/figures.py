@@ -70,7 +70,8 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
         warnings.simplefilter("ignore")
         out["history"] = ("Optimization history",
                           vis.plot_optimization_history(study, target_name=metric),
-                          "Each completed trial's value and the best so far.")
+                          "Each completed trial's value and the best so far.") if complete \
+            else ("Optimization history", None, "No trial has completed yet.")
         out["curves"] = ("Learning curves", learning_curves(trials, metric, best),
                          "Pruned trials stop early; the x marks the epoch the pruner stopped.")
         if ranked:

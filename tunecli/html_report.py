@@ -161,10 +161,11 @@ def comparison_report(data: dict[str, Any]) -> str:
         f'<td class="num">{_fmt(s["best"]["value"]) if s["best"] else "-"}</td>'
         f'<td class="num">{s["counts"]["complete"]}</td>'
         f'<td class="num">{s["counts"]["pruned"]}</td>'
-        f'<td class="num">{s["epochs"]["spent"]}</td></tr>'
+        f'<td class="num">{s["epochs"]["spent"]}</td>'
+        f'<td class="num">{s["epochs"]["seconds_spent"]:.0f} s</td></tr>'
         for n, s in data["studies"].items())
     table = ("<table><tr><th>study</th><th>sampler / pruner</th><th>best</th><th>complete</th>"
-             f"<th>pruned</th><th>epochs trained</th></tr>{rows}</table>")
+             f"<th>pruned</th><th>epochs trained</th><th>training time</th></tr>{rows}</table>")
     notes = "".join(f'<p class="note">note: {html.escape(n)}</p>' for n in data["notes"])
     sections = [f'<section id="overview"><h2>Studies</h2>{table}{notes}</section>',
                 _figure_section("comparison", "Best so far",
