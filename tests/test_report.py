@@ -204,3 +204,17 @@ def test_tensorboard_logs_one_run_per_trial_with_hparams(cli, write_study,
         expected = trial.value if trial.state == TrialState.COMPLETE else \
             trial.intermediate_values[max(trial.intermediate_values)]
         assert final == pytest.approx(expected, abs=1e-6)
+
+
+def test_reports_of_a_study_where_nothing_completed(cli, write_study, tmp_path: Path) -> None:
+    text = TINY_STUDY.replace("lr: {float: [1.0e-3, 1.0e-1], log: true}",
+                              "lr: {float: [1.0e+8, 1.0e+9]}").replace(
+        "n_trials: 6", "n_trials: 2").replace("{choice: [adam, sgd]}", "sgd")
+    assert cli("search", write_study(text)).exit_code == 1  # every trial failed (NaN loss)
+    table = cli("report", "tiny")
+    assert table.exit_code == 0 and "No trial has completed yet." in table.output
+    assert cli("report", "tiny", "--html", "r.html").exit_code == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "No trial has completed yet." in page and 'data-figure="curves"' in page
+    refused = cli("train", "tiny")
+    assert refused.exit_code == 2 and "no completed trial" in refused.output
