@@ -14,13 +14,18 @@ import pytest
 import yaml
 
 from tests.conftest import TINY_STUDY, finished, stored, tunecli_command, wait_for
+from tunecli.cli import app
 
 
 def test_version_and_help(cli) -> None:
     assert cli("--version").output.startswith("tunecli ")
     out = cli("--help").output
-    for command in ("search", "resume", "report", "validate", "list", "schema"):
+    for command in ("search", "resume", "report", "train", "validate", "list", "schema"):
         assert command in out
+    # Bracketed notes in option help survive rich markup.
+    search_help = cli.runner.invoke(app, ["search", "--help"], env={"COLUMNS": "200"}).output
+    assert "[env: TUNECLI_STORAGE; default: sqlite:///tunecli.db]" in search_help
+    assert "[env: TUNECLI_DATA]" in search_help
 
 
 def test_search_report_export_and_run_again(cli, write_study, tmp_path: Path) -> None:

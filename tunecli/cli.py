@@ -33,10 +33,10 @@ _state = {"debug": False}
 T = TypeVar("T")
 
 StorageOption = Annotated[Optional[str], typer.Option(
-    "--storage", help="Optuna storage URL, or a .db/.journal path [env: TUNECLI_STORAGE; "
+    "--storage", help="Optuna storage URL, or a .db/.journal path \\[env: TUNECLI_STORAGE; "
                       "default: sqlite:///tunecli.db]", show_default=False)]
 DataRootOption = Annotated[Optional[str], typer.Option(
-    "--data-root", help="Folder of torchvision data sets [env: TUNECLI_DATA]",
+    "--data-root", help="Folder of torchvision data sets \\[env: TUNECLI_DATA]",
     show_default=False)]
 KeepOption = Annotated[str, typer.Option(
     "--keep-checkpoints", help="Checkpoints of finished trials to keep: none, best or all")]
@@ -378,11 +378,11 @@ def train(
         = None,
     storage: StorageOption = None,
     epochs: Annotated[Optional[int], typer.Option(
-        "--epochs", help="Epochs to train [default: trainer.final_epochs, else the trial's "
+        "--epochs", help="Epochs to train \\[default: trainer.final_epochs, else the trial's "
                          "best epoch, else trainer.epochs]", min=1, show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Output path without suffix; writes OUT.pt and OUT.json "
-                      "[default: models/NAME]", show_default=False)] = None,
+                      "\\[default: models/NAME]", show_default=False)] = None,
     data_root: DataRootOption = None,
 ) -> None:
     """Train one configuration on training + validation data, test it once, save the model."""
