@@ -30,7 +30,7 @@ def test_terminal_report_fits_100_columns(cli, write_study) -> None:
     out = result.output
     assert "Best trial #" in out and "Top " in out
     assert re.search(r"epochs trained \d+ of 30 \(\d+% saved: pruning \d+%", out)
-    assert "Parameter importances (ped-anova" in out
+    assert "Parameter importances (fanova, " in out  # auto: fANOVA under 41 completed trials
 
 
 def cli_app():
@@ -96,13 +96,14 @@ def test_effort_counts_what_pruning_and_early_stopping_saved() -> None:
     assert line.startswith("epochs trained 19 of 30 (37% saved: pruning 23%, early stopping 13%)")
 
 
-def test_importances_weigh_the_parameter_that_matters_and_name_conditionals() -> None:
+@pytest.mark.parametrize("n,auto", [(30, "fanova"), (45, "ped-anova")])
+def test_importances_weigh_the_parameter_that_matters_and_name_conditionals(n, auto) -> None:
     import random
 
     rng = random.Random(0)
     dist = FloatDistribution(0, 1)
     trials = []
-    for i in range(30):
+    for i in range(n):
         x, noise = rng.random(), rng.random()
         params = {"x": x, "noise": noise}
         if i % 2:
@@ -112,6 +113,8 @@ def test_importances_weigh_the_parameter_that_matters_and_name_conditionals() ->
     study = _study_with(trials)
     for method in report.IMPORTANCE_METHODS:
         imp = report.importances(study, SPEC, method)
+        assert imp["method"] == (auto if method == "auto" else method)
+        assert imp["n_trials"] == n
         assert list(imp["values"])[0] == "x", (method, imp)
         assert imp["values"]["x"] > imp["values"]["noise"]
         assert imp["left_out"] == ["extra"]

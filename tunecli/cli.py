@@ -311,8 +311,8 @@ def report(
         "--html", help="Write a self-contained HTML report with figures (opens offline)",
         show_default=False)] = None,
     importance: Annotated[str, typer.Option(
-        "--importance", help="Parameter importance method: ped-anova, fanova or mdi")]
-        = "ped-anova",
+        "--importance", help="Parameter importances: auto (PED-ANOVA from 41 completed "
+                             "trials, fANOVA below), ped-anova, fanova or mdi")] = "auto",
 ) -> None:
     """Show the best configuration, importances, the top trials; export them; compare studies."""
     def body() -> None:
@@ -324,7 +324,7 @@ def report(
                             fix="Use table, json or csv.")
         if importance not in report_module.IMPORTANCE_METHODS:
             raise SpecError(f"'{importance}' is not an importance method", source="--importance",
-                            fix="Use ped-anova, fanova or mdi.")
+                            fix="Use auto, ped-anova, fanova or mdi.")
         url = resolve_url(storage)
         if len(names) > 1:
             _compare([study_module.load(n, url) for n in names])

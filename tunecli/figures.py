@@ -80,7 +80,8 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
                 "Parameter importances",
                 vis.plot_param_importances(study, evaluator=evaluator, params=sorted(ranked),
                                            target_name=metric),
-                f"{imp['method']} over the completed trials."
+                f"{imp['method']} over {imp['n_trials']} completed trials"
+                + (f" ({imp['note']})." if imp["note"] else ".")
                 + (f" Not weighed (conditional): {', '.join(imp['left_out'])}."
                    if imp["left_out"] else ""))
         else:
