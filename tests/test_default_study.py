@@ -24,7 +24,7 @@ from tunecli.cli import app
 REPO = Path(__file__).resolve().parents[1]
 # Where the browser's screenshot is kept for people to look at (CI artifact / test output).
 OUTPUT = Path(os.environ.get("TUNECLI_TEST_OUTPUT", REPO / "test-output"))
-FIGURES = ("history", "curves", "importances", "parallel", "slices")
+FIGURES = ("history", "curves", "importances", "parallel", "slices", "timeline")
 
 
 def _run(*args: object, columns: int = 200) -> object:
@@ -80,14 +80,14 @@ def test_html_report_renders_every_figure_in_headless_chromium(searched) -> None
     shot = OUTPUT / "default-study-report.png"
     shot.unlink(missing_ok=True)
     taken = subprocess.run([*browser_command(profile), "--hide-scrollbars",
-                            "--window-size=1280,4000",
+                            "--window-size=1280,4500",
                             f"--screenshot={shot}", page.as_uri()], capture_output=True,
                            text=True, timeout=180)
     assert taken.returncode == 0 and shot.exists(), taken.stderr[-2000:]
     from PIL import Image  # pillow comes with torchvision
 
     with Image.open(shot) as image:
-        assert image.size == (1280, 4000)
+        assert image.size == (1280, 4500)
         rgb = bytearray(image.convert("RGB").tobytes())
     pixels = torch.frombuffer(rgb, dtype=torch.uint8).reshape(-1, 3).float()
     # Drawn figures: some pixels are coloured (neither white, grey nor black text).

@@ -140,7 +140,7 @@ def test_html_report_is_one_self_contained_file(cli, write_study, tmp_path: Path
     result = cli("report", "tiny", "--html", "out/report.html")
     assert result.exit_code == 0, result.output
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
-    for key in ("history", "curves", "importances", "parallel", "slices"):
+    for key in ("history", "curves", "importances", "parallel", "slices", "timeline"):
         assert f'data-figure="{key}"' in page
     assert "Best configuration" in page and "name: tiny-best" in page
     # Opens offline: no external script, style sheet or image.

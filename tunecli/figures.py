@@ -99,6 +99,8 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
             reason = "needs at least two completed trials and importances"
             out["parallel"] = ("Parallel coordinates", None, reason)
             out["slices"] = ("Slice plots of the most important parameters", None, reason)
+        out["timeline"] = ("Timeline", vis.plot_timeline(study),
+                           "When each trial ran and how it ended; parallel workers overlap.")
     for _, fig, _ in out.values():
         if fig is not None:
             # The page gives each figure its section title and full width (Optuna fixes the
