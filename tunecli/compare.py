@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-from tunecli.report import effort_line, reported_trials, summary
+from tunecli.report import effort_line, format_value, reported_trials, summary
 from tunecli.spec import StudySpec
 
 __all__ = ["best_so_far", "comparison", "show", "to_csv"]
@@ -106,13 +106,13 @@ def show(console: Console, data: dict[str, Any]) -> None:
                             for n in names])
     row("epochs trained", [str(studies[n]["epochs"]["spent"]) for n in names])
     row("training time", [f"{studies[n]['epochs']['seconds_spent']:.0f}s" for n in names])
-    row("best", [_fmt(studies[n]["best"]["value"]) if studies[n]["best"] else "-"
+    row("best", [format_value(studies[n]["best"]["value"] if studies[n]["best"] else None)
                  for n in names])
     for axis in ("trials", "epochs"):
         largest = max((c[axis][-1] for c in curves.values() if c[axis]), default=0)
         for mark in _marks(largest):
             unit = axis if mark > 1 else axis[:-1]
-            row(f"after {mark} {unit}", [_fmt(_at(curves[n], axis, mark)) for n in names])
+            row(f"after {mark} {unit}", [format_value(_at(curves[n], axis, mark)) for n in names])
     console.print(table)
     for name in names:
         line = effort_line(studies[name]["epochs"])
@@ -120,10 +120,6 @@ def show(console: Console, data: dict[str, Any]) -> None:
             console.print(f"{name}: {line}", highlight=False)
     for note in data["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
 
 
 def to_csv(data: dict[str, Any]) -> str:

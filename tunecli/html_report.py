@@ -15,7 +15,8 @@ import optuna
 
 from tunecli import figures
 from tunecli.progress import format_params
-from tunecli.report import best_study_yaml, effort_line, ranked, reported_trials
+from tunecli.report import (best_study_yaml, effort_line, format_value, ranked,
+                            reported_trials)
 from tunecli.spec import StudySpec
 
 __all__ = ["study_report", "comparison_report", "write"]
@@ -100,10 +101,6 @@ def _page(title: str, subtitle: list[str], sections: list[str]) -> str:
             + "".join(sections) + f"</main><script>{_DRAW}</script></body></html>")
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _cards(items: list[tuple[str, str]]) -> str:
     return '<div class="cards">' + "".join(
         f'<div class="card"><b>{html.escape(v)}</b>{html.escape(k)}</div>'
@@ -112,7 +109,7 @@ def _cards(items: list[tuple[str, str]]) -> str:
 
 def _top_table(data: dict[str, Any], top: int) -> str:
     rows = "".join(
-        f'<tr><td class="num">{r["number"]}</td><td class="num">{_fmt(r["value"])}</td>'
+        f'<tr><td class="num">{r["number"]}</td><td class="num">{format_value(r["value"])}</td>'
         f'<td class="num">{r["epochs"]}</td>'
         f'<td>{html.escape(format_params(r["params"], limit=len(r["params"])))}</td></tr>'
         for r in ranked(data)[:top])
@@ -126,7 +123,7 @@ def study_report(study: optuna.Study, spec: StudySpec, data: dict[str, Any],
     counts = data["counts"]
     best = data["best"]
     cards = _cards([
-        (f"best {data['metric']}", _fmt(best["value"]) if best else "-"),
+        (f"best {data['metric']}", format_value(best["value"] if best else None)),
         ("best trial", f"#{best['number']}" if best else "-"),
         ("complete", str(counts["complete"])), ("pruned", str(counts["pruned"])),
         ("failed", str(counts["fail"])),
@@ -158,7 +155,7 @@ def comparison_report(data: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{html.escape(s['sampler'])} / "
         f"{html.escape(s['pruner'])}</td>"
-        f'<td class="num">{_fmt(s["best"]["value"]) if s["best"] else "-"}</td>'
+        f'<td class="num">{format_value(s["best"]["value"] if s["best"] else None)}</td>'
         f'<td class="num">{s["counts"]["complete"]}</td>'
         f'<td class="num">{s["counts"]["pruned"]}</td>'
         f'<td class="num">{s["epochs"]["spent"]}</td>'

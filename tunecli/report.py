@@ -27,7 +27,7 @@ from tunecli.yamlio import dump_yaml
 
 __all__ = ["IMPORTANCE_METHODS", "importance_evaluator", "summary", "importances", "effort",
            "effort_line", "show", "to_json", "to_csv", "best_study_yaml", "reported_trials",
-           "ranked"]
+           "ranked", "format_value"]
 
 
 def _clean(value: Any) -> Any:
@@ -189,7 +189,10 @@ def ranked(data: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(complete, key=lambda r: r["value"], reverse=data["direction"] == "maximize")
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """How every report writes a value: 4 significant digits, '-' for none."""
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -244,14 +247,14 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
         console.print("No trial has completed yet.")
         return
     console.print(f"[bold]Best trial #{best['number']}[/]: {data['metric']} = "
-                  f"{_fmt(best['value'])}" + (f" at epoch {best['best_epoch']}"
+                  f"{format_value(best['value'])}" + (f" at epoch {best['best_epoch']}"
                                               if best.get("best_epoch") else ""),
                   highlight=False)
     table = Table(show_header=True, box=None, padding=(0, 2, 0, 2))
     table.add_column("parameter")
     table.add_column("value")
     for key, value in best["params"].items():
-        table.add_row(key, _fmt(value))
+        table.add_row(key, format_value(value))
     console.print(table)
     imp = data.get("importances")
     if imp:
@@ -275,7 +278,7 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
         table.add_column("epochs", justify="right")
         table.add_column("parameters", overflow="fold", max_width=72)
         for r in leaders:
-            table.add_row(str(r["number"]), _fmt(r["value"]), str(r["epochs"]),
+            table.add_row(str(r["number"]), format_value(r["value"]), str(r["epochs"]),
                           format_params(r["params"], limit=len(r["params"])))
         console.print(table)
 
@@ -311,6 +314,6 @@ def best_study_yaml(spec: StudySpec, data: dict[str, Any]) -> str:
     if spec.base_dir and stored["trainer"].get("data_root") is None:
         stored["trainer"].pop("data_root", None)
     header = (f"# Best configuration of study '{spec.name}' (trial #{best['number']}, "
-              f"{data['metric']} = {_fmt(best['value'])}).\n"
+              f"{data['metric']} = {format_value(best['value'])}).\n"
               f"# Train the final model: tunecli train THIS_FILE   (run again: tunecli search)\n")
     return header + dump_yaml(stored)
