@@ -82,7 +82,7 @@ def from_study(name: str, url: str, trial_number: int | None = None,
 def _completed_trial(study: optuna.Study, number: int, name: str) -> optuna.trial.FrozenTrial:
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     complete = sorted(n for n, t in trials.items() if t.state == TrialState.COMPLETE)
-    hint = f"Completed trials: {_ranges(complete)}." if complete else "Run the study first."
+    hint = f"Completed trials: {_first_numbers(complete)}." if complete else "Run the study first."
     if number not in trials:
         raise SpecError(f"study '{name}' has no trial #{number}", source="--trial", fix=hint)
     if trials[number].state != TrialState.COMPLETE:
@@ -91,7 +91,7 @@ def _completed_trial(study: optuna.Study, number: int, name: str) -> optuna.tria
     return trials[number]
 
 
-def _ranges(numbers: list[int]) -> str:
+def _first_numbers(numbers: list[int]) -> str:
     shown = ", ".join(str(n) for n in numbers[:12])
     return shown + (f", ... ({len(numbers)} in all)" if len(numbers) > 12 else "")
 
@@ -114,8 +114,6 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
     import torch
 
     from tunecli.trainer import loop
-    from tunecli.trainer.hyperparams import LOOP_DEFAULTS
-    from tunecli.trainer.models import defaults_for
 
     spec = choice.spec
     result = loop.run(spec.trainer, choice.params, _EpochPrinter(say, choice.epochs),
@@ -134,7 +132,7 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
         "final_train_loss": result.history[-1]["train_loss"] if result.history else None,
         "trained_on": "training + validation parts",
         "params": choice.params,
-        "config": {**LOOP_DEFAULTS, **defaults_for(spec.trainer.model), **choice.params},
+        "config": result.config,
         "model": spec.trainer.model,
         "base_dir": spec.base_dir,
         "task": bundle.task,

@@ -47,6 +47,8 @@ class TrainResult:
     train_seconds: float = 0.0
     # Final training only: metrics on the held-out test part, measured once at the end.
     test_metrics: dict[str, float] = field(default_factory=dict)
+    # The whole configuration trained: loop and model defaults with the given params on top.
+    config: dict[str, Any] = field(default_factory=dict)
     # The trained weights (of the last epoch), for `tunecli train`; never stored in Optuna.
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -341,5 +343,5 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
                        history=history, params_count=n_params, device=str(device),
                        samples_per_second=seen / elapsed if elapsed else 0.0,
                        stopped_early=stopped_early, train_seconds=elapsed,
-                       test_metrics=test_metrics,
+                       test_metrics=test_metrics, config=config,
                        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
