@@ -313,7 +313,7 @@ class _Objective:
             return self._train(trial, params)
         self.tracker.trial_started(trial.number, space.trial_config(self.spec.space,
                                                                     trial.params))
-        state, value, epochs = "fail", None, 0
+        state, value = "fail", None
         try:
             value = self._train(trial, params)
             state = "complete"
@@ -328,11 +328,7 @@ class _Objective:
             self.tracker.discard(trial.number)  # never a trial of its own: no run
             raise
         finally:
-            frozen = trial.study._storage.get_trial(trial._trial_id)
-            if state == "pruned" and frozen.intermediate_values:
-                value = frozen.intermediate_values[max(frozen.intermediate_values)]
-            epochs = len(frozen.intermediate_values)
-            self.tracker.trial_finished(trial.number, state, value, epochs)
+            self.tracker.trial_finished(trial.number, state, value)
 
     def _train(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
         from tunecli import trainer

@@ -44,12 +44,14 @@ class TensorBoardLog:
         self.metric = metric
         self.writers: dict[int, Any] = {}
         self.params: dict[int, dict[str, Any]] = {}
+        self.reported: dict[int, list[float]] = {}  # the metric of each epoch logged
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writers[number] = SummaryWriter(str(self.folder / f"trial-{number:04d}"))
         self.params[number] = params
+        self.reported[number] = []
 
     def epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         writer = self.writers.get(number)
@@ -58,15 +60,23 @@ class TensorBoardLog:
         for key, value in metrics.items():
             writer.add_scalar(key, value, epoch)
         writer.flush()
+        self.reported[number].append(metrics[self.metric])
 
-    def trial_finished(self, number: int, state: str, value: float | None,
-                       epochs: int) -> None:
-        """Write the hparams record (the HPARAMS tab) and close the trial's run."""
+    def trial_finished(self, number: int, state: str, value: float | None) -> None:
+        """Write the hparams record (the HPARAMS tab) and close the trial's run.
+
+        ``value``: the trial's result; a pruned trial records the metric of the last epoch it
+        reported, a failed or interrupted one none (NaN).
+        """
         from torch.utils.tensorboard.summary import hparams
 
         writer = self.writers.pop(number, None)
+        reported = self.reported.pop(number, [])
         if writer is None:
             return
+        if state == "pruned" and reported:
+            value = reported[-1]
+        epochs = len(reported)
         params = {k: _hparam(v) for k, v in self.params.pop(number, {}).items()}
         params["state"] = state
         metrics = {f"hparam/{self.metric}": float("nan") if value is None else float(value),
@@ -82,6 +92,7 @@ class TensorBoardLog:
         """Close and remove a run that turned out not to be a trial (a worker's lost race)."""
         writer = self.writers.pop(number, None)
         self.params.pop(number, None)
+        self.reported.pop(number, None)
         if writer is not None:
             writer.close()
             shutil.rmtree(self.folder / f"trial-{number:04d}", ignore_errors=True)
