@@ -128,7 +128,8 @@ def test_importances_explain_when_they_cannot_be_computed() -> None:
     assert imp["values"] == {} and "at least 3 completed trials" in imp["note"]
     console = Console(record=True, width=100)
     data = {"study": "made", "metric": "m", "direction": "maximize", "n_trials_budget": None,
-            "counts": {"complete": 1, "pruned": 0, "fail": 0, "running": 0},
+            "counts": {"complete": 1, "pruned": 0, "failed": 0, "lost": 0, "running": 0,
+                       "waiting": 0, "finished": 1},
             "epochs": report.effort([], 10), "importances": imp, "trials": [],
             "best": {"number": 0, "value": 1.0, "params": {"x": 0.5}}}
     report.show(console, data)

@@ -40,6 +40,12 @@ DataRootOption = Annotated[Optional[str], typer.Option(
     show_default=False)]
 KeepOption = Annotated[str, typer.Option(
     "--keep-checkpoints", help="Checkpoints of finished trials to keep: none, best or all")]
+WorkersOption = Annotated[Optional[int], typer.Option(
+    "--workers", help="Worker processes sharing the study on this machine", min=1)]
+DevicesOption = Annotated[Optional[str], typer.Option(
+    "--devices", help="GPUs for the workers, e.g. 0,1 (CUDA_VISIBLE_DEVICES per worker)")]
+TrialsPerDeviceOption = Annotated[int, typer.Option(
+    "--trials-per-device", help="Concurrent trials (workers) per GPU", min=1)]
 TensorBoardOption = Annotated[Optional[Path], typer.Option(
     "--tensorboard", help="Log each trial as a TensorBoard run under DIR/STUDY (needs the "
                           "tensorboard package)", show_default=False)]
@@ -96,10 +102,14 @@ def _check_tensorboard(folder: Path | None) -> None:
         check_available()
 
 
-def _commands(name: str, url: str) -> str:
+def _storage_option(url: str) -> str:
     from tunecli.storage import DEFAULT_URL, mask
 
-    storage = "" if url == DEFAULT_URL else f" --storage '{mask(url)}'"
+    return "" if url == DEFAULT_URL else f" --storage '{mask(url)}'"
+
+
+def _commands(name: str, url: str) -> str:
+    storage = _storage_option(url)
     return (f"  report: tunecli report {name}{storage} --html {name}-report.html\n"
             f"  train:  tunecli train {name}{storage}\n"
             f"  resume: tunecli resume {name}{storage}")
@@ -164,13 +174,9 @@ def search(
         "--fork", help="If the name exists with a different spec, run as NAME-2, NAME-3, ...")]
         = False,
     keep_checkpoints: KeepOption = "best",
-    workers: Annotated[Optional[int], typer.Option(
-        "--workers", help="Worker processes sharing the study on this machine", min=1)] = None,
-    devices: Annotated[Optional[str], typer.Option(
-        "--devices", help="GPUs for the workers, e.g. 0,1 (CUDA_VISIBLE_DEVICES per worker)")]
-        = None,
-    trials_per_device: Annotated[int, typer.Option(
-        "--trials-per-device", help="Concurrent trials (workers) per GPU", min=1)] = 1,
+    workers: WorkersOption = None,
+    devices: DevicesOption = None,
+    trials_per_device: TrialsPerDeviceOption = 1,
     tensorboard: TensorBoardOption = None,
     assignments: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override any key of the file: --set pruner.type=none (YAML value; "
@@ -184,11 +190,12 @@ def search(
         keep = _check_keep(keep_checkpoints)
         _check_tensorboard(tensorboard)
         overrides = {**spec_module.parse_assignments(assignments or []),
-                     "budget.n_trials": n_trials, "budget.timeout": timeout, "name": name,
-                     "sampler.seed": seed}
+                     **_given({"budget.n_trials": n_trials, "budget.timeout": timeout,
+                               "name": name, "sampler.seed": seed})}
         spec = spec_module.load(study_file, overrides)
         url = resolve_url(storage, spec.storage)
         study_module.preflight(spec, data_root, str(study_file))
+        spec = study_module.with_resolved_data_root(spec, data_root)
         if fork:
             spec = _forked(spec, url, str(study_file))
         study = study_module.open_for_search(spec, url, str(study_file))
@@ -200,11 +207,19 @@ def search(
     _guard(body)
 
 
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """Overrides from the options the user gave; one not given changes nothing (not even a
+    --set of the same key)."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
 def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
                  per_device: int, data_root: str | None, keep: str,
                  tensorboard: Path | None) -> None:
     from tunecli import workers as workers_module
     from tunecli.storage import mask
+
+    from tunecli import study as study_module
 
     envs = workers_module.plan(workers, devices, per_device)
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
@@ -214,12 +229,22 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
         extra += ["--tensorboard", str(tensorboard.resolve())]
     if spec.budget.timeout:
         extra += ["--timeout", f"{spec.budget.timeout}s"]
-    code = workers_module.run_workers(spec.name, url, envs, extra)
-    if code == EXIT_INTERRUPTED:
+    codes = workers_module.run_workers(spec.name, url, envs, extra)
+    if EXIT_INTERRUPTED in codes:
         _interrupted(spec, url)
+    study_module.reap_lost_trials(study)  # a killed worker's trial: failed, queued for resume
     _summary(study, spec, url)
-    if code:
-        raise typer.Exit(code)
+    import optuna
+
+    grid_done = isinstance(study.sampler, optuna.samplers.GridSampler) and \
+        study.sampler.is_exhausted(study)
+    problem = workers_module.problem(codes, study_module.count_trials(study.get_trials()),
+                                     spec.budget.n_trials,
+                                     spec.budget.timeout is not None or grid_done)
+    if problem:
+        err_console.print(f"[red]study incomplete:[/] {problem}. Continue it with: tunecli "
+                          f"resume {spec.name}" + _storage_option(url), soft_wrap=True)
+        raise typer.Exit(2 if 2 in codes else 1)
 
 
 def _forked(spec: Any, url: str, source: str) -> Any:
@@ -272,6 +297,9 @@ def resume(
     data_root: DataRootOption = None,
     keep_checkpoints: KeepOption = "best",
     tensorboard: TensorBoardOption = None,
+    workers: WorkersOption = None,
+    devices: DevicesOption = None,
+    trials_per_device: TrialsPerDeviceOption = 1,
     worker: Annotated[bool, typer.Option("--worker", hidden=True,
                                          help="Run as one of search --workers")] = False,
 ) -> None:
@@ -283,13 +311,18 @@ def resume(
         keep = _check_keep(keep_checkpoints)
         _check_tensorboard(tensorboard)
         url = resolve_url(storage)
-        study, spec = study_module.load(name, url, overrides={"budget.n_trials": n_trials,
-                                                              "budget.timeout": timeout})
-        if n_trials is not None or timeout is not None:
-            study.set_user_attr(study_module.SPEC_ATTR, spec.stored())
+        overrides = _given({"budget.n_trials": n_trials, "budget.timeout": timeout})
+        study, spec = study_module.load(name, url, overrides=overrides)
+        if "budget.n_trials" in overrides:  # the new budget is the study's from now on
+            stored = study.user_attrs[study_module.SPEC_ATTR]
+            stored["budget"] = {**stored["budget"], "n_trials": spec.budget.n_trials}
+            study.set_user_attr(study_module.SPEC_ATTR, stored)
         study_module.preflight(spec, data_root, f"study '{name}'")
         if worker:
             _run_as_worker(study, spec, url, data_root, keep, tensorboard)
+        elif workers not in (None, 1) or devices:
+            _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
+                         tensorboard)
         else:
             _run_and_finish(study, spec, url, data_root, keep, tensorboard)
     _guard(body)
@@ -450,21 +483,30 @@ def list_studies(storage: StorageOption = None) -> None:
         import optuna
 
         from tunecli import study as study_module
-        from tunecli.storage import mask, open_storage, resolve_url
+        from tunecli.storage import describe, local_file, open_storage, resolve_url
 
         url = resolve_url(storage)
-        study_module._quiet_optuna()
-        summaries = optuna.get_all_study_summaries(open_storage(url, heartbeat=False),
-                                                   include_best_trial=True)
-        if not summaries:
-            console.print(f"No studies in {mask(url)}.")
+        path = local_file(url)
+        if path is not None and not path.is_file():  # never create a storage just to list it
+            console.print(f"No studies: there is no storage at {escape(describe(url))}.")
             return
-        table = Table(title=f"Studies in {escape(mask(url))}", title_justify="left")
-        for column in ("name", "direction", "trials", "best value", "started"):
+        study_module._quiet_optuna()
+        opened = open_storage(url, heartbeat=False, create=False)
+        summaries = optuna.get_all_study_summaries(opened, include_best_trial=True)
+        if not summaries:
+            console.print(f"No studies in {escape(describe(url))}.")
+            return
+        table = Table(title=f"Studies in {escape(describe(url))}", title_justify="left")
+        for column in ("name", "direction", "finished", "failed", "budget", "best value",
+                       "started"):
             table.add_column(column)
         for s in summaries:
+            study = optuna.load_study(study_name=s.study_name, storage=opened)
+            counts = study_module.count_trials(study.get_trials(deepcopy=False))
+            budget = (study.user_attrs.get(study_module.SPEC_ATTR) or {}).get("budget") or {}
             best = s.best_trial.value if s.best_trial is not None else None
-            table.add_row(s.study_name, s.direction.name.lower(), str(s.n_trials),
+            table.add_row(s.study_name, s.direction.name.lower(), str(counts["finished"]),
+                          str(counts["failed"]), str(budget.get("n_trials") or "-"),
                           "-" if best is None else f"{best:.4g}",
                           s.datetime_start.strftime("%Y-%m-%d %H:%M") if s.datetime_start
                           else "-")

@@ -126,7 +126,7 @@ def study_report(study: optuna.Study, spec: StudySpec, data: dict[str, Any],
         (f"best {data['metric']}", format_value(best["value"] if best else None)),
         ("best trial", f"#{best['number']}" if best else "-"),
         ("complete", str(counts["complete"])), ("pruned", str(counts["pruned"])),
-        ("failed", str(counts["fail"])),
+        ("failed", str(counts["failed"])),
         ("epochs trained", f"{data['epochs']['spent']} / {data['epochs']['budgeted']}"),
     ])
     sections = [f'<section id="overview"><h2>Overview</h2>{cards}'

@@ -57,16 +57,17 @@ class HyperoptTPESampler(BaseSampler):
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         return {}
 
+    # Points are kept by trial number: unique within the study, and public.
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._points[trial._trial_id] = self._next_point(study)
+        self._points[trial.number] = self._next_point(study)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
                     values: Any) -> None:
-        self._points.pop(trial._trial_id, None)
+        self._points.pop(trial.number, None)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        point = self._points.get(trial._trial_id, {})
+        point = self._points.get(trial.number, {})
         if param_name not in point or param_name not in self._space:
             return self._fallback.sample_independent(study, trial, param_name, param_distribution)
         return self._from_hyperopt(self._space[param_name], point[param_name])
@@ -85,9 +86,11 @@ class HyperoptTPESampler(BaseSampler):
             if p.log:
                 exprs[name] = hp.loguniform(name, math.log(low), math.log(high))
             elif p.step or p.kind == "int":
-                # Widen by half a step so the end points are as likely as inner points.
+                # hyperopt rounds to multiples of q, so sample the offset from low (grid point
+                # k is k*q), widened by half a step so the end points are as likely as the rest.
                 q = p.step or 1
-                exprs[name] = hp.quniform(name, low - q / 2, high + q / 2, q)
+                span = _grid_high(p) - low
+                exprs[name] = hp.quniform(name, -q / 2, span + q / 2, q)
             else:
                 exprs[name] = hp.uniform(name, low, high)
         return exprs
@@ -127,6 +130,8 @@ class HyperoptTPESampler(BaseSampler):
     def _to_hyperopt(p: ParamSpec, value: Any) -> Any:
         if p.kind == "choice":
             return (p.choice or []).index(value) if value in (p.choice or []) else 0
+        if _quantised(p):
+            return float(value) - (p.float_ or p.int_)[0]  # type: ignore[index]
         return float(value)
 
     @staticmethod
@@ -134,10 +139,21 @@ class HyperoptTPESampler(BaseSampler):
         if p.kind == "choice":
             return (p.choice or [])[int(raw)]
         low, high = p.float_ or p.int_  # type: ignore[misc]
+        if _quantised(p):
+            q = p.step or 1
+            k = min(max(round(float(raw) / q), 0), round((_grid_high(p) - low) / q))
+            value = low + k * q  # exactly on Optuna's grid: low + k * step
+            return int(value) if p.kind == "int" else round(float(value), 12)
         value = min(max(float(raw), low), high)
-        if p.step:
-            value = low + round((value - low) / p.step) * p.step
-            value = min(value, high)
-        if p.kind == "int":
-            return int(round(value))
-        return value
+        return int(round(value)) if p.kind == "int" else value
+
+
+def _quantised(p: ParamSpec) -> bool:
+    return not p.log and (p.step is not None or p.kind == "int")
+
+
+def _grid_high(p: ParamSpec) -> float:
+    """The largest grid point ``low + k * step`` not above high (Optuna lowers high so)."""
+    low, high = p.float_ or p.int_  # type: ignore[misc]
+    q = p.step or 1
+    return low + math.floor((high - low) / q + 1e-9) * q

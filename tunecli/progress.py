@@ -57,9 +57,10 @@ class SearchProgress:
             deadline = f"timeout in {int(left // 60)}:{int(left % 60):02d}"
         best_text = f"best {self.metric}={best[0]:.4g}" if best else ""
         self.progress.update(
-            self.task, completed=counts["complete"] + counts["pruned"],
+            self.task, completed=counts["finished"],
             counts=(f"[green]✓{counts['complete']}[/] [yellow]✂{counts['pruned']}[/] "
-                    f"[red]✗{counts['fail']}[/]"),
+                    f"[red]✗{counts['failed']}[/]"
+                    + (f" ↻{counts['lost']}" if counts["lost"] else "")),
             best=best_text, deadline=deadline)
 
     def trial_done(self, number: int, state: str, value: float | None, params: dict[str, Any],

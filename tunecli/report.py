@@ -22,7 +22,8 @@ from rich.table import Table
 from tunecli import space
 from tunecli.progress import format_params
 from tunecli.spec import StudySpec
-from tunecli.study import best_trial, count_trials
+from tunecli.recovery import count_trials
+from tunecli.study import best_trial
 from tunecli.yamlio import dump_yaml
 
 __all__ = ["IMPORTANCE_METHODS", "importance_evaluator", "summary", "importances", "effort",
@@ -235,8 +236,10 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     parameter importances, the top trials."""
     c = data["counts"]
     console.print(f"[bold]{data['study']}[/]: {data['direction']} {data['metric']}  "
-                  f"complete {c['complete']}  pruned {c['pruned']}  failed {c['fail']}  "
-                  f"running {c['running']}"
+                  f"finished {c['finished']} (complete {c['complete']}, pruned {c['pruned']})  "
+                  f"failed {c['failed']}"
+                  + (f"  lost {c['lost']} (retried)" if c["lost"] else "")
+                  + (f"  running {c['running']}" if c["running"] else "")
                   + (f"  (budget {data['n_trials_budget']} finished)"
                      if data["n_trials_budget"] else ""), highlight=False)
     line = effort_line(data["epochs"])
@@ -303,7 +306,7 @@ def to_csv(data: dict[str, Any]) -> str:
 def best_study_yaml(spec: StudySpec, data: dict[str, Any]) -> str:
     """A study file whose space is fixed to the best configuration, ready to run again."""
     best = data["best"]
-    stored = spec.stored()
+    stored = spec.portable()  # runs from any folder, wherever the export is written
     stored["name"] = f"{spec.name}-best"
     stored["space"] = {key: {"value": value} for key, value in best["params"].items()}
     stored["budget"] = {**stored["budget"], "n_trials": 1, "timeout": None}
@@ -311,7 +314,7 @@ def best_study_yaml(spec: StudySpec, data: dict[str, Any]) -> str:
     stored["pruner"] = {"type": "none"}
     if best.get("best_epoch") and not stored["trainer"].get("final_epochs"):
         stored["trainer"]["final_epochs"] = best["best_epoch"]  # what `tunecli train` uses
-    if spec.base_dir and stored["trainer"].get("data_root") is None:
+    if stored["trainer"].get("data_root") is None:
         stored["trainer"].pop("data_root", None)
     header = (f"# Best configuration of study '{spec.name}' (trial #{best['number']}, "
               f"{data['metric']} = {format_value(best['value'])}).\n"

@@ -2,70 +2,82 @@
 
 Each factory takes the whole ``StudySpec`` (a sampler may need the space, a pruner the number
 of epochs). Docs, validation and the parametrised tests all read these two tables.
+
+A sampler factory also takes the seed of *this process* (see ``run_seed``): the study's seed on
+the run that creates the study, so that run is reproducible, and a seed of its own in every later
+run, worker or machine, so that none of them replays the random draws of another.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import warnings
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 
 from tunecli.spec import StudySpec
 
-__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "check_sampler_fits"]
+__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "check_sampler_fits",
+           "run_seed"]
 
 _MAX_GRID_POINTS = 100_000
 # QMC, PatientPruner and friends are "experimental" in Optuna; users chose them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def _tpe(spec: StudySpec) -> BaseSampler:
+def _tpe(spec: StudySpec, seed: int | None) -> BaseSampler:
     s = spec.sampler
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=_startup(s, 10), **s.options)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=_startup(s, 10), **s.options)
 
 
-def _gp(spec: StudySpec) -> BaseSampler:
+def _gp(spec: StudySpec, seed: int | None) -> BaseSampler:
     s = spec.sampler
-    return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=_startup(s, 10), **s.options)
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=_startup(s, 10), **s.options)
 
 
-def _hyperopt_tpe(spec: StudySpec) -> BaseSampler:
+def _hyperopt_tpe(spec: StudySpec, seed: int | None) -> BaseSampler:
     from tunecli.hyperopt_sampler import HyperoptTPESampler
 
     s = spec.sampler
-    return HyperoptTPESampler(spec.space, seed=s.seed, n_startup_trials=_startup(s, 10),
+    return HyperoptTPESampler(spec.space, seed=seed, n_startup_trials=_startup(s, 10),
                               **s.options)
 
 
-def _random(spec: StudySpec) -> BaseSampler:
-    return optuna.samplers.RandomSampler(seed=spec.sampler.seed, **spec.sampler.options)
+def _random(spec: StudySpec, seed: int | None) -> BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed, **spec.sampler.options)
 
 
-def _grid(spec: StudySpec) -> BaseSampler:
-    return optuna.samplers.GridSampler(grid_search_space(spec), seed=spec.sampler.seed,
+def _grid(spec: StudySpec, seed: int | None) -> BaseSampler:
+    return optuna.samplers.GridSampler(grid_search_space(spec), seed=seed,
                                        **spec.sampler.options)
 
 
-def _cmaes(spec: StudySpec) -> BaseSampler:
+def _cmaes(spec: StudySpec, seed: int | None) -> BaseSampler:
     s = spec.sampler
-    return optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=_startup(s, 1),
+    return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=_startup(s, 1),
                                         warn_independent_sampling=False, **s.options)
 
 
-def _qmc(spec: StudySpec) -> BaseSampler:
+def _qmc(spec: StudySpec, seed: int | None) -> BaseSampler:
+    # The sequence keeps the study's seed: Optuna stores the next sample's index with the study,
+    # so every run and worker continues one scrambled sequence instead of starting its own.
+    # Only the draws of conditional parameters (the independent sampler) use this run's seed.
+    options = {"independent_sampler": optuna.samplers.RandomSampler(seed=seed),
+               **spec.sampler.options}
     return optuna.samplers.QMCSampler(seed=spec.sampler.seed, warn_independent_sampling=False,
-                                      **spec.sampler.options)
+                                      warn_asynchronous_seeding=False, **options)
 
 
 def _startup(s: Any, default: int) -> int:
     return default if s.n_startup_trials is None else s.n_startup_trials
 
 
-SAMPLERS: dict[str, Callable[[StudySpec], BaseSampler]] = {
+SAMPLERS: dict[str, Callable[[StudySpec, int | None], BaseSampler]] = {
     "tpe": _tpe,
     "gp": _gp,
     "hyperopt-tpe": _hyperopt_tpe,
@@ -114,8 +126,24 @@ PRUNERS: dict[str, Callable[[StudySpec], BasePruner]] = {
 }
 
 
-def make_sampler(spec: StudySpec) -> BaseSampler:
-    return SAMPLERS[spec.sampler.type](spec)
+def make_sampler(spec: StudySpec, *, first_run: bool = True) -> BaseSampler:
+    """The study's sampler for this process (``first_run``: this process creates the study)."""
+    return SAMPLERS[spec.sampler.type](spec, run_seed(spec, first_run=first_run))
+
+
+def run_seed(spec: StudySpec, *, first_run: bool) -> int | None:
+    """The sampler seed of this process.
+
+    The run that creates a study uses ``sampler.seed`` as it is, so one uninterrupted run from
+    scratch is reproducible. Every other process (a resume, a worker, a second machine, a run with
+    another sampler) mixes in fresh entropy: built from the same seed, its sampler would replay
+    the first run's random draws and repeat its configurations.
+    """
+    study_seed = spec.sampler.seed
+    if study_seed is None or first_run:
+        return study_seed
+    mixed = np.random.SeedSequence([study_seed & 0xFFFFFFFF, secrets.randbits(64)])
+    return int(mixed.generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def make_pruner(spec: StudySpec) -> BasePruner:

@@ -270,8 +270,29 @@ class StudySpec(_Strict):
         return {k: p for k, p in self.space.items() if p.kind != "value"}
 
     def stored(self) -> dict[str, Any]:
-        """JSON-able form kept with the study, so report/resume need no file."""
-        return self.model_dump(mode="json", by_alias=True)
+        """JSON-able form kept with the study, so report/resume need no file; ``base_dir``
+        (the study file's folder) comes along, so relative paths resolve from any folder."""
+        return {**self.model_dump(mode="json", by_alias=True), "base_dir": self.base_dir}
+
+    def portable(self) -> dict[str, Any]:
+        """The stored form as a study file that runs from any folder: relative paths (model
+        file, CSV, data root) made absolute, no ``base_dir``."""
+        data = self.model_dump(mode="json", by_alias=True)
+        trainer = data["trainer"]
+        target, sep, func = self.trainer.model.rpartition(":")
+        if sep and target.endswith(".py"):
+            trainer["model"] = f"{self._absolute(target)}:{func}"
+        if isinstance(trainer["dataset"], dict) and trainer["dataset"].get("path"):
+            trainer["dataset"]["path"] = self._absolute(trainer["dataset"]["path"])
+        if trainer.get("data_root"):
+            trainer["data_root"] = self._absolute(trainer["data_root"])
+        return data
+
+    def _absolute(self, path: str) -> str:
+        resolved = Path(path).expanduser()
+        if not resolved.is_absolute() and self.base_dir:
+            resolved = Path(self.base_dir) / resolved
+        return str(resolved.resolve())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,8 +499,7 @@ def validate(raw: Any, source: str, overrides: dict[str, Any] | None = None,
                         source=source, fix="Start with 'name: my-study' on the first line.")
     raw = dict(raw)
     for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(raw, dotted, value)
+        _set_dotted(raw, dotted, value)  # None is YAML's null, as if written in the file
     try:
         spec = StudySpec.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
@@ -497,10 +517,12 @@ def load(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:
     return validate(raw, str(path), overrides, base_dir=str(path.resolve().parent))
 
 
-def from_stored(stored: dict[str, Any], source: str) -> StudySpec:
-    """The spec kept with a study (see ``StudySpec.stored``)."""
-    base_dir = stored.pop("base_dir", None) if isinstance(stored, dict) else None
-    return validate(stored, source, base_dir=base_dir)
+def from_stored(stored: dict[str, Any], source: str,
+                overrides: dict[str, Any] | None = None) -> StudySpec:
+    """The spec kept with a study (see ``StudySpec.stored``), with ``overrides`` applied."""
+    stored = dict(stored)
+    base_dir = stored.pop("base_dir", None)
+    return validate(stored, source, overrides, base_dir=base_dir)
 
 
 def json_schema() -> dict[str, Any]:

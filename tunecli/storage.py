@@ -21,7 +21,8 @@ from optuna.storages import BaseStorage
 
 from tunecli.errors import SpecError
 
-__all__ = ["DEFAULT_URL", "ENV_VAR", "resolve_url", "mask", "open_storage", "study_folder"]
+__all__ = ["DEFAULT_URL", "ENV_VAR", "resolve_url", "mask", "describe", "open_storage",
+           "study_folder", "local_file"]
 
 DEFAULT_URL = "sqlite:///tunecli.db"
 ENV_VAR = "TUNECLI_STORAGE"
@@ -31,15 +32,48 @@ _CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^
                              r"(?P<password>[^@/]*)@")
 
 
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_JOURNAL_SUFFIXES = (".journal", ".log")
+
+
 def resolve_url(option: str | None, from_spec: str | None = None) -> str:
-    """--storage wins over TUNECLI_STORAGE, which wins over the study file, then the default."""
+    """--storage wins over TUNECLI_STORAGE, which wins over the study file, then the default.
+
+    A bare path must say what it is by its suffix (.db/.sqlite: SQLite; .journal/.log: a
+    journal file), so that a typo such as ``--storage results.txt`` is not silently made into a
+    new SQLite file of that name.
+    """
     url = option or os.environ.get(ENV_VAR) or from_spec or DEFAULT_URL
     if "://" not in url and not url.startswith("journal:"):
-        if url.endswith((".journal", ".log")):
+        if url.lower().endswith(_JOURNAL_SUFFIXES):
             url = f"journal:{url}"
-        else:  # a bare path is a SQLite file
+        elif url.lower().endswith(_SQLITE_SUFFIXES):
             url = f"sqlite:///{url}"
+        else:
+            source = "--storage" if option else (ENV_VAR if os.environ.get(ENV_VAR)
+                                                 else "storage")
+            raise SpecError(f"'{url}' is neither a storage URL nor a .db or .journal file",
+                            source=source,
+                            fix=f"Write {Path(url).stem}.db (SQLite), {Path(url).stem}.journal, "
+                                f"or a URL such as sqlite:///{url}.")
     return url
+
+
+def local_file(url: str) -> Path | None:
+    """The file behind a SQLite or journal URL (absolute), None for servers and memory."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///")).expanduser().resolve()
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:")).expanduser().resolve()
+    return None
+
+
+def describe(url: str) -> str:
+    """The URL as a user should see it: password masked, a file's path made absolute."""
+    path = local_file(url)
+    if path is None:
+        return mask(url)
+    return f"journal:{path}" if url.startswith("journal:") else f"sqlite:///{path}"
 
 
 def mask(text: str) -> str:
@@ -49,11 +83,8 @@ def mask(text: str) -> str:
 
 def study_folder(url: str, study_name: str) -> Path:
     """The study's own local folder (checkpoints), beside a file storage or in the cwd."""
-    base = Path.cwd()
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        base = Path(url.removeprefix("sqlite:///")).expanduser().resolve().parent
-    elif url.startswith("journal:"):
-        base = Path(url.removeprefix("journal:")).expanduser().resolve().parent
+    path = local_file(url)
+    base = path.parent if path is not None else Path.cwd()
     return base / ".tunecli" / study_name
 
 
@@ -82,8 +113,19 @@ def _sqlite_pragmas(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()  # connections made from now on get these settings
 
 
-def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
-    """An Optuna storage for ``url``; a SpecError (exit 2) when it cannot be opened."""
+def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> BaseStorage:
+    """An Optuna storage for ``url``; a SpecError (exit 2) when it cannot be opened.
+
+    ``create=False`` (report, resume, train, list): a storage file that does not exist is an
+    error naming its absolute path, not a new empty file left behind.
+    """
+    path = local_file(url)
+    if not create and path is not None and not path.is_file():
+        raise SpecError(f"no storage at {describe(url)}" + (
+                            f" ({path} is a folder)" if path.exists() else ""),
+                        source="--storage",
+                        fix="Run it from the folder where you ran tunecli search, or give "
+                            "--storage PATH or TUNECLI_STORAGE.")
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend, JournalStorage

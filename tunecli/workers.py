@@ -16,7 +16,7 @@ from typing import Any
 
 from tunecli.errors import EXIT_INTERRUPTED, SpecError
 
-__all__ = ["plan", "run_workers"]
+__all__ = ["plan", "run_workers", "problem"]
 
 
 def plan(workers: int | None, devices: str | None, per_device: int) -> list[dict[str, str]]:
@@ -38,8 +38,10 @@ def plan(workers: int | None, devices: str | None, per_device: int) -> list[dict
     return envs
 
 
-def run_workers(name: str, url: str, envs: list[dict[str, str]], extra_args: list[str]) -> int:
-    """Start the workers, forward Ctrl-C/SIGTERM to them, wait; the worst exit code wins."""
+def run_workers(name: str, url: str, envs: list[dict[str, str]],
+                extra_args: list[str]) -> list[int]:
+    """Start the workers, forward Ctrl-C/SIGTERM to them, wait; their exit codes (negative:
+    ended by that signal; EXIT_INTERRUPTED in the list when the user interrupted)."""
     command = [sys.executable, "-m", "tunecli", "resume", name, "--storage", url, "--worker",
                *extra_args]
     procs = [subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
@@ -61,6 +63,28 @@ def run_workers(name: str, url: str, envs: list[dict[str, str]], extra_args: lis
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     codes = [proc.returncode for proc in procs]
-    if interrupted or EXIT_INTERRUPTED in codes:
-        return EXIT_INTERRUPTED
-    return max(codes)
+    return codes + [EXIT_INTERRUPTED] if interrupted else codes
+
+
+def problem(codes: list[int], counts: dict[str, int], n_trials: int | None,
+            may_end_early: bool) -> str:
+    """Why a run with workers did not do its job, or "" when it did (``may_end_early``: a
+    timeout or an exhausted grid can end a run short of ``n_trials``).
+
+    A worker killed by a signal has a negative exit code, so no "worst code" arithmetic: each
+    code is read for what it says, and the budget is checked in the storage itself.
+    """
+    reasons = []
+    for index, code in enumerate(codes):
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            reasons.append(f"worker {index + 1} was killed by {name}")
+        elif code:
+            reasons.append(f"worker {index + 1} exited with code {code}")
+    if n_trials is not None and counts["finished"] < n_trials \
+            and not (may_end_early and not reasons):
+        reasons.insert(0, f"{counts['finished']} of {n_trials} trials finished")
+    return "; ".join(reasons)

@@ -1,0 +1,157 @@
+"""One trial: claim a budget slot, sample the space, train, report each epoch, store results.
+
+KerasTuner's split, in Optuna's terms: a ``TrialFailed`` fails this trial and the study goes on;
+a ``SpecError`` or an interrupt stops the search.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tunecli import space
+from tunecli.errors import SpecError, TrialFailed
+from tunecli.recovery import worker_id
+from tunecli.signals import StopSignals
+from tunecli.spec import StudySpec
+from tunecli.tracking import TensorBoardLog
+
+__all__ = ["Objective", "Surplus"]
+
+
+class Surplus(Exception):
+    """This worker lost the race for the last trial slot (or a grid point) to another worker."""
+
+
+class _TrialReporter:
+    """The trainer's reporter: each epoch's metric goes to Optuna, which may prune."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, signals: StopSignals,
+                 tracker: TensorBoardLog | None = None) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.signals = signals
+        self.tracker = tracker
+        self.history: list[dict[str, float]] = []
+
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.history.append({"epoch": epoch, **metrics})
+        if self.tracker is not None:
+            self.tracker.epoch(self.trial.number, epoch, metrics)
+        # A signal must not cut a storage write in half (it would leave SQLite locked).
+        with self.signals.held():
+            self.trial.report(metrics[self.metric], epoch)
+            prune = self.trial.should_prune()
+        if prune:
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+
+class Objective:
+    """What ``study.optimize`` calls for each trial."""
+
+    def __init__(self, spec: StudySpec, data_root: str | None, checkpoints: Path | None,
+                 signals: StopSignals, tracker: TensorBoardLog | None = None) -> None:
+        self.signals = signals
+        self.spec = spec
+        self.data_root = data_root
+        self.checkpoints = checkpoints
+        self.tracker = tracker
+
+    def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
+        """One checkpoint per configuration: a retry continues its original trial's file."""
+        if self.checkpoints is None:
+            return None
+        root = trial.user_attrs.get("retry_of", trial.number)
+        return self.checkpoints / f"trial-{root}.pt"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker_id())
+        n_trials = self.spec.budget.n_trials
+        if n_trials is not None and _claims_before(trial) >= n_trials:
+            trial.set_user_attr("surplus", True)
+            raise Surplus()
+        params = space.suggest(trial, self.spec.space)
+        _drop_if_grid_point_taken(trial)
+        if self.tracker is None:
+            return self._train(trial, params)
+        self.tracker.trial_started(trial.number, space.trial_config(self.spec.space,
+                                                                    trial.params))
+        state, value = "fail", None
+        try:
+            value = self._train(trial, params)
+            state = "complete"
+            return value
+        except optuna.TrialPruned:
+            state = "pruned"
+            raise
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
+        except Surplus:
+            self.tracker.discard(trial.number)  # never a trial of its own: no run
+            raise
+        finally:
+            self.tracker.trial_finished(trial.number, state, value)
+
+    def _train(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
+        from tunecli import trainer
+
+        reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker)
+        try:
+            with self.signals.interruptible():
+                result = trainer.run(self.spec.trainer, params, reporter,
+                                     metric=self.spec.metric, direction=self.spec.direction,
+                                     base_dir=self.spec.base_dir, data_root=self.data_root,
+                                     checkpoint=self.checkpoint_for(trial))
+        except TrialFailed as exc:
+            trial.set_user_attr("fail_reason", exc.reason)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except (optuna.TrialPruned, SpecError):
+            raise
+        except Exception as exc:  # a bug in user code fails this trial, not the study
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            raise TrialFailed(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if reporter.history:
+                trial.set_user_attr("history", reporter.history)
+        # Again: an earlier trial may have registered this point only after the first check.
+        _drop_if_grid_point_taken(trial)
+        trial.set_user_attr("history", result.history)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("params_count", result.params_count)
+        trial.set_user_attr("device", result.device)
+        trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
+        return result.value
+
+
+_CLAIMS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+def _drop_if_grid_point_taken(trial: optuna.Trial) -> None:
+    """Grid search with several workers: Optuna may hand two racing workers the same point;
+    the trial with the lower number keeps it, this one becomes surplus."""
+    if not isinstance(trial.study.sampler, optuna.samplers.GridSampler):
+        return
+    others = trial.study.get_trials(deepcopy=False, states=_CLAIMS)
+    mine = next((t.system_attrs.get("grid_id") for t in others if t.number == trial.number),
+                None)
+    if any(t.number < trial.number and not t.user_attrs.get("surplus")
+           and (t.params == trial.params or (mine is not None
+                                             and t.system_attrs.get("grid_id") == mine))
+           for t in others):
+        trial.set_user_attr("surplus", True)
+        raise Surplus()
+
+
+def _claims_before(trial: optuna.Trial) -> int:
+    """Finished or running trials that started before this one (this worker's race check)."""
+    return sum(1 for t in trial.study.get_trials(deepcopy=False, states=_CLAIMS)
+               if t.number < trial.number and not t.user_attrs.get("surplus"))

@@ -1,0 +1,117 @@
+"""Lost trials, and how every view counts trials.
+
+A trial is *lost* when its process stopped before the trial finished: Ctrl-C or SIGTERM (marked
+``interrupted``), a killed process or a lost machine (marked ``lost``). A lost trial says nothing
+about its configuration, so it is retried with the same parameters (up to ``MAX_RETRIES``
+times), continuing from its last checkpoint, and it is counted apart from *failed* trials, whose
+configuration did fail (NaN loss, out of memory, an error in user code).
+
+Optuna only fails stale trials by heartbeat (RDB storages, after a grace period), and only when a
+worker starts its next trial; a process on the same machine can tell at once that a worker
+process is gone, because each trial stores its worker as ``host:pid``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Iterable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tunecli.optuna_internals import set_trial_user_attr
+
+__all__ = ["MAX_RETRIES", "HOST", "worker_id", "kind_of", "count_trials", "reap_lost_trials",
+           "queue_retries", "is_lost"]
+
+MAX_RETRIES = 3
+HOST = socket.gethostname()
+_LOST_REASONS = ("lost", "interrupted")
+
+
+def worker_id() -> str:
+    """What a trial stores as its worker, so another process can tell whether it still runs."""
+    return f"{HOST}:{os.getpid()}"
+
+
+def is_lost(trial: FrozenTrial) -> bool:
+    """Failed because its process stopped, not because of its configuration."""
+    return (trial.state == TrialState.FAIL
+            and str(trial.user_attrs.get("fail_reason", "lost")).startswith(_LOST_REASONS))
+
+
+def kind_of(trial: FrozenTrial) -> str | None:
+    """complete | pruned | failed | lost | running | waiting; None for a surplus trial.
+
+    Finished means complete + pruned, everywhere: the budget, progress, report, list and JSON.
+    """
+    if trial.user_attrs.get("surplus"):
+        return None  # a worker lost the race for the last slot; never trained
+    if trial.state == TrialState.FAIL:
+        return "lost" if is_lost(trial) else "failed"
+    return trial.state.name.lower()
+
+
+def count_trials(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    counts = {"complete": 0, "pruned": 0, "failed": 0, "lost": 0, "running": 0, "waiting": 0}
+    for t in trials:
+        kind = kind_of(t)
+        if kind is not None:
+            counts[kind] += 1
+    counts["finished"] = counts["complete"] + counts["pruned"]
+    return counts
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_lost_trials(study: optuna.Study) -> int:
+    """Fail RUNNING trials whose worker process on this host is gone; queue their retries."""
+    reaped = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if host == HOST and pid.isdigit() and int(pid) != os.getpid() \
+                and not _pid_alive(int(pid)):
+            try:
+                set_trial_user_attr(study, trial.number, "fail_reason",
+                                    "lost: its worker process ended")
+                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+                reaped += 1
+            except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+                pass  # another process reaped it first
+    optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
+    queue_retries(study)
+    return reaped
+
+
+def queue_retries(study: optuna.Study) -> None:
+    """Enqueue each lost trial once more with its parameters.
+
+    A retry stores ``retry_of`` (the first trial of the configuration, whose checkpoint it
+    continues) and ``replaces`` (the lost trial it stands in for, so it is queued only once).
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("replaces", t.user_attrs.get("retry_of"))
+               for t in trials if "retry_of" in t.user_attrs}
+    attempts: dict[int, int] = {}
+    for t in trials:
+        if "retry_of" in t.user_attrs:
+            attempts[t.user_attrs["retry_of"]] = attempts.get(t.user_attrs["retry_of"], 0) + 1
+    for t in trials:
+        if kind_of(t) != "lost":
+            continue
+        root = t.user_attrs.get("retry_of", t.number)
+        if t.number in retried or attempts.get(root, 0) >= MAX_RETRIES:
+            continue
+        study.enqueue_trial(t.params, user_attrs={"retry_of": root, "replaces": t.number},
+                            skip_if_exists=False)
+        retried.add(t.number)
+        attempts[root] = attempts.get(root, 0) + 1
