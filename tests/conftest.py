@@ -84,6 +84,33 @@ def finished(trials: list) -> int:
     return sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
 
 
+GATED_MODEL = Path(__file__).parent / "gated_model.py"
+
+
+def gated(text: str) -> str:
+    """A study trained by tests/gated_model.py (see its docstring for the gates)."""
+    assert "model: mlp" in text
+    return text.replace("model: mlp", f"model: {GATED_MODEL}:build")
+
+
+def gate_env(env: dict[str, str], gate: Path, **settings: int | str) -> dict[str, str]:
+    """``env`` with the gate folder and TUNECLI_TEST_<NAME> settings for gated_model."""
+    gate.mkdir(exist_ok=True)
+    return {**env, "TUNECLI_TEST_GATE": str(gate),
+            **{f"TUNECLI_TEST_{k.upper()}": str(v) for k, v in settings.items()}}
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen, seconds: float = 300) -> None:
+    """Wait until ``path`` exists (an observable state, not a guess about speed)."""
+    deadline = time.time() + seconds
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early with {proc.returncode} before {path} appeared")
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {path}")
+        time.sleep(0.05)
+
+
 def wait_for(path: Path, words: str, proc: subprocess.Popen, seconds: float = 90) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:

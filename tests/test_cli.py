@@ -6,14 +6,14 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 
-from tests.conftest import TINY_STUDY, finished, stored, tunecli_command, wait_for
+from tests.conftest import (TINY_STUDY, finished, gate_env, gated, stored, tunecli_command,
+                            wait_for_file)
 from tunecli.cli import app
 
 
@@ -175,33 +175,42 @@ def test_optuna_cli_reads_a_tunecli_study(cli, write_study, tmp_path: Path) -> N
 def test_interrupted_search_resumes_to_exactly_the_budget(write_study, tmp_path: Path,
                                                           subprocess_env, sig) -> None:
     slow = TINY_STUDY.replace("n_samples: 300", "n_samples: 4000").replace("epochs: 3",
-                                                                             "epochs: 40")
-    slow = slow.replace("n_trials: 6", "n_trials: 4")
-    path = write_study(slow)
+                                                                             "epochs: 6")
+    path = write_study(gated(slow.replace("n_trials: 6", "n_trials: 4")))
+    gate = tmp_path / "gate"
+    env = gate_env(subprocess_env, gate, hold_index=1, hold_at=25)  # inside trial 1, epoch 2
     log = tmp_path / "out.log"
     with log.open("w") as out:
         proc = subprocess.Popen([*tunecli_command(), "search", str(path)], stdout=out,
-                                stderr=subprocess.STDOUT, env=subprocess_env)
-        wait_for(log, "trial    0 ", proc)
-        time.sleep(0.5)  # well inside trial 1
+                                stderr=subprocess.STDOUT, env=env)
+        wait_for_file(gate / "held-1", proc)
         proc.send_signal(sig)
         code = proc.wait(timeout=60)
     text = log.read_text()
     assert code == 130, text
     assert "tunecli resume tiny" in text and "Traceback" not in text
     trials = stored()
-    assert finished(trials) >= 1
+    assert finished(trials) == 1
     assert not [t for t in trials if t.state.name == "RUNNING"]
     interrupted = [t for t in trials if t.state.name == "FAIL"]
-    assert interrupted and interrupted[0].user_attrs["fail_reason"] == "interrupted"
+    assert [t.number for t in interrupted] == [1]
+    assert interrupted[0].user_attrs["fail_reason"] == "interrupted"
+    # an interrupted trial is not a failed one, in every view
+    report = json.loads(subprocess.run([*tunecli_command(), "report", "tiny", "--format",
+                                        "json"], capture_output=True, text=True,
+                                       env=subprocess_env, timeout=120).stdout)
+    assert (report["counts"]["failed"], report["counts"]["lost"]) == (0, 1)
 
     fast = subprocess.run([*tunecli_command(), "resume", "tiny"], capture_output=True,
                           text=True, env=subprocess_env, timeout=300)
     assert fast.returncode == 0, fast.stdout + fast.stderr
     trials = stored()
     assert finished(trials) == 4
-    retry = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
-    assert retry and retry[0].params == interrupted[0].params
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == 1]
+    assert len(retry) == 1 and retry[0].params == interrupted[0].params
+    # resumed with its own sampler seed: no configuration but the retry's drawn twice
+    points = [tuple(sorted(t.params.items())) for t in trials if t.state.name != "FAIL"]
+    assert len(points) == len(set(points))
 
 
 def test_report_validate_and_list_do_not_import_torch(cli, write_study, tmp_path: Path) -> None:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
 import optuna
 import pytest
 
-from tests.conftest import TINY_STUDY, finished, grid_study, stored, tunecli_command, wait_for
+from tests.conftest import (TINY_STUDY, finished, gate_env, gated, grid_study, stored,
+                            tunecli_command, wait_for_file)
 
 SLOW = TINY_STUDY.replace("n_samples: 300", "n_samples: 4000").replace("epochs: 3",
                                                                          "epochs: 30")
@@ -23,22 +24,19 @@ SLOW = TINY_STUDY.replace("n_samples: 300", "n_samples: 4000").replace("epochs: 
 
 def test_kill_9_then_resume_continues_from_the_checkpoint(write_study, tmp_path: Path,
                                                            subprocess_env) -> None:
-    path = write_study(SLOW.replace("n_trials: 6", "n_trials: 3").replace(
-        "type: median, n_startup_trials: 2", "type: none, n_startup_trials: 2"))
-    log = tmp_path / "out.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([*tunecli_command(), "search", str(path)], stdout=out,
-                                stderr=subprocess.STDOUT, env=subprocess_env)
-        wait_for(log, "trial    0 ", proc)
-        ckpt = tmp_path / ".tunecli" / "tiny" / "checkpoints" / "trial-1.pt"
-        deadline = time.time() + 60
-        while not ckpt.exists() and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+    path = write_study(gated(SLOW.replace("n_trials: 6", "n_trials: 3").replace(
+        "type: median, n_startup_trials: 2", "type: none, n_startup_trials: 2")))
+    # the second trial to train stops at batch 40 (after two epochs of 19 batches) and waits
+    gate = tmp_path / "gate"
+    env = gate_env(subprocess_env, gate, hold_index=1, hold_at=40)
+    proc = subprocess.Popen([*tunecli_command(), "search", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, env=env)
+    wait_for_file(gate / "held-1", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
     lost = [t for t in stored() if t.state.name == "RUNNING"]
     assert len(lost) == 1 and lost[0].number == 1  # kill -9 leaves it RUNNING
+    assert max(lost[0].intermediate_values) >= 2
     result = subprocess.run([*tunecli_command(), "resume", "tiny"], capture_output=True,
                             text=True, env=subprocess_env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -56,13 +54,20 @@ def test_kill_9_then_resume_continues_from_the_checkpoint(write_study, tmp_path:
     # finished trials' checkpoints are removed except the best one's
     left = list((tmp_path / ".tunecli" / "tiny" / "checkpoints").glob("*.pt"))
     assert len(left) <= 1
+    # one definition of the counts: the lost trial is neither finished nor failed
+    listing = subprocess.run([*tunecli_command(), "report", "tiny", "--format", "json"],
+                             capture_output=True, text=True, env=subprocess_env, timeout=120)
+    counts = json.loads(listing.stdout)["counts"]
+    assert (counts["finished"], counts["failed"], counts["lost"]) == (3, 0, 1)
 
 
 def test_four_workers_on_sqlite_end_with_exactly_n_trials(write_study, tmp_path: Path,
                                                           subprocess_env) -> None:
-    path = write_study(TINY_STUDY.replace("n_trials: 6", "n_trials: 14"))
+    path = write_study(gated(TINY_STUDY.replace("n_trials: 6", "n_trials: 14")))
+    # each first trial waits until two workers train, so several certainly do
+    env = gate_env(subprocess_env, tmp_path / "gate", meet=2)
     result = subprocess.run([*tunecli_command(), "search", str(path), "--workers", "4"],
-                            capture_output=True, text=True, env=subprocess_env, timeout=600)
+                            capture_output=True, text=True, env=env, timeout=600)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "locked" not in out and "Traceback" not in out
@@ -125,18 +130,22 @@ def postgres_url() -> Iterator[str]:
 @pytest.mark.postgres
 def test_postgres_workers_from_two_processes(write_study, postgres_url, subprocess_env) -> None:
     """Two separate `tunecli` processes (as on two machines) join one study on PostgreSQL."""
-    path = write_study(TINY_STUDY.replace("n_trials: 6", "n_trials: 10"))
+    path = write_study(gated(TINY_STUDY.replace("n_trials: 6", "n_trials: 10")))
     first = subprocess.run([*tunecli_command(), "search", str(path), "--storage", postgres_url,
                             "--n-trials", "1"], capture_output=True, text=True,
                            env=subprocess_env, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "not-a-secret" not in first.stdout + first.stderr
+    env = gate_env(subprocess_env, Path.cwd() / "gate", meet=2)
     procs = [subprocess.Popen([*tunecli_command(), "resume", "tiny", "--storage", postgres_url,
                                "--n-trials", "10"], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env=subprocess_env)
+                              stderr=subprocess.STDOUT, text=True, env=env)
              for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     trials = optuna.load_study(study_name="tiny", storage=postgres_url).get_trials()
     assert finished(trials) == 10
     assert len({t.user_attrs["worker"] for t in trials}) >= 2
+    # two machines that joined the study at once drew no configuration twice
+    points = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(points) == len(set(points))

@@ -238,13 +238,16 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
 
     grid_done = isinstance(study.sampler, optuna.samplers.GridSampler) and \
         study.sampler.is_exhausted(study)
-    problem = workers_module.problem(codes, study_module.count_trials(study.get_trials()),
-                                     spec.budget.n_trials,
-                                     spec.budget.timeout is not None or grid_done)
-    if problem:
+    problem, failed = workers_module.problem(
+        codes, study_module.count_trials(study.get_trials()), spec.budget.n_trials,
+        spec.budget.timeout is not None or grid_done)
+    if failed:
         err_console.print(f"[red]study incomplete:[/] {problem}. Continue it with: tunecli "
                           f"resume {spec.name}" + _storage_option(url), soft_wrap=True)
         raise typer.Exit(2 if 2 in codes else 1)
+    if problem:
+        err_console.print(f"[yellow]warning:[/] {problem}; the other workers retried its "
+                          "trial and met the budget.", soft_wrap=True)
 
 
 def _forked(spec: Any, url: str, source: str) -> Any:
@@ -488,13 +491,14 @@ def list_studies(storage: StorageOption = None) -> None:
         url = resolve_url(storage)
         path = local_file(url)
         if path is not None and not path.is_file():  # never create a storage just to list it
-            console.print(f"No studies: there is no storage at {escape(describe(url))}.")
+            console.print(f"No studies: there is no storage at {escape(describe(url))}.",
+                          soft_wrap=True)
             return
         study_module._quiet_optuna()
         opened = open_storage(url, heartbeat=False, create=False)
         summaries = optuna.get_all_study_summaries(opened, include_best_trial=True)
         if not summaries:
-            console.print(f"No studies in {escape(describe(url))}.")
+            console.print(f"No studies in {escape(describe(url))}.", soft_wrap=True)
             return
         table = Table(title=f"Studies in {escape(describe(url))}", title_justify="left")
         for column in ("name", "direction", "finished", "failed", "budget", "best value",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Iterable
 
 import optuna
@@ -23,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunecli.optuna_internals import set_trial_user_attr
 
 __all__ = ["MAX_RETRIES", "HOST", "worker_id", "kind_of", "count_trials", "reap_lost_trials",
-           "queue_retries", "is_lost"]
+           "queue_retries", "is_lost", "pid_alive"]
 
 MAX_RETRIES = 3
 HOST = socket.gethostname()
@@ -63,14 +64,20 @@ def count_trials(trials: Iterable[FrozenTrial]) -> dict[str, int]:
     return counts
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs; a zombie (dead, not yet waited for by its parent,
+    as a killed worker is until ``search --workers`` reaps it) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): signal 0 is all we can know
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def reap_lost_trials(study: optuna.Study) -> int:
@@ -79,7 +86,7 @@ def reap_lost_trials(study: optuna.Study) -> int:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
         if host == HOST and pid.isdigit() and int(pid) != os.getpid() \
-                and not _pid_alive(int(pid)):
+                and not pid_alive(int(pid)):
             try:
                 set_trial_user_attr(study, trial.number, "fail_reason",
                                     "lost: its worker process ended")

@@ -40,6 +40,8 @@ def parse_duration(value: Any) -> float | None:
         return None
     if isinstance(value, bool):
         raise ValueError("must be a duration such as 90s, 10m or 1h30m")
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        value = float(value)  # plain seconds, as --timeout 600
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:

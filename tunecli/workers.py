@@ -67,12 +67,14 @@ def run_workers(name: str, url: str, envs: list[dict[str, str]],
 
 
 def problem(codes: list[int], counts: dict[str, int], n_trials: int | None,
-            may_end_early: bool) -> str:
-    """Why a run with workers did not do its job, or "" when it did (``may_end_early``: a
-    timeout or an exhausted grid can end a run short of ``n_trials``).
+            may_end_early: bool) -> tuple[str, bool]:
+    """What went wrong in a run with workers ("" if nothing), and whether the run failed.
 
     A worker killed by a signal has a negative exit code, so no "worst code" arithmetic: each
-    code is read for what it says, and the budget is checked in the storage itself.
+    code is read for what it says. The run failed when the budget, checked in the storage
+    itself, was not reached (``may_end_early``: a timeout or an exhausted grid may end it short
+    of ``n_trials`` when no worker failed); a dead worker whose trial the others finished is
+    only worth a warning.
     """
     reasons = []
     for index, code in enumerate(codes):
@@ -84,7 +86,8 @@ def problem(codes: list[int], counts: dict[str, int], n_trials: int | None,
             reasons.append(f"worker {index + 1} was killed by {name}")
         elif code:
             reasons.append(f"worker {index + 1} exited with code {code}")
-    if n_trials is not None and counts["finished"] < n_trials \
-            and not (may_end_early and not reasons):
+    met = n_trials is not None and counts["finished"] >= n_trials
+    failed = not met and (bool(reasons) or (n_trials is not None and not may_end_early))
+    if failed and n_trials is not None:
         reasons.insert(0, f"{counts['finished']} of {n_trials} trials finished")
-    return "; ".join(reasons)
+    return "; ".join(reasons), failed

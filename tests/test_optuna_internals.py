@@ -1,0 +1,54 @@
+"""tunecli's one reach past Optuna's public API, pinned to the installed Optuna, and the
+recovery built on it: if an Optuna release moves these internals, this fails, not resume."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tunecli import recovery
+from tunecli.optuna_internals import set_trial_user_attr
+
+
+def _storages(tmp_path: Path) -> dict[str, object]:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return {"sqlite": f"sqlite:///{tmp_path / 'x.db'}",
+            "journal": JournalStorage(JournalFileBackend(str(tmp_path / "x.journal"))),
+            "memory": optuna.storages.InMemoryStorage()}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
+def test_set_user_attr_of_a_trial_another_process_started(tmp_path: Path, kind: str) -> None:
+    study = optuna.create_study(storage=_storages(tmp_path)[kind])  # type: ignore[arg-type]
+    study.ask()
+    running = study.ask()
+    set_trial_user_attr(study, running.number, "fail_reason", "lost: test")
+    assert study.trials[running.number].user_attrs["fail_reason"] == "lost: test"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
+def test_a_trial_of_a_dead_local_process_is_failed_and_queued_again(tmp_path: Path,
+                                                                    kind: str) -> None:
+    study = optuna.create_study(storage=_storages(tmp_path)[kind])  # type: ignore[arg-type]
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("worker", f"{recovery.HOST}:{dead.pid}")
+    alive = study.ask()
+    alive.set_user_attr("worker", recovery.worker_id())
+    assert recovery.reap_lost_trials(study) == 1
+    trials = study.get_trials()
+    assert trials[trial.number].state == TrialState.FAIL
+    assert trials[trial.number].user_attrs["fail_reason"].startswith("lost")
+    assert trials[alive.number].state == TrialState.RUNNING
+    retry = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(retry) == 1 and retry[0].user_attrs["retry_of"] == trial.number
+    recovery.queue_retries(study)  # queued once, however often recovery runs
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+    counts = recovery.count_trials(study.get_trials())
+    assert (counts["lost"], counts["failed"], counts["finished"]) == (1, 0, 0)
