@@ -38,6 +38,13 @@ space:
 """
 
 
+def with_sampler(text: str, name: str) -> str:
+    """TINY_STUDY (or a variant) searched by sampler ``name`` with seed 0."""
+    startup = ", n_startup_trials: 2" if name in ("tpe", "gp", "hyperopt-tpe", "cmaes") else ""
+    return text.replace("type: tpe, seed: 1, n_startup_trials: 3",
+                        f"type: {name}, seed: 0{startup}")
+
+
 def grid_study(widest: int) -> str:
     """TINY_STUDY searched by the grid sampler over lr (2 values) x width 8..widest."""
     text = TINY_STUDY.replace("type: tpe, seed: 1, n_startup_trials: 3", "type: grid")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import (TINY_STUDY, finished, gate_env, gated, stored, tunecli_command,
-                            wait_for_file)
+                            wait_for_file, with_sampler)
 from tunecli.cli import app
 
 
@@ -171,11 +171,12 @@ def test_optuna_cli_reads_a_tunecli_study(cli, write_study, tmp_path: Path) -> N
     assert json.loads(best)["number"] >= 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig,sampler", [(signal.SIGINT, "tpe"), (signal.SIGTERM, "random"),
+                                         (signal.SIGTERM, "qmc"), (signal.SIGINT, "hyperopt-tpe")])
 def test_interrupted_search_resumes_to_exactly_the_budget(write_study, tmp_path: Path,
-                                                          subprocess_env, sig) -> None:
-    slow = TINY_STUDY.replace("n_samples: 300", "n_samples: 4000").replace("epochs: 3",
-                                                                             "epochs: 6")
+                                                          subprocess_env, sig, sampler) -> None:
+    slow = with_sampler(TINY_STUDY, sampler).replace("n_samples: 300", "n_samples: 4000")
+    slow = slow.replace("epochs: 3", "epochs: 6")
     path = write_study(gated(slow.replace("n_trials: 6", "n_trials: 4")))
     gate = tmp_path / "gate"
     env = gate_env(subprocess_env, gate, hold_index=1, hold_at=25)  # inside trial 1, epoch 2

@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from tests.conftest import (TINY_STUDY, finished, gate_env, gated, grid_study, stored,
-                            tunecli_command, wait_for_file)
+                            tunecli_command, wait_for_file, with_sampler)
 
 SLOW = TINY_STUDY.replace("n_samples: 300", "n_samples: 4000").replace("epochs: 3",
                                                                          "epochs: 30")
@@ -128,9 +128,12 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.mark.postgres
-def test_postgres_workers_from_two_processes(write_study, postgres_url, subprocess_env) -> None:
+@pytest.mark.parametrize("sampler", ["tpe", "random", "qmc", "hyperopt-tpe"])
+def test_postgres_workers_from_two_processes(write_study, postgres_url, subprocess_env,
+                                             sampler: str) -> None:
     """Two separate `tunecli` processes (as on two machines) join one study on PostgreSQL."""
-    path = write_study(gated(TINY_STUDY.replace("n_trials: 6", "n_trials: 10")))
+    path = write_study(gated(with_sampler(TINY_STUDY, sampler).replace("n_trials: 6",
+                                                                       "n_trials: 10")))
     first = subprocess.run([*tunecli_command(), "search", str(path), "--storage", postgres_url,
                             "--n-trials", "1"], capture_output=True, text=True,
                            env=subprocess_env, timeout=300)

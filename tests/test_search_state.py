@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 from tests.conftest import (TINY_STUDY, finished, gate_env, gated, grid_study, stored,
-                            tunecli_command, wait_for_file)
+                            tunecli_command, wait_for_file, with_sampler)
 from tests.test_trainer import fake_mnist
 from tunecli.hyperopt_sampler import HyperoptTPESampler
 from tunecli.recovery import pid_alive
@@ -31,12 +31,6 @@ def points(trials: list, retries: bool = False) -> list[tuple]:
     """Each trial's configuration (a deliberate retry of a lost trial left out)."""
     return [tuple(sorted(t.params.items())) for t in trials
             if retries or ("retry_of" not in t.user_attrs and t.state.name != "WAITING")]
-
-
-def with_sampler(text: str, name: str) -> str:
-    startup = ", n_startup_trials: 2" if name in ("tpe", "gp", "hyperopt-tpe", "cmaes") else ""
-    return text.replace("type: tpe, seed: 1, n_startup_trials: 3",
-                        f"type: {name}, seed: 0{startup}")
 
 
 @pytest.mark.parametrize("name", [n for n in SAMPLERS if n != "grid"])
@@ -65,9 +59,10 @@ def test_another_sampler_on_a_stored_study_draws_new_configurations(cli, write_s
     assert len(drawn) == 6 and len(set(drawn)) == 6
 
 
-def test_workers_draw_no_configuration_twice(write_study, tmp_path: Path,
-                                             subprocess_env) -> None:
-    path = write_study(gated(with_sampler(FAST, "tpe").replace("n_trials: 6", "n_trials: 9")))
+@pytest.mark.parametrize("name", ["tpe", "random", "qmc", "hyperopt-tpe"])
+def test_workers_draw_no_configuration_twice(write_study, tmp_path: Path, subprocess_env,
+                                             name: str) -> None:
+    path = write_study(gated(with_sampler(FAST, name).replace("n_trials: 6", "n_trials: 9")))
     env = gate_env(subprocess_env, tmp_path / "gate", meet=3)
     result = subprocess.run([*tunecli_command(), "search", str(path), "--workers", "3"],
                             capture_output=True, text=True, env=env, timeout=600)

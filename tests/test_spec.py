@@ -47,8 +47,9 @@ def test_fixed_values_and_conditionals(tmp_path: Path) -> None:
 
 def test_stored_spec_round_trips(tmp_path: Path) -> None:
     spec = load_text(tmp_path, TINY_STUDY + "  batch_size: 64\n")
-    again = spec_module.validate(json.loads(json.dumps(spec.stored())), "stored")
+    again = spec_module.from_stored(json.loads(json.dumps(spec.stored())), "stored")
     assert again.stored() == spec.stored()
+    assert again.base_dir == str(tmp_path)  # relative paths resolve from any folder
 
 
 def test_json_schema_has_every_section() -> None:

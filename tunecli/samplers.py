@@ -64,13 +64,11 @@ def _cmaes(spec: StudySpec, seed: int | None) -> BaseSampler:
 
 
 def _qmc(spec: StudySpec, seed: int | None) -> BaseSampler:
-    # The sequence keeps the study's seed: Optuna stores the next sample's index with the study,
-    # so every run and worker continues one scrambled sequence instead of starting its own.
-    # Only the draws of conditional parameters (the independent sampler) use this run's seed.
-    options = {"independent_sampler": optuna.samplers.RandomSampler(seed=seed),
-               **spec.sampler.options}
-    return optuna.samplers.QMCSampler(seed=spec.sampler.seed, warn_independent_sampling=False,
-                                      warn_asynchronous_seeding=False, **options)
+    # Each process scrambles its own sequence. Sharing one seed would let runs continue one
+    # sequence through the index Optuna stores with the study, but that index is read and then
+    # written in two steps, so workers starting together would draw the same point.
+    return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False,
+                                      warn_asynchronous_seeding=False, **spec.sampler.options)
 
 
 def _startup(s: Any, default: int) -> int:
