@@ -73,13 +73,16 @@ def _guard(action: Callable[[], T]) -> T:
     try:
         return action()
     except TunecliError as exc:
-        if _state["debug"]:
-            raise
+        if _state["debug"]:  # the traceback too, but the same exit code
+            import traceback
+
+            traceback.print_exc()
         from tunecli.storage import mask
 
         kind = "error" if isinstance(exc, SpecError) else "study failed"
-        line = exc.line() if isinstance(exc, SpecError) else str(exc)
-        err_console.print(f"[red]{kind}:[/] {escape(mask(line))}", soft_wrap=True)
+        lines = exc.lines() if isinstance(exc, SpecError) else [str(exc)]
+        for line in lines:
+            err_console.print(f"[red]{kind}:[/] {escape(mask(line))}", soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         if _state["debug"]:
@@ -184,7 +187,7 @@ def search(
 ) -> None:
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
-        from tunecli import spec as spec_module, study as study_module
+        from tunecli import checks, spec as spec_module, study as study_module
         from tunecli.storage import resolve_url
 
         keep = _check_keep(keep_checkpoints)
@@ -194,7 +197,9 @@ def search(
                                "name": name, "sampler.seed": seed})}
         spec = spec_module.load(study_file, overrides)
         url = resolve_url(storage, spec.storage)
-        study_module.preflight(spec, data_root, str(study_file))
+        checks.preflight(spec, data_root, str(study_file))
+        for warning in checks.warnings(spec):
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
         spec = study_module.with_resolved_data_root(spec, data_root)
         if fork:
             spec = _forked(spec, url, str(study_file))
@@ -308,7 +313,7 @@ def resume(
 ) -> None:
     """Continue a stopped or crashed study to its budget (lost trials are retried)."""
     def body() -> None:
-        from tunecli import study as study_module
+        from tunecli import checks, study as study_module
         from tunecli.storage import resolve_url
 
         keep = _check_keep(keep_checkpoints)
@@ -320,7 +325,7 @@ def resume(
             stored = study.user_attrs[study_module.SPEC_ATTR]
             stored["budget"] = {**stored["budget"], "n_trials": spec.budget.n_trials}
             study.set_user_attr(study_module.SPEC_ATTR, stored)
-        study_module.preflight(spec, data_root, f"study '{name}'")
+        checks.preflight(spec, data_root, f"study '{name}'")
         if worker:
             _run_as_worker(study, spec, url, data_root, keep, tensorboard)
         elif workers not in (None, 1) or devices:
@@ -460,12 +465,23 @@ def train(
 @app.command()
 def validate(
     study_file: Annotated[Path, typer.Argument(help="The study YAML file", show_default=False)],
+    data_root: DataRootOption = None,
+    no_data: Annotated[bool, typer.Option(
+        "--no-data", help="Check the file only: skip loading the data and building the model")]
+        = False,
+    data: Annotated[bool, typer.Option(
+        "--data", help="Also describe the data: rows, features, classes and their balance, "
+                       "missing cells")] = False,
 ) -> None:
-    """Check a study file and print its search space; runs nothing."""
+    """Run every check search runs before its first trial (the file, the data, the model,
+    the device) and print the search space; trains nothing, stores nothing."""
     def body() -> None:
-        from tunecli import space, spec as spec_module
+        from tunecli import checks, space, spec as spec_module
 
         spec = spec_module.load(study_file)
+        loaded = None if no_data else checks.preflight(spec, data_root, str(study_file))
+        for warning in checks.warnings(spec):
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
         table = Table(title=f"{study_file}: study '{spec.name}' is valid", title_justify="left")
         table.add_column("parameter")
         table.add_column("search")
@@ -476,6 +492,14 @@ def validate(
                       f"{spec.trainer.model}, {spec.trainer.epochs} epochs; sampler "
                       f"{spec.sampler.type}, pruner {spec.pruner.type}; budget "
                       f"{spec.budget.n_trials} trials")
+        if loaded is not None:
+            console.print(f"data: {loaded['task']}, {loaded['train']} training / "
+                          f"{loaded['validation']} validation / {loaded['test']} test examples "
+                          f"of shape {loaded['input_shape']}, {loaded['outputs']} output(s); "
+                          f"device {loaded['device']}; the model builds", highlight=False)
+        if data and loaded is not None:
+            for line in checks.describe_data(spec, data_root):
+                console.print(f"  {line}", highlight=False, soft_wrap=True)
     _guard(body)
 
 

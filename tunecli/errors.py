@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TunecliError", "SpecError", "TrialFailed", "StudyFailed", "EXIT_OK", "EXIT_FAILED",
+__all__ = ["TunecliError", "SpecError", "SpecErrors", "TrialFailed", "StudyFailed", "EXIT_OK", "EXIT_FAILED",
            "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
@@ -37,12 +37,28 @@ class SpecError(TunecliError):
         self.fix = fix
         super().__init__(self.line())
 
+    def lines(self) -> list[str]:
+        """One line per problem (one here; several in ``SpecErrors``)."""
+        return [self.line()]
+
     def line(self) -> str:
         where = ": ".join(part for part in (self.source, self.path) if part)
         text = f"{where}: {self.message}" if where else self.message
         if self.fix:
             text = f"{text.rstrip('.')}. {self.fix}"
         return " ".join(text.split())  # always one line
+
+
+class SpecErrors(SpecError):
+    """Several problems of one input, reported together: one line each."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.message, source=first.source, path=first.path, fix=first.fix)
+
+    def lines(self) -> list[str]:
+        return [e.line() for e in self.errors]
 
 
 class StudyFailed(TunecliError):

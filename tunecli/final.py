@@ -139,6 +139,9 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
         "input_shape": list(bundle.input_shape),
         "n_outputs": bundle.n_outputs,
         "normalization": {"mean": _listed(bundle.mean), "std": _listed(bundle.std)},
+        # regression: the model predicts standardised targets; prediction * std + mean
+        "target_scaling": ({"mean": bundle.target_mean, "std": bundle.target_std}
+                           if bundle.task == "regression" else None),
         "params_count": result.params_count,
         "device": result.device,
         "train_seconds": round(result.train_seconds, 3),
@@ -169,7 +172,9 @@ def load_model(json_path: str | Path, map_location: str = "cpu") -> tuple[Any, d
     """The trained model (eval mode) and its JSON info, from the files ``train`` wrote.
 
     New inputs must be normalised like the training data:
-    ``(x - info["normalization"]["mean"]) / info["normalization"]["std"]``.
+    ``(x - info["normalization"]["mean"]) / info["normalization"]["std"]``; a regression
+    model's output is in standardised units:
+    ``prediction * info["target_scaling"]["std"] + info["target_scaling"]["mean"]``.
     """
     import torch
 

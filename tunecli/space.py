@@ -14,7 +14,7 @@ import optuna
 
 from tunecli.spec import ParamSpec
 
-__all__ = ["suggest", "is_active", "describe", "grid_values", "trial_config"]
+__all__ = ["suggest", "is_active", "describe", "grid_values", "trial_config", "first_config"]
 
 
 def is_active(param: ParamSpec, values: Mapping[str, Any]) -> bool:
@@ -57,6 +57,23 @@ def trial_config(space: Mapping[str, ParamSpec], params: Mapping[str, Any]) -> d
         if not is_active(param, values):
             continue
         values[name] = param.value if param.kind == "value" else params.get(name)
+    return values
+
+
+def first_config(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """One configuration without sampling (each range's low end, each first choice), for
+    building the model once before a search starts."""
+    values: dict[str, Any] = {}
+    for name, param in space.items():
+        if not is_active(param, values):
+            continue
+        if param.kind in ("float", "int"):
+            low = (param.float_ or param.int_)[0]  # type: ignore[index]
+            values[name] = int(low) if param.kind == "int" else float(low)
+        elif param.kind == "choice":
+            values[name] = (param.choice or [None])[0]
+        else:
+            values[name] = param.value
     return values
 
 

@@ -187,6 +187,16 @@ class DatasetSpec(_Strict):
     path: str | None = Field(None, description="csv: the file (relative to the study file)")
     target: str | None = Field(None, description="csv: the target column (default: the last)")
     task: Literal["auto", "classification", "regression"] = "auto"
+    encoding: str = Field("utf-8", description="csv: the file's text encoding (a UTF-8 BOM is "
+                                               "dropped)")
+    delimiter: str | None = Field(None, min_length=1, max_length=1,
+                                  description="csv: the separator (default: sniffed from , ; "
+                                              "tab |)")
+    missing: Literal["error", "drop", "mean"] = Field(
+        "error", description="csv: empty/NaN/inf cells stop with an error, drop their rows, or "
+                             "take the column's mean")
+    categorical: list[str] = Field(default_factory=list,
+                                   description="csv: text columns to one-hot encode")
     n_samples: int = Field(1000, ge=10, description="synthetic: rows")
     n_features: int = Field(20, ge=1, description="synthetic: columns")
     n_classes: int = Field(3, ge=2, description="synthetic-classification: classes")
@@ -301,7 +311,7 @@ class StudySpec(_Strict):
 # Turning pydantic's errors into one line with a path and a fix
 
 
-def _did_you_mean(word: str, options: typing.Iterable[str]) -> str:
+def did_you_mean(word: str, options: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f"Did you mean '{close[0]}'?" if close else ""
 
@@ -360,7 +370,7 @@ def _error_line(err: dict[str, Any]) -> tuple[str, str, str]:
         parent = _model_at(loc[:-1])
         allowed = [f.alias or n for n, f in parent.model_fields.items()
                    if not (f.exclude)] if parent else []
-        hint = _did_you_mean(key, allowed)
+        hint = did_you_mean(key, allowed)
         fix = hint or (f"Allowed keys: {', '.join(allowed)}." if allowed else "Remove it.")
         return _dotted(loc), f"unknown key '{key}'", fix
     loc = _clean_loc(loc)
@@ -385,77 +395,6 @@ def _raise_validation(exc: ValidationError, source: str) -> typing.NoReturn:
         others = ", ".join(p or "(top level)" for p, _ in rest[:4])
         fix = f"{fix} ({len(rest)} more: {others})".strip()
     raise SpecError(message, source=source, path=path or None, fix=fix) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks that need more than one key (registries, conditionals)
-
-
-def _check_semantics(spec: StudySpec, source: str) -> None:
-    from tunecli import samplers
-    from tunecli.trainer import data, models
-
-    def fail(path: str, message: str, fix: str = "") -> typing.NoReturn:
-        raise SpecError(message, source=source, path=path, fix=fix)
-
-    for path, label, name, registry in (
-            ("sampler.type", "sampler", spec.sampler.type, samplers.SAMPLERS),
-            ("pruner.type", "pruner", spec.pruner.type, samplers.PRUNERS),
-            ("trainer.dataset.name", "data set", spec.trainer.dataset.name, data.DATASETS)):
-        if name not in registry:
-            fail(path, f"unknown {label} '{name}'",
-                 _did_you_mean(name, registry) or f"Choose one of: {', '.join(registry)}.")
-
-    metrics = dict.fromkeys(data.CLASSIFICATION_METRICS + data.REGRESSION_METRICS)
-    if spec.metric not in metrics:
-        fail("metric", f"unknown metric '{spec.metric}'",
-             _did_you_mean(spec.metric, metrics) or f"Choose one of: {', '.join(metrics)}.")
-
-    model = spec.trainer.model
-    builtin = model in models.MODELS
-    if not builtin and ":" not in model:
-        fail("trainer.model", f"unknown model '{model}'",
-             _did_you_mean(model, models.MODELS)
-             or f"Choose one of: {', '.join(models.MODELS)}, or 'package.module:function'.")
-    if spec.trainer.dataset.name == "csv" and not spec.trainer.dataset.path:
-        fail("trainer.dataset.path", "the csv data set needs a file",
-             "Add path: my_data.csv (relative to the study file).")
-
-    from tunecli.trainer.hyperparams import OPTIMIZERS, SCHEDULES
-
-    for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
-        param = spec.space.get(name)
-        if param is None or param.kind not in ("choice", "value"):
-            continue
-        for value in (param.choice if param.kind == "choice" else [param.value]) or []:
-            if value not in allowed:
-                fail(f"space.{name}", f"unknown {name} {value!r}",
-                     _did_you_mean(str(value), allowed) or f"Choose from: {', '.join(allowed)}.")
-    known = models.known_hyperparameters(model) if builtin else None
-    seen: list[str] = []
-    for name, param in spec.space.items():
-        if known is not None and name not in known and not models.is_layer_width(name):
-            fail(f"space.{name}", f"'{name}' is not a hyperparameter of the {model} model or the "
-                 "training loop",
-                 _did_you_mean(name, known) or f"Known: {', '.join(sorted(known))}.")
-        for parent, wanted in (param.when or {}).items():
-            if parent not in spec.space:
-                fail(f"space.{name}.when.{parent}", f"condition on '{parent}', which is not in "
-                     "the space", _did_you_mean(parent, spec.space) or "Declare it first.")
-            if parent not in seen:
-                fail(f"space.{name}.when.{parent}", f"'{parent}' must come before '{name}'",
-                     f"Move '{parent}' above '{name}' in the space.")
-            options = wanted if isinstance(wanted, list) else [wanted]
-            parent_spec = spec.space[parent]
-            if parent_spec.kind == "choice":
-                missing = [o for o in options if o not in parent_spec.choice]  # type: ignore
-                if missing:
-                    fail(f"space.{name}.when.{parent}", f"{missing[0]!r} is not one of "
-                         f"{parent}'s choices", f"Use one of: {parent_spec.choice}.")
-        seen.append(name)
-    if spec.pruner.max_epochs is not None and spec.pruner.max_epochs > spec.trainer.epochs:
-        fail("pruner.max_epochs", "is larger than trainer.epochs", "Lower it or raise the epochs.")
-    samplers.check_sampler_fits(spec, fail)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -506,7 +445,9 @@ def validate(raw: Any, source: str, overrides: dict[str, Any] | None = None,
         spec = StudySpec.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
         _raise_validation(exc, source)
-    _check_semantics(spec, source)
+    from tunecli import checks  # the registries' side: samplers, data sets, models
+
+    checks.check_spec(spec, source)
     return spec
 
 
@@ -542,6 +483,14 @@ _MACHINE_LOCAL = {("trainer", "data_root"), ("trainer", "device"), ("trainer", "
 
 
 def _objective_view(stored: dict[str, Any]) -> dict[str, Any]:
+    # With this version's defaults filled in, so a study stored before a key existed still
+    # matches a file that leaves the key at its default.
+    try:
+        stored = StudySpec.model_validate({k: v for k, v in stored.items()
+                                           if k != "base_dir"}).model_dump(mode="json",
+                                                                           by_alias=True)
+    except ValidationError:
+        pass
     view = {k: stored.get(k) for k in ("metric", "direction", "space", "trainer")}
     trainer = dict(view["trainer"] or {})
     for _, key in _MACHINE_LOCAL:

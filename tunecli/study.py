@@ -37,7 +37,7 @@ from tunecli.spec import StudySpec
 from tunecli.tracking import TensorBoardLog
 
 __all__ = ["SPEC_ATTR", "open_for_search", "load", "run", "count_trials", "RunOutcome",
-           "Interrupted", "study_names", "reap_lost_trials", "preflight", "best_trial",
+           "Interrupted", "study_names", "reap_lost_trials", "best_trial",
            "with_resolved_data_root"]
 
 SPEC_ATTR = "tunecli:spec"
@@ -140,7 +140,7 @@ def load(name: str, url: str, *, overrides: dict[str, Any] | None = None
     storage = storage_module.open_storage(url, create=False)
     names = study_names(storage)
     if name not in names:
-        hint = spec_module._did_you_mean(name, names)
+        hint = spec_module.did_you_mean(name, names)
         listed = f"Studies there: {', '.join(names[:8])}." if names else "It holds no study yet."
         raise SpecError(f"no study named '{name}' in {storage_module.describe(url)}",
                         fix=hint or listed + " Give the storage with --storage or "
@@ -159,19 +159,6 @@ def load(name: str, url: str, *, overrides: dict[str, Any] | None = None
 
 # ---------------------------------------------------------------------------------------------
 # The run loop
-
-
-def preflight(spec: StudySpec, data_root: str | None, source: str) -> None:
-    """Load the data and build the model once, so bad input fails before any trial is stored."""
-    from tunecli.trainer import loop, models
-
-    try:
-        loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
-        if spec.trainer.model not in models.MODELS:
-            models.resolve_user_model(spec.trainer.model, spec.base_dir)
-    except SpecError as exc:
-        raise SpecError(exc.message, source=exc.source or source, path=exc.path,
-                        fix=exc.fix) from None
 
 
 def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,

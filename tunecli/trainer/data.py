@@ -7,7 +7,6 @@ so trials after the first pay nothing for data (the main cost of DataLoader-base
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import os
@@ -59,6 +58,11 @@ class DataBundle:
     # The normalisation fitted on the training part; a trained model needs it for new data.
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    # Regression: targets are standardised on the training part (so ordinary learning rates
+    # work whatever the target's units); metrics and predictions are turned back into the
+    # original units with these.
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
 
 def resolve_data_root(configured: str | None, base_dir: str | None,
@@ -145,41 +149,32 @@ def _images(ds: object) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _csv(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
-    path = Path(spec.path or "")
-    if not path.exists():
-        raise SpecError(f"csv file {path} not found", path="trainer.dataset.path",
-                        fix="Give a path relative to the study file.")
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    if len(rows) < 3:
-        raise SpecError(f"{path} has fewer than two data rows", path="trainer.dataset.path",
-                        fix="Give a CSV with a header row and data rows.")
-    header, body = rows[0], [r for r in rows[1:] if r]
-    target = spec.target or header[-1]
-    if target not in header:
-        raise SpecError(f"column '{target}' is not in {path} (columns: {', '.join(header)})",
-                        path="trainer.dataset.target", fix="Name one of the columns.")
-    t_index = header.index(target)
-    try:
-        x = np.array([[float(v) for i, v in enumerate(r) if i != t_index] for r in body],
-                     dtype=np.float32)
-    except ValueError as exc:
-        raise SpecError(f"{path} has a non-numeric feature ({exc})", path="trainer.dataset.path",
-                        fix="Encode text columns as numbers first.") from None
-    raw_y = [r[t_index] for r in body]
+    from tunecli.trainer.csv_table import read_csv
+
+    table = read_csv(spec)
+    if table.x.shape[1] == 0:
+        raise SpecError(f"{spec.path} has no feature column besides the target",
+                        path="trainer.dataset.path", fix="Give the features as columns.")
+    raw_y = table.target
     task = spec.task
     numeric = _all_numeric(raw_y)
     if task == "auto":
         task = "classification" if not numeric or _few_integers(raw_y) else "regression"
     if task == "classification":
         labels = sorted(set(raw_y), key=lambda v: (float(v) if numeric else v))
+        if len(labels) < 2:
+            raise SpecError(f"the target '{table.target_name}' of {spec.path} has one class "
+                            f"only ({labels[0]!r}): nothing to learn",
+                            path="trainer.dataset.target",
+                            fix="Name the right target column, or use task: regression.")
         y = np.array([labels.index(v) for v in raw_y], dtype=np.int64)
     else:
         if not numeric:
-            raise SpecError(f"target '{target}' is not numeric", path="trainer.dataset.task",
+            raise SpecError(f"target '{table.target_name}' is not numeric",
+                            path="trainer.dataset.task",
                             fix="Use task: classification for a text target.")
         y = np.array([float(v) for v in raw_y], dtype=np.float32)
-    return RawData(x, y, task, False)
+    return RawData(table.x, y, task, False)
 
 
 def _all_numeric(values: list[str]) -> bool:
@@ -279,15 +274,23 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
     def tensor_x(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(((a - mean) / std).astype(np.float32)).to(device)
 
+    target_mean, target_std = 0.0, 1.0
+    if raw.task == "regression":
+        target_mean = float(y_train.mean())
+        target_std = float(y_train.std()) or 1.0
+
     def tensor_y(a: np.ndarray) -> torch.Tensor:
-        dtype = torch.int64 if raw.task == "classification" else torch.float32
-        return torch.as_tensor(a).to(device=device, dtype=dtype)
+        if raw.task == "classification":
+            return torch.as_tensor(a).to(device=device, dtype=torch.int64)
+        scaled = (a.astype(np.float64) - target_mean) / target_std
+        return torch.as_tensor(scaled).to(device=device, dtype=torch.float32)
 
     n_outputs = int(max(raw.y.max(), y_test.max(initial=0))) + 1 \
         if raw.task == "classification" else 1
     return DataBundle(tensor_x(x_train), tensor_y(y_train), tensor_x(x_val), tensor_y(y_val),
                       tensor_x(x_test), tensor_y(y_test), raw.task, n_outputs,
-                      tuple(x_train.shape[1:]), raw.is_image, mean[0], std[0])
+                      tuple(x_train.shape[1:]), raw.is_image, mean[0], std[0], target_mean,
+                      target_std)
 
 
 def augment_batch(x: torch.Tensor, crop: int, flip: bool,

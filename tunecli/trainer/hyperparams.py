@@ -1,32 +1,139 @@
-"""The hyperparameters the built-in training loop understands, with their defaults.
+"""The hyperparameters tunecli's own training loop and models understand: one typed table.
 
-A study's ``space`` may set any of these (sampled or fixed); whatever it leaves out takes the
-default here. Model hyperparameters live beside each model in ``models.MODELS``.
+Each entry says its type, its valid range or choices, its default and what it means. The table
+is the single source for the loop's defaults, for checking a study's space before anything runs
+(``Hyperparameter.problem``), for README's table (a test keeps them equal) and for the messages
+that name a bad value. It imports no torch, so ``validate`` and ``report`` stay quick.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LOOP_DEFAULTS", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["Hyperparameter", "LOOP", "LOOP_DEFAULTS", "OPTIMIZERS", "SCHEDULES", "ACTIVATIONS",
+           "MLP", "CNN", "LAYER_WIDTH", "markdown_table"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 SCHEDULES = ("none", "step", "cosine", "plateau")
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "elu", "leaky_relu")
 
-LOOP_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-3,                # learning rate
-    "batch_size": 128,
-    "optimizer": "adam",       # one of OPTIMIZERS
-    "momentum": 0.9,           # sgd, rmsprop
-    "nesterov": False,         # sgd (needs momentum > 0)
-    "beta1": 0.9,              # adam, adamw
-    "beta2": 0.999,            # adam, adamw
-    "weight_decay": 0.0,       # L2, through the optimizer
-    "l1": 0.0,                 # L1 penalty added to the loss
-    "schedule": "none",        # one of SCHEDULES
-    "step_size": 10,           # step schedule: epochs between decays
-    "gamma": 0.1,              # step and plateau schedules: decay factor
-    "plateau_patience": 2,     # plateau schedule: epochs without improvement before decay
-    "warmup_epochs": 0,        # linear warm-up before the schedule
-    "grad_clip": 0.0,          # max gradient norm; 0 disables clipping
-}
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One hyperparameter: ``kind`` is float, int, bool or choice; bounds are inclusive unless
+    ``low_open``/``high_open`` (a learning rate must be > 0, a dropout rate < 1)."""
+
+    name: str
+    kind: str
+    default: Any
+    meaning: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def valid(self) -> str:
+        """The valid values in words, e.g. '> 0', 'in [0, 1)', 'one of sgd, adam'."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        whole = "a whole number " if self.kind == "int" else "a number "
+        if self.low is not None and self.high is not None:
+            return (f"{whole}in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{whole}{'>' if self.low_open else '>='} {self.low:g}"
+        return whole.strip()
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not valid here, in the user's words; None when it is."""
+        wrong = f"{self.name} must be {self.valid()}, not {value!r}"
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else wrong
+        if self.kind == "choice":
+            return None if value in self.choices else wrong
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return wrong
+        if not math.isfinite(value) or (self.kind == "int" and float(value) != int(value)):
+            return wrong
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return wrong
+        if self.high is not None and (value > self.high
+                                      or (self.high_open and value == self.high)):
+            return wrong
+        return None
+
+
+def _table(*entries: Hyperparameter) -> dict[str, Hyperparameter]:
+    return {e.name: e for e in entries}
+
+
+LOOP = _table(
+    Hyperparameter("lr", "float", 1e-3, "learning rate", low=0, low_open=True),
+    Hyperparameter("batch_size", "int", 128, "examples per training step", low=1),
+    Hyperparameter("optimizer", "choice", "adam", "the optimizer", choices=OPTIMIZERS),
+    Hyperparameter("momentum", "float", 0.9, "momentum (sgd, rmsprop)", low=0, high=1,
+                   high_open=True),
+    Hyperparameter("nesterov", "bool", False, "Nesterov momentum (sgd, needs momentum > 0)"),
+    Hyperparameter("beta1", "float", 0.9, "first-moment decay (adam, adamw)", low=0, high=1,
+                   high_open=True),
+    Hyperparameter("beta2", "float", 0.999, "second-moment decay (adam, adamw)", low=0, high=1,
+                   high_open=True),
+    Hyperparameter("weight_decay", "float", 0.0, "L2 penalty, through the optimizer", low=0),
+    Hyperparameter("l1", "float", 0.0, "L1 penalty on weights, added to the loss", low=0),
+    Hyperparameter("schedule", "choice", "none", "learning-rate schedule", choices=SCHEDULES),
+    Hyperparameter("step_size", "int", 10, "step schedule: epochs between decays", low=1),
+    Hyperparameter("gamma", "float", 0.1, "step and plateau schedules: decay factor", low=0,
+                   high=1, low_open=True),
+    Hyperparameter("plateau_patience", "int", 2,
+                   "plateau schedule: epochs without improvement before a decay", low=0),
+    Hyperparameter("warmup_epochs", "int", 0, "linear warm-up epochs before the schedule",
+                   low=0),
+    Hyperparameter("grad_clip", "float", 0.0, "largest gradient norm; 0 disables clipping",
+                   low=0),
+)
+
+LAYER_WIDTH = Hyperparameter("width_N", "int", None, "mlp: units of hidden layer N (from 0)",
+                             low=1)
+
+MLP = _table(
+    Hyperparameter("depth", "int", 2, "hidden layers", low=0),
+    Hyperparameter("width", "int", 128, "units per hidden layer", low=1),
+    Hyperparameter("activation", "choice", "relu", "activation function", choices=ACTIVATIONS),
+    Hyperparameter("dropout", "float", 0.0, "dropout rate after each hidden layer", low=0,
+                   high=1, high_open=True),
+    Hyperparameter("batch_norm", "bool", False, "batch normalisation after each hidden layer"),
+)
+
+CNN = _table(
+    Hyperparameter("conv_blocks", "int", 2, "convolution blocks (conv, norm, act, pool)", low=1),
+    Hyperparameter("channels", "int", 32, "channels of the first block (doubling per block)",
+                   low=1),
+    Hyperparameter("kernel_size", "int", 3, "convolution kernel size", low=1),
+    Hyperparameter("batch_norm", "bool", True, "batch normalisation in each block"),
+    Hyperparameter("dropout", "float", 0.0, "dropout rate before the output layer", low=0,
+                   high=1, high_open=True),
+    Hyperparameter("classifier_width", "int", 128, "units of the classifier's hidden layer",
+                   low=1),
+    Hyperparameter("activation", "choice", "relu", "activation function", choices=ACTIVATIONS),
+)
+
+LOOP_DEFAULTS: dict[str, Any] = {name: h.default for name, h in LOOP.items()}
+
+
+def markdown_table(tables: dict[str, dict[str, Hyperparameter]]) -> str:
+    """README's hyperparameter table (a test checks README holds exactly this)."""
+    lines = ["| hyperparameter | used by | type | valid values | default | meaning |",
+             "|---|---|---|---|---|---|"]
+    for owner, table in tables.items():
+        for h in table.values():
+            default = "-" if h.default is None else str(h.default).lower() \
+                if isinstance(h.default, bool) else f"{h.default:g}" \
+                if isinstance(h.default, float) else str(h.default)
+            lines.append(f"| `{h.name}` | {owner} | {h.kind} | {h.valid()} | {default} | "
+                         f"{h.meaning} |")
+    return "\n".join(lines)

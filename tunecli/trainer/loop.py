@@ -141,8 +141,10 @@ class _Schedule:
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, n_outputs: int,
-             batch_size: int, autocast: Any, prefix: str = "val") -> dict[str, float]:
-    """Loss and task metrics over (x, y), computed on the device."""
+             batch_size: int, autocast: Any, prefix: str = "val",
+             target_scale: tuple[float, float] = (0.0, 1.0)) -> dict[str, float]:
+    """Loss and task metrics over (x, y), computed on the device; regression metrics in the
+    target's original units (``target_scale``: the training part's mean and std)."""
     model.eval()
     outputs = []
     with torch.inference_mode(), autocast():
@@ -166,7 +168,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, n_ou
                 f"{prefix}_precision": precision[present].mean().item(),
                 f"{prefix}_recall": recall[present].mean().item(),
                 f"{prefix}_f1": f1[present].mean().item()}
-    pred = out.reshape(-1)
+    shift, scale = target_scale
+    pred = out.reshape(-1) * scale + shift
+    y = y * scale + shift
     err = pred - y
     mse = (err ** 2).mean().item()
     variance = ((y - y.mean()) ** 2).mean().item()
@@ -249,6 +253,7 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     l1, clip = float(config["l1"]), float(config["grad_clip"])
     augment = trainer.dataset.augment
     n_train = len(x_fit)
+    target_scale = (bundle.target_mean, bundle.target_std)
 
     history: list[dict[str, float]] = []
     best_value, best_epoch, since_best = math.nan, 0, 0
@@ -300,7 +305,7 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
                                   f"(lr={config['lr']}); lower the learning rate range")
             metrics = {} if final else evaluate(model, bundle.x_val, bundle.y_val, bundle.task,
                                                 bundle.n_outputs, trainer.eval_batch_size,
-                                                autocast)
+                                                autocast, target_scale=target_scale)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - epoch_start
@@ -338,7 +343,8 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
             from None
     elapsed = time.perf_counter() - started
     test_metrics = evaluate(model, bundle.x_test, bundle.y_test, bundle.task, bundle.n_outputs,
-                            trainer.eval_batch_size, autocast, prefix="test") if final else {}
+                            trainer.eval_batch_size, autocast, prefix="test",
+                            target_scale=target_scale) if final else {}
     return TrainResult(value=best_value, best_epoch=best_epoch, epochs_run=len(history),
                        history=history, params_count=n_params, device=str(device),
                        samples_per_second=seen / elapsed if elapsed else 0.0,

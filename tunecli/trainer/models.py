@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from tunecli.errors import SpecError
-from tunecli.trainer.hyperparams import LOOP_DEFAULTS
+from tunecli.trainer.hyperparams import ACTIVATIONS, CNN, LOOP, MLP, Hyperparameter
 
 __all__ = ["MODELS", "ModelEntry", "build", "known_hyperparameters", "is_layer_width",
            "resolve_user_model", "count_parameters", "defaults_for"]
@@ -32,8 +32,8 @@ if TYPE_CHECKING:  # torch is imported where models are built: `report` and `val
 
 Builder = Callable[[dict[str, Any], tuple[int, ...], int], "nn.Module"]
 
-_ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "tanh": "Tanh", "elu": "ELU",
-                "leaky_relu": "LeakyReLU"}  # name -> torch.nn class
+_ACTIVATIONS = dict(zip(ACTIVATIONS, ("ReLU", "GELU", "SiLU", "Tanh", "ELU",
+                                      "LeakyReLU")))  # name -> torch.nn class
 _WIDTH_RE = re.compile(r"^width_(\d+)$")
 
 
@@ -106,20 +106,33 @@ def build_cnn(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: i
 @dataclass
 class ModelEntry:
     build: Builder
-    defaults: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, Hyperparameter] = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {name: h.default for name, h in self.hyperparameters.items()}
 
 
 MODELS: dict[str, ModelEntry] = {
-    "mlp": ModelEntry(build_mlp, {"depth": 2, "width": 128, "activation": "relu",
-                                  "dropout": 0.0, "batch_norm": False}),
-    "cnn": ModelEntry(build_cnn, {"conv_blocks": 2, "channels": 32, "kernel_size": 3,
-                                  "batch_norm": True, "dropout": 0.0, "classifier_width": 128,
-                                  "activation": "relu"}),
+    "mlp": ModelEntry(build_mlp, MLP),
+    "cnn": ModelEntry(build_cnn, CNN),
 }
 
 
 def known_hyperparameters(model: str) -> set[str]:
-    return set(LOOP_DEFAULTS) | set(MODELS[model].defaults)
+    return set(LOOP) | set(MODELS[model].hyperparameters)
+
+
+def hyperparameter(model: str, name: str) -> Hyperparameter | None:
+    """The typed entry for ``name`` (model's first, then the loop's); None if unknown."""
+    from tunecli.trainer.hyperparams import LAYER_WIDTH
+
+    entry = MODELS.get(model)
+    if entry is not None and name in entry.hyperparameters:
+        return entry.hyperparameters[name]
+    if model == "mlp" and is_layer_width(name):
+        return LAYER_WIDTH
+    return LOOP.get(name)
 
 
 def resolve_user_model(reference: str, base_dir: str | None) -> Builder:

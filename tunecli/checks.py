@@ -1,0 +1,282 @@
+"""Checks of a whole study against the registries: what a key's type alone cannot say.
+
+Samplers, pruners, data sets, metrics, models and the typed hyperparameter table are looked up
+here, so ``spec`` stays the plain schema. Every problem is collected and reported at once, one
+line each with its key path and fix, so a user fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunecli.errors import SpecError, SpecErrors
+from tunecli.spec import ParamSpec, StudySpec, did_you_mean
+
+__all__ = ["check_spec", "preflight", "warnings", "describe_data", "Problems", "ACCURACY_LIKE"]
+
+# Metrics where bigger is better; minimizing one is almost always a slip.
+ACCURACY_LIKE = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_r2")
+
+
+class Problems:
+    """Collects SpecErrors for one source; ``raise_if_any`` reports them together."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.errors: list[SpecError] = []
+
+    def add(self, path: str, message: str, fix: str = "") -> None:
+        self.errors.append(SpecError(message, source=self.source, path=path, fix=fix))
+
+    def raise_if_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise SpecErrors(self.errors)
+
+
+def check_spec(spec: StudySpec, source: str) -> None:
+    """Every check that needs the registries; raises one SpecError listing all problems."""
+    from tunecli import samplers
+    from tunecli.trainer import data, models
+
+    problems = Problems(source)
+    add = problems.add
+    known_types = True
+    for path, label, name, registry in (
+            ("sampler.type", "sampler", spec.sampler.type, samplers.SAMPLERS),
+            ("pruner.type", "pruner", spec.pruner.type, samplers.PRUNERS),
+            ("trainer.dataset.name", "data set", spec.trainer.dataset.name, data.DATASETS)):
+        if name not in registry:
+            known_types = False
+            add(path, f"unknown {label} '{name}'",
+                did_you_mean(name, registry) or f"Choose one of: {', '.join(registry)}.")
+
+    metrics = dict.fromkeys(data.CLASSIFICATION_METRICS + data.REGRESSION_METRICS)
+    if spec.metric not in metrics:
+        add("metric", f"unknown metric '{spec.metric}'",
+            did_you_mean(spec.metric, metrics) or f"Choose one of: {', '.join(metrics)}.")
+
+    model = spec.trainer.model
+    builtin = model in models.MODELS
+    if not builtin and ":" not in model:
+        add("trainer.model", f"unknown model '{model}'",
+            did_you_mean(model, models.MODELS)
+            or f"Choose one of: {', '.join(models.MODELS)}, or 'package.module:function'.")
+    if spec.trainer.dataset.name == "csv" and not spec.trainer.dataset.path:
+        add("trainer.dataset.path", "the csv data set needs a file",
+            "Add path: my_data.csv (relative to the study file).")
+
+    _check_space(spec, problems, builtin)
+    if spec.pruner.max_epochs is not None and spec.pruner.max_epochs > spec.trainer.epochs:
+        add("pruner.max_epochs", "is larger than trainer.epochs", "Lower it or raise the epochs.")
+    if known_types and not problems.errors:
+        samplers.check_sampler_fits(spec, lambda path, message, fix="": add(path, message, fix))
+    problems.raise_if_any()
+
+
+def _check_space(spec: StudySpec, problems: Problems, builtin: bool) -> None:
+    from tunecli.trainer import models
+
+    model = spec.trainer.model
+    known = models.known_hyperparameters(model) if builtin else None
+    seen: list[str] = []
+    for name, param in spec.space.items():
+        where = f"space.{name}"
+        if known is not None and name not in known and not (
+                model == "mlp" and models.is_layer_width(name)):
+            problems.add(where, f"'{name}' is not a hyperparameter of the {model} model or the "
+                         "training loop",
+                         did_you_mean(name, known) or f"Known: {', '.join(sorted(known))}.")
+        entry = models.hyperparameter(model, name)
+        if entry is not None:
+            _check_values(entry, param, where, problems)
+        for parent, wanted in (param.when or {}).items():
+            _check_condition(spec, name, parent, wanted, seen, problems)
+        seen.append(name)
+
+
+def _check_values(entry: Any, param: ParamSpec, where: str, problems: Problems) -> None:
+    """Fixed values, choices and range bounds against the typed table."""
+    def fix_for(value: Any) -> str:
+        if entry.kind == "choice":
+            close = did_you_mean(str(value), entry.choices)
+            return close or f"Choose from: {', '.join(entry.choices)}."
+        return f"Write {entry.valid()}, e.g. {entry.default}." if entry.default is not None \
+            else f"Write {entry.valid()}."
+
+    if param.kind == "value":
+        message = entry.problem(param.value)
+        if message:
+            problems.add(where, message, fix_for(param.value))
+    elif param.kind == "choice":
+        for value in param.choice or []:
+            message = entry.problem(value)
+            if message:
+                problems.add(where, message, fix_for(value))
+                break
+    else:
+        if entry.kind in ("bool", "choice"):
+            problems.add(where, f"{entry.name} is {entry.valid()}, not a {param.kind} range",
+                         f"Write choice: [...] with {entry.valid()}.")
+            return
+        low, high = param.float_ or param.int_  # type: ignore[misc]
+        if entry.kind == "int" and param.kind == "float":
+            problems.add(where, f"{entry.name} takes whole numbers, not a float range",
+                         f"Write int: [{_whole(low)}, {_whole(high)}].")
+            return
+        for bound in (low, high):
+            message = entry.problem(bound)
+            if message:
+                problems.add(where, f"the range [{low:g}, {high:g}] goes outside what "
+                             f"{entry.name} accepts ({entry.valid()})",
+                             "Narrow the range.")
+                break
+
+
+def _whole(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(round(value))
+
+
+def _check_condition(spec: StudySpec, name: str, parent: str, wanted: Any, seen: list[str],
+                     problems: Problems) -> None:
+    where = f"space.{name}.when.{parent}"
+    if parent not in spec.space:
+        problems.add(where, f"condition on '{parent}', which is not in the space",
+                     did_you_mean(parent, spec.space) or "Declare it first.")
+        return
+    if parent not in seen:
+        problems.add(where, f"'{parent}' must come before '{name}'",
+                     f"Move '{parent}' above '{name}' in the space.")
+        return
+    options = wanted if isinstance(wanted, list) else [wanted]
+    parent_spec = spec.space[parent]
+    if parent_spec.kind == "choice":
+        missing = [o for o in options if o not in parent_spec.choice]  # type: ignore[operator]
+        if missing:
+            problems.add(where, f"{missing[0]!r} is not one of {parent}'s choices",
+                         f"Use one of: {parent_spec.choice}.")
+    elif parent_spec.kind == "float":
+        problems.add(where, f"'{parent}' is a float range, which almost never equals "
+                     f"{options[0]!r}, so '{name}' would never be sampled",
+                     f"Condition on a choice (or int) parameter, or make '{parent}' a choice.")
+    elif parent_spec.kind == "int":
+        low, high = parent_spec.int_  # type: ignore[misc]
+        outside = [o for o in options if isinstance(o, bool) or not isinstance(o, int)
+                   or not low <= o <= high]
+        if outside:
+            problems.add(where, f"{outside[0]!r} is not a value '{parent}' can take "
+                         f"([{low}, {high}])", "Use whole numbers inside its range.")
+    elif parent_spec.value not in options:
+        problems.add(where, f"'{parent}' is fixed to {parent_spec.value!r}, so '{name}' would "
+                     "never be sampled", f"Drop the condition, or search '{parent}'.")
+
+
+def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, Any]:
+    """What ``search`` checks before its first trial, and ``validate`` too: the device and the
+    data root exist, the data loads and fits the metric, and the model builds once with the
+    space's first values and gives one output per class for a batch of two examples.
+
+    Returns what was loaded (for ``validate``'s summary).
+    """
+    from tunecli import space
+    from tunecli.trainer import loop, models
+    from tunecli.trainer.hyperparams import LOOP_DEFAULTS
+
+    try:
+        device, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
+        config = {**LOOP_DEFAULTS, **models.defaults_for(spec.trainer.model),
+                  **space.first_config(spec.space)}
+        _build_once(spec, config, bundle, device)
+    except SpecError as exc:
+        raise SpecError(exc.message, source=exc.source or source, path=exc.path,
+                        fix=exc.fix) from None
+    return {"device": str(device), "task": bundle.task, "train": len(bundle.x_train),
+            "validation": len(bundle.x_val), "test": len(bundle.x_test),
+            "input_shape": list(bundle.input_shape), "outputs": bundle.n_outputs}
+
+
+def _build_once(spec: StudySpec, config: dict[str, Any], bundle: Any, device: Any) -> None:
+    import inspect
+
+    import torch
+
+    from tunecli.trainer import models
+
+    name = spec.trainer.model
+    builder = models.MODELS[name].build if name in models.MODELS \
+        else models.resolve_user_model(name, spec.base_dir)
+    try:
+        inspect.signature(builder).bind(config, bundle.input_shape, bundle.n_outputs)
+    except TypeError as exc:
+        raise SpecError(f"{name} cannot be called as build(params, input_shape, n_outputs) "
+                        f"({exc})", path="trainer.model",
+                        fix="Define it as def build(params, input_shape, n_outputs).") from None
+    except ValueError:
+        pass  # no signature to inspect (a builtin or C function): the call below tells
+    try:
+        model = models.build(name, config, bundle.input_shape, bundle.n_outputs,
+                             spec.base_dir).to(device)
+        model.eval()
+        with torch.inference_mode():
+            out = model(bundle.x_train[:2])
+    except SpecError:
+        raise
+    except Exception as exc:  # user code: whatever it raises is bad input, said in one line
+        raise SpecError(f"{name} fails with the space's first values ("
+                        f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]})",
+                        path="trainer.model",
+                        fix="Fix the model for these inputs (shape "
+                            f"{list(bundle.input_shape)}, {bundle.n_outputs} outputs).") from None
+    expected = bundle.n_outputs
+    if tuple(out.shape) not in ((2, expected),) + (((2,),) if expected == 1 else ()):
+        raise SpecError(f"{name} gives outputs of shape {list(out.shape)} for a batch of 2; "
+                        f"expected [2, {expected}]", path="trainer.model",
+                        fix=f"End the model with {expected} output unit(s) (n_outputs).")
+
+
+def warnings(spec: StudySpec) -> list[str]:
+    """Things that are allowed but almost always a slip."""
+    found = []
+    if spec.direction == "minimize" and spec.metric in ACCURACY_LIKE:
+        found.append(f"direction is minimize for {spec.metric}, where higher is better; "
+                     "write direction: maximize unless you mean to find the worst model")
+    if spec.direction == "maximize" and spec.metric.endswith(("_loss", "_mse", "_rmse", "_mae")):
+        found.append(f"direction is maximize for {spec.metric}, where lower is better; "
+                     "write direction: minimize")
+    return found
+
+
+def describe_data(spec: StudySpec, data_root: str | None) -> list[str]:
+    """`validate --data`: what the data holds (classes and balance; a CSV's cleaning)."""
+    import numpy as np
+
+    from tunecli.trainer import loop
+
+    _, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
+    lines = []
+    if bundle.task == "classification":
+        labels = np.concatenate([t.cpu().numpy() for t in (bundle.y_train, bundle.y_val,
+                                                           bundle.y_test)])
+        counts = np.bincount(labels, minlength=bundle.n_outputs)
+        share = ", ".join(f"{i}: {n} ({n / counts.sum():.0%})" for i, n in enumerate(counts))
+        lines.append(f"classes ({bundle.n_outputs}): {share}")
+    else:
+        lines.append(f"target: mean {bundle.target_mean:.4g}, std {bundle.target_std:.4g} "
+                     "(training part; trials see it standardised, metrics are in its units)")
+    dataset = spec.trainer.dataset
+    if dataset.name == "csv":
+        from pathlib import Path
+
+        from tunecli.trainer.csv_table import read_csv
+
+        path = Path(dataset.path or "")
+        if spec.base_dir and not path.is_absolute():
+            dataset = dataset.model_copy(update={"path": str(Path(spec.base_dir) / path)})
+        table = read_csv(dataset)
+        lines.append(f"csv: {len(table.target)} rows, {len(table.feature_names)} features "
+                     f"({', '.join(table.feature_names[:12])}"
+                     f"{', ...' if len(table.feature_names) > 12 else ''}), delimiter "
+                     f"{table.delimiter!r}; missing cells: {table.dropped_rows} rows dropped, "
+                     f"{table.filled_cells} cells filled")
+    return lines

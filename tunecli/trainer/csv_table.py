@@ -1,0 +1,193 @@
+"""Reading a user's CSV file as a data person would expect, or saying exactly what is wrong.
+
+The delimiter is sniffed (``,`` ``;`` tab ``|``) unless given, a UTF-8 byte-order mark is
+dropped, and another encoding is a key (``encoding: latin-1``). A bad cell is named by its
+column and its line in the file. Missing cells (empty, ``NaN``, ``inf``) are an error unless
+``missing: drop`` (drop those rows) or ``missing: mean`` (fill with the column's mean). Text
+feature columns are an error unless listed in ``categorical:`` (one-hot encoded). A target
+with empty cells or a single class is refused: no model can learn from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunecli.errors import SpecError
+from tunecli.spec import DatasetSpec, did_you_mean
+
+__all__ = ["read_csv", "CsvTable"]
+
+_DELIMITERS = ",;\t|"
+_MISSING_WORDS = {"", "nan", "na", "n/a", "null", "none", "inf", "-inf", "+inf", "infinity",
+                  "-infinity"}
+
+
+class CsvTable:
+    """The parsed file: features (float32), target cells as text, and what was found."""
+
+    def __init__(self, x: np.ndarray, target: list[str], feature_names: list[str],
+                 target_name: str, dropped_rows: int, filled_cells: int,
+                 delimiter: str) -> None:
+        self.x = x
+        self.target = target
+        self.feature_names = feature_names
+        self.target_name = target_name
+        self.dropped_rows = dropped_rows
+        self.filled_cells = filled_cells
+        self.delimiter = delimiter
+
+
+def _fail(message: str, fix: str, key: str = "trainer.dataset.path") -> SpecError:
+    return SpecError(message, path=key, fix=fix)
+
+
+def _text(path: Path, encoding: str) -> str:
+    if not path.exists():
+        raise _fail(f"csv file {path} not found", "Give a path relative to the study file.")
+    if path.is_dir():
+        raise _fail(f"{path} is a folder, not a CSV file", "Name the .csv file inside it.")
+    data = path.read_bytes()
+    if b"\x00" in data[:4096]:
+        raise _fail(f"{path} is not a text CSV file (it holds binary data)",
+                    "Export the table as CSV text.")
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return data.decode(codec)
+    except LookupError:
+        raise _fail(f"unknown encoding '{encoding}'", "Write e.g. utf-8, latin-1 or cp1252.",
+                    "trainer.dataset.encoding") from None
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise _fail(f"{path} is not {encoding} text (byte 0x{data[exc.start]:02x} on line "
+                    f"{line})", "Set trainer.dataset.encoding to the file's encoding, e.g. "
+                    "latin-1, or save the file as UTF-8.", "trainer.dataset.encoding") from None
+
+
+def _delimiter(text: str, given: str | None) -> str:
+    if given:
+        return given
+    sample = "\n".join(text.splitlines()[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _is_missing(cell: str) -> bool:
+    return cell.strip().lower() in _MISSING_WORDS
+
+
+def read_csv(spec: DatasetSpec) -> CsvTable:
+    """Parse ``spec.path`` into features and target cells (see the module docstring)."""
+    path = Path(spec.path or "")
+    text = _text(path, spec.encoding)
+    delimiter = _delimiter(text, spec.delimiter)
+    rows = [(number, row) for number, row in
+            enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1)
+            if any(cell.strip() for cell in row)]
+    if len(rows) < 3:
+        raise _fail(f"{path} has fewer than two data rows",
+                    "Give a CSV with a header row and data rows.")
+    (_, header), body = rows[0], rows[1:]
+    header = [h.strip() for h in header]
+    if len(header) < 2:
+        raise _fail(f"{path} has a single column '{header[0]}' when read with delimiter "
+                    f"{delimiter!r}", "Set trainer.dataset.delimiter to the file's separator, "
+                    "e.g. ';'.", "trainer.dataset.delimiter")
+    for number, row in body:
+        if len(row) != len(header):
+            raise _fail(f"{path} line {number} has {len(row)} cells, the header "
+                        f"{len(header)}", "Give every row as many cells as the header "
+                        f"(delimiter {delimiter!r}).")
+    target = spec.target or header[-1]
+    if target not in header:
+        raise _fail(f"column '{target}' is not in {path} (columns: {', '.join(header)})",
+                    did_you_mean(target, header) or "Name one of the columns.",
+                    "trainer.dataset.target")
+    for name in spec.categorical:
+        if name not in header or name == target:
+            raise _fail(f"categorical column '{name}' is not a feature column of {path}",
+                        did_you_mean(name, header) or f"Columns: {', '.join(header)}.",
+                        "trainer.dataset.categorical")
+    t_index = header.index(target)
+    features = [i for i in range(len(header)) if i != t_index]
+
+    keep, missing_rows = [], 0
+    for number, row in body:
+        if _is_missing(row[t_index]):
+            if spec.missing == "drop":
+                missing_rows += 1
+                continue
+            raise _fail(f"{path} line {number}: the target '{target}' is empty or not a "
+                        "number", "Remove or fill those rows, or set trainer.dataset.missing: "
+                        "drop.", "trainer.dataset.missing")
+        if spec.missing == "drop" and any(_is_missing(row[i]) for i in features
+                                          if header[i] not in spec.categorical):
+            missing_rows += 1
+            continue
+        keep.append((number, row))
+    if len(keep) < 3:
+        raise _fail(f"{path} keeps {len(keep)} rows after dropping those with missing cells",
+                    "Fill the missing cells, or use missing: mean.", "trainer.dataset.missing")
+
+    columns: list[np.ndarray] = []
+    names: list[str] = []
+    filled = 0
+    for i in features:
+        name = header[i]
+        cells = [row[i].strip() for _, row in keep]
+        if name in spec.categorical:
+            levels = sorted(set(cells))
+            for level in levels:
+                columns.append(np.array([c == level for c in cells], dtype=np.float32))
+                names.append(f"{name}={level}")
+            continue
+        values = np.empty(len(cells), dtype=np.float64)
+        gaps = []
+        for j, cell in enumerate(cells):
+            if _is_missing(cell):
+                gaps.append(j)
+                continue
+            try:
+                values[j] = float(cell)
+            except ValueError:
+                raise _fail(f"{path} line {keep[j][0]}, column '{name}': {cell!r} is not a "
+                            "number", f"List '{name}' in trainer.dataset.categorical to one-hot "
+                            "encode it, or clean the column.",
+                            "trainer.dataset.categorical") from None
+            if not math.isfinite(values[j]):
+                gaps.append(j)
+        if gaps:
+            if spec.missing == "error":
+                raise _fail(f"{path} line {keep[gaps[0]][0]}, column '{name}': the cell "
+                            f"{cells[gaps[0]]!r} is missing ({len(gaps)} in that column)",
+                            "Fill it, or set trainer.dataset.missing: drop (drop such rows) "
+                            "or mean (use the column's mean).", "trainer.dataset.missing")
+            present = np.delete(values, gaps)
+            if present.size == 0:
+                raise _fail(f"column '{name}' of {path} has no value at all",
+                            "Drop the column.", "trainer.dataset.missing")
+            values[gaps] = present.mean()
+            filled += len(gaps)
+        columns.append(values.astype(np.float32))
+        names.append(name)
+    x = np.stack(columns, axis=1) if columns else np.zeros((len(keep), 0), np.float32)
+    return CsvTable(x, [row[t_index].strip() for _, row in keep], names, target,
+                    missing_rows, filled, delimiter)
+
+
+def summary(table: CsvTable, task: str) -> dict[str, Any]:
+    """What `validate --data` shows of a CSV: rows, features, classes and balance."""
+    info: dict[str, Any] = {"rows": len(table.target), "features": len(table.feature_names),
+                            "dropped_rows": table.dropped_rows,
+                            "filled_cells": table.filled_cells, "delimiter": table.delimiter}
+    if task == "classification":
+        levels, counts = np.unique(table.target, return_counts=True)
+        info["classes"] = {str(level): int(n) for level, n in zip(levels, counts)}
+    return info
