@@ -215,10 +215,11 @@ def test_interrupted_search_resumes_to_exactly_the_budget(write_study, tmp_path:
 
 
 def test_report_validate_and_list_do_not_import_torch(cli, write_study, tmp_path: Path) -> None:
-    """Reading a study should not pay PyTorch's import (over a second) on every command."""
+    """Reading a study should not pay PyTorch's import (over a second) on every command
+    (`validate` loads the data and builds the model unless --no-data)."""
     assert cli("search", write_study()).exit_code == 0
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom tunecli.cli import app\n"
-            "for args in (['report', 'tiny'], ['validate', 'study.yaml'], ['list']):\n"
+            "for args in (['report', 'tiny'], ['validate', 'study.yaml', '--no-data'], ['list']):\n"
             "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -98,6 +98,22 @@ def _check_keep(keep: str) -> str:
     return keep
 
 
+def _output_file(path: Path | None, option: str, example: str) -> Path | None:
+    """A file a command will write: missing parent folders are created; a folder, or a parent
+    that cannot be made, is bad input said before any work is done."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise SpecError(f"{path} is a folder", source=option,
+                        fix=f"Give a file name, e.g. {option} {path / example}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError(f"cannot create the folder {path.parent} ({exc.strerror})",
+                        source=option, fix="Give a path in a folder you can write to.") from None
+    return path
+
+
 def _check_tensorboard(folder: Path | None) -> None:
     if folder is not None:
         from tunecli.tracking import check_available
@@ -366,6 +382,8 @@ def report(
         if importance not in report_module.IMPORTANCE_METHODS:
             raise SpecError(f"'{importance}' is not an importance method", source="--importance",
                             fix="Use auto, ped-anova, fanova or mdi.")
+        _output_file(export, "--export", "best.yaml")
+        _output_file(html, "--html", "report.html")
         url = resolve_url(storage)
         if len(names) > 1:
             _compare([study_module.load(n, url) for n in names])
@@ -441,6 +459,10 @@ def train(
         else:
             choice = final.from_study(source, resolve_url(storage), trial, epochs)
         target = out if out is not None else Path("models") / choice.label
+        _output_file(target.with_suffix(".json"), "--out", "model")
+        if target.is_dir():
+            raise SpecError(f"{target} is a folder", source="--out",
+                            fix=f"Give a path without suffix, e.g. --out {target / 'model'}.")
         console.print(f"training {choice.source} for {choice.epochs} epochs on training + "
                       "validation data", highlight=False)
         info = final.train(choice, target, lambda line: console.print(line, highlight=False),

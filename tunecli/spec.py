@@ -31,6 +31,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
                           r"(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
 
+# The same durations as _DURATION_RE, in a form JSON Schema validators read: "90s", "1h30m", "600".
+_DURATION_SCHEMA_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?\s*(d|h|min|m|s)?\s*)+$"
+
 Scalar = Union[str, int, float, bool, None]
 
 
@@ -120,8 +123,9 @@ class ParamSpec(_Strict):
             if low == high:
                 raise ValueError(f"low and high are both {low}; write value: {low} to fix it")
             if self.log and low <= 0:
+                example = "1" if self.int_ is not None else "1e-8"
                 raise ValueError(f"a log scale needs bounds > 0 (low is {low}); raise low, "
-                                 "e.g. to 1e-8, or set log: false")
+                                 f"e.g. to {example}, or set log: false")
             if self.step is not None:
                 if self.log:
                     raise ValueError("step and log cannot be combined; drop one of them")
@@ -376,25 +380,40 @@ def _error_line(err: dict[str, Any]) -> tuple[str, str, str]:
     loc = _clean_loc(loc)
     if kind == "missing":
         return _dotted(loc), "is required but missing", "Add it."
-    message = str(err["msg"]).removeprefix("Value error, ")
     received = err.get("input")
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        message = f"{message} (got {received!r})"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return (_dotted(loc), f"must be a mapping of keys, not {received!r}",
+                f"Write it as {loc[-1] if loc else 'key'}: {{key: value, ...}}.")
+    if kind in ("tuple_type", "list_type", "too_short", "too_long") and loc \
+            and loc[-1] in ("float", "int"):
+        return (_dotted(loc), f"must be a list [low, high], not {received!r}",
+                f"Write {loc[-1]}: [low, high], or value: {received!r} for a fixed value.")
+    message = str(err["msg"]).removeprefix("Value error, ")
+    message = message.replace("Input should be a valid ", "must be a ")
+    message = message.replace("Input should be ", "must be ")
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
+        message = f"{message}, not {received!r}"
     return _dotted(loc), message, ""
 
 
 def _raise_validation(exc: ValidationError, source: str) -> typing.NoReturn:
-    errors = exc.errors()
+    from tunecli.errors import SpecErrors
+
     # One problem per key path; union branches repeat themselves.
     seen: dict[str, tuple[str, str]] = {}
-    for err in errors:
+    for err in exc.errors():
         path, message, fix = _error_line(err)
         seen.setdefault(path, (message, fix))
-    (path, (message, fix)), *rest = seen.items()
-    if rest:
-        others = ", ".join(p or "(top level)" for p, _ in rest[:4])
-        fix = f"{fix} ({len(rest)} more: {others})".strip()
-    raise SpecError(message, source=source, path=path or None, fix=fix) from None
+    # `spaces:` is one slip, not two: drop "space is missing" when a typo points at it.
+    suggested = {path.rpartition(".")[0] + ("." if "." in path else "") + fix.split("'")[1]
+                 for path, (message, fix) in seen.items()
+                 if message.startswith("unknown key") and fix.startswith("Did you mean")}
+    errors = [SpecError(message, source=source, path=path or None, fix=fix)
+              for path, (message, fix) in seen.items()
+              if not (message == "is required but missing" and path in suggested)]
+    if len(errors) == 1:
+        raise errors[0] from None
+    raise SpecErrors(errors) from None
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -469,9 +488,35 @@ def from_stored(stored: dict[str, Any], source: str,
 
 
 def json_schema() -> dict[str, Any]:
+    """The JSON Schema of study files: what ``load`` accepts, shorthands and names included
+    (a test validates every file in studies/ against it)."""
+    from tunecli import samplers
+    from tunecli.trainer import data
+
     schema = StudySpec.model_json_schema(by_alias=True, mode="validation")
     schema["properties"].pop("base_dir", None)
     schema["title"] = "tunecli study"
+    defs, props = schema["$defs"], schema["properties"]
+
+    def names(node: dict[str, Any], values: typing.Iterable[str]) -> None:
+        node["enum"] = list(values)
+
+    names(props["metric"], dict.fromkeys(data.CLASSIFICATION_METRICS + data.REGRESSION_METRICS))
+    names(defs["SamplerSpec"]["properties"]["type"], samplers.SAMPLERS)
+    names(defs["PrunerSpec"]["properties"]["type"], samplers.PRUNERS)
+    names(defs["DatasetSpec"]["properties"]["name"], data.DATASETS)
+    timeout = defs["BudgetSpec"]["properties"]["timeout"]
+    timeout["anyOf"] = [{"type": "number", "exclusiveMinimum": 0},
+                        {"type": "string", "pattern": _DURATION_SCHEMA_PATTERN},
+                        {"type": "null"}]
+    trainer = defs["TrainerSpec"]["properties"]
+    trainer["dataset"] = {"anyOf": [{"$ref": "#/$defs/DatasetSpec"},
+                                    {"type": "string", "enum": list(data.DATASETS)}],
+                          "description": "a data set name, or a mapping with name and options"}
+    scalar = [{"type": t} for t in ("string", "number", "boolean", "null")]
+    props["space"]["additionalProperties"] = {
+        "anyOf": [{"$ref": "#/$defs/ParamSpec"}, *scalar, {"type": "array"}],
+        "description": "a search range, a choice, or a fixed value (the shorthand `lr: 0.01`)"}
     return schema
 
 

@@ -154,9 +154,13 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> Ba
     except SpecError:
         raise
     except ImportError as exc:
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        fix = {"postgresql": "Install it: pip install 'tunecli[postgres]'.",
+               "mysql": "Install a MySQL driver, e.g. pip install pymysql, and write "
+                        "mysql+pymysql://user:pass@host/db."}.get(
+            scheme, f"Install the SQLAlchemy driver for {scheme}.")
         raise SpecError(f"cannot open storage {mask(url)}: missing driver ({exc})",
-                        source="--storage",
-                        fix="Install it, e.g. pip install 'tunecli[postgres]'.") from None
+                        source="--storage", fix=fix) from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
         reason = mask(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise SpecError(f"cannot open storage {mask(url)} ({reason})", source="--storage",

@@ -26,20 +26,36 @@ _FLOAT_RE = re.compile(
     re.X,
 )
 _BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+# YAML 1.2 core schema integers: no 1.1 octal (010 is ten), sexagesimal (1:30) or underscores.
+_INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
 
 
 class _StudyLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 scalars and duplicate-key detection."""
 
 
-# Drop YAML 1.1's implicit bool (yes/no/on/off) and float resolvers, then add YAML 1.2's.
+# Drop YAML 1.1's implicit bool (yes/no/on/off), int and float resolvers; add YAML 1.2's.
 _StudyLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers
-            if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
+            if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float",
+                           "tag:yaml.org,2002:int")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _StudyLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_RE, list("tTfF"))
+_StudyLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_RE, list("-+0123456789"))
 _StudyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+
+
+def _construct_int(loader: _StudyLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+_StudyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _construct_mapping(loader: _StudyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
