@@ -168,10 +168,12 @@ def check_sampler_fits(spec: StudySpec, fail: Callable[..., Any]) -> None:
         if size > _MAX_GRID_POINTS:
             fail("sampler.type", f"the grid has {size} points, more than {_MAX_GRID_POINTS}",
                  "Lower sampler.grid_points, add steps, or use tpe.")
-    for key in spec.sampler.options:
-        if key in ("seed", "n_startup_trials", "search_space"):
-            fail(f"sampler.options.{key}", f"'{key}' has its own key",
-                 f"Write sampler.{key} instead.")
+    own_keys = [key for key in spec.sampler.options
+                if key in ("seed", "n_startup_trials", "search_space")]
+    for key in own_keys:
+        fail(f"sampler.options.{key}", f"'{key}' has its own key", f"Write sampler.{key} instead.")
+    if own_keys:
+        return  # building the sampler would only fail again on the same keys
     for where, factory in (("sampler", make_sampler), ("pruner", make_pruner)):
         try:
             factory(spec)

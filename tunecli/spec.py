@@ -377,17 +377,19 @@ def _error_line(err: dict[str, Any]) -> tuple[str, str, str]:
         hint = did_you_mean(key, allowed)
         fix = hint or (f"Allowed keys: {', '.join(allowed)}." if allowed else "Remove it.")
         return _dotted(loc), f"unknown key '{key}'", fix
-    loc = _clean_loc(loc)
+    raw_loc, loc = loc, _clean_loc(loc)
+    if kind in ("tuple_type", "list_type", "too_short", "too_long") and len(raw_loc) > 2 \
+            and raw_loc[0] == "space" and raw_loc[2] in ("float", "int"):
+        received = err.get("input")
+        key = raw_loc[2]
+        return (_dotted((*raw_loc[:2], key)), f"must be a list [low, high], not {received!r}",
+                f"Write {key}: [low, high], or value: {received!r} for a fixed value.")
     if kind == "missing":
         return _dotted(loc), "is required but missing", "Add it."
     received = err.get("input")
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return (_dotted(loc), f"must be a mapping of keys, not {received!r}",
                 f"Write it as {loc[-1] if loc else 'key'}: {{key: value, ...}}.")
-    if kind in ("tuple_type", "list_type", "too_short", "too_long") and loc \
-            and loc[-1] in ("float", "int"):
-        return (_dotted(loc), f"must be a list [low, high], not {received!r}",
-                f"Write {loc[-1]}: [low, high], or value: {received!r} for a fixed value.")
     message = str(err["msg"]).removeprefix("Value error, ")
     message = message.replace("Input should be a valid ", "must be a ")
     message = message.replace("Input should be ", "must be ")
