@@ -459,10 +459,10 @@ def train(
         else:
             choice = final.from_study(source, resolve_url(storage), trial, epochs)
         target = out if out is not None else Path("models") / choice.label
-        _output_file(target.with_suffix(".json"), "--out", "model")
-        if target.is_dir():
+        if target.is_dir() or not target.name:
             raise SpecError(f"{target} is a folder", source="--out",
                             fix=f"Give a path without suffix, e.g. --out {target / 'model'}.")
+        _output_file(target.with_suffix(".json"), "--out", "model")
         console.print(f"training {choice.source} for {choice.epochs} epochs on training + "
                       "validation data", highlight=False)
         info = final.train(choice, target, lambda line: console.print(line, highlight=False),

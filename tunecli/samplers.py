@@ -168,6 +168,7 @@ def check_sampler_fits(spec: StudySpec, fail: Callable[..., Any]) -> None:
         if size > _MAX_GRID_POINTS:
             fail("sampler.type", f"the grid has {size} points, more than {_MAX_GRID_POINTS}",
                  "Lower sampler.grid_points, add steps, or use tpe.")
+            return  # Optuna's GridSampler would enumerate every point just to be built
     own_keys = [key for key in spec.sampler.options
                 if key in ("seed", "n_startup_trials", "search_space")]
     for key in own_keys:
