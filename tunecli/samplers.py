@@ -63,12 +63,36 @@ def _cmaes(spec: StudySpec, seed: int | None) -> BaseSampler:
                                         warn_independent_sampling=False, **s.options)
 
 
+class _StaticSpaceQMC(optuna.samplers.QMCSampler):
+    """Optuna's QMC over the study's unconditional parameters, from the first trial on.
+
+    Optuna's QMC infers its space from the trials so far, and numbers its points per space: a
+    conditional parameter (or the first trial finishing) changes the inferred space, and the
+    new space starts again at the sequence's first point, drawing a configuration already
+    tried. A space fixed by the spec keeps one sequence; conditional parameters are drawn by
+    the independent (random) sampler.
+    """
+
+    def __init__(self, search_space: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._static_space = search_space
+
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return dict(self._static_space)
+
+
 def _qmc(spec: StudySpec, seed: int | None) -> BaseSampler:
-    # Each process scrambles its own sequence. Sharing one seed would let runs continue one
-    # sequence through the index Optuna stores with the study, but that index is read and then
-    # written in two steps, so workers starting together would draw the same point.
-    return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False,
-                                      warn_asynchronous_seeding=False, **spec.sampler.options)
+    # Scrambled, and each process scrambles its own sequence. Optuna's default unscrambled
+    # sequence is the same in every process, and the index of the next point, stored with the
+    # study, is read and then written in two steps: workers starting together drew the same
+    # point. ``options: {scramble: false}`` restores Optuna's default for a single process.
+    from tunecli.space import distribution
+
+    static = {name: distribution(p) for name, p in spec.searched().items() if not p.when}
+    options = {"scramble": True, **spec.sampler.options}
+    return _StaticSpaceQMC(static, seed=seed, warn_independent_sampling=False,
+                           warn_asynchronous_seeding=False, **options)
 
 
 def _startup(s: Any, default: int) -> int:

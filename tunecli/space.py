@@ -14,7 +14,8 @@ import optuna
 
 from tunecli.spec import ParamSpec
 
-__all__ = ["suggest", "is_active", "describe", "grid_values", "trial_config", "first_config"]
+__all__ = ["suggest", "is_active", "describe", "grid_values", "trial_config", "first_config",
+           "distribution"]
 
 
 def is_active(param: ParamSpec, values: Mapping[str, Any]) -> bool:
@@ -36,6 +37,24 @@ def suggest(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, An
             continue
         values[name] = _suggest_one(trial, name, param)
     return values
+
+
+def distribution(param: ParamSpec) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution that ``suggest`` asks for (samplers with a fixed space use it)."""
+    import warnings
+
+    from optuna.distributions import (CategoricalDistribution, FloatDistribution,
+                                      IntDistribution)
+
+    with warnings.catch_warnings():  # Optuna lowers a high that is off the step's grid; fine
+        warnings.simplefilter("ignore")
+        if param.kind == "float":
+            low, high = param.float_  # type: ignore[misc]
+            return FloatDistribution(low, high, log=param.log, step=param.step)
+        if param.kind == "int":
+            low, high = param.int_  # type: ignore[misc]
+            return IntDistribution(low, high, log=param.log, step=int(param.step or 1))
+        return CategoricalDistribution(list(param.choice or []))
 
 
 def _suggest_one(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
