@@ -311,3 +311,22 @@ def test_a_storage_path_must_say_what_it_is(cli, write_study, tmp_path: Path) ->
     assert result.exit_code == 2
     assert "results.db" in result.output and "results.journal" in result.output
     assert not (tmp_path / "results.txt").exists()
+
+
+def test_the_shipped_custom_model_study_resumes_from_another_folder(cli, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    study_file = Path(__file__).resolve().parent.parent / "studies" / "custom-model.yaml"
+    result = cli("search", study_file, "--n-trials", "1", "--set", "trainer.epochs=1",
+                 "--storage", "runs.db")
+    assert result.exit_code == 0, result.output
+    # the printed next commands name the storage by its absolute path: they run from anywhere
+    line = next(x for x in result.output.splitlines() if "resume:" in x)
+    assert line.split("resume:")[1].strip() == \
+        f"tunecli resume digits-custom-model --storage 'sqlite:///{tmp_path / 'runs.db'}'"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    resumed = cli("resume", "digits-custom-model", "--storage", tmp_path / "runs.db",
+                  "--n-trials", "2")
+    assert resumed.exit_code == 0, resumed.output
+    assert finished(stored(f"sqlite:///{tmp_path / 'runs.db'}", "digits-custom-model")) == 2

@@ -122,9 +122,11 @@ def _check_tensorboard(folder: Path | None) -> None:
 
 
 def _storage_option(url: str) -> str:
-    from tunecli.storage import DEFAULT_URL, mask
+    """The --storage a printed command needs: none for the default, else the URL with a file's
+    path made absolute, so the command also runs from another folder."""
+    from tunecli.storage import DEFAULT_URL, describe
 
-    return "" if url == DEFAULT_URL else f" --storage '{mask(url)}'"
+    return "" if url == DEFAULT_URL else f" --storage '{describe(url)}'"
 
 
 def _commands(name: str, url: str) -> str:
@@ -137,7 +139,7 @@ def _commands(name: str, url: str) -> str:
 def _interrupted(spec: Any, url: str) -> NoReturn:
     err_console.print("[yellow]Interrupted.[/] Finished trials are stored; the running "
                       "trial will be retried from its last checkpoint.\n"
-                      + _commands(spec.name, url), highlight=False)
+                      + _commands(spec.name, url), highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -149,7 +151,7 @@ def _summary(study: Any, spec: Any, url: str, stopped: str | None = None) -> Non
     report.show(console, report.summary(study, spec), top=5)
     if stopped:
         console.print(f"Stopped: {stopped}.")
-    console.print(_commands(spec.name, url), highlight=False)
+    console.print(_commands(spec.name, url), highlight=False, soft_wrap=True)
 
 
 _STOP_REASONS = {"budget": "budget reached", "timeout": "timeout reached",
