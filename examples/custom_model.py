@@ -17,6 +17,15 @@ import math
 
 from torch import nn
 
+from tunecli.trainer.hyperparams import Hyperparameter
+
+# Optional: declare the model's own hyperparameters as tunecli declares its built-in ones, and
+# `tunecli validate`/`search` check the study's values against them before anything runs.
+HYPERPARAMETERS = {
+    "hidden": Hyperparameter("hidden", "int", 64, "units of the hidden layers", low=1),
+    "residual": Hyperparameter("residual", "bool", True, "add the block's input to its output"),
+}
+
 
 class ResidualMLP(nn.Module):
     def __init__(self, n_inputs: int, hidden: int, n_outputs: int, residual: bool) -> None:

@@ -141,6 +141,12 @@ CASES = [
     ("model-no-function", {"model: mlp": "model: m.py:make"},
      {"m.py": "def build(params, input_shape, n_outputs):\n    return 3\n"}, "no function 'make'"),
     ("mnist-no-root", {CSV_DATASET: "dataset: mnist"}, {}, "--data-root DIR or TUNECLI_DATA"),
+    ("user-model-declared-range", {"model: mlp": "model: m.py:build", "+space": "  hidden: 0\n"},
+     {"m.py": "from torch import nn\nfrom tunecli.trainer.hyperparams import Hyperparameter\n"
+              "HYPERPARAMETERS = {'hidden': Hyperparameter('hidden', 'int', 8, 'units', low=1)}\n"
+              "def build(params, input_shape, n_outputs):\n"
+              "    return nn.Linear(input_shape[0], n_outputs)\n"},
+     "space.hidden: hidden must be a whole number >= 1, not 0"),
     # CSV files
     ("csv-nan", csv_study(), {"d.csv": "a,b,y\n1,NaN,0\n" + GOOD_ROWS},
      "line 2, column 'b': the cell 'NaN' is missing"),

@@ -203,21 +203,27 @@ def kill_and_wait(pid: int) -> None:
         time.sleep(0.01)
 
 
+def two_held_workers(write_study, gate: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`search --workers 2` whose two first trials both stop mid-training, held by the gate."""
+    path = write_study(gated(FAST.replace("n_trials: 6", "n_trials: 2")))
+    proc = subprocess.Popen([*tunecli_command(), "search", str(path), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=gate_env(env, gate, meet=2, hold_index="0,1", hold_at=1))
+    for index in (0, 1):
+        wait_for_file(gate / f"held-{index}", proc)
+    return proc
+
+
 def test_a_killed_worker_is_noticed_and_its_trial_retried(write_study, tmp_path: Path,
                                                           subprocess_env) -> None:
-    path = write_study(gated(FAST.replace("n_trials: 6", "n_trials: 2")))
     gate = tmp_path / "gate"
-    # both workers' first trials stop mid-training; one worker is killed, the other goes on
-    env = gate_env(subprocess_env, gate, meet=2, hold_index="0,1", hold_at=1)
-    proc = subprocess.Popen([*tunecli_command(), "search", str(path), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    wait_for_file(gate / "held-0", proc)
-    wait_for_file(gate / "held-1", proc)
+    proc = two_held_workers(write_study, gate, subprocess_env)
+    # one worker is killed, the other finishes its trial and goes on
     kill_and_wait(int((gate / "held-0").read_text()))
     (gate / "release-1").touch()
     out = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, out  # the budget was met: the survivor retried the trial
-    assert "worker 1 was killed by SIGKILL" in out or "was killed by SIGKILL" in out
+    assert "was killed by SIGKILL" in out
     trials = stored()
     assert finished(trials) == 2
     assert [t.user_attrs["fail_reason"][:4] for t in trials if t.state.name == "FAIL"] == ["lost"]
@@ -226,13 +232,8 @@ def test_a_killed_worker_is_noticed_and_its_trial_retried(write_study, tmp_path:
 
 def test_workers_killed_before_the_budget_exit_non_zero(write_study, tmp_path: Path,
                                                         subprocess_env) -> None:
-    path = write_study(gated(FAST.replace("n_trials: 6", "n_trials: 2")))
     gate = tmp_path / "gate"
-    env = gate_env(subprocess_env, gate, meet=2, hold_index="0,1", hold_at=1)
-    proc = subprocess.Popen([*tunecli_command(), "search", str(path), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    for index in (0, 1):
-        wait_for_file(gate / f"held-{index}", proc)
+    proc = two_held_workers(write_study, gate, subprocess_env)
     for index in (0, 1):
         kill_and_wait(int((gate / f"held-{index}").read_text()))
     out = proc.communicate(timeout=600)[0]

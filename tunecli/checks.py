@@ -196,6 +196,28 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
             "input_shape": list(bundle.input_shape), "outputs": bundle.n_outputs}
 
 
+def _check_user_table(spec: StudySpec, builder: Any) -> None:
+    """A user model may declare its hyperparameters as the built-in ones are declared: a
+    module-level ``HYPERPARAMETERS = {name: Hyperparameter(...)}`` (see
+    examples/custom_model.py); the space is then checked against it too."""
+    import inspect
+
+    from tunecli.trainer.models import MODELS
+
+    if spec.trainer.model in MODELS:
+        return
+    table = getattr(inspect.getmodule(builder), "HYPERPARAMETERS", None)
+    if not isinstance(table, dict):
+        return
+    problems = Problems("")
+    for name, param in spec.space.items():
+        if name in table:
+            _check_values(table[name], param, f"space.{name}", problems)
+    if problems.errors:  # preflight adds the source
+        first = problems.errors[0]
+        raise SpecError(first.message, path=first.path, fix=first.fix)
+
+
 def _build_once(spec: StudySpec, config: dict[str, Any], bundle: Any, device: Any) -> None:
     import inspect
 
@@ -206,6 +228,7 @@ def _build_once(spec: StudySpec, config: dict[str, Any], bundle: Any, device: An
     name = spec.trainer.model
     builder = models.MODELS[name].build if name in models.MODELS \
         else models.resolve_user_model(name, spec.base_dir)
+    _check_user_table(spec, builder)
     try:
         inspect.signature(builder).bind(config, bundle.input_shape, bundle.n_outputs)
     except TypeError as exc:

@@ -108,8 +108,9 @@ def _torchvision(class_name: str, folder: str,
         except RuntimeError as exc:
             raise SpecError(f"{spec.name} files not found under {root} ({exc})",
                             path="trainer.data_root",
-                            fix=f"Put the original files in {root / files_at}, or set "
-                                "trainer.download: true.") from None
+                            fix=f"Put the original files in {root / files_at}, point "
+                                "--data-root or TUNECLI_DATA at a folder that holds them, or "
+                                "set trainer.download: true.") from None
         return RawData(*_images(train), "classification", True, test=_images(test))
     return loader
 
