@@ -137,6 +137,8 @@ def test_every_trial_failing_exits_1(cli, write_study) -> None:
     (["search", "study.yaml", "--timeout", "later"], "budget.timeout"),
     (["report", "tiny", "--storage", "postgresql://me:s3cret@127.0.0.1:1/db"], "cannot open"),
     (["search", "study.yaml", "--storage", "/no/such/dir/x.db"], "does not exist"),
+    (["search", "study.yaml", "--storage", "mysql://me:s3cret@127.0.0.1/db"], "pymysql"),
+    (["search", "study.yaml", "--timeout", "600", "--storage", "x.txt"], "x.db"),
 ])
 def test_bad_input_exits_2_with_one_line(cli, write_study, args, words) -> None:
     write_study()

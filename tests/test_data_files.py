@@ -140,6 +140,19 @@ def test_several_problems_are_reported_together(cli, tmp_path: Path) -> None:
     assert len(lines) == 3 and all(line.startswith("error: s.yaml: space.") for line in lines)
 
 
+def test_a_cuda_device_without_a_gpu_is_bad_input(cli, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    text = (CSV_STUDY % "").replace("{name: csv, path: d.csv}", "digits")
+    (tmp_path / "s.yaml").write_text(text.replace("epochs: 3", "epochs: 3\n  device: cuda"))
+    for command in ("validate", "search"):
+        result = cli(command, "s.yaml")
+        assert result.exit_code == 2 and "CUDA is not available" in result.output
+    assert not (tmp_path / "tunecli.db").exists()
+
+
 def test_minimizing_accuracy_is_warned_about(cli, tmp_path: Path) -> None:
     text = (CSV_STUDY % "").replace("{name: csv, path: d.csv}", "digits")
     (tmp_path / "s.yaml").write_text(text.replace("name: table", "name: t\ndirection: minimize"))

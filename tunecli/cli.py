@@ -384,13 +384,15 @@ def report(
         if importance not in report_module.IMPORTANCE_METHODS:
             raise SpecError(f"'{importance}' is not an importance method", source="--importance",
                             fix="Use auto, ped-anova, fanova or mdi.")
-        _output_file(export, "--export", "best.yaml")
-        _output_file(html, "--html", "report.html")
         url = resolve_url(storage)
         if len(names) > 1:
-            _compare([study_module.load(n, url) for n in names])
+            loaded = [study_module.load(n, url) for n in names]
+            _output_file(html, "--html", "report.html")
+            _compare(loaded)
             return
         study, spec = study_module.load(names[0], url)
+        _output_file(export, "--export", "best.yaml")  # checked before the report's work
+        _output_file(html, "--html", "report.html")
         data = report_module.summary(study, spec, importance=importance)
         if format == "json":
             sys.stdout.write(report_module.to_json(data) + "\n")
