@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from tunecli.trainer.optim import OPTIMIZERS, SCHEDULES  # the registries give the choices
+
 __all__ = ["Hyperparameter", "LOOP", "LOOP_DEFAULTS", "OPTIMIZERS", "SCHEDULES", "ACTIVATIONS",
            "MLP", "CNN", "LAYER_WIDTH", "markdown_table"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
-SCHEDULES = ("none", "step", "cosine", "plateau")
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "elu", "leaky_relu")
 
 
@@ -75,7 +75,8 @@ def _table(*entries: Hyperparameter) -> dict[str, Hyperparameter]:
 LOOP = _table(
     Hyperparameter("lr", "float", 1e-3, "learning rate", low=0, low_open=True),
     Hyperparameter("batch_size", "int", 128, "examples per training step", low=1),
-    Hyperparameter("optimizer", "choice", "adam", "the optimizer", choices=OPTIMIZERS),
+    Hyperparameter("optimizer", "choice", "adam", "the optimizer",
+                   choices=tuple(OPTIMIZERS)),
     Hyperparameter("momentum", "float", 0.9, "momentum (sgd, rmsprop)", low=0, high=1,
                    high_open=True),
     Hyperparameter("nesterov", "bool", False, "Nesterov momentum (sgd, needs momentum > 0)"),
@@ -85,7 +86,8 @@ LOOP = _table(
                    high_open=True),
     Hyperparameter("weight_decay", "float", 0.0, "L2 penalty, through the optimizer", low=0),
     Hyperparameter("l1", "float", 0.0, "L1 penalty on weights, added to the loss", low=0),
-    Hyperparameter("schedule", "choice", "none", "learning-rate schedule", choices=SCHEDULES),
+    Hyperparameter("schedule", "choice", "none", "learning-rate schedule",
+                   choices=tuple(SCHEDULES)),
     Hyperparameter("step_size", "int", 10, "step schedule: epochs between decays", low=1),
     Hyperparameter("gamma", "float", 0.1, "step and plateau schedules: decay factor", low=0,
                    high=1, low_open=True),

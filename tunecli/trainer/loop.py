@@ -23,8 +23,9 @@ from tunecli.spec import TrainerSpec
 from tunecli.trainer import data as data_sets
 from tunecli.trainer import models
 from tunecli.trainer.hyperparams import LOOP_DEFAULTS
+from tunecli.trainer.optim import Schedule, make_optimizer
 
-__all__ = ["Reporter", "TrainResult", "run", "resolve_device", "make_optimizer", "evaluate",
+__all__ = ["Reporter", "TrainResult", "run", "resolve_device", "evaluate",
            "prepare"]
 
 
@@ -60,84 +61,6 @@ def resolve_device(name: str) -> torch.device:
         raise SpecError(f"device {name!r} was asked for but CUDA is not available",
                         path="trainer.device", fix="Use device: auto or cpu.")
     return torch.device(name)
-
-
-def make_optimizer(config: dict[str, Any], parameters: Any,
-                   device: torch.device) -> torch.optim.Optimizer:
-    name, lr, wd = config["optimizer"], float(config["lr"]), float(config["weight_decay"])
-    fused = {"fused": True} if device.type == "cuda" else {}
-    if name == "sgd":
-        momentum = float(config["momentum"])
-        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=wd,
-                               nesterov=bool(config["nesterov"]) and momentum > 0, **fused)
-    if name in ("adam", "adamw"):
-        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(parameters, lr=lr, betas=(float(config["beta1"]), float(config["beta2"])),
-                   weight_decay=wd, **fused)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=lr, momentum=float(config["momentum"]),
-                                   weight_decay=wd)
-    if name == "adagrad":
-        return torch.optim.Adagrad(parameters, lr=lr, weight_decay=wd)
-    if name == "adadelta":
-        return torch.optim.Adadelta(parameters, lr=lr, weight_decay=wd)
-    raise SpecError(f"unknown optimizer {name!r}", path="space.optimizer",
-                    fix="Use sgd, adam, adamw, rmsprop, adagrad or adadelta.")
-
-
-class _Schedule:
-    """Warm-up then none/step/cosine/plateau, stepped once per epoch."""
-
-    def __init__(self, config: dict[str, Any], optimizer: torch.optim.Optimizer,
-                 epochs: int, minimize: bool) -> None:
-        self.optimizer = optimizer
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
-        self.warmup = int(config["warmup_epochs"])
-        kind = config["schedule"]
-        self.plateau = None
-        self.inner: Any = None
-        if kind == "step":
-            self.inner = torch.optim.lr_scheduler.StepLR(
-                optimizer, step_size=max(1, int(config["step_size"])), gamma=float(config["gamma"]))
-        elif kind == "cosine":
-            self.inner = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=max(1, epochs - self.warmup))
-        elif kind == "plateau":
-            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min" if minimize else "max", factor=float(config["gamma"]),
-                patience=int(config["plateau_patience"]))
-        elif kind != "none":
-            raise SpecError(f"unknown schedule {kind!r}", path="space.schedule",
-                            fix="Use none, step, cosine or plateau.")
-        self.set_warmup(1)
-
-    def set_warmup(self, epoch: int) -> None:
-        if self.warmup and epoch <= self.warmup:
-            for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-                group["lr"] = base * epoch / (self.warmup + 1)
-
-    def step(self, epoch: int, metric: float) -> None:
-        """Called after ``epoch`` finished; sets the learning rate of the next epoch."""
-        if self.warmup and epoch < self.warmup:
-            self.set_warmup(epoch + 1)
-            return
-        if epoch == self.warmup and self.warmup:
-            for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-                group["lr"] = base
-            return
-        if self.inner is not None:
-            self.inner.step()
-        elif self.plateau is not None:
-            self.plateau.step(metric)
-
-    def state_dict(self) -> dict[str, Any]:
-        sched = self.inner or self.plateau
-        return {"inner": sched.state_dict() if sched is not None else None}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        sched = self.inner or self.plateau
-        if sched is not None and state.get("inner") is not None:
-            sched.load_state_dict(state["inner"])
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, n_outputs: int,
@@ -205,6 +128,44 @@ def prepare(trainer: TrainerSpec, metric: str, base_dir: str | None,
     return device, bundle
 
 
+@dataclass
+class _Setup:
+    """Everything one configuration trains with, built once before its first epoch."""
+
+    bundle: data_sets.DataBundle
+    device: torch.device
+    config: dict[str, Any]
+    model: nn.Module
+    forward: Any                      # the model, or its torch.compile'd wrapper
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    generator: torch.Generator
+    autocast: Any                     # () -> context manager
+    loss_fn: Any
+    x_fit: torch.Tensor
+    y_fit: torch.Tensor
+    batch_size: int
+    n_params: int
+
+
+@dataclass
+class _Progress:
+    """Where a trial stands: what its checkpoint saves and a retry restores."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_value: float = math.nan
+    best_epoch: int = 0
+    since_best: int = 0
+    next_epoch: int = 1
+
+    def track(self, epoch: int, value: float, minimize: bool) -> None:
+        if math.isnan(self.best_value) or (value < self.best_value if minimize
+                                           else value > self.best_value):
+            self.best_value, self.best_epoch, self.since_best = value, epoch, 0
+        else:
+            self.since_best += 1
+
+
 def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
         direction: str = "maximize", base_dir: str | None = None,
         data_root: str | None = None, checkpoint: Path | None = None,
@@ -218,13 +179,77 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     on the test part (``test_metrics``); epochs report only their training loss.
     Raises ``TrialFailed`` for a NaN/infinite loss or an out-of-memory error.
     """
-    device, bundle = prepare(trainer, metric, base_dir, data_root)
     final = final_epochs is not None
+    epochs = final_epochs if final_epochs is not None else trainer.epochs
+    # Final training has no validation metric: a plateau schedule watches the training loss.
+    minimize = direction == "minimize" or final
+    setup = _build(trainer, params, metric, base_dir, data_root, final, epochs, minimize)
+    progress = _restore(checkpoint, setup)
+    bundle, device = setup.bundle, setup.device
+    target_scale = (bundle.target_mean, bundle.target_std)
+    stopped_early = False
+    started = time.perf_counter()
+    seen = 0
+    try:
+        for epoch in range(progress.next_epoch, epochs + 1):
+            epoch_start = time.perf_counter()
+            train_loss = _train_epoch(setup, trainer, epoch)
+            metrics = {} if final else evaluate(setup.model, bundle.x_val, bundle.y_val,
+                                                bundle.task, bundle.n_outputs,
+                                                trainer.eval_batch_size, setup.autocast,
+                                                target_scale=target_scale)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - epoch_start
+            n_train = len(setup.x_fit)
+            seen += n_train
+            metrics.update({"train_loss": train_loss, "epoch_seconds": seconds,
+                            "samples_per_second": n_train / seconds if seconds else 0.0,
+                            "lr": setup.optimizer.param_groups[0]["lr"]})
+            value = train_loss if final else metrics[metric]
+            if not math.isfinite(value):
+                raise TrialFailed(f"{metric} became {value} in epoch {epoch}")
+            progress.track(epoch, value, minimize)
+            progress.history.append({"epoch": epoch, **metrics})
+            progress.next_epoch = epoch + 1
+            setup.schedule.step(epoch, value)
+            if checkpoint is not None:
+                _save(checkpoint, setup, progress)
+            reporter.report(epoch, metrics)
+            if not final and trainer.early_stopping \
+                    and progress.since_best >= trainer.early_stopping:
+                stopped_early = True
+                break
+    except torch.OutOfMemoryError:
+        batch_size, n_params = setup.batch_size, setup.n_params
+        del setup
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise TrialFailed(f"out of memory on {device} with batch_size {batch_size} and "
+                          f"{n_params:,} parameters; lower batch_size or the model size") \
+            from None
+    elapsed = time.perf_counter() - started
+    test_metrics = evaluate(setup.model, bundle.x_test, bundle.y_test, bundle.task,
+                            bundle.n_outputs, trainer.eval_batch_size, setup.autocast,
+                            prefix="test", target_scale=target_scale) if final else {}
+    return TrainResult(value=progress.best_value, best_epoch=progress.best_epoch,
+                       epochs_run=len(progress.history), history=progress.history,
+                       params_count=setup.n_params, device=str(device),
+                       samples_per_second=seen / elapsed if elapsed else 0.0,
+                       stopped_early=stopped_early, train_seconds=elapsed,
+                       test_metrics=test_metrics, config=setup.config,
+                       state_dict={k: v.detach().cpu()
+                                   for k, v in setup.model.state_dict().items()})
+
+
+def _build(trainer: TrainerSpec, params: dict[str, Any], metric: str, base_dir: str | None,
+           data_root: str | None, final: bool, epochs: int, minimize: bool) -> _Setup:
+    """Data, model, optimizer, schedule and random state for one configuration."""
+    device, bundle = prepare(trainer, metric, base_dir, data_root)
     if final and len(bundle.x_test) == 0:
         raise SpecError("the data set has no test part to evaluate the final model on",
                         path="trainer.dataset.test_fraction",
                         fix="Set test_fraction above 0, e.g. 0.2.")
-    epochs = final_epochs if final else trainer.epochs
     x_fit, y_fit = ((torch.cat([bundle.x_train, bundle.x_val]),
                      torch.cat([bundle.y_train, bundle.y_val])) if final
                     else (bundle.x_train, bundle.y_train))
@@ -233,11 +258,7 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     generator = torch.Generator(device=device).manual_seed(trainer.seed)
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs,
                          base_dir).to(device)
-    n_params = models.count_parameters(model)
     optimizer = make_optimizer(config, model.parameters(), device)
-    # Final training has no validation metric: a plateau schedule watches the training loss.
-    minimize = direction == "minimize" or final
-    schedule = _Schedule(config, optimizer, epochs, minimize)
     use_bf16 = trainer.precision == "bf16" or (trainer.precision == "auto"
                                                and device.type == "cuda")
 
@@ -246,108 +267,71 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=torch.bfloat16)
 
-    forward = torch.compile(model) if trainer.compile else model
     loss_fn = nn.functional.cross_entropy if bundle.task == "classification" else (
         lambda out, target: nn.functional.mse_loss(out.reshape(-1), target))
-    batch_size = max(1, int(config["batch_size"]))
-    l1, clip = float(config["l1"]), float(config["grad_clip"])
+    return _Setup(bundle, device, config, model,
+                  torch.compile(model) if trainer.compile else model, optimizer,
+                  Schedule(config, optimizer, epochs, minimize), generator, autocast, loss_fn,
+                  x_fit, y_fit, max(1, int(config["batch_size"])),
+                  models.count_parameters(model))
+
+
+def _restore(checkpoint: Path | None, setup: _Setup) -> _Progress:
+    """A retried trial continues after its last finished epoch; a new one starts at 1."""
+    if checkpoint is None or not checkpoint.exists():
+        return _Progress()
+    state = torch.load(checkpoint, map_location=setup.device, weights_only=True)
+    setup.model.load_state_dict(state["model"])
+    setup.optimizer.load_state_dict(state["optimizer"])
+    setup.schedule.load_state_dict(state["schedule"])
+    setup.generator.set_state(state["generator"].cpu())
+    for group, lr in zip(setup.optimizer.param_groups, state["lrs"]):
+        group["lr"] = lr
+    best_value, best_epoch, since_best = state["best"]
+    return _Progress(list(state["history"]), best_value, best_epoch, since_best,
+                     int(state["epoch"]) + 1)
+
+
+def _save(checkpoint: Path, setup: _Setup, progress: _Progress) -> None:
+    _save_atomically({"model": setup.model.state_dict(),
+                      "optimizer": setup.optimizer.state_dict(),
+                      "schedule": setup.schedule.state_dict(),
+                      "generator": setup.generator.get_state(), "history": progress.history,
+                      "best": (progress.best_value, progress.best_epoch, progress.since_best),
+                      "epoch": progress.next_epoch - 1,
+                      "lrs": [g["lr"] for g in setup.optimizer.param_groups]}, checkpoint)
+
+
+def _train_epoch(setup: _Setup, trainer: TrainerSpec, epoch: int) -> float:
+    """One pass over the training data in a shuffled order; the mean training loss."""
+    model, bundle, x_fit, y_fit = setup.model, setup.bundle, setup.x_fit, setup.y_fit
+    l1, clip = float(setup.config["l1"]), float(setup.config["grad_clip"])
     augment = trainer.dataset.augment
+    model.train()
     n_train = len(x_fit)
-    target_scale = (bundle.target_mean, bundle.target_std)
-
-    history: list[dict[str, float]] = []
-    best_value, best_epoch, since_best = math.nan, 0, 0
-    first_epoch = 1
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"].to("cpu") if device.type == "cpu"
-                            else state["generator"].cpu())
-        history = list(state["history"])
-        best_value, best_epoch, since_best = state["best"]
-        first_epoch = int(state["epoch"]) + 1
-        for group, lr in zip(optimizer.param_groups, state["lrs"]):
-            group["lr"] = lr
-
-    stopped_early = False
-    started = time.perf_counter()
-    seen = 0
-    try:
-        for epoch in range(first_epoch, epochs + 1):
-            model.train()
-            epoch_start = time.perf_counter()
-            order = torch.randperm(n_train, device=device, generator=generator)
-            loss_sum = torch.zeros((), device=device)
-            batches = 0
-            for start in range(0, n_train, batch_size):
-                idx = order[start:start + batch_size]
-                if len(idx) < 2 and n_train > 1:
-                    continue  # a batch of one breaks batch norm and adds only noise
-                xb, yb = x_fit[idx], y_fit[idx]
-                if bundle.is_image and (augment.crop or augment.flip):
-                    xb = data_sets.augment_batch(xb, augment.crop, augment.flip, generator)
-                with autocast():
-                    loss = loss_fn(forward(xb).float(), yb)
-                    if l1:
-                        loss = loss + l1 * _l1_penalty(model)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), clip)
-                optimizer.step()
-                loss_sum += loss.detach()
-                batches += 1
-            train_loss = (loss_sum / max(1, batches)).item()  # the epoch's one host sync
-            if not math.isfinite(train_loss):
-                raise TrialFailed(f"the training loss became {train_loss} in epoch {epoch} "
-                                  f"(lr={config['lr']}); lower the learning rate range")
-            metrics = {} if final else evaluate(model, bundle.x_val, bundle.y_val, bundle.task,
-                                                bundle.n_outputs, trainer.eval_batch_size,
-                                                autocast, target_scale=target_scale)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - epoch_start
-            seen += n_train
-            metrics.update({"train_loss": train_loss, "epoch_seconds": seconds,
-                            "samples_per_second": n_train / seconds if seconds else 0.0,
-                            "lr": optimizer.param_groups[0]["lr"]})
-            value = train_loss if final else metrics[metric]
-            if not math.isfinite(value):
-                raise TrialFailed(f"{metric} became {value} in epoch {epoch}")
-            better = (math.isnan(best_value) or (value < best_value if minimize
-                                                 else value > best_value))
-            if better:
-                best_value, best_epoch, since_best = value, epoch, 0
-            else:
-                since_best += 1
-            history.append({"epoch": epoch, **metrics})
-            schedule.step(epoch, value)
-            if checkpoint is not None:
-                _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "schedule": schedule.state_dict(),
-                                  "generator": generator.get_state(), "history": history,
-                                  "best": (best_value, best_epoch, since_best), "epoch": epoch,
-                                  "lrs": [g["lr"] for g in optimizer.param_groups]}, checkpoint)
-            reporter.report(epoch, metrics)
-            if not final and trainer.early_stopping and since_best >= trainer.early_stopping:
-                stopped_early = True
-                break
-    except torch.OutOfMemoryError:
-        del model, optimizer, forward
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        raise TrialFailed(f"out of memory on {device} with batch_size {batch_size} and "
-                          f"{n_params:,} parameters; lower batch_size or the model size") \
-            from None
-    elapsed = time.perf_counter() - started
-    test_metrics = evaluate(model, bundle.x_test, bundle.y_test, bundle.task, bundle.n_outputs,
-                            trainer.eval_batch_size, autocast, prefix="test",
-                            target_scale=target_scale) if final else {}
-    return TrainResult(value=best_value, best_epoch=best_epoch, epochs_run=len(history),
-                       history=history, params_count=n_params, device=str(device),
-                       samples_per_second=seen / elapsed if elapsed else 0.0,
-                       stopped_early=stopped_early, train_seconds=elapsed,
-                       test_metrics=test_metrics, config=config,
-                       state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()})
+    order = torch.randperm(n_train, device=setup.device, generator=setup.generator)
+    loss_sum = torch.zeros((), device=setup.device)
+    batches = 0
+    for start in range(0, n_train, setup.batch_size):
+        idx = order[start:start + setup.batch_size]
+        if len(idx) < 2 and n_train > 1:
+            continue  # a batch of one breaks batch norm and adds only noise
+        xb, yb = x_fit[idx], y_fit[idx]
+        if bundle.is_image and (augment.crop or augment.flip):
+            xb = data_sets.augment_batch(xb, augment.crop, augment.flip, setup.generator)
+        with setup.autocast():
+            loss = setup.loss_fn(setup.forward(xb).float(), yb)
+            if l1:
+                loss = loss + l1 * _l1_penalty(model)
+        setup.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        setup.optimizer.step()
+        loss_sum += loss.detach()
+        batches += 1
+    train_loss = (loss_sum / max(1, batches)).item()  # the epoch's one host sync
+    if not math.isfinite(train_loss):
+        raise TrialFailed(f"the training loss became {train_loss} in epoch {epoch} "
+                          f"(lr={setup.config['lr']}); lower the learning rate range")
+    return train_loss
