@@ -40,7 +40,8 @@ def main() -> None:
 
     from rich.console import Console
 
-    from tunecli import compare, study as study_module
+    from tunecli import compare
+    from tunecli import study as study_module
 
     extra: list[str] = []
     if args.data_root:

@@ -72,7 +72,8 @@ class _Quiet:
 def tunecli_epochs(root: Path, n_train: int, n_val: int, epochs: int, width: int, depth: int,
                    batch: int) -> tuple[list[float], float]:
     from tunecli.spec import TrainerSpec
-    from tunecli.trainer import data as data_sets, loop
+    from tunecli.trainer import data as data_sets
+    from tunecli.trainer import loop
 
     spec = TrainerSpec.model_validate({
         "dataset": {"name": "fashion-mnist", "val_fraction": n_val / 60000,
@@ -99,8 +100,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
-    from tunecli.trainer.data import open_torchvision
     import torchvision
+
+    from tunecli.trainer.data import open_torchvision
 
     root = Path(args.data_root).resolve()
     # Both sides read the same extracted files (a read-only root is extracted to the cache).

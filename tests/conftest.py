@@ -7,10 +7,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import pytest

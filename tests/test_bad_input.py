@@ -66,8 +66,8 @@ CASES = [
     ("condition-outside-int", {"+space": "  depth: {int: [1, 3]}\n"
                                          "  width: {int: [8, 16], when: {depth: 7}}\n"}, {},
      "7 is not a value 'depth' can take"),
-    ("condition-never-true", {"+space": "  optimizer: adam\n"
-                                        "  momentum: {float: [0.5, 0.9], when: {optimizer: sgd}}\n"},
+    ("condition-never-true",
+     {"+space": "  optimizer: adam\n  momentum: {float: [0.5, 0.9], when: {optimizer: sgd}}\n"},
      {}, "is fixed to 'adam'"),
     ("condition-unknown", {"+space": "  momentum: {float: [0.5, 0.9], when: {opt: sgd}}\n"}, {},
      "not in the space"),

@@ -12,8 +12,16 @@ import optuna
 import pytest
 import yaml
 
-from tests.conftest import (TINY_STUDY, finished, gate_env, gated, stored, tunecli_command,
-                            wait_for_file, with_sampler)
+from tests.conftest import (
+    TINY_STUDY,
+    finished,
+    gate_env,
+    gated,
+    stored,
+    tunecli_command,
+    wait_for_file,
+    with_sampler,
+)
 from tunecli.cli import app
 
 

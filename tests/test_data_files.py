@@ -84,7 +84,7 @@ def test_regression_targets_are_standardised_and_reported_in_their_units(cli,
     from sklearn.datasets import load_diabetes
 
     data = load_diabetes(scaled=False)
-    body = [[f"{v:g}" for v in x] + [f"{y:g}"] for x, y in zip(data.data, data.target)]
+    body = [[f"{v:g}" for v in x] + [f"{y:g}"] for x, y in zip(data.data, data.target, strict=True)]
     write_csv(tmp_path / "d.csv", body, header=(*data.feature_names, "progression"))
     study = (CSV_STUDY % ", task: regression").replace("name: table", "name: diabetes")
     study = study.replace("n_trials: 2", "n_trials: 6").replace("epochs: 3", "epochs: 15")

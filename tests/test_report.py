@@ -77,13 +77,13 @@ def test_effort_counts_what_pruning_and_early_stopping_saved() -> None:
     history = [{"epoch": e, "epoch_seconds": 2.0} for e in (1, 2, 3)]
     trials = [
         create_trial(state=TrialState.COMPLETE, value=0.9, params={"x": 0.1},
-                     distributions=dist, intermediate_values={e: 0.9 for e in range(1, 11)},
+                     distributions=dist, intermediate_values=dict.fromkeys(range(1, 11), 0.9),
                      user_attrs={"epochs_run": 10}),
         create_trial(state=TrialState.PRUNED, params={"x": 0.2}, distributions=dist,
                      intermediate_values={1: 0.1, 2: 0.1, 3: 0.1},
                      user_attrs={"history": history}),
         create_trial(state=TrialState.COMPLETE, value=0.8, params={"x": 0.3},
-                     distributions=dist, intermediate_values={e: 0.8 for e in range(1, 7)},
+                     distributions=dist, intermediate_values=dict.fromkeys(range(1, 7), 0.8),
                      user_attrs={"epochs_run": 6}),   # early stopping after 6 epochs
         create_trial(state=TrialState.FAIL, params={"x": 0.4}, distributions=dist),
     ]
@@ -109,7 +109,7 @@ def test_importances_weigh_the_parameter_that_matters_and_name_conditionals(n, a
         if i % 2:
             params["extra"] = rng.random()
         trials.append(create_trial(state=TrialState.COMPLETE, value=x + 0.01 * noise,
-                                   params=params, distributions={k: dist for k in params}))
+                                   params=params, distributions=dict.fromkeys(params, dist)))
     study = _study_with(trials)
     for method in report.IMPORTANCE_METHODS:
         imp = report.importances(study, SPEC, method)
@@ -196,7 +196,7 @@ def test_tensorboard_logs_one_run_per_trial_with_hparams(cli, write_study,
     runs = sorted((tmp_path / "tb" / "tiny").iterdir())
     trials = optuna.load_study(study_name="tiny", storage="sqlite:///tunecli.db").get_trials()
     assert [r.name for r in runs] == [f"trial-{t.number:04d}" for t in trials]
-    for run, trial in zip(runs, trials):
+    for run, trial in zip(runs, trials, strict=True):
         events = EventAccumulator(str(run))
         events.Reload()
         scalars = events.Tags()["scalars"]

@@ -9,14 +9,23 @@ import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import optuna
 import pytest
 
-from tests.conftest import (TINY_STUDY, finished, gate_env, gated, grid_study, stored,
-                            tunecli_command, wait_for_file, with_sampler)
+from tests.conftest import (
+    TINY_STUDY,
+    finished,
+    gate_env,
+    gated,
+    grid_study,
+    stored,
+    tunecli_command,
+    wait_for_file,
+    with_sampler,
+)
 
 SLOW = TINY_STUDY.replace("n_samples: 300", "n_samples: 4000").replace("epochs: 3",
                                                                          "epochs: 30")

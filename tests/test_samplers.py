@@ -8,9 +8,11 @@ import optuna
 import pytest
 from rich.console import Console
 
-from tunecli import samplers, spec as spec_module, study as study_module
-from tunecli.samplers import PRUNERS, SAMPLERS
 from tests.conftest import TINY_STUDY, grid_study
+from tunecli import samplers
+from tunecli import spec as spec_module
+from tunecli import study as study_module
+from tunecli.samplers import PRUNERS, SAMPLERS
 
 
 def run_study(tmp_path: Path, text: str) -> optuna.Study:

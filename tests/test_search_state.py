@@ -16,8 +16,17 @@ import numpy as np
 import optuna
 import pytest
 
-from tests.conftest import (TINY_STUDY, finished, gate_env, gated, grid_study, stored,
-                            tunecli_command, wait_for_file, with_sampler)
+from tests.conftest import (
+    TINY_STUDY,
+    finished,
+    gate_env,
+    gated,
+    grid_study,
+    stored,
+    tunecli_command,
+    wait_for_file,
+    with_sampler,
+)
 from tests.test_trainer import fake_mnist
 from tunecli.hyperopt_sampler import HyperoptTPESampler
 from tunecli.recovery import pid_alive

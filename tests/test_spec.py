@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TINY_STUDY
 from tunecli import spec as spec_module
 from tunecli.errors import SpecError
-from tests.conftest import TINY_STUDY
 
 
 def load_text(tmp_path: Path, text: str) -> spec_module.StudySpec:

@@ -139,7 +139,7 @@ def test_csv(tmp_path: Path, task: str, metric: str) -> None:
     x = rng.normal(size=(120, 3))
     y = (x[:, 0] > 0).astype(int) if task == "classification" else x @ [1.0, -2.0, 0.5]
     target = ["yes" if v else "no" for v in y] if task == "classification" else y
-    lines = ["a,b,c,target"] + [f"{r[0]},{r[1]},{r[2]},{t}" for r, t in zip(x, target)]
+    lines = ["a,b,c,target"] + [f"{r[0]},{r[1]},{r[2]},{t}" for r, t in zip(x, target, strict=True)]
     (tmp_path / "d.csv").write_text("\n".join(lines))
     spec = TrainerSpec.model_validate({"dataset": {"name": "csv", "path": "d.csv"},
                                        "epochs": 8})

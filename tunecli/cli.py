@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, NoReturn, Optional, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -32,21 +33,21 @@ _state = {"debug": False}
 
 T = TypeVar("T")
 
-StorageOption = Annotated[Optional[str], typer.Option(
+StorageOption = Annotated[str | None, typer.Option(
     "--storage", help="Optuna storage URL, or a .db/.journal path \\[env: TUNECLI_STORAGE; "
                       "default: sqlite:///tunecli.db]", show_default=False)]
-DataRootOption = Annotated[Optional[str], typer.Option(
+DataRootOption = Annotated[str | None, typer.Option(
     "--data-root", help="Folder of torchvision data sets \\[env: TUNECLI_DATA]",
     show_default=False)]
 KeepOption = Annotated[str, typer.Option(
     "--keep-checkpoints", help="Checkpoints of finished trials to keep: none, best or all")]
-WorkersOption = Annotated[Optional[int], typer.Option(
+WorkersOption = Annotated[int | None, typer.Option(
     "--workers", help="Worker processes sharing the study on this machine", min=1)]
-DevicesOption = Annotated[Optional[str], typer.Option(
+DevicesOption = Annotated[str | None, typer.Option(
     "--devices", help="GPUs for the workers, e.g. 0,1 (CUDA_VISIBLE_DEVICES per worker)")]
 TrialsPerDeviceOption = Annotated[int, typer.Option(
     "--trials-per-device", help="Concurrent trials (workers) per GPU", min=1)]
-TensorBoardOption = Annotated[Optional[Path], typer.Option(
+TensorBoardOption = Annotated[Path | None, typer.Option(
     "--tensorboard", help="Log each trial as a TensorBoard run under DIR/STUDY (needs the "
                           "tensorboard package)", show_default=False)]
 
@@ -59,7 +60,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version,
                                                     is_eager=True,
                                                     help="Show the version and exit.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
@@ -182,13 +183,13 @@ def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep
 def search(
     study_file: Annotated[Path, typer.Argument(help="The study YAML file", show_default=False)],
     storage: StorageOption = None,
-    n_trials: Annotated[Optional[int], typer.Option(
+    n_trials: Annotated[int | None, typer.Option(
         "--n-trials", help="Finished trials to reach (overrides budget.n_trials)")] = None,
-    timeout: Annotated[Optional[str], typer.Option(
+    timeout: Annotated[str | None, typer.Option(
         "--timeout", help="Wall time for this run, e.g. 10m (overrides budget.timeout)")] = None,
-    name: Annotated[Optional[str], typer.Option(
+    name: Annotated[str | None, typer.Option(
         "--name", help="Study name (overrides name:)")] = None,
-    seed: Annotated[Optional[int], typer.Option(
+    seed: Annotated[int | None, typer.Option(
         "--seed", help="Sampler seed (overrides sampler.seed)")] = None,
     data_root: DataRootOption = None,
     fork: Annotated[bool, typer.Option(
@@ -199,13 +200,15 @@ def search(
     devices: DevicesOption = None,
     trials_per_device: TrialsPerDeviceOption = 1,
     tensorboard: TensorBoardOption = None,
-    assignments: Annotated[Optional[list[str]], typer.Option(
+    assignments: Annotated[list[str] | None, typer.Option(
         "--set", help="Override any key of the file: --set pruner.type=none (YAML value; "
                       "repeatable)", show_default=False)] = None,
 ) -> None:
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
-        from tunecli import checks, spec as spec_module, study as study_module
+        from tunecli import checks
+        from tunecli import spec as spec_module
+        from tunecli import study as study_module
         from tunecli.storage import resolve_url
 
         keep = _check_keep(keep_checkpoints)
@@ -239,10 +242,9 @@ def _given(options: dict[str, Any]) -> dict[str, Any]:
 def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
                  per_device: int, data_root: str | None, keep: str,
                  tensorboard: Path | None) -> None:
+    from tunecli import study as study_module
     from tunecli import workers as workers_module
     from tunecli.storage import mask
-
-    from tunecli import study as study_module
 
     envs = workers_module.plan(workers, devices, per_device)
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
@@ -275,7 +277,8 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
 
 def _forked(spec: Any, url: str, source: str) -> Any:
     """The first free NAME-k whose stored spec matches, or a new one."""
-    from tunecli import spec as spec_module, study as study_module
+    from tunecli import spec as spec_module
+    from tunecli import study as study_module
     from tunecli.storage import open_storage
 
     names = set(study_module.study_names(open_storage(url, heartbeat=False)))
@@ -316,9 +319,9 @@ def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep:
 def resume(
     name: Annotated[str, typer.Argument(help="Study name", show_default=False)],
     storage: StorageOption = None,
-    n_trials: Annotated[Optional[int], typer.Option(
+    n_trials: Annotated[int | None, typer.Option(
         "--n-trials", help="Raise the budget of finished trials")] = None,
-    timeout: Annotated[Optional[str], typer.Option(
+    timeout: Annotated[str | None, typer.Option(
         "--timeout", help="Wall time for this run, e.g. 10m")] = None,
     data_root: DataRootOption = None,
     keep_checkpoints: KeepOption = "best",
@@ -331,7 +334,8 @@ def resume(
 ) -> None:
     """Continue a stopped or crashed study to its budget (lost trials are retried)."""
     def body() -> None:
-        from tunecli import checks, study as study_module
+        from tunecli import checks
+        from tunecli import study as study_module
         from tunecli.storage import resolve_url
 
         keep = _check_keep(keep_checkpoints)
@@ -363,10 +367,10 @@ def report(
         "--format", help="table, json or csv (all trials; with several studies: the curves)")]
         = "table",
     top: Annotated[int, typer.Option("--top", help="Trials in the top table", min=1)] = 10,
-    export: Annotated[Optional[Path], typer.Option(
+    export: Annotated[Path | None, typer.Option(
         "--export", help="Write a study file fixed to the best configuration",
         show_default=False)] = None,
-    html: Annotated[Optional[Path], typer.Option(
+    html: Annotated[Path | None, typer.Option(
         "--html", help="Write a self-contained HTML report with figures (opens offline)",
         show_default=False)] = None,
     importance: Annotated[str, typer.Option(
@@ -375,7 +379,8 @@ def report(
 ) -> None:
     """Show the best configuration, importances, the top trials; export them; compare studies."""
     def body() -> None:
-        from tunecli import report as report_module, study as study_module
+        from tunecli import report as report_module
+        from tunecli import study as study_module
         from tunecli.storage import resolve_url
 
         if format not in ("table", "json", "csv"):
@@ -413,7 +418,8 @@ def report(
             err_console.print(f"wrote {html}")
 
     def _compare(studies: list[Any]) -> None:
-        from tunecli import compare, html_report, report as report_module
+        from tunecli import compare, html_report
+        from tunecli import report as report_module
 
         if export is not None:
             raise SpecError("--export takes the best configuration of one study",
@@ -436,14 +442,14 @@ def report(
 def train(
     source: Annotated[str, typer.Argument(
         help="best.yaml (from report --export) or a study name", show_default=False)],
-    trial: Annotated[Optional[int], typer.Option(
+    trial: Annotated[int | None, typer.Option(
         "--trial", help="With a study name: this trial instead of the best", show_default=False)]
         = None,
     storage: StorageOption = None,
-    epochs: Annotated[Optional[int], typer.Option(
+    epochs: Annotated[int | None, typer.Option(
         "--epochs", help="Epochs to train \\[default: trainer.final_epochs, else the trial's "
                          "best epoch, else trainer.epochs]", min=1, show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", help="Output path without suffix; writes OUT.pt and OUT.json "
                       "\\[default: models/NAME]", show_default=False)] = None,
     data_root: DataRootOption = None,
@@ -502,7 +508,8 @@ def validate(
     """Run every check search runs before its first trial (the file, the data, the model,
     the device) and print the search space; trains nothing, stores nothing."""
     def body() -> None:
-        from tunecli import checks, space, spec as spec_module
+        from tunecli import checks, space
+        from tunecli import spec as spec_module
 
         spec = spec_module.load(study_file)
         loaded = None if no_data else checks.preflight(spec, data_root, str(study_file))

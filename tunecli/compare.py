@@ -71,7 +71,7 @@ def _at(curve: dict[str, list[float]], axis: str, limit: float) -> float | None:
     if not curve[axis] or curve[axis][-1] < limit:
         return None
     value = None
-    for x, best in zip(curve[axis], curve["best"]):
+    for x, best in zip(curve[axis], curve["best"], strict=True):
         if x > limit:
             break
         value = best
@@ -128,6 +128,6 @@ def to_csv(data: dict[str, Any]) -> str:
     writer = csv.writer(out)
     writer.writerow(["study", "trials_finished", "epochs_trained", f"best_{data['metric']}"])
     for name, curve in data["curves"].items():
-        for k, epochs, best in zip(curve["trials"], curve["epochs"], curve["best"]):
+        for k, epochs, best in zip(curve["trials"], curve["epochs"], curve["best"], strict=True):
             writer.writerow([name, k, epochs, best])
     return out.getvalue()

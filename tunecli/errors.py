@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-__all__ = ["TunecliError", "SpecError", "SpecErrors", "TrialFailed", "StudyFailed", "EXIT_OK", "EXIT_FAILED",
-           "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
+__all__ = ["TunecliError", "SpecError", "SpecErrors", "TrialFailed", "StudyFailed", "EXIT_OK",
+           "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -18,14 +18,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from tunecli import __version__, space, spec as spec_module
+from tunecli import __version__, space
+from tunecli import spec as spec_module
 from tunecli.errors import SpecError
 from tunecli.spec import StudySpec
 
@@ -162,7 +164,7 @@ def _listed(array: Any) -> Any:
     return None if array is None else array.tolist()
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     write(tmp)
     os.replace(tmp, path)

@@ -15,8 +15,7 @@ import optuna
 
 from tunecli import figures
 from tunecli.progress import format_params
-from tunecli.report import (best_study_yaml, effort_line, format_value, ranked,
-                            reported_trials)
+from tunecli.report import best_study_yaml, effort_line, format_value, ranked, reported_trials
 from tunecli.spec import StudySpec
 
 __all__ = ["study_report", "comparison_report", "write"]
@@ -76,7 +75,7 @@ _DRAW = """
 
 def _script_json(fig: Any) -> str:
     # "</" inside a <script> would end it early; "<\\/" is the same JSON string.
-    return fig.to_json().replace("</", "<\\/")
+    return str(fig.to_json()).replace("</", "<\\/")
 
 
 def _figure_section(key: str, title: str, fig: Any | None, note: str) -> str:

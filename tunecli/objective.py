@@ -129,7 +129,7 @@ class Objective:
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
-        return result.value
+        return float(result.value)
 
 
 _CLAIMS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)

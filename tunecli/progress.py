@@ -9,8 +9,14 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 __all__ = ["SearchProgress", "format_params"]
 
@@ -43,7 +49,7 @@ class SearchProgress:
         self.task = self.progress.add_task(name, total=n_trials, completed=finished_before,
                                            counts="", best="", deadline="")
 
-    def __enter__(self) -> "SearchProgress":
+    def __enter__(self) -> SearchProgress:
         self.progress.start()
         return self
 

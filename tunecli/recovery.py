@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState

@@ -21,8 +21,8 @@ from rich.table import Table
 
 from tunecli import space
 from tunecli.progress import format_params
-from tunecli.spec import StudySpec
 from tunecli.recovery import count_trials
+from tunecli.spec import StudySpec
 from tunecli.study import best_trial
 from tunecli.yamlio import dump_yaml
 
@@ -90,7 +90,7 @@ def _seconds_per_epoch(t: FrozenTrial) -> float:
     history = t.user_attrs.get("history") or []
     times = [h["epoch_seconds"] for h in history if "epoch_seconds" in h]
     if times:
-        return sum(times) / len(times)
+        return float(sum(times)) / len(times)
     epochs = _epochs_of(t)
     return t.duration.total_seconds() / epochs if t.duration and epochs else 0.0
 

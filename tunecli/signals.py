@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = ["Interrupted", "StopSignals"]
 
@@ -26,7 +27,7 @@ class StopSignals:
         self.training = False
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         def handler(signum: int, frame: Any) -> None:
             already = self.requested
             self.requested = True

@@ -8,7 +8,8 @@ it out of the trial's params and out of the samplers' models.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 
@@ -43,8 +44,7 @@ def distribution(param: ParamSpec) -> optuna.distributions.BaseDistribution:
     """The Optuna distribution that ``suggest`` asks for (samplers with a fixed space use it)."""
     import warnings
 
-    from optuna.distributions import (CategoricalDistribution, FloatDistribution,
-                                      IntDistribution)
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     with warnings.catch_warnings():  # Optuna lowers a high that is off the step's grid; fine
         warnings.simplefilter("ignore")

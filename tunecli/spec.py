@@ -18,8 +18,15 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_serializer, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from tunecli.errors import SpecError
 from tunecli.yamlio import load_yaml_file
@@ -34,7 +41,7 @@ _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*
 # The same durations as _DURATION_RE, in a form JSON Schema validators read: "90s", "1h30m", "600".
 _DURATION_SCHEMA_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?\s*(d|h|min|m|s)?\s*)+$"
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 
 
 def parse_duration(value: Any) -> float | None:
@@ -105,7 +112,7 @@ class ParamSpec(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> "ParamSpec":
+    def _check(self) -> ParamSpec:
         given = [k for k in ("float", "int", "choice", "value")
                  if (k == "value" and "value" in self.model_fields_set)
                  or (k != "value" and getattr(self, {"float": "float_", "int": "int_"}.get(k, k))
@@ -366,7 +373,7 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
                                                                  "list[...]", "none"))))
 
 
-def _error_line(err: dict[str, Any]) -> tuple[str, str, str]:
+def _error_line(err: typing.Mapping[str, Any]) -> tuple[str, str, str]:
     loc = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":

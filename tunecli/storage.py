@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
@@ -135,16 +136,15 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> Ba
                 raise SpecError(f"folder {path.parent} does not exist", source="--storage",
                                 fix="Create it or give another path.")
             return JournalStorage(JournalFileBackend(str(path)))
-        engine_kwargs: dict = {}
+        engine_kwargs: dict[str, Any] = {}
         if url.startswith("sqlite:"):
-            path = url.removeprefix("sqlite:///")
-            if path and path != ":memory:" and not Path(path).expanduser().parent.exists():
-                raise SpecError(f"folder {Path(path).parent} does not exist",
+            if path is not None and not path.parent.exists():
+                raise SpecError(f"folder {path.parent} does not exist",
                                 source="--storage", fix="Create it or give another path.")
             engine_kwargs = {"connect_args": {"timeout": 120}}
         elif url.startswith("postgresql"):
             engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         if heartbeat:
             kwargs = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS}
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)

@@ -26,7 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
 
-from tunecli import samplers, spec as spec_module
+from tunecli import samplers
+from tunecli import spec as spec_module
 from tunecli import storage as storage_module
 from tunecli.errors import SpecError, StudyFailed, TrialFailed
 from tunecli.objective import Objective, Surplus
@@ -206,7 +207,8 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
             trials = study.get_trials(deepcopy=False)
             counts = count_trials(trials)
             best = best_trial(study)
-            progress.update(counts, (best.value, best.params) if best else None)
+            progress.update(counts, (best.value, best.params)
+                            if best is not None and best.value is not None else None)
             finished = counts["finished"]
             if budget.n_trials is not None and finished >= budget.n_trials:
                 stopped_by = "budget"

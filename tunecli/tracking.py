@@ -81,7 +81,8 @@ class TensorBoardLog:
         params["state"] = state
         metrics = {f"hparam/{self.metric}": float("nan") if value is None else float(value),
                    "hparam/epochs": float(epochs)}
-        experiment, start, end = hparams(params, metrics)
+        # tensorboard ships no type information for its summary helpers
+        experiment, start, end = hparams(params, metrics)  # type: ignore[no-untyped-call]
         for summary in (experiment, start, end):
             writer.file_writer.add_summary(summary)
         for key, metric_value in metrics.items():

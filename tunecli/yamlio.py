@@ -58,7 +58,8 @@ def _construct_int(loader: _StudyLoader, node: yaml.ScalarNode) -> int:
 _StudyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
-def _construct_mapping(loader: _StudyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: _StudyLoader, node: yaml.MappingNode,
+                       deep: bool = False) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
@@ -113,4 +114,4 @@ def load_yaml_text(text: str, source: str) -> Any:
 
 def dump_yaml(data: Any) -> str:
     """Plain block-style YAML, keys in the order given."""
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True)
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True))

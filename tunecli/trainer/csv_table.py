@@ -189,5 +189,5 @@ def summary(table: CsvTable, task: str) -> dict[str, Any]:
                             "filled_cells": table.filled_cells, "delimiter": table.delimiter}
     if task == "classification":
         levels, counts = np.unique(table.target, return_counts=True)
-        info["classes"] = {str(level): int(n) for level, n in zip(levels, counts)}
+        info["classes"] = {str(level): int(n) for level, n in zip(levels, counts, strict=True)}
     return info

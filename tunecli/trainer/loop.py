@@ -285,7 +285,7 @@ def _restore(checkpoint: Path | None, setup: _Setup) -> _Progress:
     setup.optimizer.load_state_dict(state["optimizer"])
     setup.schedule.load_state_dict(state["schedule"])
     setup.generator.set_state(state["generator"].cpu())
-    for group, lr in zip(setup.optimizer.param_groups, state["lrs"]):
+    for group, lr in zip(setup.optimizer.param_groups, state["lrs"], strict=True):
         group["lr"] = lr
     best_value, best_epoch, since_best = state["best"]
     return _Progress(list(state["history"]), best_value, best_epoch, since_best,

@@ -17,9 +17,10 @@ import importlib.util
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from tunecli.errors import SpecError
 from tunecli.trainer.hyperparams import ACTIVATIONS, CNN, LOOP, MLP, Hyperparameter
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # torch is imported where models are built: `report` and `val
 Builder = Callable[[dict[str, Any], tuple[int, ...], int], "nn.Module"]
 
 _ACTIVATIONS = dict(zip(ACTIVATIONS, ("ReLU", "GELU", "SiLU", "Tanh", "ELU",
-                                      "LeakyReLU")))  # name -> torch.nn class
+                                      "LeakyReLU"), strict=True))  # name -> torch.nn class
 _WIDTH_RE = re.compile(r"^width_(\d+)$")
 
 
@@ -48,7 +49,8 @@ def _activation(name: str) -> nn.Module:
     if name not in _ACTIVATIONS:
         raise SpecError(f"unknown activation {name!r}", path="space.activation",
                         fix=f"Use one of: {', '.join(_ACTIVATIONS)}.")
-    return getattr(nn, _ACTIVATIONS[name])()
+    activation: nn.Module = getattr(nn, _ACTIVATIONS[name])()
+    return activation
 
 
 def build_mlp(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
@@ -168,7 +170,7 @@ def resolve_user_model(reference: str, base_dir: str | None) -> Builder:
     if not callable(func):
         raise SpecError(f"{target} has no function {func_name!r}", path="trainer.model",
                         fix="Name a function defined in that module.")
-    return func
+    return cast(Builder, func)
 
 
 def build(model: str, params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,

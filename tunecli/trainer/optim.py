@@ -8,7 +8,8 @@ free for ``validate`` and ``report``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tunecli.errors import SpecError
 
@@ -135,7 +136,7 @@ class Schedule:
 
     def set_warmup(self, epoch: int) -> None:
         if self.warmup and epoch <= self.warmup:
-            for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base * epoch / (self.warmup + 1)
 
     def step(self, epoch: int, metric: float) -> None:
@@ -144,7 +145,7 @@ class Schedule:
             self.set_warmup(epoch + 1)
             return
         if epoch == self.warmup and self.warmup:
-            for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base
             return
         if self.inner is None:
