@@ -40,8 +40,8 @@ def main() -> None:
 
     from rich.console import Console
 
-    from tunecli import compare
-    from tunecli import study as study_module
+    from tunecli.engine import study as study_module
+    from tunecli.reports import compare
 
     extra: list[str] = []
     if args.data_root:

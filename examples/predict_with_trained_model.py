@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from tunecli.final import load_model
+from tunecli.trainer.final import load_model
 
 
 def main(json_path: str) -> None:

@@ -125,7 +125,7 @@ def test_readme_lists_every_builtin_hyperparameter() -> None:
 
 
 def test_yaml_12_integers() -> None:
-    from tunecli.yamlio import load_yaml_text
+    from tunecli.spec.yamlio import load_yaml_text
 
     assert load_yaml_text("a: [010, 1:30, 0o10, 0x10, 1_000]", "x")["a"] == \
         [10, "1:30", 8, 16, "1_000"]

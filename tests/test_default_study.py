@@ -111,8 +111,8 @@ def test_train_best_config_gives_a_test_accuracy_and_loadable_weights(searched) 
                                              searched["storage"], "--format",
                                              "json").output)["best"]["best_epoch"]
 
-    from tunecli.final import load_model
     from tunecli.trainer import models
+    from tunecli.trainer.final import load_model
 
     state = torch.load(folder / "models" / "digits.pt", weights_only=True)
     model = models.build(info["model"], info["config"], tuple(info["input_shape"]),

@@ -10,8 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tunecli import recovery
-from tunecli.optuna_internals import set_trial_user_attr
+from tunecli.engine import recovery
+from tunecli.engine.optuna_internals import set_trial_user_attr
 
 
 def _storages(tmp_path: Path) -> dict[str, object]:

@@ -14,7 +14,8 @@ from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
 from tests.conftest import TINY_STUDY, browser, render_in_browser
-from tunecli import report
+from tunecli.reports import summary as report
+from tunecli.reports import terminal
 from tunecli.spec import StudySpec
 
 # TINY_STUDY with enough completed trials for importances.
@@ -132,7 +133,7 @@ def test_importances_explain_when_they_cannot_be_computed() -> None:
                        "waiting": 0, "finished": 1},
             "epochs": report.effort([], 10), "importances": imp, "trials": [],
             "best": {"number": 0, "value": 1.0, "params": {"x": 0.5}}}
-    report.show(console, data)
+    terminal.show(console, data)
     assert "Parameter importances: needs at least 3 completed trials" in console.export_text()
 
 

@@ -9,10 +9,11 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import TINY_STUDY, grid_study
-from tunecli import samplers
 from tunecli import spec as spec_module
-from tunecli import study as study_module
-from tunecli.samplers import PRUNERS, SAMPLERS
+from tunecli.engine import samplers
+from tunecli.engine import study as study_module
+from tunecli.engine.run import run
+from tunecli.engine.samplers import PRUNERS, SAMPLERS
 
 
 def run_study(tmp_path: Path, text: str) -> optuna.Study:
@@ -21,7 +22,7 @@ def run_study(tmp_path: Path, text: str) -> optuna.Study:
     spec = spec_module.load(path)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     study = study_module.open_for_search(spec, url, str(path))
-    study_module.run(study, spec, url, Console(file=open(tmp_path / "log", "w")))
+    run(study, spec, url, Console(file=open(tmp_path / "log", "w")))
     return study
 
 
@@ -61,7 +62,7 @@ def test_grid_sampler_stops_when_exhausted(tmp_path: Path) -> None:
 
 def test_hyperopt_sampler_learns_from_history(tmp_path: Path) -> None:
     """After its startup trials, hyperopt's TPE concentrates near the good region."""
-    from tunecli.hyperopt_sampler import HyperoptTPESampler
+    from tunecli.engine.hyperopt_sampler import HyperoptTPESampler
 
     spec = spec_module.StudySpec.model_validate({"name": "h", "space": {
         "x": {"float": [-10, 10]}, "c": {"choice": ["a", "b"]}}})

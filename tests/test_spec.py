@@ -32,7 +32,7 @@ def test_scientific_notation_is_a_number(tmp_path: Path) -> None:
 
 
 def test_yes_no_on_off_are_strings_only_true_false_are_booleans() -> None:
-    from tunecli.yamlio import load_yaml_text
+    from tunecli.spec.yamlio import load_yaml_text
 
     assert load_yaml_text("a: [on, off, yes, no, true, False]", "x")["a"] == \
         ["on", "off", "yes", "no", True, False]

@@ -11,7 +11,7 @@ import torch
 from optuna.trial import TrialState, create_trial
 
 from tests.conftest import TINY_STUDY, stored
-from tunecli.final import load_model
+from tunecli.trainer.final import load_model
 
 REGRESSION = """\
 name: reg

@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = ["TunecliError", "SpecError", "SpecErrors", "TrialFailed", "StudyFailed", "EXIT_OK",
-           "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
+           "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "did_you_mean"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -73,3 +76,8 @@ class TrialFailed(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"Did you mean '{close[0]}'?" if close else ""

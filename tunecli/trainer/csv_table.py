@@ -14,12 +14,14 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tunecli.errors import SpecError
-from tunecli.spec import DatasetSpec, did_you_mean
+from tunecli.errors import SpecError, did_you_mean
+
+if TYPE_CHECKING:
+    from tunecli.spec.models import DatasetSpec  # types only: the spec imports the registries
 
 __all__ = ["read_csv", "CsvTable"]
 

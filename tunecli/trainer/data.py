@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tunecli.errors import SpecError
-from tunecli.spec import DatasetSpec
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: `report` and `validate` skip it
     import torch
+
+    from tunecli.spec.models import DatasetSpec  # types only: the spec imports the registries
 
 __all__ = ["DATASETS", "DataBundle", "RawData", "load", "augment_batch", "resolve_data_root",
            "open_torchvision", "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]

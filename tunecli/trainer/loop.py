@@ -13,17 +13,19 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 
 from tunecli.errors import SpecError, TrialFailed
-from tunecli.spec import TrainerSpec
 from tunecli.trainer import data as data_sets
 from tunecli.trainer import models
 from tunecli.trainer.hyperparams import LOOP_DEFAULTS
 from tunecli.trainer.optim import Schedule, make_optimizer
+
+if TYPE_CHECKING:
+    from tunecli.spec.models import TrainerSpec  # types only: the spec imports the registries
 
 __all__ = ["Reporter", "TrainResult", "run", "resolve_device", "evaluate",
            "prepare"]

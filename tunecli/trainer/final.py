@@ -9,7 +9,7 @@ test part, never seen by any trial, gives the one honest estimate. What is saved
 
 Example::
 
-    from tunecli.final import load_model
+    from tunecli.trainer.final import load_model
     model, info = load_model("models/digits-best.json")
 """
 
@@ -26,8 +26,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tunecli import __version__, space
+from tunecli import __version__
 from tunecli import spec as spec_module
+from tunecli.engine import space
 from tunecli.errors import SpecError
 from tunecli.spec import StudySpec
 
@@ -64,7 +65,7 @@ def from_file(path: Path, epochs: int | None = None) -> Choice:
 def from_study(name: str, url: str, trial_number: int | None = None,
                epochs: int | None = None) -> Choice:
     """A stored study's best trial, or trial ``trial_number``; trained for its best epoch."""
-    from tunecli import study as study_module
+    from tunecli.engine import study as study_module
 
     study, spec = study_module.load(name, url)
     if trial_number is None:

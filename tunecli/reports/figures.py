@@ -57,7 +57,7 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
     """Section id -> (title, figure or None, note). A None figure carries the reason."""
     from optuna import visualization as vis
 
-    from tunecli.report import importance_evaluator
+    from tunecli.reports.summary import importance_evaluator
 
     metric = data["metric"]
     best = data["best"]["number"] if data["best"] else None

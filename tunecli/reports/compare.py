@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-from tunecli.report import effort_line, format_value, reported_trials, summary
+from tunecli.reports.summary import effort_line, format_value, reported_trials, summary
 from tunecli.spec import StudySpec
 
 __all__ = ["best_so_far", "comparison", "show", "to_csv"]

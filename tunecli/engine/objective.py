@@ -7,17 +7,19 @@ a ``SpecError`` or an interrupt stops the search.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli import space
+from tunecli.engine import space
+from tunecli.engine.recovery import worker_id
+from tunecli.engine.signals import StopSignals
+from tunecli.engine.tracking import TensorBoardLog
 from tunecli.errors import SpecError, TrialFailed
-from tunecli.recovery import worker_id
-from tunecli.signals import StopSignals
-from tunecli.spec import StudySpec
-from tunecli.tracking import TensorBoardLog
+
+if TYPE_CHECKING:
+    from tunecli.spec.models import StudySpec  # types only: the spec imports the registries
 
 __all__ = ["Objective", "Surplus"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.optuna_internals import set_trial_user_attr
+from tunecli.engine.optuna_internals import set_trial_user_attr
 
 __all__ = ["MAX_RETRIES", "HOST", "worker_id", "kind_of", "count_trials", "reap_lost_trials",
            "queue_retries", "is_lost", "pid_alive"]

@@ -14,14 +14,16 @@ import math
 import secrets
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 
-from tunecli.spec import StudySpec
+if TYPE_CHECKING:
+    from tunecli.spec.models import StudySpec  # types only: the spec imports the registries
+
 
 __all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "check_sampler_fits",
            "run_seed"]
@@ -42,7 +44,7 @@ def _gp(spec: StudySpec, seed: int | None) -> BaseSampler:
 
 
 def _hyperopt_tpe(spec: StudySpec, seed: int | None) -> BaseSampler:
-    from tunecli.hyperopt_sampler import HyperoptTPESampler
+    from tunecli.engine.hyperopt_sampler import HyperoptTPESampler
 
     s = spec.sampler
     return HyperoptTPESampler(spec.space, seed=seed, n_startup_trials=_startup(s, 10),
@@ -88,7 +90,7 @@ def _qmc(spec: StudySpec, seed: int | None) -> BaseSampler:
     # sequence is the same in every process, and the index of the next point, stored with the
     # study, is read and then written in two steps: workers starting together drew the same
     # point. ``options: {scramble: false}`` restores Optuna's default for a single process.
-    from tunecli.space import distribution
+    from tunecli.engine.space import distribution
 
     static = {name: distribution(p) for name, p in spec.searched().items() if not p.when}
     options = {"scramble": True, **spec.sampler.options}
@@ -177,7 +179,7 @@ def make_pruner(spec: StudySpec) -> BasePruner:
 
 
 def grid_search_space(spec: StudySpec) -> dict[str, list[Any]]:
-    from tunecli.space import grid_values
+    from tunecli.engine.space import grid_values
 
     return {name: grid_values(p, spec.sampler.grid_points) for name, p in spec.searched().items()}
 

@@ -16,19 +16,14 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from rich.console import Console
-from rich.table import Table
 
-from tunecli import space
-from tunecli.progress import format_params
-from tunecli.recovery import count_trials
+from tunecli.engine import space
+from tunecli.engine.recovery import count_trials
+from tunecli.engine.study import best_trial
 from tunecli.spec import StudySpec
-from tunecli.study import best_trial
-from tunecli.yamlio import dump_yaml
 
 __all__ = ["IMPORTANCE_METHODS", "importance_evaluator", "summary", "importances", "effort",
-           "effort_line", "show", "to_json", "to_csv", "best_study_yaml", "reported_trials",
-           "ranked", "format_value"]
+           "effort_line", "to_json", "to_csv", "reported_trials", "ranked", "format_value"]
 
 
 def _clean(value: Any) -> Any:
@@ -221,71 +216,6 @@ def effort_line(epochs: dict[str, Any]) -> str:
             f"about {_duration(epochs['seconds_saved'])} saved")
 
 
-def _importance_table(imp: dict[str, Any], width: int = 30) -> Table:
-    table = Table(box=None, padding=(0, 2, 0, 2), show_header=False)
-    table.add_column("parameter")
-    table.add_column("bar")
-    table.add_column("share", justify="right")
-    for key, value in imp["values"].items():
-        table.add_row(key, "█" * round(value * width) or "▏", f"{value:.0%}")
-    return table
-
-
-def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
-    """The terminal report (fits 100 columns): counts, effort saved, best configuration,
-    parameter importances, the top trials."""
-    c = data["counts"]
-    console.print(f"[bold]{data['study']}[/]: {data['direction']} {data['metric']}  "
-                  f"finished {c['finished']} (complete {c['complete']}, pruned {c['pruned']})  "
-                  f"failed {c['failed']}"
-                  + (f"  lost {c['lost']} (retried)" if c["lost"] else "")
-                  + (f"  running {c['running']}" if c["running"] else "")
-                  + (f"  (budget {data['n_trials_budget']} finished)"
-                     if data["n_trials_budget"] else ""), highlight=False)
-    line = effort_line(data["epochs"])
-    if line:
-        console.print(line, highlight=False)
-    best = data["best"]
-    if best is None:
-        console.print("No trial has completed yet.")
-        return
-    console.print(f"[bold]Best trial #{best['number']}[/]: {data['metric']} = "
-                  f"{format_value(best['value'])}" + (f" at epoch {best['best_epoch']}"
-                                              if best.get("best_epoch") else ""),
-                  highlight=False)
-    table = Table(show_header=True, box=None, padding=(0, 2, 0, 2))
-    table.add_column("parameter")
-    table.add_column("value")
-    for key, value in best["params"].items():
-        table.add_row(key, format_value(value))
-    console.print(table)
-    imp = data.get("importances")
-    if imp:
-        if imp["values"]:
-            console.print(f"[bold]Parameter importances[/] ({imp['method']}, "
-                          f"{imp['n_trials']} completed trials)", highlight=False)
-            console.print(_importance_table(imp))
-            if imp["note"]:
-                console.print(f"  {imp['note']}", highlight=False)
-            if imp["left_out"]:
-                console.print(f"  not weighed (conditional, absent from some trials): "
-                              f"{', '.join(imp['left_out'])}", highlight=False)
-        elif imp["note"]:
-            console.print(f"Parameter importances: {imp['note']}", highlight=False)
-    leaders = ranked(data)[:top]
-    if len(leaders) > 1:
-        console.print(f"[bold]Top {len(leaders)} trials[/]")
-        table = Table(box=None, padding=(0, 1, 0, 1))
-        table.add_column("#", justify="right")
-        table.add_column(data["metric"], justify="right")
-        table.add_column("epochs", justify="right")
-        table.add_column("parameters", overflow="fold", max_width=72)
-        for r in leaders:
-            table.add_row(str(r["number"]), format_value(r["value"]), str(r["epochs"]),
-                          format_params(r["params"], limit=len(r["params"])))
-        console.print(table)
-
-
 def to_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, default=str)
 
@@ -301,22 +231,3 @@ def to_csv(data: dict[str, Any]) -> str:
                          r["epochs"], r["duration_s"], *(r["params"].get(k, "") for k in keys),
                          r["fail_reason"] or ""])
     return out.getvalue()
-
-
-def best_study_yaml(spec: StudySpec, data: dict[str, Any]) -> str:
-    """A study file whose space is fixed to the best configuration, ready to run again."""
-    best = data["best"]
-    stored = spec.portable()  # runs from any folder, wherever the export is written
-    stored["name"] = f"{spec.name}-best"
-    stored["space"] = {key: {"value": value} for key, value in best["params"].items()}
-    stored["budget"] = {**stored["budget"], "n_trials": 1, "timeout": None}
-    stored["sampler"] = {"type": "random", "seed": spec.sampler.seed}
-    stored["pruner"] = {"type": "none"}
-    if best.get("best_epoch") and not stored["trainer"].get("final_epochs"):
-        stored["trainer"]["final_epochs"] = best["best_epoch"]  # what `tunecli train` uses
-    if stored["trainer"].get("data_root") is None:
-        stored["trainer"].pop("data_root", None)
-    header = (f"# Best configuration of study '{spec.name}' (trial #{best['number']}, "
-              f"{data['metric']} = {format_value(best['value'])}).\n"
-              f"# Train the final model: tunecli train THIS_FILE   (run again: tunecli search)\n")
-    return header + dump_yaml(stored)

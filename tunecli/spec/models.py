@@ -1,45 +1,33 @@
-"""The study spec: what a user writes in YAML, validated whole before anything runs.
+"""The study spec's schema: what a user may write in a study file, as pydantic models.
 
-``load(path, overrides)`` returns a ``StudySpec`` or raises one ``SpecError`` whose single line
-names the file, the dotted key path and the fix. ``json_schema()`` gives editors the same rules.
-
-Example::
-
-    spec = load(Path("studies/digits.yaml"), {"budget.n_trials": 5})
+A leaf module: it imports no registry, sampler or trainer (``checks`` looks names up in those).
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-import types
-import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from tunecli.errors import SpecError
-from tunecli.yamlio import load_yaml_file
-
 __all__ = ["StudySpec", "ParamSpec", "BudgetSpec", "SamplerSpec", "PrunerSpec", "TrainerSpec",
-           "DatasetSpec", "load", "from_stored", "json_schema", "objective_diff", "parse_duration"]
+           "DatasetSpec", "AugmentSpec", "Scalar", "parse_duration", "DURATION_SCHEMA_PATTERN"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
                           r"(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
 
 # The same durations as _DURATION_RE, in a form JSON Schema validators read: "90s", "1h30m", "600".
-_DURATION_SCHEMA_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?\s*(d|h|min|m|s)?\s*)+$"
+DURATION_SCHEMA_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?\s*(d|h|min|m|s)?\s*)+$"
 
 Scalar = str | int | float | bool | None
 
@@ -318,252 +306,3 @@ class StudySpec(_Strict):
         return str(resolved.resolve())
 
 
-# ---------------------------------------------------------------------------------------------
-# Turning pydantic's errors into one line with a path and a fix
-
-
-def did_you_mean(word: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f"Did you mean '{close[0]}'?" if close else ""
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that holds the key at ``loc`` (for 'did you mean' suggestions)."""
-    annotation: Any = StudySpec
-    for part in loc:
-        model = _unwrap_model(annotation)
-        if model is not None and isinstance(part, str):
-            field = next((f for n, f in model.model_fields.items()
-                          if n == part or f.alias == part), None)
-            if field is None:
-                return None
-            annotation = field.annotation
-        else:  # dict or list element
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            annotation = args[-1] if args else None
-    return _unwrap_model(annotation)
-
-
-def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            found = _unwrap_model(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part)
-    return text
-
-
-def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    # pydantic adds union-member and tuple tags such as 'float' or 'function-after[...]'.
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in
-                                                                ("str", "int", "float", "bool",
-                                                                 "list[...]", "none"))))
-
-
-def _error_line(err: typing.Mapping[str, Any]) -> tuple[str, str, str]:
-    loc = tuple(err["loc"])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        parent = _model_at(loc[:-1])
-        allowed = [f.alias or n for n, f in parent.model_fields.items()
-                   if not (f.exclude)] if parent else []
-        hint = did_you_mean(key, allowed)
-        fix = hint or (f"Allowed keys: {', '.join(allowed)}." if allowed else "Remove it.")
-        return _dotted(loc), f"unknown key '{key}'", fix
-    raw_loc, loc = loc, _clean_loc(loc)
-    if kind in ("tuple_type", "list_type", "too_short", "too_long") and len(raw_loc) > 2 \
-            and raw_loc[0] == "space" and raw_loc[2] in ("float", "int"):
-        received = err.get("input")
-        key = raw_loc[2]
-        return (_dotted((*raw_loc[:2], key)), f"must be a list [low, high], not {received!r}",
-                f"Write {key}: [low, high], or value: {received!r} for a fixed value.")
-    if kind == "missing":
-        return _dotted(loc), "is required but missing", "Add it."
-    received = err.get("input")
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return (_dotted(loc), f"must be a mapping of keys, not {received!r}",
-                f"Write it as {loc[-1] if loc else 'key'}: {{key: value, ...}}.")
-    message = str(err["msg"]).removeprefix("Value error, ")
-    message = message.replace("Input should be a valid ", "must be a ")
-    message = message.replace("Input should be ", "must be ")
-    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
-        message = f"{message}, not {received!r}"
-    return _dotted(loc), message, ""
-
-
-def _raise_validation(exc: ValidationError, source: str) -> typing.NoReturn:
-    from tunecli.errors import SpecErrors
-
-    # One problem per key path; union branches repeat themselves.
-    seen: dict[str, tuple[str, str]] = {}
-    for err in exc.errors():
-        path, message, fix = _error_line(err)
-        seen.setdefault(path, (message, fix))
-    # `spaces:` is one slip, not two: drop "space is missing" when a typo points at it.
-    suggested = {path.rpartition(".")[0] + ("." if "." in path else "") + fix.split("'")[1]
-                 for path, (message, fix) in seen.items()
-                 if message.startswith("unknown key") and fix.startswith("Did you mean")}
-    errors = [SpecError(message, source=source, path=path or None, fix=fix)
-              for path, (message, fix) in seen.items()
-              if not (message == "is required but missing" and path in suggested)]
-    if len(errors) == 1:
-        raise errors[0] from None
-    raise SpecErrors(errors) from None
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = data
-    for depth, part in enumerate(parents):
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {} if child is None else ({"name": child} if part == "dataset" else child)
-            if not isinstance(child, dict):
-                where = ".".join(parents[:depth + 1])
-                raise SpecError(f"cannot set {dotted}: {where} is {child!r}, not a mapping",
-                                source="--set", path=dotted,
-                                fix=f"Set {where} as a whole, e.g. --set '{where}={{...}}'.")
-            node[part] = child
-        node = child
-    node[last] = value
-
-
-def parse_assignments(assignments: list[str]) -> dict[str, Any]:
-    """``--set KEY.PATH=VALUE`` options -> overrides; values are YAML (``1e-3``, ``{a: 1}``)."""
-    from tunecli.yamlio import load_yaml_text
-
-    overrides: dict[str, Any] = {}
-    for item in assignments:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key or not re.match(r"^[A-Za-z_][\w-]*(\.[A-Za-z_0-9][\w-]*)*$", key):
-            raise SpecError(f"'{item}' is not KEY=VALUE", source="--set",
-                            fix="Write e.g. --set pruner.type=none or --set trainer.epochs=5.")
-        overrides[key] = load_yaml_text(text, f"--set {key}")
-    return overrides
-
-
-def validate(raw: Any, source: str, overrides: dict[str, Any] | None = None,
-             base_dir: str | None = None) -> StudySpec:
-    """Validate a parsed study (a mapping) with command-line overrides applied."""
-    if raw is None:
-        raise SpecError("the file is empty", source=source,
-                        fix="Write a study: see studies/digits.yaml for a start.")
-    if not isinstance(raw, dict):
-        raise SpecError(f"the top level must be a mapping of keys, not a {type(raw).__name__}",
-                        source=source, fix="Start with 'name: my-study' on the first line.")
-    raw = dict(raw)
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(raw, dotted, value)  # None is YAML's null, as if written in the file
-    try:
-        spec = StudySpec.model_validate({**raw, "base_dir": base_dir})
-    except ValidationError as exc:
-        _raise_validation(exc, source)
-    from tunecli import checks  # the registries' side: samplers, data sets, models
-
-    checks.check_spec(spec, source)
-    return spec
-
-
-def load(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:
-    """Read and validate a study file; ``overrides`` maps dotted keys to values from options."""
-    raw = load_yaml_file(path)
-    if isinstance(raw, dict) and "base_dir" in raw:
-        raise SpecError("unknown key 'base_dir'", source=str(path), path="base_dir",
-                        fix="Remove it.")
-    return validate(raw, str(path), overrides, base_dir=str(path.resolve().parent))
-
-
-def from_stored(stored: dict[str, Any], source: str,
-                overrides: dict[str, Any] | None = None) -> StudySpec:
-    """The spec kept with a study (see ``StudySpec.stored``), with ``overrides`` applied."""
-    stored = dict(stored)
-    base_dir = stored.pop("base_dir", None)
-    return validate(stored, source, overrides, base_dir=base_dir)
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of study files: what ``load`` accepts, shorthands and names included
-    (a test validates every file in studies/ against it)."""
-    from tunecli import samplers
-    from tunecli.trainer import data
-
-    schema = StudySpec.model_json_schema(by_alias=True, mode="validation")
-    schema["properties"].pop("base_dir", None)
-    schema["title"] = "tunecli study"
-    defs, props = schema["$defs"], schema["properties"]
-
-    def names(node: dict[str, Any], values: typing.Iterable[str]) -> None:
-        node["enum"] = list(values)
-
-    names(props["metric"], dict.fromkeys(data.CLASSIFICATION_METRICS + data.REGRESSION_METRICS))
-    names(defs["SamplerSpec"]["properties"]["type"], samplers.SAMPLERS)
-    names(defs["PrunerSpec"]["properties"]["type"], samplers.PRUNERS)
-    names(defs["DatasetSpec"]["properties"]["name"], data.DATASETS)
-    timeout = defs["BudgetSpec"]["properties"]["timeout"]
-    timeout["anyOf"] = [{"type": "number", "exclusiveMinimum": 0},
-                        {"type": "string", "pattern": _DURATION_SCHEMA_PATTERN},
-                        {"type": "null"}]
-    trainer = defs["TrainerSpec"]["properties"]
-    trainer["dataset"] = {"anyOf": [{"$ref": "#/$defs/DatasetSpec"},
-                                    {"type": "string", "enum": list(data.DATASETS)}],
-                          "description": "a data set name, or a mapping with name and options"}
-    scalar = [{"type": t} for t in ("string", "number", "boolean", "null")]
-    props["space"]["additionalProperties"] = {
-        "anyOf": [{"$ref": "#/$defs/ParamSpec"}, *scalar, {"type": "array"}],
-        "description": "a search range, a choice, or a fixed value (the shorthand `lr: 0.01`)"}
-    return schema
-
-
-# Parts of the spec that change what a trial's value means. Budget, sampler and pruner may
-# change between runs; the data's location and the device may differ between machines.
-_MACHINE_LOCAL = {("trainer", "data_root"), ("trainer", "device"), ("trainer", "download"),
-                  ("trainer", "eval_batch_size"), ("trainer", "compile"),
-                  ("trainer", "final_epochs")}  # used by `tunecli train` only
-
-
-def _objective_view(stored: dict[str, Any]) -> dict[str, Any]:
-    # With this version's defaults filled in, so a study stored before a key existed still
-    # matches a file that leaves the key at its default.
-    try:
-        stored = StudySpec.model_validate({k: v for k, v in stored.items()
-                                           if k != "base_dir"}).model_dump(mode="json",
-                                                                           by_alias=True)
-    except ValidationError:
-        pass
-    view = {k: stored.get(k) for k in ("metric", "direction", "space", "trainer")}
-    trainer = dict(view["trainer"] or {})
-    for _, key in _MACHINE_LOCAL:
-        trainer.pop(key, None)
-    view["trainer"] = trainer
-    return view
-
-
-def objective_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Lines 'path: old -> new' for each difference that would mix incomparable trials."""
-    lines: list[str] = []
-
-    def walk(a: Any, b: Any, path: str) -> None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in list(a) + [k for k in b if k not in a]:
-                walk(a.get(key, "<absent>"), b.get(key, "<absent>"),
-                     f"{path}.{key}" if path else str(key))
-        elif a != b:
-            lines.append(f"{path}: {a!r} -> {b!r}")
-
-    walk(_objective_view(old), _objective_view(new), "")
-    return lines

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from tunecli.spec import ParamSpec
+if TYPE_CHECKING:
+    from tunecli.spec.models import ParamSpec  # types only: the spec imports the registries
+
 
 __all__ = ["suggest", "is_active", "describe", "grid_values", "trial_config", "first_config",
            "distribution"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -23,7 +23,9 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.spec import ParamSpec
+if TYPE_CHECKING:
+    from tunecli.spec.models import ParamSpec  # types only: the spec imports the registries
+
 
 __all__ = ["HyperoptTPESampler"]
 

@@ -13,9 +13,15 @@ from typing import Any
 
 import optuna
 
-from tunecli import figures
-from tunecli.progress import format_params
-from tunecli.report import best_study_yaml, effort_line, format_value, ranked, reported_trials
+from tunecli.engine.progress import format_params
+from tunecli.reports import figures
+from tunecli.reports.export import best_study_yaml
+from tunecli.reports.summary import (
+    effort_line,
+    format_value,
+    ranked,
+    reported_trials,
+)
 from tunecli.spec import StudySpec
 
 __all__ = ["study_report", "comparison_report", "write"]

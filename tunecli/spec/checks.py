@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunecli.errors import SpecError, SpecErrors
-from tunecli.spec import ParamSpec, StudySpec, did_you_mean
+from tunecli.engine import samplers
+from tunecli.errors import SpecError, SpecErrors, did_you_mean
+from tunecli.spec.models import ParamSpec, StudySpec
+from tunecli.trainer import data, models
 
-__all__ = ["check_spec", "preflight", "warnings", "describe_data", "Problems", "ACCURACY_LIKE"]
+__all__ = ["check_spec", "check_values", "warnings", "Problems", "ACCURACY_LIKE"]
 
 # Metrics where bigger is better; minimizing one is almost always a slip.
 ACCURACY_LIKE = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_r2")
@@ -37,9 +39,6 @@ class Problems:
 
 def check_spec(spec: StudySpec, source: str) -> None:
     """Every check that needs the registries; raises one SpecError listing all problems."""
-    from tunecli import samplers
-    from tunecli.trainer import data, models
-
     problems = Problems(source)
     add = problems.add
     known_types = True
@@ -76,8 +75,6 @@ def check_spec(spec: StudySpec, source: str) -> None:
 
 
 def _check_space(spec: StudySpec, problems: Problems, builtin: bool) -> None:
-    from tunecli.trainer import models
-
     model = spec.trainer.model
     known = models.known_hyperparameters(model) if builtin else None
     seen: list[str] = []
@@ -90,13 +87,13 @@ def _check_space(spec: StudySpec, problems: Problems, builtin: bool) -> None:
                          did_you_mean(name, known) or f"Known: {', '.join(sorted(known))}.")
         entry = models.hyperparameter(model, name)
         if entry is not None:
-            _check_values(entry, param, where, problems)
+            check_values(entry, param, where, problems)
         for parent, wanted in (param.when or {}).items():
             _check_condition(spec, name, parent, wanted, seen, problems)
         seen.append(name)
 
 
-def _check_values(entry: Any, param: ParamSpec, where: str, problems: Problems) -> None:
+def check_values(entry: Any, param: ParamSpec, where: str, problems: Problems) -> None:
     """Fixed values, choices and range bounds against the typed table."""
     def fix_for(value: Any) -> str:
         if entry.kind == "choice":
@@ -172,92 +169,6 @@ def _check_condition(spec: StudySpec, name: str, parent: str, wanted: Any, seen:
                      "never be sampled", f"Drop the condition, or search '{parent}'.")
 
 
-def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, Any]:
-    """What ``search`` checks before its first trial, and ``validate`` too: the device and the
-    data root exist, the data loads and fits the metric, and the model builds once with the
-    space's first values and gives one output per class for a batch of two examples.
-
-    Returns what was loaded (for ``validate``'s summary).
-    """
-    from tunecli import space
-    from tunecli.trainer import loop, models
-    from tunecli.trainer.hyperparams import LOOP_DEFAULTS
-
-    try:
-        device, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
-        config = {**LOOP_DEFAULTS, **models.defaults_for(spec.trainer.model),
-                  **space.first_config(spec.space)}
-        _build_once(spec, config, bundle, device)
-    except SpecError as exc:
-        raise SpecError(exc.message, source=exc.source or source, path=exc.path,
-                        fix=exc.fix) from None
-    return {"device": str(device), "task": bundle.task, "train": len(bundle.x_train),
-            "validation": len(bundle.x_val), "test": len(bundle.x_test),
-            "input_shape": list(bundle.input_shape), "outputs": bundle.n_outputs}
-
-
-def _check_user_table(spec: StudySpec, builder: Any) -> None:
-    """A user model may declare its hyperparameters as the built-in ones are declared: a
-    module-level ``HYPERPARAMETERS = {name: Hyperparameter(...)}`` (see
-    examples/custom_model.py); the space is then checked against it too."""
-    import inspect
-
-    from tunecli.trainer.models import MODELS
-
-    if spec.trainer.model in MODELS:
-        return
-    table = getattr(inspect.getmodule(builder), "HYPERPARAMETERS", None)
-    if not isinstance(table, dict):
-        return
-    problems = Problems("")
-    for name, param in spec.space.items():
-        if name in table:
-            _check_values(table[name], param, f"space.{name}", problems)
-    if problems.errors:  # preflight adds the source
-        first = problems.errors[0]
-        raise SpecError(first.message, path=first.path, fix=first.fix)
-
-
-def _build_once(spec: StudySpec, config: dict[str, Any], bundle: Any, device: Any) -> None:
-    import inspect
-
-    import torch
-
-    from tunecli.trainer import models
-
-    name = spec.trainer.model
-    builder = models.MODELS[name].build if name in models.MODELS \
-        else models.resolve_user_model(name, spec.base_dir)
-    _check_user_table(spec, builder)
-    try:
-        inspect.signature(builder).bind(config, bundle.input_shape, bundle.n_outputs)
-    except TypeError as exc:
-        raise SpecError(f"{name} cannot be called as build(params, input_shape, n_outputs) "
-                        f"({exc})", path="trainer.model",
-                        fix="Define it as def build(params, input_shape, n_outputs).") from None
-    except ValueError:
-        pass  # no signature to inspect (a builtin or C function): the call below tells
-    try:
-        model = models.build(name, config, bundle.input_shape, bundle.n_outputs,
-                             spec.base_dir).to(device)
-        model.eval()
-        with torch.inference_mode():
-            out = model(bundle.x_train[:2])
-    except SpecError:
-        raise
-    except Exception as exc:  # user code: whatever it raises is bad input, said in one line
-        raise SpecError(f"{name} fails with the space's first values ("
-                        f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]})",
-                        path="trainer.model",
-                        fix="Fix the model for these inputs (shape "
-                            f"{list(bundle.input_shape)}, {bundle.n_outputs} outputs).") from None
-    expected = bundle.n_outputs
-    if tuple(out.shape) not in ((2, expected),) + (((2,),) if expected == 1 else ()):
-        raise SpecError(f"{name} gives outputs of shape {list(out.shape)} for a batch of 2; "
-                        f"expected [2, {expected}]", path="trainer.model",
-                        fix=f"End the model with {expected} output unit(s) (n_outputs).")
-
-
 def warnings(spec: StudySpec) -> list[str]:
     """Things that are allowed but almost always a slip."""
     found = []
@@ -268,38 +179,3 @@ def warnings(spec: StudySpec) -> list[str]:
         found.append(f"direction is maximize for {spec.metric}, where lower is better; "
                      "write direction: minimize")
     return found
-
-
-def describe_data(spec: StudySpec, data_root: str | None) -> list[str]:
-    """`validate --data`: what the data holds (classes and balance; a CSV's cleaning)."""
-    import numpy as np
-
-    from tunecli.trainer import loop
-
-    _, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
-    lines = []
-    if bundle.task == "classification":
-        labels = np.concatenate([t.cpu().numpy() for t in (bundle.y_train, bundle.y_val,
-                                                           bundle.y_test)])
-        counts = np.bincount(labels, minlength=bundle.n_outputs)
-        share = ", ".join(f"{i}: {n} ({n / counts.sum():.0%})" for i, n in enumerate(counts))
-        lines.append(f"classes ({bundle.n_outputs}): {share}")
-    else:
-        lines.append(f"target: mean {bundle.target_mean:.4g}, std {bundle.target_std:.4g} "
-                     "(training part; trials see it standardised, metrics are in its units)")
-    dataset = spec.trainer.dataset
-    if dataset.name == "csv":
-        from pathlib import Path
-
-        from tunecli.trainer.csv_table import read_csv
-
-        path = Path(dataset.path or "")
-        if spec.base_dir and not path.is_absolute():
-            dataset = dataset.model_copy(update={"path": str(Path(spec.base_dir) / path)})
-        table = read_csv(dataset)
-        lines.append(f"csv: {len(table.target)} rows, {len(table.feature_names)} features "
-                     f"({', '.join(table.feature_names[:12])}"
-                     f"{', ...' if len(table.feature_names) > 12 else ''}), delimiter "
-                     f"{table.delimiter!r}; missing cells: {table.dropped_rows} rows dropped, "
-                     f"{table.filled_cells} cells filled")
-    return lines

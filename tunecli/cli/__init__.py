@@ -1,0 +1,22 @@
+"""The ``tunecli`` command line: the app and one module per command group.
+
+- ``app``: the Typer app, shared options, the error guard (errors -> one line and an exit code)
+- ``searching``: ``search``, ``resume`` (and local workers)
+- ``reporting``: ``report``, ``train``
+- ``inspecting``: ``validate``, ``list``, ``schema``
+
+Commands are registered here, in the order ``tunecli --help`` lists them.
+"""
+
+from tunecli.cli import inspecting, reporting, searching
+from tunecli.cli.app import app, main
+
+app.command()(searching.search)
+app.command()(searching.resume)
+app.command()(reporting.report)
+app.command()(reporting.train)
+app.command()(inspecting.validate)
+app.command("list")(inspecting.list_studies)
+app.command()(inspecting.schema)
+
+__all__ = ["app", "main"]

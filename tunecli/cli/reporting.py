@@ -1,0 +1,157 @@
+"""``report`` and ``train``: read a stored study; show, export and compare; train its best."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tunecli.cli.app import (
+    DataRootOption,
+    StorageOption,
+    console,
+    err_console,
+    guard,
+    output_file,
+)
+from tunecli.errors import SpecError
+
+
+def report(
+    names: Annotated[list[str], typer.Argument(
+        help="Study name; two or more names compare the studies", show_default=False)],
+    storage: StorageOption = None,
+    format: Annotated[str, typer.Option(
+        "--format", help="table, json or csv (all trials; with several studies: the curves)")]
+        = "table",
+    top: Annotated[int, typer.Option("--top", help="Trials in the top table", min=1)] = 10,
+    export: Annotated[Path | None, typer.Option(
+        "--export", help="Write a study file fixed to the best configuration",
+        show_default=False)] = None,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Write a self-contained HTML report with figures (opens offline)",
+        show_default=False)] = None,
+    importance: Annotated[str, typer.Option(
+        "--importance", help="Parameter importances: auto (PED-ANOVA from 41 completed "
+                             "trials, fANOVA below), ped-anova, fanova or mdi")] = "auto",
+) -> None:
+    """Show the best configuration, importances, the top trials; export them; compare studies."""
+    def body() -> None:
+        from tunecli.engine import study as study_module
+        from tunecli.engine.storage import resolve_url
+        from tunecli.reports import summary as report_module
+        from tunecli.reports import terminal
+        from tunecli.reports.export import best_study_yaml
+
+        if format not in ("table", "json", "csv"):
+            raise SpecError(f"'{format}' is not a report format", source="--format",
+                            fix="Use table, json or csv.")
+        if importance not in report_module.IMPORTANCE_METHODS:
+            raise SpecError(f"'{importance}' is not an importance method", source="--importance",
+                            fix="Use auto, ped-anova, fanova or mdi.")
+        url = resolve_url(storage)
+        if len(names) > 1:
+            loaded = [study_module.load(n, url) for n in names]
+            output_file(html, "--html", "report.html")
+            _compare(loaded)
+            return
+        study, spec = study_module.load(names[0], url)
+        output_file(export, "--export", "best.yaml")  # checked before the report's work
+        output_file(html, "--html", "report.html")
+        data = report_module.summary(study, spec, importance=importance)
+        if format == "json":
+            sys.stdout.write(report_module.to_json(data) + "\n")
+        elif format == "csv":
+            sys.stdout.write(report_module.to_csv(data))
+        else:
+            terminal.show(console, data, top=top)
+        if export is not None:
+            if data["best"] is None:
+                raise SpecError("no trial has completed, so there is no best configuration",
+                                source="--export", fix="Run or resume the study first.")
+            export.write_text(best_study_yaml(spec, data), encoding="utf-8")
+            err_console.print(f"wrote {export}")
+        if html is not None:
+            from tunecli.reports import html as html_report
+
+            html_report.write(html, html_report.study_report(study, spec, data, top=top))
+            err_console.print(f"wrote {html}")
+
+    def _compare(studies: list[Any]) -> None:
+        from tunecli.reports import compare
+        from tunecli.reports import html as html_report
+        from tunecli.reports import summary as report_module
+
+        if export is not None:
+            raise SpecError("--export takes the best configuration of one study",
+                            source="--export", fix="Name one study: tunecli report NAME "
+                                                   "--export best.yaml.")
+        data = compare.comparison(studies)
+        if format == "json":
+            sys.stdout.write(report_module.to_json(data) + "\n")
+        elif format == "csv":
+            sys.stdout.write(compare.to_csv(data))
+        else:
+            compare.show(console, data)
+        if html is not None:
+            html_report.write(html, html_report.comparison_report(data))
+            err_console.print(f"wrote {html}")
+    guard(body)
+
+
+def train(
+    source: Annotated[str, typer.Argument(
+        help="best.yaml (from report --export) or a study name", show_default=False)],
+    trial: Annotated[int | None, typer.Option(
+        "--trial", help="With a study name: this trial instead of the best", show_default=False)]
+        = None,
+    storage: StorageOption = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", help="Epochs to train \\[default: trainer.final_epochs, else the trial's "
+                         "best epoch, else trainer.epochs]", min=1, show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Output path without suffix; writes OUT.pt and OUT.json "
+                      "\\[default: models/NAME]", show_default=False)] = None,
+    data_root: DataRootOption = None,
+) -> None:
+    """Train one configuration on training + validation data, test it once, save the model."""
+    def body() -> None:
+        from tunecli.engine.storage import resolve_url
+        from tunecli.trainer import final
+
+        path = Path(source)
+        if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+            if trial is not None:
+                raise SpecError("--trial picks a trial of a stored study, not of a file",
+                                source="--trial", fix=f"Run tunecli train STUDY_NAME --trial "
+                                                      f"{trial}, or drop --trial.")
+            choice = final.from_file(path, epochs)
+        else:
+            choice = final.from_study(source, resolve_url(storage), trial, epochs)
+        target = out if out is not None else Path("models") / choice.label
+        if target.is_dir() or not target.name:
+            raise SpecError(f"{target} is a folder", source="--out",
+                            fix=f"Give a path without suffix, e.g. --out {target / 'model'}.")
+        output_file(target.with_suffix(".json"), "--out", "model")
+        console.print(f"training {choice.source} for {choice.epochs} epochs on training + "
+                      "validation data", highlight=False)
+        info = final.train(choice, target, lambda line: console.print(line, highlight=False),
+                           data_root)
+        console.print("[bold]Test metrics[/] (held-out test part, evaluated once)")
+        table = Table(box=None, padding=(0, 2, 0, 2))
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in info["test_metrics"].items():
+            table.add_row(key, f"{value:.4f}")
+        console.print(table)
+        if info["search_value"] is not None:
+            console.print(f"(the search's {info['search_metric']} of this configuration: "
+                          f"{info['search_value']:.4f})", highlight=False)
+        console.print(f"saved {target.with_suffix('.pt')} (state dict) and "
+                      f"{target.with_suffix('.json')}\n  load: from tunecli.trainer.final import "
+                      f"load_model; model, info = load_model('{target.with_suffix('.json')}')",
+                      highlight=False, soft_wrap=True)
+    guard(body)

@@ -1,0 +1,225 @@
+"""``search`` and ``resume``: run a study here, or as local worker processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from tunecli.cli.app import (
+    DataRootOption,
+    DevicesOption,
+    KeepOption,
+    StorageOption,
+    TensorBoardOption,
+    TrialsPerDeviceOption,
+    WorkersOption,
+    check_keep,
+    check_tensorboard,
+    console,
+    err_console,
+    given,
+    guard,
+    interrupted,
+    storage_option,
+    summary,
+)
+from tunecli.errors import EXIT_INTERRUPTED
+
+_STOP_REASONS = {"budget": "budget reached", "timeout": "timeout reached",
+                 "grid": "every grid point was tried",
+                 "elsewhere": "the last trials are running in other workers"}
+
+
+def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
+                    tensorboard: Path | None) -> None:
+    from tunecli.engine import run as run_loop
+    from tunecli.engine.storage import mask
+
+    console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {spec.direction} "
+                  f"{spec.metric}, sampler {spec.sampler.type}, pruner {spec.pruner.type}, "
+                  f"budget {spec.budget.n_trials or '-'} trials"
+                  + (f" / {spec.budget.timeout:g}s" if spec.budget.timeout else ""))
+    try:
+        outcome = run_loop.run(study, spec, url, console, data_root=data_root,
+                                   keep_checkpoints=keep, tensorboard=tensorboard)
+    except KeyboardInterrupt:
+        interrupted(spec, url)
+    if outcome.stopped_by == "interrupted":
+        interrupted(spec, url)
+    summary(study, spec, url, _STOP_REASONS.get(outcome.stopped_by, outcome.stopped_by))
+
+
+def search(
+    study_file: Annotated[Path, typer.Argument(help="The study YAML file", show_default=False)],
+    storage: StorageOption = None,
+    n_trials: Annotated[int | None, typer.Option(
+        "--n-trials", help="Finished trials to reach (overrides budget.n_trials)")] = None,
+    timeout: Annotated[str | None, typer.Option(
+        "--timeout", help="Wall time for this run, e.g. 10m (overrides budget.timeout)")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Study name (overrides name:)")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Sampler seed (overrides sampler.seed)")] = None,
+    data_root: DataRootOption = None,
+    fork: Annotated[bool, typer.Option(
+        "--fork", help="If the name exists with a different spec, run as NAME-2, NAME-3, ...")]
+        = False,
+    keep_checkpoints: KeepOption = "best",
+    workers: WorkersOption = None,
+    devices: DevicesOption = None,
+    trials_per_device: TrialsPerDeviceOption = 1,
+    tensorboard: TensorBoardOption = None,
+    assignments: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override any key of the file: --set pruner.type=none (YAML value; "
+                      "repeatable)", show_default=False)] = None,
+) -> None:
+    """Run a study: sample, train, prune, until the budget is met."""
+    def body() -> None:
+        from tunecli import spec as spec_module
+        from tunecli.engine import study as study_module
+        from tunecli.engine.storage import resolve_url
+        from tunecli.spec import checks, preflight
+
+        keep = check_keep(keep_checkpoints)
+        check_tensorboard(tensorboard)
+        overrides = {**spec_module.parse_assignments(assignments or []),
+                     **given({"budget.n_trials": n_trials, "budget.timeout": timeout,
+                               "name": name, "sampler.seed": seed})}
+        spec = spec_module.load(study_file, overrides)
+        url = resolve_url(storage, spec.storage)
+        preflight.preflight(spec, data_root, str(study_file))
+        for warning in checks.warnings(spec):
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+        spec = study_module.with_resolved_data_root(spec, data_root)
+        if fork:
+            spec = _forked(spec, url, str(study_file))
+        study = study_module.open_for_search(spec, url, str(study_file))
+        if workers not in (None, 1) or devices:
+            _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
+                         tensorboard)
+        else:
+            _run_and_finish(study, spec, url, data_root, keep, tensorboard)
+    guard(body)
+
+
+def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
+                 per_device: int, data_root: str | None, keep: str,
+                 tensorboard: Path | None) -> None:
+    from tunecli.engine import recovery
+    from tunecli.engine import workers as workers_module
+    from tunecli.engine.storage import mask
+
+    envs = workers_module.plan(workers, devices, per_device)
+    console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
+                  f"budget {spec.budget.n_trials or '-'} trials")
+    extra = ["--keep-checkpoints", keep] + (["--data-root", data_root] if data_root else [])
+    if tensorboard is not None:
+        extra += ["--tensorboard", str(tensorboard.resolve())]
+    if spec.budget.timeout:
+        extra += ["--timeout", f"{spec.budget.timeout}s"]
+    codes = workers_module.run_workers(spec.name, url, envs, extra)
+    if EXIT_INTERRUPTED in codes:
+        interrupted(spec, url)
+    recovery.reap_lost_trials(study)  # a killed worker's trial: failed, queued for resume
+    summary(study, spec, url)
+    import optuna
+
+    grid_done = isinstance(study.sampler, optuna.samplers.GridSampler) and \
+        study.sampler.is_exhausted(study)
+    problem, failed = workers_module.problem(
+        codes, recovery.count_trials(study.get_trials()), spec.budget.n_trials,
+        spec.budget.timeout is not None or grid_done)
+    if failed:
+        err_console.print(f"[red]study incomplete:[/] {problem}. Continue it with: tunecli "
+                          f"resume {spec.name}" + storage_option(url), soft_wrap=True)
+        raise typer.Exit(2 if 2 in codes else 1)
+    if problem:
+        err_console.print(f"[yellow]warning:[/] {problem}; the other workers retried its "
+                          "trial and met the budget.", soft_wrap=True)
+
+
+def _forked(spec: Any, url: str, source: str) -> Any:
+    """The first free NAME-k whose stored spec matches, or a new one."""
+    from tunecli import spec as spec_module
+    from tunecli.engine import study as study_module
+    from tunecli.engine.storage import open_storage
+
+    names = set(study_module.study_names(open_storage(url, heartbeat=False)))
+    candidate, k = spec.name, 1
+    while candidate in names:
+        import optuna
+
+        stored = optuna.load_study(study_name=candidate, storage=url).user_attrs.get(
+            study_module.SPEC_ATTR)
+        if stored and not spec_module.objective_diff(stored, spec.stored()):
+            break
+        k += 1
+        candidate = f"{spec.name}-{k}"
+    if candidate != spec.name:
+        console.print(f"The spec differs from the stored study '{spec.name}': running it as "
+                      f"'{candidate}'.")
+    return spec.model_copy(update={"name": candidate})
+
+
+def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
+                   tensorboard: Path | None) -> None:
+    """One of several workers: trial lines only; the parent prints the summary."""
+    import torch
+
+    from tunecli.engine import run as run_loop
+
+    threads = os.environ.get("TUNECLI_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    plain = Console(highlight=False, force_terminal=False)
+    outcome = run_loop.run(study, spec, url, plain, data_root=data_root,
+                               keep_checkpoints=keep, tensorboard=tensorboard)
+    if outcome.stopped_by == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def resume(
+    name: Annotated[str, typer.Argument(help="Study name", show_default=False)],
+    storage: StorageOption = None,
+    n_trials: Annotated[int | None, typer.Option(
+        "--n-trials", help="Raise the budget of finished trials")] = None,
+    timeout: Annotated[str | None, typer.Option(
+        "--timeout", help="Wall time for this run, e.g. 10m")] = None,
+    data_root: DataRootOption = None,
+    keep_checkpoints: KeepOption = "best",
+    tensorboard: TensorBoardOption = None,
+    workers: WorkersOption = None,
+    devices: DevicesOption = None,
+    trials_per_device: TrialsPerDeviceOption = 1,
+    worker: Annotated[bool, typer.Option("--worker", hidden=True,
+                                         help="Run as one of search --workers")] = False,
+) -> None:
+    """Continue a stopped or crashed study to its budget (lost trials are retried)."""
+    def body() -> None:
+        from tunecli.engine import study as study_module
+        from tunecli.engine.storage import resolve_url
+        from tunecli.spec import preflight
+
+        keep = check_keep(keep_checkpoints)
+        check_tensorboard(tensorboard)
+        url = resolve_url(storage)
+        overrides = given({"budget.n_trials": n_trials, "budget.timeout": timeout})
+        study, spec = study_module.load(name, url, overrides=overrides)
+        if "budget.n_trials" in overrides:  # the new budget is the study's from now on
+            stored = study.user_attrs[study_module.SPEC_ATTR]
+            stored["budget"] = {**stored["budget"], "n_trials": spec.budget.n_trials}
+            study.set_user_attr(study_module.SPEC_ATTR, stored)
+        preflight.preflight(spec, data_root, f"study '{name}'")
+        if worker:
+            _run_as_worker(study, spec, url, data_root, keep, tensorboard)
+        elif workers not in (None, 1) or devices:
+            _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
+                         tensorboard)
+        else:
+            _run_and_finish(study, spec, url, data_root, keep, tensorboard)
+    guard(body)

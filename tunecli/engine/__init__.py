@@ -1,0 +1,51 @@
+"""The search engine: from a validated spec to stored trials.
+
+- ``study``: create or continue a study (spec, folder and data root stored with it); load one
+- ``run``: the run loop: trials to the budget or the timeout, signals, checkpoint tidying
+- ``objective``: one trial: claim a slot, sample, train, report each epoch
+- ``space``: ``space:`` entries -> ``trial.suggest_*``
+- ``samplers``: name -> sampler / pruner (the registries); per-process seeds
+- ``hyperopt_sampler``: Hyperopt's TPE as an Optuna sampler
+- ``storage``: URLs, the embedded default, SQLite settings
+- ``recovery``: lost trials retried; the one definition of trial counts
+- ``signals``: Ctrl-C / SIGTERM
+- ``workers``: local worker processes
+- ``progress``: live progress (rich)
+- ``tracking``: optional TensorBoard runs
+- ``optuna_internals``: the one reach past Optuna's public API
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> the module that defines it; imported on first use (PEP 562), so importing the
+# package stays cheap and no module here has to import another package at start-up.
+_EXPORTS = {
+    "open_for_search": "tunecli.engine.study",
+    "load": "tunecli.engine.study",
+    "SPEC_ATTR": "tunecli.engine.study",
+    "best_trial": "tunecli.engine.study",
+    "study_names": "tunecli.engine.study",
+    "with_resolved_data_root": "tunecli.engine.study",
+    "run": "tunecli.engine.run",
+    "RunOutcome": "tunecli.engine.run",
+    "count_trials": "tunecli.engine.recovery",
+    "reap_lost_trials": "tunecli.engine.recovery",
+    "SAMPLERS": "tunecli.engine.samplers",
+    "PRUNERS": "tunecli.engine.samplers",
+    "make_sampler": "tunecli.engine.samplers",
+    "make_pruner": "tunecli.engine.samplers",
+    "resolve_url": "tunecli.engine.storage",
+    "open_storage": "tunecli.engine.storage",
+    "DEFAULT_URL": "tunecli.engine.storage",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

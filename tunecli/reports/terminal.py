@@ -1,0 +1,79 @@
+"""The terminal report of one study (fits 100 columns): counts, effort saved, the best
+configuration, parameter importances, the top trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tunecli.engine.progress import format_params
+from tunecli.reports.summary import effort_line, format_value, ranked
+
+__all__ = ["show"]
+
+
+def _importance_table(imp: dict[str, Any], width: int = 30) -> Table:
+    table = Table(box=None, padding=(0, 2, 0, 2), show_header=False)
+    table.add_column("parameter")
+    table.add_column("bar")
+    table.add_column("share", justify="right")
+    for key, value in imp["values"].items():
+        table.add_row(key, "█" * round(value * width) or "▏", f"{value:.0%}")
+    return table
+
+
+def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
+    """The terminal report (fits 100 columns): counts, effort saved, best configuration,
+    parameter importances, the top trials."""
+    c = data["counts"]
+    console.print(f"[bold]{data['study']}[/]: {data['direction']} {data['metric']}  "
+                  f"finished {c['finished']} (complete {c['complete']}, pruned {c['pruned']})  "
+                  f"failed {c['failed']}"
+                  + (f"  lost {c['lost']} (retried)" if c["lost"] else "")
+                  + (f"  running {c['running']}" if c["running"] else "")
+                  + (f"  (budget {data['n_trials_budget']} finished)"
+                     if data["n_trials_budget"] else ""), highlight=False)
+    line = effort_line(data["epochs"])
+    if line:
+        console.print(line, highlight=False)
+    best = data["best"]
+    if best is None:
+        console.print("No trial has completed yet.")
+        return
+    console.print(f"[bold]Best trial #{best['number']}[/]: {data['metric']} = "
+                  f"{format_value(best['value'])}" + (f" at epoch {best['best_epoch']}"
+                                              if best.get("best_epoch") else ""),
+                  highlight=False)
+    table = Table(show_header=True, box=None, padding=(0, 2, 0, 2))
+    table.add_column("parameter")
+    table.add_column("value")
+    for key, value in best["params"].items():
+        table.add_row(key, format_value(value))
+    console.print(table)
+    imp = data.get("importances")
+    if imp:
+        if imp["values"]:
+            console.print(f"[bold]Parameter importances[/] ({imp['method']}, "
+                          f"{imp['n_trials']} completed trials)", highlight=False)
+            console.print(_importance_table(imp))
+            if imp["note"]:
+                console.print(f"  {imp['note']}", highlight=False)
+            if imp["left_out"]:
+                console.print(f"  not weighed (conditional, absent from some trials): "
+                              f"{', '.join(imp['left_out'])}", highlight=False)
+        elif imp["note"]:
+            console.print(f"Parameter importances: {imp['note']}", highlight=False)
+    leaders = ranked(data)[:top]
+    if len(leaders) > 1:
+        console.print(f"[bold]Top {len(leaders)} trials[/]")
+        table = Table(box=None, padding=(0, 1, 0, 1))
+        table.add_column("#", justify="right")
+        table.add_column(data["metric"], justify="right")
+        table.add_column("epochs", justify="right")
+        table.add_column("parameters", overflow="fold", max_width=72)
+        for r in leaders:
+            table.add_row(str(r["number"]), format_value(r["value"]), str(r["epochs"]),
+                          format_params(r["params"], limit=len(r["params"])))
+        console.print(table)

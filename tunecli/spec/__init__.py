@@ -1,0 +1,33 @@
+"""The study spec: what a user writes in YAML, validated whole before anything runs.
+
+- ``models``: the schema (pydantic), a leaf module
+- ``yamlio``: safe YAML 1.2 reading
+- ``overrides``: ``--set KEY.PATH=VALUE``
+- ``wording``: validation errors in the user's words
+- ``checks``: names checked against the registries (samplers, data sets, models,
+  hyperparameters), every problem at once
+- ``preflight``: what ``search`` checks before its first trial (data, model, device)
+- ``loading``: ``load`` / ``validate`` / ``from_stored``
+- ``diff``: whether a changed spec measures what a stored study measured
+- ``schema``: the JSON Schema for editors
+"""
+
+from tunecli.spec.diff import objective_diff
+from tunecli.spec.loading import from_stored, load, validate
+from tunecli.spec.models import (
+    AugmentSpec,
+    BudgetSpec,
+    DatasetSpec,
+    ParamSpec,
+    PrunerSpec,
+    SamplerSpec,
+    StudySpec,
+    TrainerSpec,
+    parse_duration,
+)
+from tunecli.spec.overrides import parse_assignments
+from tunecli.spec.schema import json_schema
+
+__all__ = ["StudySpec", "ParamSpec", "BudgetSpec", "SamplerSpec", "PrunerSpec", "TrainerSpec",
+           "DatasetSpec", "AugmentSpec", "load", "validate", "from_stored", "json_schema",
+           "objective_diff", "parse_duration", "parse_assignments"]
