@@ -43,8 +43,6 @@ def report(
         from tunecli.engine import study as study_module
         from tunecli.engine.storage import resolve_url
         from tunecli.reports import summary as report_module
-        from tunecli.reports import terminal
-        from tunecli.reports.export import best_study_yaml
 
         if format not in ("table", "json", "csv"):
             raise SpecError(f"'{format}' is not a report format", source="--format",
@@ -54,52 +52,61 @@ def report(
                             fix="Use auto, ped-anova, fanova or mdi.")
         url = resolve_url(storage)
         if len(names) > 1:
+            if export is not None:
+                raise SpecError("--export takes the best configuration of one study",
+                                source="--export", fix="Name one study: tunecli report NAME "
+                                                       "--export best.yaml.")
             loaded = [study_module.load(n, url) for n in names]
-            output_file(html, "--html", "report.html")
-            _compare(loaded)
+            _compare(loaded, format, output_file(html, "--html", "report.html"))
             return
         study, spec = study_module.load(names[0], url)
-        output_file(export, "--export", "best.yaml")  # checked before the report's work
-        output_file(html, "--html", "report.html")
-        data = report_module.summary(study, spec, importance=importance)
-        if format == "json":
-            sys.stdout.write(report_module.to_json(data) + "\n")
-        elif format == "csv":
-            sys.stdout.write(report_module.to_csv(data))
-        else:
-            terminal.show(console, data, top=top)
-        if export is not None:
-            if data["best"] is None:
-                raise SpecError("no trial has completed, so there is no best configuration",
-                                source="--export", fix="Run or resume the study first.")
-            export.write_text(best_study_yaml(spec, data), encoding="utf-8")
-            err_console.print(f"wrote {export}")
-        if html is not None:
-            from tunecli.reports import html as html_report
-
-            html_report.write(html, html_report.study_report(study, spec, data, top=top))
-            err_console.print(f"wrote {html}")
-
-    def _compare(studies: list[Any]) -> None:
-        from tunecli.reports import compare
-        from tunecli.reports import html as html_report
-        from tunecli.reports import summary as report_module
-
-        if export is not None:
-            raise SpecError("--export takes the best configuration of one study",
-                            source="--export", fix="Name one study: tunecli report NAME "
-                                                   "--export best.yaml.")
-        data = compare.comparison(studies)
-        if format == "json":
-            sys.stdout.write(report_module.to_json(data) + "\n")
-        elif format == "csv":
-            sys.stdout.write(compare.to_csv(data))
-        else:
-            compare.show(console, data)
-        if html is not None:
-            html_report.write(html, html_report.comparison_report(data))
-            err_console.print(f"wrote {html}")
+        _report_one(study, spec, format, top, importance,  # paths checked before the work
+                    output_file(export, "--export", "best.yaml"),
+                    output_file(html, "--html", "report.html"))
     guard(body)
+
+
+def _report_one(study: Any, spec: Any, format: str, top: int, importance: str,
+                export: Path | None, html: Path | None) -> None:
+    from tunecli.reports import summary as report_module
+    from tunecli.reports import terminal
+    from tunecli.reports.export import best_study_yaml
+
+    data = report_module.summary(study, spec, importance=importance)
+    if format == "json":
+        sys.stdout.write(report_module.to_json(data) + "\n")
+    elif format == "csv":
+        sys.stdout.write(report_module.to_csv(data))
+    else:
+        terminal.show(console, data, top=top)
+    if export is not None:
+        if data["best"] is None:
+            raise SpecError("no trial has completed, so there is no best configuration",
+                            source="--export", fix="Run or resume the study first.")
+        export.write_text(best_study_yaml(spec, data), encoding="utf-8")
+        err_console.print(f"wrote {export}")
+    if html is not None:
+        from tunecli.reports import html as html_report
+
+        html_report.write(html, html_report.study_report(study, spec, data, top=top))
+        err_console.print(f"wrote {html}")
+
+
+def _compare(studies: list[Any], format: str, html: Path | None) -> None:
+    from tunecli.reports import compare
+    from tunecli.reports import html as html_report
+    from tunecli.reports import summary as report_module
+
+    data = compare.comparison(studies)
+    if format == "json":
+        sys.stdout.write(report_module.to_json(data) + "\n")
+    elif format == "csv":
+        sys.stdout.write(compare.to_csv(data))
+    else:
+        compare.show(console, data)
+    if html is not None:
+        html_report.write(html, html_report.comparison_report(data))
+        err_console.print(f"wrote {html}")
 
 
 def train(

@@ -45,6 +45,34 @@ class RunOutcome:
 # The run loop
 
 
+class _TrialLog:
+    """After each trial: its line in the progress, the run's failure count, checkpoint tidying."""
+
+    def __init__(self, objective: Objective, keep_checkpoints: str) -> None:
+        self.objective = objective
+        self.keep = keep_checkpoints
+        self.progress: SearchProgress | None = None
+        self.failures = 0
+        self.last_failure = ""
+
+    def __call__(self, study: optuna.Study, frozen: FrozenTrial) -> None:
+        if frozen.user_attrs.get("surplus"):
+            return
+        seconds = frozen.duration.total_seconds() if frozen.duration else 0.0
+        note = ""
+        if frozen.state == TrialState.FAIL and not is_lost(frozen):
+            self.failures += 1
+            self.last_failure = str(frozen.user_attrs.get("fail_reason", "unknown error"))
+            note = f"[red]{escape(self.last_failure)}[/]"
+        elif frozen.state == TrialState.PRUNED:
+            note = f"after epoch {frozen.last_step}"
+        value = frozen.value if frozen.state == TrialState.COMPLETE else None
+        if self.progress is not None:
+            self.progress.trial_done(frozen.number, frozen.state.name.lower(), value,
+                                     frozen.params, seconds, note)
+        _tidy_checkpoints(study, self.objective, frozen, self.keep)
+
+
 def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
         data_root: str | None = None, keep_checkpoints: str = "best",
         checkpoints: bool = True, tensorboard: Path | None = None) -> RunOutcome:
@@ -58,79 +86,65 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
     signals = StopSignals()
     tracker = TensorBoardLog(tensorboard, spec.name, spec.metric) if tensorboard else None
     objective = Objective(spec, data_root, folder, signals, tracker)
+    log = _TrialLog(objective, keep_checkpoints)
     budget = spec.budget
     started = time.monotonic()
-    trials = study.get_trials(deepcopy=False)
-    counts = count_trials(trials)
-    failures, last_failure, stopped_by = 0, "", "budget"
-
-    def on_trial_done(st: optuna.Study, frozen: FrozenTrial) -> None:
-        nonlocal failures, last_failure
-        if frozen.user_attrs.get("surplus"):
-            return
-        state = frozen.state.name.lower()
-        seconds = frozen.duration.total_seconds() if frozen.duration else 0.0
-        note = ""
-        if frozen.state == TrialState.FAIL and not is_lost(frozen):
-            failures += 1
-            last_failure = str(frozen.user_attrs.get("fail_reason", "unknown error"))
-            note = f"[red]{escape(last_failure)}[/]"
-        elif frozen.state == TrialState.PRUNED:
-            note = f"after epoch {frozen.last_step}"
-        value = frozen.value if frozen.state == TrialState.COMPLETE else None
-        progress.trial_done(frozen.number, state, value, frozen.params, seconds, note)
-        _tidy_checkpoints(st, objective, frozen, keep_checkpoints)
-
+    counts = count_trials(study.get_trials(deepcopy=False))
     with SearchProgress(console, spec.name, spec.metric, budget.n_trials, budget.timeout,
                         counts["finished"]) as progress, signals:
+        log.progress = progress
         while True:
             if signals.requested:  # a signal between trials
                 stopped_by = "interrupted"
                 break
-            trials = study.get_trials(deepcopy=False)
-            counts = count_trials(trials)
-            best = best_trial(study)
-            progress.update(counts, (best.value, best.params)
-                            if best is not None and best.value is not None else None)
-            finished = counts["finished"]
-            if budget.n_trials is not None and finished >= budget.n_trials:
-                stopped_by = "budget"
-                break
-            if budget.n_trials is not None and finished + counts["running"] >= budget.n_trials:
-                # The last trials run elsewhere, unless their worker died: then retry them here.
-                reap_lost_trials(study)
-                running = count_trials(study.get_trials(deepcopy=False))["running"]
-                if finished + running >= budget.n_trials:
-                    stopped_by = "elsewhere"
-                    break
-                continue
-            if budget.timeout is not None and time.monotonic() - started >= budget.timeout:
-                stopped_by = "timeout"
-                break
-            if isinstance(study.sampler, optuna.samplers.GridSampler) and \
-                    study.sampler.is_exhausted(study):
-                stopped_by = "grid"
-                break
-            if failures > budget.max_failures:
-                stopped_by = "failures"
+            stopped_by = _reason_to_stop(study, spec, progress, log.failures,
+                                         time.monotonic() - started)
+            if stopped_by:
                 break
             try:
                 study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
-                               callbacks=[on_trial_done], gc_after_trial=False)
+                               callbacks=[log], gc_after_trial=False)
             except KeyboardInterrupt:
                 stopped_by = "interrupted"
                 break
         if stopped_by == "interrupted":
             queue_retries(study)
         counts = count_trials(study.get_trials(deepcopy=False))
-    outcome = RunOutcome(study, counts, stopped_by, failures, last_failure)
+    failures, last_failure = log.failures, log.last_failure
     if stopped_by != "interrupted" and counts["complete"] == 0 and failures:
         raise StudyFailed(f"no trial completed; {failures} failed, the last because: "
                           f"{last_failure}")
     if stopped_by == "failures":
         raise StudyFailed(f"stopped after {failures} failed trials (budget.max_failures is "
                           f"{budget.max_failures}); the last failed because: {last_failure}")
-    return outcome
+    return RunOutcome(study, counts, stopped_by, failures, last_failure)
+
+
+def _reason_to_stop(study: optuna.Study, spec: StudySpec, progress: SearchProgress,
+                    failures: int, elapsed: float) -> str:
+    """Why the run stops before another trial ("" to go on); refreshes the progress."""
+    budget = spec.budget
+    counts = count_trials(study.get_trials(deepcopy=False))
+    best = best_trial(study)
+    progress.update(counts, (best.value, best.params)
+                    if best is not None and best.value is not None else None)
+    finished = counts["finished"]
+    if budget.n_trials is not None and finished >= budget.n_trials:
+        return "budget"
+    if budget.n_trials is not None and finished + counts["running"] >= budget.n_trials:
+        # The last trials run elsewhere, unless their worker died: then retry them here.
+        reap_lost_trials(study)
+        running = count_trials(study.get_trials(deepcopy=False))["running"]
+        if finished + running >= budget.n_trials:
+            return "elsewhere"
+    if budget.timeout is not None and elapsed >= budget.timeout:
+        return "timeout"
+    if isinstance(study.sampler, optuna.samplers.GridSampler) and \
+            study.sampler.is_exhausted(study):
+        return "grid"
+    if failures > budget.max_failures:
+        return "failures"
+    return ""
 
 
 def _tidy_checkpoints(study: optuna.Study, objective: Objective, frozen: FrozenTrial,

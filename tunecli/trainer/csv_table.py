@@ -14,7 +14,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -85,11 +85,41 @@ def _is_missing(cell: str) -> bool:
     return cell.strip().lower() in _MISSING_WORDS
 
 
+Row = tuple[int, list[str]]  # (line number in the file, cells)
+
+
 def read_csv(spec: DatasetSpec) -> CsvTable:
     """Parse ``spec.path`` into features and target cells (see the module docstring)."""
     path = Path(spec.path or "")
     text = _text(path, spec.encoding)
     delimiter = _delimiter(text, spec.delimiter)
+    header, body = _rows(path, text, delimiter)
+    target = _target_column(spec, header, path)
+    t_index = header.index(target)
+    features = [i for i in range(len(header)) if i != t_index]
+    numeric = [i for i in features if header[i] not in spec.categorical]
+    keep, dropped = _rows_to_keep(spec, body, t_index, numeric, path, target)
+    columns: list[np.ndarray] = []
+    names: list[str] = []
+    filled = 0
+    for i in features:
+        cells = [row[i].strip() for _, row in keep]
+        if header[i] in spec.categorical:
+            for level in sorted(set(cells)):  # one-hot
+                columns.append(np.array([c == level for c in cells], dtype=np.float32))
+                names.append(f"{header[i]}={level}")
+            continue
+        values, gaps = _numeric_column(cells, keep, header[i], spec, path)
+        columns.append(values)
+        names.append(header[i])
+        filled += gaps
+    x = np.stack(columns, axis=1) if columns else np.zeros((len(keep), 0), np.float32)
+    return CsvTable(x, [row[t_index].strip() for _, row in keep], names, target, dropped,
+                    filled, delimiter)
+
+
+def _rows(path: Path, text: str, delimiter: str) -> tuple[list[str], list[Row]]:
+    """The header and the non-empty rows, each as long as the header."""
     rows = [(number, row) for number, row in
             enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1)
             if any(cell.strip() for cell in row)]
@@ -107,6 +137,10 @@ def read_csv(spec: DatasetSpec) -> CsvTable:
             raise _fail(f"{path} line {number} has {len(row)} cells, the header "
                         f"{len(header)}", "Give every row as many cells as the header "
                         f"(delimiter {delimiter!r}).")
+    return header, body
+
+
+def _target_column(spec: DatasetSpec, header: list[str], path: Path) -> str:
     target = spec.target or header[-1]
     if target not in header:
         raise _fail(f"column '{target}' is not in {path} (columns: {', '.join(header)})",
@@ -117,79 +151,57 @@ def read_csv(spec: DatasetSpec) -> CsvTable:
             raise _fail(f"categorical column '{name}' is not a feature column of {path}",
                         did_you_mean(name, header) or f"Columns: {', '.join(header)}.",
                         "trainer.dataset.categorical")
-    t_index = header.index(target)
-    features = [i for i in range(len(header)) if i != t_index]
+    return target
 
-    keep, missing_rows = [], 0
+
+def _rows_to_keep(spec: DatasetSpec, body: list[Row], t_index: int, numeric: list[int],
+                  path: Path, target: str) -> tuple[list[Row], int]:
+    """Rows with a target (and, with ``missing: drop``, no missing number); how many dropped."""
+    keep, dropped = [], 0
     for number, row in body:
         if _is_missing(row[t_index]):
             if spec.missing == "drop":
-                missing_rows += 1
+                dropped += 1
                 continue
             raise _fail(f"{path} line {number}: the target '{target}' is empty or not a "
                         "number", "Remove or fill those rows, or set trainer.dataset.missing: "
                         "drop.", "trainer.dataset.missing")
-        if spec.missing == "drop" and any(_is_missing(row[i]) for i in features
-                                          if header[i] not in spec.categorical):
-            missing_rows += 1
+        if spec.missing == "drop" and any(_is_missing(row[i]) for i in numeric):
+            dropped += 1
             continue
         keep.append((number, row))
     if len(keep) < 3:
         raise _fail(f"{path} keeps {len(keep)} rows after dropping those with missing cells",
                     "Fill the missing cells, or use missing: mean.", "trainer.dataset.missing")
+    return keep, dropped
 
-    columns: list[np.ndarray] = []
-    names: list[str] = []
-    filled = 0
-    for i in features:
-        name = header[i]
-        cells = [row[i].strip() for _, row in keep]
-        if name in spec.categorical:
-            levels = sorted(set(cells))
-            for level in levels:
-                columns.append(np.array([c == level for c in cells], dtype=np.float32))
-                names.append(f"{name}={level}")
+
+def _numeric_column(cells: list[str], keep: list[Row], name: str, spec: DatasetSpec,
+                    path: Path) -> tuple[np.ndarray, int]:
+    """One feature as numbers, missing cells filled with the mean when asked; how many were."""
+    values = np.empty(len(cells), dtype=np.float64)
+    gaps = []
+    for j, cell in enumerate(cells):
+        if _is_missing(cell):
+            gaps.append(j)
             continue
-        values = np.empty(len(cells), dtype=np.float64)
-        gaps = []
-        for j, cell in enumerate(cells):
-            if _is_missing(cell):
-                gaps.append(j)
-                continue
-            try:
-                values[j] = float(cell)
-            except ValueError:
-                raise _fail(f"{path} line {keep[j][0]}, column '{name}': {cell!r} is not a "
-                            "number", f"List '{name}' in trainer.dataset.categorical to one-hot "
-                            "encode it, or clean the column.",
-                            "trainer.dataset.categorical") from None
-            if not math.isfinite(values[j]):
-                gaps.append(j)
-        if gaps:
-            if spec.missing == "error":
-                raise _fail(f"{path} line {keep[gaps[0]][0]}, column '{name}': the cell "
-                            f"{cells[gaps[0]]!r} is missing ({len(gaps)} in that column)",
-                            "Fill it, or set trainer.dataset.missing: drop (drop such rows) "
-                            "or mean (use the column's mean).", "trainer.dataset.missing")
-            present = np.delete(values, gaps)
-            if present.size == 0:
-                raise _fail(f"column '{name}' of {path} has no value at all",
-                            "Drop the column.", "trainer.dataset.missing")
-            values[gaps] = present.mean()
-            filled += len(gaps)
-        columns.append(values.astype(np.float32))
-        names.append(name)
-    x = np.stack(columns, axis=1) if columns else np.zeros((len(keep), 0), np.float32)
-    return CsvTable(x, [row[t_index].strip() for _, row in keep], names, target,
-                    missing_rows, filled, delimiter)
-
-
-def summary(table: CsvTable, task: str) -> dict[str, Any]:
-    """What `validate --data` shows of a CSV: rows, features, classes and balance."""
-    info: dict[str, Any] = {"rows": len(table.target), "features": len(table.feature_names),
-                            "dropped_rows": table.dropped_rows,
-                            "filled_cells": table.filled_cells, "delimiter": table.delimiter}
-    if task == "classification":
-        levels, counts = np.unique(table.target, return_counts=True)
-        info["classes"] = {str(level): int(n) for level, n in zip(levels, counts, strict=True)}
-    return info
+        try:
+            values[j] = float(cell)
+        except ValueError:
+            raise _fail(f"{path} line {keep[j][0]}, column '{name}': {cell!r} is not a "
+                        "number", f"List '{name}' in trainer.dataset.categorical to one-hot "
+                        "encode it, or clean the column.", "trainer.dataset.categorical") from None
+        if not math.isfinite(values[j]):
+            gaps.append(j)
+    if gaps:
+        if spec.missing == "error":
+            raise _fail(f"{path} line {keep[gaps[0]][0]}, column '{name}': the cell "
+                        f"{cells[gaps[0]]!r} is missing ({len(gaps)} in that column)",
+                        "Fill it, or set trainer.dataset.missing: drop (drop such rows) "
+                        "or mean (use the column's mean).", "trainer.dataset.missing")
+        present = np.delete(values, gaps)
+        if present.size == 0:
+            raise _fail(f"column '{name}' of {path} has no value at all",
+                        "Drop the column.", "trainer.dataset.missing")
+        values[gaps] = present.mean()
+    return values.astype(np.float32), len(gaps)

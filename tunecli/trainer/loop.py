@@ -194,23 +194,8 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     seen = 0
     try:
         for epoch in range(progress.next_epoch, epochs + 1):
-            epoch_start = time.perf_counter()
-            train_loss = _train_epoch(setup, trainer, epoch)
-            metrics = {} if final else evaluate(setup.model, bundle.x_val, bundle.y_val,
-                                                bundle.task, bundle.n_outputs,
-                                                trainer.eval_batch_size, setup.autocast,
-                                                target_scale=target_scale)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - epoch_start
-            n_train = len(setup.x_fit)
-            seen += n_train
-            metrics.update({"train_loss": train_loss, "epoch_seconds": seconds,
-                            "samples_per_second": n_train / seconds if seconds else 0.0,
-                            "lr": setup.optimizer.param_groups[0]["lr"]})
-            value = train_loss if final else metrics[metric]
-            if not math.isfinite(value):
-                raise TrialFailed(f"{metric} became {value} in epoch {epoch}")
+            metrics, value = _epoch(setup, trainer, epoch, metric, final)
+            seen += len(setup.x_fit)
             progress.track(epoch, value, minimize)
             progress.history.append({"epoch": epoch, **metrics})
             progress.next_epoch = epoch + 1
@@ -242,6 +227,29 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
                        test_metrics=test_metrics, config=setup.config,
                        state_dict={k: v.detach().cpu()
                                    for k, v in setup.model.state_dict().items()})
+
+
+def _epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, metric: str,
+           final: bool) -> tuple[dict[str, float], float]:
+    """Train one epoch and evaluate it: its metrics, and the value that ranks epochs."""
+    bundle = setup.bundle
+    epoch_start = time.perf_counter()
+    train_loss = _train_epoch(setup, trainer, epoch)
+    metrics = {} if final else evaluate(setup.model, bundle.x_val, bundle.y_val, bundle.task,
+                                        bundle.n_outputs, trainer.eval_batch_size,
+                                        setup.autocast,
+                                        target_scale=(bundle.target_mean, bundle.target_std))
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize(setup.device)
+    seconds = time.perf_counter() - epoch_start
+    n_train = len(setup.x_fit)
+    metrics.update({"train_loss": train_loss, "epoch_seconds": seconds,
+                    "samples_per_second": n_train / seconds if seconds else 0.0,
+                    "lr": setup.optimizer.param_groups[0]["lr"]})
+    value = train_loss if final else metrics[metric]
+    if not math.isfinite(value):
+        raise TrialFailed(f"{metric} became {value} in epoch {epoch}")
+    return metrics, value
 
 
 def _build(trainer: TrainerSpec, params: dict[str, Any], metric: str, base_dir: str | None,
