@@ -42,7 +42,8 @@ def test_sampler_runs_a_study(tmp_path: Path, name: str) -> None:
                         else "{choice: [0.003, 0.03]}")
     study = run_study(tmp_path, text)
     trials = study.get_trials()
-    assert finished(study) == (6 if name != "grid" else min(6, len(trials)))
+    # the grid here has 2 x 5 x 2 (x 5 momentum) points: more than the budget, so 6 for all
+    assert finished(study) == 6 and len(trials) >= 6
     assert all(t.state != optuna.trial.TrialState.FAIL for t in trials)
     # conditional parameter only present with its parent's value
     for t in trials:

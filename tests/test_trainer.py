@@ -214,6 +214,23 @@ def test_every_schedule_with_warmup(schedule: str) -> None:
         assert lrs[-1] < 0.03
 
 
+def test_plateau_schedule_decays_when_the_metric_stalls() -> None:
+    import torch
+
+    from tunecli.trainer.hyperparams import LOOP_DEFAULTS
+    from tunecli.trainer.optim import Schedule
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    config = {**LOOP_DEFAULTS, "schedule": "plateau", "gamma": 0.5, "plateau_patience": 0}
+    schedule = Schedule(config, optimizer, epochs=5, minimize=False)
+    lrs = []
+    for epoch in range(1, 4):
+        schedule.step(epoch, 0.7)  # the same accuracy every epoch: no improvement
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == [pytest.approx(0.1), pytest.approx(0.05), pytest.approx(0.025)]
+
+
 def test_l1_and_l2_shrink_weights() -> None:
     def weight_norm(params: dict[str, Any]) -> float:
         spec = synthetic(epochs=5)

@@ -1,0 +1,51 @@
+"""Storage URLs: what a bare path means, passwords never shown, files never made by readers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunecli.engine import storage
+from tunecli.errors import SpecError
+
+
+@pytest.mark.parametrize("given,url", [
+    (None, "sqlite:///tunecli.db"),
+    ("runs.db", "sqlite:///runs.db"),
+    ("runs.sqlite3", "sqlite:///runs.sqlite3"),
+    ("runs.journal", "journal:runs.journal"),
+    ("postgresql://u:p@h/db", "postgresql://u:p@h/db"),
+])
+def test_resolve_url(given: str | None, url: str) -> None:
+    assert storage.resolve_url(given) == url
+
+
+def test_the_option_wins_over_the_environment_and_the_file(monkeypatch) -> None:
+    monkeypatch.setenv("TUNECLI_STORAGE", "env.db")
+    assert storage.resolve_url("option.db", "file.db") == "sqlite:///option.db"
+    assert storage.resolve_url(None, "file.db") == "sqlite:///env.db"
+
+
+def test_a_path_without_a_storage_suffix_is_refused() -> None:
+    with pytest.raises(SpecError, match="results.db"):
+        storage.resolve_url("results.txt")
+
+
+def test_passwords_are_masked_and_files_shown_absolute(tmp_path: Path) -> None:
+    assert storage.mask("see postgresql://me:s3cret@host/db") == "see postgresql://me:***@host/db"
+    assert storage.describe("sqlite:///tunecli.db") == f"sqlite:///{tmp_path / 'tunecli.db'}"
+    assert storage.local_file("postgresql://u:p@h/db") is None
+
+
+def test_a_reader_never_creates_a_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no storage at"):
+        storage.open_storage("sqlite:///missing.db", create=False)
+    assert not (tmp_path / "missing.db").exists()
+    storage.open_storage("sqlite:///made.db")  # a search may
+    assert (tmp_path / "made.db").exists()
+
+
+def test_checkpoints_live_beside_a_file_storage(tmp_path: Path) -> None:
+    assert storage.study_folder("sqlite:///sub/x.db", "s") == tmp_path / "sub" / ".tunecli" / "s"
+    assert storage.study_folder("postgresql://h/db", "s") == tmp_path / ".tunecli" / "s"
