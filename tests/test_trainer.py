@@ -17,7 +17,7 @@ import torch
 from tunecli.errors import SpecError, TrialFailed
 from tunecli.spec import TrainerSpec
 from tunecli.trainer import data as data_sets
-from tunecli.trainer import loop
+from tunecli.trainer import loop, metrics
 from tunecli.trainer.hyperparams import OPTIMIZERS, SCHEDULES
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -174,7 +174,7 @@ def test_metrics_match_scikit_learn() -> None:
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     x, y = torch.randn(50, 4), torch.randint(0, 3, (50,))
-    got = loop.evaluate(model, x, y, "classification", 3, 16, contextlib.nullcontext)
+    got = metrics.evaluate(model, x, y, "classification", 3, 16, contextlib.nullcontext)
     pred = model(x).argmax(1).numpy()
     assert got["val_accuracy"] == pytest.approx(accuracy_score(y, pred))
     assert got["val_f1"] == pytest.approx(f1_score(y, pred, average="macro", zero_division=0))

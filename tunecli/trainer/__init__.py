@@ -1,18 +1,31 @@
 """The PyTorch side of tunecli, reached through one call: ``run(trainer, params, reporter)``.
 
-``data`` holds the data sets, ``models`` the model builders, ``loop`` the training loop. The
-study engine knows nothing else of PyTorch.
+``data`` holds the data sets (``csv_table`` a user's CSV), ``models`` the model builders,
+``optim`` the optimizers and schedules, ``hyperparams`` the typed table of built-in
+hyperparameters, ``loop`` the training loop and ``final`` the final model. The engine knows
+nothing else of PyTorch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tunecli.spec.models import TrainerSpec
+    from tunecli.trainer.loop import Reporter, TrainResult
 
 __all__ = ["run"]
 
 
-def run(*args: Any, **kwargs: Any) -> Any:
-    """See ``tunecli.trainer.loop.run`` (imported lazily: torch is slow to import)."""
+def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
+        direction: str = "maximize", base_dir: str | None = None,
+        data_root: str | None = None, checkpoint: Path | None = None,
+        final_epochs: int | None = None) -> TrainResult:
+    """Train one configuration (see ``tunecli.trainer.loop.run``); torch is imported here, on
+    the first call, because it is slow to import and ``report``/``validate`` never need it."""
     from tunecli.trainer.loop import run as _run
 
-    return _run(*args, **kwargs)
+    return _run(trainer, params, reporter, metric=metric, direction=direction,
+                base_dir=base_dir, data_root=data_root, checkpoint=checkpoint,
+                final_epochs=final_epochs)
