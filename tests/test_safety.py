@@ -159,5 +159,6 @@ def test_postgres_workers_from_two_processes(write_study, postgres_url, subproce
     assert finished(trials) == 10
     assert len({t.user_attrs["worker"] for t in trials}) >= 2
     # two machines that joined the study at once drew no configuration twice
-    points = [tuple(sorted(t.params.items())) for t in trials]
+    points = [tuple(sorted(t.params.items())) for t in trials
+              if not t.user_attrs.get("surplus")]  # a lost race: no parameters drawn
     assert len(points) == len(set(points))

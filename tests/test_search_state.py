@@ -37,9 +37,11 @@ FAST = TINY_STUDY.replace("epochs: 3", "epochs: 1").replace("n_samples: 300", "n
 
 
 def points(trials: list, retries: bool = False) -> list[tuple]:
-    """Each trial's configuration (a deliberate retry of a lost trial left out)."""
+    """Each trial's configuration (a deliberate retry of a lost trial, and a worker's surplus
+    trial, which draws nothing, left out)."""
     return [tuple(sorted(t.params.items())) for t in trials
-            if retries or ("retry_of" not in t.user_attrs and t.state.name != "WAITING")]
+            if not t.user_attrs.get("surplus")
+            and (retries or ("retry_of" not in t.user_attrs and t.state.name != "WAITING"))]
 
 
 @pytest.mark.parametrize("name", [n for n in SAMPLERS if n != "grid"])
