@@ -9,11 +9,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tunecli.lazy import lazy_getattr
 
-# name -> the module that defines it; imported on first use (PEP 562), so importing the
-# package stays cheap and no module here has to import another package at start-up.
+# name -> the module that defines it, imported on first use (see tunecli.lazy)
 _EXPORTS = {
     "summary": "tunecli.reports.summary",
     "to_json": "tunecli.reports.summary",
@@ -26,9 +24,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
