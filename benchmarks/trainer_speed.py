@@ -32,6 +32,24 @@ def mlp(width: int, depth: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def extracted_root(root: Path) -> Path:
+    """A root torchvision's FashionMNIST opens: the given one, or (for a read-only root that
+    holds only the .gz originals) a copy extracted to a temporary folder. Both sides of the
+    benchmark read the same files."""
+    import gzip
+    import tempfile
+
+    raw = root / "FashionMNIST" / "raw"
+    if (raw / "train-images-idx3-ubyte").exists():
+        return root
+    target = Path(tempfile.mkdtemp(prefix="tunecli-bench-"))
+    (target / "FashionMNIST" / "raw").mkdir(parents=True)
+    for gz_file in raw.glob("*-ubyte.gz"):
+        out = target / "FashionMNIST" / "raw" / gz_file.name.removesuffix(".gz")
+        out.write_bytes(gzip.decompress(gz_file.read_bytes()))
+    return target
+
+
 def baseline_epochs(root: Path, n_train: int, n_val: int, epochs: int, width: int, depth: int,
                     batch: int) -> list[float]:
     from torch.utils.data import DataLoader, Subset
@@ -100,15 +118,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
-    import torchvision
-
-    from tunecli.trainer.data import open_torchvision
-
-    root = Path(args.data_root).resolve()
-    # Both sides read the same extracted files (a read-only root is extracted to the cache).
-    train_set, _ = open_torchvision(torchvision.datasets.FashionMNIST, root, False,
-                                     "FashionMNIST")
-    extracted = Path(train_set.root)
+    extracted = extracted_root(Path(args.data_root).resolve())
     shape = (args.train_examples, args.val_examples, args.epochs, args.width, args.depth,
              args.batch_size)
     base = baseline_epochs(extracted, *shape)

@@ -56,6 +56,7 @@ def grid_study(widest: int) -> str:
 @pytest.fixture(autouse=True)
 def _private_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / ".cache"))  # decoded data sets land here
     monkeypatch.delenv("TUNECLI_STORAGE", raising=False)
     monkeypatch.delenv("TUNECLI_DATA", raising=False)
     return tmp_path

@@ -7,7 +7,6 @@ so trials after the first pay nothing for data (the main cost of DataLoader-base
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from collections.abc import Callable
@@ -25,7 +24,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: `report` and `val
     from tunecli.spec.models import DatasetSpec  # types only: the spec imports the registries
 
 __all__ = ["DATASETS", "DataBundle", "RawData", "load", "augment_batch", "resolve_data_root",
-           "open_torchvision", "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
+           "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
 
 CLASSIFICATION_METRICS = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_loss",
                           "train_loss")
@@ -95,60 +94,41 @@ def _digits(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
     return RawData(x, bunch.target.astype(np.int64), "classification", True)
 
 
-def _torchvision(class_name: str, folder: str,
-                 files_at: str) -> Callable[[DatasetSpec, Path | None, bool], RawData]:
-    def loader(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
-        import torchvision
+def _image_set(class_name: str, folder: str,
+               files_at: str) -> Callable[[DatasetSpec, Path | None, bool], RawData]:
+    """A torchvision-layout data set, read from its original files (see ``image_files``)."""
+    def read(root: Path) -> Any:
+        from tunecli.trainer import image_files
 
+        if class_name == "CIFAR10":
+            return image_files.read_cifar10(root / folder)
+        found = image_files.read_mnist_family(root / folder / "raw", folder)
+        if found is None and (root / folder).is_dir():  # torchvision < 0.9 kept them here
+            found = image_files.read_mnist_family(root / folder, folder)
+        return found
+
+    def loader(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
         if root is None:
             raise SpecError(f"the {spec.name} data set needs a data root", path="trainer.data_root",
                             fix=f"Set trainer.data_root, --data-root DIR or TUNECLI_DATA to a "
                                 f"folder holding {folder}/ (add download: true to fetch it).")
-        cls = getattr(torchvision.datasets, class_name)
-        try:
-            train, test = open_torchvision(cls, root, download, folder)
-        except RuntimeError as exc:
-            raise SpecError(f"{spec.name} files not found under {root} ({exc})",
+        found = read(root)
+        if found is None and download:
+            import torchvision  # only to fetch the files
+
+            cls = getattr(torchvision.datasets, class_name)
+            cls(str(root), train=True, download=True)
+            cls(str(root), train=False, download=True)
+            found = read(root)
+        if found is None:
+            raise SpecError(f"{spec.name} files not found under {root}",
                             path="trainer.data_root",
                             fix=f"Put the original files in {root / files_at}, point "
                                 "--data-root or TUNECLI_DATA at a folder that holds them, or "
-                                "set trainer.download: true.") from None
-        return RawData(*_images(train), "classification", True, test=_images(test))
+                                "set trainer.download: true.")
+        (x_train, y_train), test = found
+        return RawData(x_train, y_train, "classification", True, test=test)
     return loader
-
-
-def open_torchvision(cls: Any, root: Path, download: bool, folder: str) -> tuple[Any, Any]:
-    """Both splits; a read-only root holding only the .gz originals is extracted to a cache."""
-    try:
-        return cls(str(root), train=True, download=download), \
-            cls(str(root), train=False, download=download)
-    except RuntimeError:
-        raw = root / folder / "raw"
-        gz_files = sorted(raw.glob("*-ubyte.gz")) if raw.is_dir() else []
-        if download or not gz_files:
-            raise
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunecli" / "data"
-    target = cache / folder / "raw"
-    target.mkdir(parents=True, exist_ok=True)
-    for gz_file in gz_files:
-        out = target / gz_file.name.removesuffix(".gz")
-        if not out.exists():
-            tmp = out.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(gzip.decompress(gz_file.read_bytes()))
-            os.replace(tmp, out)
-    return cls(str(cache), train=True, download=False), cls(str(cache), train=False,
-                                                             download=False)
-
-
-def _images(ds: object) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    data = ds.data  # type: ignore[attr-defined]
-    x = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
-    x = x[:, None, :, :] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # -> N, C, H, W
-    targets = ds.targets  # type: ignore[attr-defined]
-    y = targets.numpy() if isinstance(targets, torch.Tensor) else np.asarray(targets)
-    return x.astype(np.float32) / 255.0, y.astype(np.int64)
 
 
 def _csv(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
@@ -214,9 +194,9 @@ def _synthetic_regression(spec: DatasetSpec, root: Path | None, download: bool) 
 
 DATASETS: dict[str, Callable[[DatasetSpec, Path | None, bool], RawData]] = {
     "digits": _digits,
-    "mnist": _torchvision("MNIST", "MNIST", "MNIST/raw"),
-    "fashion-mnist": _torchvision("FashionMNIST", "FashionMNIST", "FashionMNIST/raw"),
-    "cifar10": _torchvision("CIFAR10", "cifar-10-batches-py", "cifar-10-batches-py"),
+    "mnist": _image_set("MNIST", "MNIST", "MNIST/raw"),
+    "fashion-mnist": _image_set("FashionMNIST", "FashionMNIST", "FashionMNIST/raw"),
+    "cifar10": _image_set("CIFAR10", "cifar-10-batches-py", "cifar-10-batches-py"),
     "csv": _csv,
     "synthetic-classification": _synthetic_classification,
     "synthetic-regression": _synthetic_regression,
@@ -269,13 +249,19 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
     if spec.max_train_samples is not None:
         x_train, y_train = x_train[:spec.max_train_samples], y_train[:spec.max_train_samples]
 
-    # Normalisation fitted on the training part only (per channel for images).
-    axes = (0, 2, 3) if raw.is_image else (0,)
-    mean = x_train.mean(axis=axes, keepdims=True)
-    std = x_train.std(axis=axes, keepdims=True) + 1e-6
-
+    # Normalisation fitted on the training part only (per channel for images), done in place on
+    # float32 tensors: no float64 or second full-size copy (image files stay uint8 until here).
     def tensor_x(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(((a - mean) / std).astype(np.float32)).to(device)
+        t = torch.from_numpy(np.array(a, copy=True)).to(device=device, dtype=torch.float32)
+        return t.div_(255.0) if a.dtype == np.uint8 else t  # images in [0, 1], as ToTensor
+
+    xs = [tensor_x(a) for a in (x_train, x_val, x_test)]
+    dims = (0, 2, 3) if raw.is_image else (0,)
+    std_t, mean_t = torch.std_mean(xs[0], dim=dims, keepdim=True, correction=0)
+    std_t = std_t + 1e-6
+    for t in xs:
+        t.sub_(mean_t).div_(std_t)
+    mean, std = mean_t.cpu().numpy(), std_t.cpu().numpy()
 
     target_mean, target_std = 0.0, 1.0
     if raw.task == "regression":
@@ -290,8 +276,8 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
 
     n_outputs = int(max(raw.y.max(), y_test.max(initial=0))) + 1 \
         if raw.task == "classification" else 1
-    return DataBundle(tensor_x(x_train), tensor_y(y_train), tensor_x(x_val), tensor_y(y_val),
-                      tensor_x(x_test), tensor_y(y_test), raw.task, n_outputs,
+    return DataBundle(xs[0], tensor_y(y_train), xs[1], tensor_y(y_val),
+                      xs[2], tensor_y(y_test), raw.task, n_outputs,
                       tuple(x_train.shape[1:]), raw.is_image, mean[0], std[0], target_mean,
                       target_std)
 
