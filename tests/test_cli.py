@@ -133,6 +133,14 @@ def test_every_trial_failing_exits_1(cli, write_study) -> None:
     assert result.exit_code == 1
     assert "training loss became" in result.output
     assert len(stored()) == 3  # max_failures 2: the third failure stops the study
+    # the reports say why, grouped: three failures that differ only in their numbers
+    shown = cli("report", "tiny", "--html", "r.html")
+    assert shown.exit_code == 0, shown.output
+    assert "failed ×3 (e.g. trial #0): the training loss became" in shown.output
+    data = json.loads(cli("report", "tiny", "--format", "json").output)
+    assert [(g["count"], g["example"]) for g in data["failures"]] == [(3, 0)]
+    assert 'id="failures"' in Path("r.html").read_text() and "training loss became" in \
+        Path("r.html").read_text()
 
 
 @pytest.mark.parametrize("args,words", [

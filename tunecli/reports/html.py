@@ -134,8 +134,12 @@ def study_report(study: optuna.Study, spec: StudySpec, data: dict[str, Any],
         ("failed", str(counts["failed"])),
         ("epochs trained", f"{data['epochs']['spent']} / {data['epochs']['budgeted']}"),
     ])
+    failures = "".join(f"<li>failed ×{g['count']} (e.g. trial #{g['example']}): "
+                       f"{html.escape(g['reason'])}</li>" for g in data.get("failures") or [])
     sections = [f'<section id="overview"><h2>Overview</h2>{cards}'
-                f'<p class="note">{html.escape(effort_line(data["epochs"]))}</p></section>']
+                f'<p class="note">{html.escape(effort_line(data["epochs"]))}</p>'
+                + (f'<h3>Why trials failed</h3><ul id="failures">{failures}</ul>'
+                   if failures else "") + '</section>']
     for key, (title, fig, note) in figures.study_figures(study, data,
                                                          reported_trials(study)).items():
         sections.append(_figure_section(key, title, fig, note))

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import re
 import warnings
 from typing import Any
 
@@ -18,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunecli.engine import space
-from tunecli.engine.recovery import count_trials
+from tunecli.engine.recovery import count_trials, kind_of
 from tunecli.engine.study import best_trial
 from tunecli.spec import StudySpec
 
@@ -72,9 +73,27 @@ def summary(study: optuna.Study, spec: StudySpec, *,
             "history": best.user_attrs.get("history", []),
         },
         "epochs": effort(trials, spec.trainer.epochs),
+        "failures": failure_reasons(trials),
         "importances": importances(study, spec, importance) if importance else None,
         "trials": rows,
     }
+
+
+_NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\b(?:nan|inf)\b")
+
+
+def failure_reasons(trials: list[FrozenTrial]) -> list[dict[str, Any]]:
+    """Why trials failed, grouped: reasons that differ only in their numbers (an epoch, a
+    learning rate) are one group, with its count and the first trial as the example."""
+    groups: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        if kind_of(t) != "failed":
+            continue
+        reason = str(t.user_attrs.get("fail_reason", "unknown error"))
+        group = groups.setdefault(_NUMBER_RE.sub("#", reason),
+                                  {"reason": reason, "count": 0, "example": t.number})
+        group["count"] += 1
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["example"]))
 
 
 def _epochs_of(t: FrozenTrial) -> int:

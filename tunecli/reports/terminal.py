@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tunecli.engine.progress import format_params
@@ -38,6 +39,9 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     line = effort_line(data["epochs"])
     if line:
         console.print(line, highlight=False)
+    for group in data.get("failures") or []:
+        console.print(f"[red]failed ×{group['count']}[/] (e.g. trial #{group['example']}): "
+                      f"{escape(group['reason'])}", highlight=False, soft_wrap=True)
     best = data["best"]
     if best is None:
         console.print("No trial has completed yet.")
