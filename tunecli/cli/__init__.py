@@ -4,11 +4,12 @@
 - ``searching``: ``search``, ``resume`` (and local workers)
 - ``reporting``: ``report``, ``train``
 - ``inspecting``: ``validate``, ``list``, ``schema``
+- ``managing``: ``delete``, ``copy``
 
 Commands are registered here, in the order ``tunecli --help`` lists them.
 """
 
-from tunecli.cli import inspecting, reporting, searching
+from tunecli.cli import inspecting, managing, reporting, searching
 from tunecli.cli.app import app, main
 
 app.command()(searching.search)
@@ -18,5 +19,7 @@ app.command()(reporting.train)
 app.command()(inspecting.validate)
 app.command("list")(inspecting.list_studies)
 app.command()(inspecting.schema)
+app.command()(managing.delete)
+app.command()(managing.copy)
 
 __all__ = ["app", "main"]
