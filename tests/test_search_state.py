@@ -342,3 +342,14 @@ def test_the_shipped_custom_model_study_resumes_from_another_folder(cli, tmp_pat
                   "--n-trials", "2")
     assert resumed.exit_code == 0, resumed.output
     assert finished(stored(f"sqlite:///{tmp_path / 'runs.db'}", "digits-custom-model")) == 2
+
+
+def test_the_export_holds_what_a_user_would_write(cli, tmp_path: Path) -> None:
+    study_file = _project(tmp_path / "project")
+    assert cli("search", study_file).exit_code == 0
+    assert cli("report", "proj", "--export", "best.yaml").exit_code == 0
+    exported = (tmp_path / "best.yaml").read_text()
+    # only keys that differ from their defaults: nothing about synthetic data or augmentation
+    for meaningless in ("n_samples", "noise", "augment", "eval_batch_size", "split_seed"):
+        assert meaningless not in exported
+    assert "path: " + str(tmp_path / "project" / "data" / "table.csv") in exported

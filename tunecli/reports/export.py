@@ -17,7 +17,7 @@ def best_study_yaml(spec: StudySpec, data: dict[str, Any]) -> str:
     stored = spec.portable()  # runs from any folder, wherever the export is written
     stored["name"] = f"{spec.name}-best"
     stored["space"] = {key: {"value": value} for key, value in best["params"].items()}
-    stored["budget"] = {**stored["budget"], "n_trials": 1, "timeout": None}
+    stored["budget"] = {**stored.get("budget", {}), "n_trials": 1, "timeout": None}
     stored["sampler"] = {"type": "random", "seed": spec.sampler.seed}
     stored["pruner"] = {"type": "none"}
     if best.get("best_epoch") and not stored["trainer"].get("final_epochs"):

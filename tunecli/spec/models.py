@@ -286,14 +286,15 @@ class StudySpec(_Strict):
         return {**self.model_dump(mode="json", by_alias=True), "base_dir": self.base_dir}
 
     def portable(self) -> dict[str, Any]:
-        """The stored form as a study file that runs from any folder: relative paths (model
-        file, CSV, data root) made absolute, no ``base_dir``."""
-        data = self.model_dump(mode="json", by_alias=True)
-        trainer = data["trainer"]
+        """The spec as a study file that runs from any folder: only the keys that differ from
+        their defaults (what a user would write), relative paths (model file, CSV, data root)
+        made absolute, no ``base_dir``."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        trainer = data.setdefault("trainer", {})
         target, sep, func = self.trainer.model.rpartition(":")
         if sep and target.endswith(".py"):
             trainer["model"] = f"{self._absolute(target)}:{func}"
-        if isinstance(trainer["dataset"], dict) and trainer["dataset"].get("path"):
+        if isinstance(trainer.get("dataset"), dict) and trainer["dataset"].get("path"):
             trainer["dataset"]["path"] = self._absolute(trainer["dataset"]["path"])
         if trainer.get("data_root"):
             trainer["data_root"] = self._absolute(trainer["data_root"])
