@@ -25,3 +25,23 @@ def test_trial_lines_without_a_terminal() -> None:
     text = out.getvalue()
     assert "trial    0 complete val_accuracy=0.9100 lr=0.01 (1.5s)" in text
     assert "trial    1 pruned" in text and "after epoch 2" in text
+
+
+def test_the_live_display_shows_the_running_trials_epoch_and_metric(tmp_path) -> None:
+    from tests.conftest import TINY_STUDY
+    from tunecli import spec as spec_module
+    from tunecli.engine import study as study_module
+    from tunecli.engine.run import run
+
+    path = tmp_path / "s.yaml"
+    path.write_text(TINY_STUDY.replace("n_trials: 6", "n_trials: 2"))
+    spec = spec_module.load(path)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160)
+    run(study_module.open_for_search(spec, url, str(path)), spec, url, console)
+    screen = out.getvalue()
+    # every epoch of both trials was shown (the median pruner never stops its first 2 trials)
+    for trial in (0, 1):
+        for epoch in (1, 2, 3):
+            assert f"trial {trial} epoch {epoch}/3 val_accuracy=" in screen

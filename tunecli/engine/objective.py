@@ -6,6 +6,7 @@ a ``SpecError`` or an interrupt stops the search.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,15 +33,19 @@ class _TrialReporter:
     """The trainer's reporter: each epoch's metric goes to Optuna, which may prune."""
 
     def __init__(self, trial: optuna.Trial, metric: str, signals: StopSignals,
-                 tracker: TensorBoardLog | None = None) -> None:
+                 tracker: TensorBoardLog | None = None,
+                 on_epoch: Callable[[int, int, float | None], None] | None = None) -> None:
         self.trial = trial
         self.metric = metric
         self.signals = signals
         self.tracker = tracker
+        self.on_epoch = on_epoch
         self.history: list[dict[str, float]] = []
 
     def report(self, epoch: int, metrics: dict[str, float]) -> None:
         self.history.append({"epoch": epoch, **metrics})
+        if self.on_epoch is not None:
+            self.on_epoch(self.trial.number, epoch, metrics.get(self.metric))
         if self.tracker is not None:
             self.tracker.epoch(self.trial.number, epoch, metrics)
         # A signal must not cut a storage write in half (it would leave SQLite locked).
@@ -61,6 +66,8 @@ class Objective:
         self.data_root = data_root
         self.checkpoints = checkpoints
         self.tracker = tracker
+        # (trial number, epoch, latest metric) after each epoch: the live progress
+        self.on_epoch: Callable[[int, int, float | None], None] | None = None
 
     def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
         """One checkpoint per configuration: a retry continues its original trial's file."""
@@ -101,7 +108,8 @@ class Objective:
     def _train(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
         from tunecli import trainer
 
-        reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker)
+        reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker,
+                                  self.on_epoch)
         try:
             with self.signals.interruptible():
                 result = trainer.run(self.spec.trainer, params, reporter,

@@ -43,11 +43,11 @@ class SearchProgress:
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[best]}"),
             TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-            TextColumn("{task.fields[deadline]}"),
+            TextColumn("{task.fields[deadline]}"), TextColumn("{task.fields[running]}"),
             console=console, disable=not console.is_terminal, transient=False,
         )
         self.task = self.progress.add_task(name, total=n_trials, completed=finished_before,
-                                           counts="", best="", deadline="")
+                                           counts="", best="", deadline="", running="")
 
     def __enter__(self) -> SearchProgress:
         self.progress.start()
@@ -56,18 +56,27 @@ class SearchProgress:
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
 
+    def _deadline(self) -> str:
+        if not self.timeout:
+            return ""
+        left = max(0.0, self.timeout - (time.monotonic() - self.started))
+        return f"timeout in {int(left // 60)}:{int(left % 60):02d}"
+
+    def epoch(self, number: int, epoch: int, epochs: int, value: float | None) -> None:
+        """Inside a trial: its epoch and latest metric, and the countdown, once per epoch."""
+        latest = f" {self.metric}={value:.4g}" if value is not None else ""
+        self.progress.update(self.task, running=f"trial {number} epoch {epoch}/{epochs}{latest}",
+                             deadline=self._deadline(), refresh=True)
+
     def update(self, counts: dict[str, int], best: tuple[float, dict[str, Any]] | None) -> None:
-        deadline = ""
-        if self.timeout:
-            left = max(0.0, self.timeout - (time.monotonic() - self.started))
-            deadline = f"timeout in {int(left // 60)}:{int(left % 60):02d}"
+        deadline = self._deadline()
         best_text = f"best {self.metric}={best[0]:.4g}" if best else ""
         self.progress.update(
             self.task, completed=counts["finished"],
             counts=(f"[green]✓{counts['complete']}[/] [yellow]✂{counts['pruned']}[/] "
                     f"[red]✗{counts['failed']}[/]"
                     + (f" ↻{counts['lost']}" if counts["lost"] else "")),
-            best=best_text, deadline=deadline)
+            best=best_text, deadline=deadline, running="")
 
     def trial_done(self, number: int, state: str, value: float | None, params: dict[str, Any],
                    seconds: float, note: str = "") -> None:

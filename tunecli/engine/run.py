@@ -93,6 +93,9 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
     with SearchProgress(console, spec.name, spec.metric, budget.n_trials, budget.timeout,
                         counts["finished"]) as progress, signals:
         log.progress = progress
+        epochs = spec.trainer.epochs
+        objective.on_epoch = lambda number, epoch, value: progress.epoch(number, epoch, epochs,
+                                                                         value)
         while True:
             if signals.requested:  # a signal between trials
                 stopped_by = "interrupted"
