@@ -45,3 +45,23 @@ def test_the_live_display_shows_the_running_trials_epoch_and_metric(tmp_path) ->
     for trial in (0, 1):
         for epoch in (1, 2, 3):
             assert f"trial {trial} epoch {epoch}/3 val_accuracy=" in screen
+
+
+PARAMS = {"lr": 0.00123, "batch_size": 64, "depth": 2, "width": 191, "dropout": 0.25,
+          "weight_decay": 1e-5, "l1": 1e-7, "optimizer": "rmsprop", "momentum": 0.9}
+
+
+def test_trial_lines_at_80_and_120_columns_and_in_logs() -> None:
+    words = format_params(PARAMS, limit=None).split()
+    for width, terminal in ((80, True), (120, True), (80, False)):
+        out = io.StringIO()
+        console = Console(file=out, force_terminal=terminal, width=width)
+        with SearchProgress(console, "s", "val_accuracy", None, None, 0) as progress:
+            progress.trial_done(7, "pruned", None, PARAMS, 2.0, "after epoch 3")
+        lines = [line for line in out.getvalue().splitlines() if "trial" in line or "=" in line]
+        text = " ".join(line.strip() for line in lines)
+        for word in words:  # every parameter whole, none cut or broken across lines
+            assert word in text.split(), (width, terminal, out.getvalue())
+        assert "…" not in out.getvalue()
+        if not terminal:
+            assert len([x for x in out.getvalue().splitlines() if "trial    7" in x]) == 1

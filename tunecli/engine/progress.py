@@ -21,11 +21,12 @@ from rich.progress import (
 __all__ = ["SearchProgress", "format_params"]
 
 
-def format_params(params: dict[str, Any], limit: int = 6) -> str:
+def format_params(params: dict[str, Any], limit: int | None = 6) -> str:
+    """``key=value`` words (floats to 3 digits); past ``limit`` an ellipsis (None: all)."""
     parts = []
     for key, value in list(params.items())[:limit]:
         parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
-    if len(params) > limit:
+    if limit is not None and len(params) > limit:
         parts.append("…")
     return " ".join(parts)
 
@@ -82,6 +83,9 @@ class SearchProgress:
                    seconds: float, note: str = "") -> None:
         colour = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "white")
         value_text = f" {self.metric}={value:.4f}" if value is not None else ""
+        # Every parameter, never cut. A terminal wraps the line between "key=value" words, never
+        # inside one; a log (not a terminal) keeps one line per trial, however long.
         self.console.print(f"trial {number:>4} [{colour}]{state:<8}[/]{value_text} "
-                           f"{format_params(params)} ({seconds:.1f}s){' ' + note if note else ''}",
-                           highlight=False, soft_wrap=True)
+                           f"{format_params(params, limit=None)} ({seconds:.1f}s)"
+                           f"{' ' + note if note else ''}",
+                           highlight=False, soft_wrap=not self.console.is_terminal)
