@@ -74,6 +74,9 @@ def search(
     devices: DevicesOption = None,
     trials_per_device: TrialsPerDeviceOption = 1,
     tensorboard: TensorBoardOption = None,
+    enqueue: Annotated[Path | None, typer.Option(
+        "--enqueue", help="A YAML file of configurations to try first (a mapping or a list)",
+        show_default=False)] = None,
     assignments: Annotated[list[str] | None, typer.Option(
         "--set", help="Override any key of the file: --set pruner.type=none (YAML value; "
                       "repeatable)", show_default=False)] = None,
@@ -98,7 +101,18 @@ def search(
         spec = study_module.with_resolved_data_root(spec, data_root)
         if fork:
             spec = _forked(spec, url, str(study_file))
+        configs = None
+        if enqueue is not None:
+            from tunecli.engine.enqueue import read_configurations
+
+            configs = read_configurations(enqueue, spec)  # checked before anything is stored
         study = study_module.open_for_search(spec, url, str(study_file))
+        if configs:
+            from tunecli.engine.enqueue import enqueue as enqueue_configs
+
+            queued = enqueue_configs(study, configs)
+            console.print(f"queued {queued} of {len(configs)} configurations from {enqueue} "
+                          "to run first", highlight=False)
         if workers not in (None, 1) or devices:
             _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
                          tensorboard)
