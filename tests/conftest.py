@@ -89,6 +89,15 @@ def stored(url: str = "sqlite:///tunecli.db", name: str = "tiny") -> list:
     return optuna.load_study(study_name=name, storage=url).get_trials()
 
 
+def stored_spec(name: str = "tiny", url: str = "sqlite:///tunecli.db") -> dict:
+    """The spec tunecli keeps with a stored study."""
+    from tunecli.engine.study import stored_spec as read
+
+    spec = read(optuna.load_study(study_name=name, storage=url))
+    assert spec is not None
+    return spec
+
+
 def finished(trials: list) -> int:
     return sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
 

@@ -18,6 +18,7 @@ from tests.conftest import (
     gate_env,
     gated,
     stored,
+    stored_spec,
     tunecli_command,
     wait_for_file,
     with_sampler,
@@ -251,7 +252,7 @@ def test_set_overrides_any_key_of_the_file(cli, write_study) -> None:
                  "--set", "trainer.epochs=2", "--set", "space.width={int: [8, 9]}")
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="nopruning", storage="sqlite:///tunecli.db")
-    spec = study.user_attrs["tunecli:spec"]
+    spec = stored_spec("nopruning")
     assert spec["pruner"]["type"] == "none" and spec["trainer"]["epochs"] == 2
     assert all(t.state.name == "COMPLETE" and max(t.intermediate_values) == 2
                and 8 <= t.params["width"] <= 9 for t in study.trials)
@@ -270,3 +271,31 @@ def test_bad_set_exits_2_before_anything_is_stored(cli, write_study, assignment,
     assert words in result.output and "Traceback" not in result.output
     assert not Path("tunecli.db").exists() or not optuna.get_all_study_names(
         "sqlite:///tunecli.db")
+
+
+def test_optuna_studies_rows_stay_readable(cli, write_study) -> None:
+    """The spec is kept where tunecli reads it, not in the user attributes Optuna prints."""
+    assert cli("search", write_study(), "--n-trials", "1").exit_code == 0
+    study = optuna.load_study(study_name="tiny", storage="sqlite:///tunecli.db")
+    assert study.user_attrs == {"tunecli:metric": "val_accuracy"}
+    out = subprocess.run([str(Path(sys.executable).parent / "optuna"), "studies", "--storage",
+                          "sqlite:///tunecli.db"], capture_output=True, text=True,
+                         check=True).stdout
+    assert max(len(line) for line in out.splitlines()) < 200, out
+
+
+def test_a_study_of_an_older_tunecli_still_reads(cli, write_study) -> None:
+    """Studies stored before the spec moved kept it as a user attribute."""
+    from tunecli.engine.study import SPEC_ATTR
+    from tunecli.engine.study import stored_spec as read
+
+    assert cli("search", write_study(), "--n-trials", "1").exit_code == 0
+    study = optuna.load_study(study_name="tiny", storage="sqlite:///tunecli.db")
+    old = optuna.create_study(study_name="old", storage="sqlite:///tunecli.db",
+                              direction="maximize")
+    spec = read(study)
+    assert spec is not None
+    old.set_user_attr(SPEC_ATTR, {**spec, "name": "old"})
+    result = cli("resume", "old", "--n-trials", "2")
+    assert result.exit_code == 0, result.output
+    assert finished(stored(name="old")) == 2

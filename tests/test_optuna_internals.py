@@ -52,3 +52,13 @@ def test_a_trial_of_a_dead_local_process_is_failed_and_queued_again(tmp_path: Pa
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
     counts = recovery.count_trials(study.get_trials())
     assert (counts["lost"], counts["failed"], counts["finished"]) == (1, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
+def test_study_system_attributes(tmp_path: Path, kind: str) -> None:
+    from tunecli.engine.optuna_internals import set_study_system_attr, study_system_attrs
+
+    study = optuna.create_study(storage=_storages(tmp_path)[kind])  # type: ignore[arg-type]
+    set_study_system_attr(study, "tunecli:spec", {"name": "x", "space": {"lr": 0.1}})
+    assert study_system_attrs(study)["tunecli:spec"] == {"name": "x", "space": {"lr": 0.1}}
+    assert study.user_attrs == {}

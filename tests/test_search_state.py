@@ -23,6 +23,7 @@ from tests.conftest import (
     gated,
     grid_study,
     stored,
+    stored_spec,
     tunecli_command,
     wait_for_file,
     with_sampler,
@@ -100,8 +101,7 @@ def test_an_option_not_given_leaves_set_alone(cli, write_study, args, key, expec
     text = FAST.replace("budget: {n_trials: 6}", "budget: {n_trials: 2}")
     result = cli("search", write_study(text), *args)
     assert result.exit_code == 0, result.output
-    spec = optuna.load_study(study_name="tiny", storage="sqlite:///tunecli.db").user_attrs[
-        "tunecli:spec"]
+    spec = stored_spec()
     assert spec[key[0]][key[1]] == expected
     assert finished(stored()) == (spec["budget"]["n_trials"])
 

@@ -89,7 +89,7 @@ def list_studies(storage: StorageOption = None) -> None:
         for s in summaries:
             study = optuna.load_study(study_name=s.study_name, storage=opened)
             counts = count_trials(study.get_trials(deepcopy=False))
-            budget = (study.user_attrs.get(study_module.SPEC_ATTR) or {}).get("budget") or {}
+            budget = (study_module.stored_spec(study) or {}).get("budget") or {}
             best = s.best_trial.value if s.best_trial is not None else None
             table.add_row(s.study_name, s.direction.name.lower(), str(counts["finished"]),
                           str(counts["failed"]), str(budget.get("n_trials") or "-"),

@@ -168,8 +168,8 @@ def _forked(spec: Any, url: str, source: str) -> Any:
     while candidate in names:
         import optuna
 
-        stored = optuna.load_study(study_name=candidate, storage=url).user_attrs.get(
-            study_module.SPEC_ATTR)
+        stored = study_module.stored_spec(optuna.load_study(study_name=candidate,
+                                                            storage=open_storage(url)))
         if stored and not spec_module.objective_diff(stored, spec.stored()):
             break
         k += 1
@@ -225,9 +225,9 @@ def resume(
         overrides = given({"budget.n_trials": n_trials, "budget.timeout": timeout})
         study, spec = study_module.load(name, url, overrides=overrides)
         if "budget.n_trials" in overrides:  # the new budget is the study's from now on
-            stored = study.user_attrs[study_module.SPEC_ATTR]
+            stored = study_module.stored_spec(study) or spec.stored()
             stored["budget"] = {**stored["budget"], "n_trials": spec.budget.n_trials}
-            study.set_user_attr(study_module.SPEC_ATTR, stored)
+            study_module.store_spec(study, stored)
         preflight.preflight(spec, data_root, f"study '{name}'")
         if worker:
             _run_as_worker(study, spec, url, data_root, keep, tensorboard)

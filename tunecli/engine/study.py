@@ -16,15 +16,32 @@ from optuna.trial import FrozenTrial
 
 from tunecli.engine import samplers
 from tunecli.engine import storage as storage_module
+from tunecli.engine.optuna_internals import set_study_system_attr, study_system_attrs
 from tunecli.errors import SpecError, did_you_mean
 from tunecli.spec.diff import objective_diff
 from tunecli.spec.loading import from_stored
 from tunecli.spec.models import StudySpec
 
-__all__ = ["SPEC_ATTR", "open_for_search", "load", "study_names", "best_trial",
+__all__ = ["SPEC_ATTR", "open_for_search", "load", "study_names", "best_trial", "stored_spec",
+           "store_spec",
            "with_resolved_data_root", "quiet_optuna"]
 
 SPEC_ATTR = "tunecli:spec"
+
+
+def stored_spec(study: optuna.Study) -> dict[str, Any] | None:
+    """The spec kept with the study: a system attribute (studies of older tunecli versions
+    kept it as a user attribute, which is still read)."""
+    spec = study_system_attrs(study).get(SPEC_ATTR)
+    if spec is None:
+        spec = study.user_attrs.get(SPEC_ATTR)
+    return dict(spec) if isinstance(spec, dict) else None
+
+
+def store_spec(study: optuna.Study, spec: dict[str, Any]) -> None:
+    """Keep the spec where tunecli reads it and Optuna's own views (``optuna studies``, the
+    dashboard) do not print it; the metric stays a short user attribute for them."""
+    set_study_system_attr(study, SPEC_ATTR, spec)
 
 
 def quiet_optuna() -> None:
@@ -77,12 +94,12 @@ def open_for_search(spec: StudySpec, url: str, source: str) -> optuna.Study:
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another process created it a moment ago: continue it below
         else:
-            study.set_user_attr(SPEC_ATTR, spec.stored())
+            store_spec(study, spec.stored())
             study.set_user_attr("tunecli:metric", spec.metric)
             return study
     study = optuna.load_study(study_name=spec.name, storage=storage,
                               sampler=samplers.make_sampler(spec, first_run=False), pruner=pruner)
-    stored = study.user_attrs.get(SPEC_ATTR)
+    stored = stored_spec(study)
     if stored is None:
         raise SpecError(f"study '{spec.name}' exists in {storage_module.describe(url)} but was "
                         "not made by tunecli", source=source, path="name",
@@ -94,7 +111,7 @@ def open_for_search(spec: StudySpec, url: str, source: str) -> optuna.Study:
                         source=source, path="name",
                         fix="Run it under a new name with --name NEW (or --fork), or undo "
                             "the change to continue the stored study.")
-    study.set_user_attr(SPEC_ATTR, spec.stored())  # budget/sampler changes are allowed
+    store_spec(study, spec.stored())  # budget/sampler changes are allowed
     return study
 
 
@@ -120,7 +137,7 @@ def load(name: str, url: str, *, overrides: dict[str, Any] | None = None
                         fix=hint or listed + " Give the storage with --storage or "
                                              "TUNECLI_STORAGE.")
     probe = optuna.load_study(study_name=name, storage=storage)
-    stored = probe.user_attrs.get(SPEC_ATTR)
+    stored = stored_spec(probe)
     if stored is None:
         raise SpecError(f"study '{name}' was not made by tunecli (it has no stored spec)",
                         source=name, fix="Use the optuna CLI or dashboard for it.")
