@@ -75,6 +75,11 @@ def test_csv_dialects_and_cleaning(cli, tmp_path: Path, variant: str, options: s
     assert result.exit_code == 0, result.output
     trials = optuna.load_study(study_name="table", storage="sqlite:///tunecli.db").trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    if variant == "categorical":  # the trained model's JSON names its classes and inputs
+        assert cli("train", "table", "--out", "m").exit_code == 0
+        info = json.loads((tmp_path / "m.json").read_text())
+        assert info["classes"] == ["no", "yes"]
+        assert info["features"] == ["a", "colour=blue", "colour=green", "colour=red"]
 
 
 def test_regression_targets_are_standardised_and_reported_in_their_units(cli,

@@ -40,6 +40,9 @@ class RawData:
     task: str                    # classification | regression
     is_image: bool
     test: tuple[np.ndarray, np.ndarray] | None = None
+    # What the outputs and inputs are called, for the trained model's JSON (None: unnamed).
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
 
 
 @dataclass
@@ -64,6 +67,8 @@ class DataBundle:
     # original units with these.
     target_mean: float = 0.0
     target_std: float = 1.0
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
 
 
 def resolve_data_root(configured: str | None, base_dir: str | None,
@@ -91,7 +96,17 @@ def _digits(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
 
     bunch = load_digits()
     x = (bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
-    return RawData(x, bunch.target.astype(np.int64), "classification", True)
+    return RawData(x, bunch.target.astype(np.int64), "classification", True,
+                   class_names=[str(c) for c in bunch.target_names])
+
+
+_CLASS_NAMES = {
+    "MNIST": tuple(str(d) for d in range(10)),
+    "FashionMNIST": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                     "Sneaker", "Bag", "Ankle boot"),
+    "CIFAR10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"),
+}
 
 
 def _image_set(class_name: str, folder: str,
@@ -127,7 +142,8 @@ def _image_set(class_name: str, folder: str,
                                 "--data-root or TUNECLI_DATA at a folder that holds them, or "
                                 "set trainer.download: true.")
         (x_train, y_train), test = found
-        return RawData(x_train, y_train, "classification", True, test=test)
+        return RawData(x_train, y_train, "classification", True, test=test,
+                       class_names=list(_CLASS_NAMES.get(class_name, ())) or None)
     return loader
 
 
@@ -143,6 +159,7 @@ def _csv(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
     numeric = _all_numeric(raw_y)
     if task == "auto":
         task = "classification" if not numeric or _few_integers(raw_y) else "regression"
+    labels: list[str] | None = None
     if task == "classification":
         labels = sorted(set(raw_y), key=lambda v: (float(v) if numeric else v))
         if len(labels) < 2:
@@ -157,7 +174,8 @@ def _csv(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
                             path="trainer.dataset.task",
                             fix="Use task: classification for a text target.")
         y = np.array([float(v) for v in raw_y], dtype=np.float32)
-    return RawData(table.x, y, task, False)
+    return RawData(table.x, y, task, False, class_names=labels,
+                   feature_names=table.feature_names)
 
 
 def _all_numeric(values: list[str]) -> bool:
@@ -279,7 +297,7 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
     return DataBundle(xs[0], tensor_y(y_train), xs[1], tensor_y(y_val),
                       xs[2], tensor_y(y_test), raw.task, n_outputs,
                       tuple(x_train.shape[1:]), raw.is_image, mean[0], std[0], target_mean,
-                      target_std)
+                      target_std, raw.class_names, raw.feature_names)
 
 
 def augment_batch(x: torch.Tensor, crop: int, flip: bool,

@@ -141,6 +141,8 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
         "task": bundle.task,
         "input_shape": list(bundle.input_shape),
         "n_outputs": bundle.n_outputs,
+        "classes": bundle.class_names,      # output i is classes[i]
+        "features": bundle.feature_names,   # a CSV's input columns, in order (one-hot: col=level)
         "normalization": {"mean": _listed(bundle.mean), "std": _listed(bundle.std)},
         # regression: the model predicts standardised targets; prediction * std + mean
         "target_scaling": ({"mean": bundle.target_mean, "std": bundle.target_std}
