@@ -126,6 +126,7 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
                  tensorboard: Path | None) -> None:
     from tunecli.engine import recovery
     from tunecli.engine import workers as workers_module
+    from tunecli.engine.samplers import grid_exhausted
     from tunecli.engine.storage import mask
 
     envs = workers_module.plan(workers, devices, per_device)
@@ -141,13 +142,9 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
         interrupted(spec, url)
     recovery.reap_lost_trials(study)  # a killed worker's trial: failed, queued for resume
     summary(study, spec, url)
-    import optuna
-
-    grid_done = isinstance(study.sampler, optuna.samplers.GridSampler) and \
-        study.sampler.is_exhausted(study)
     problem, failed = workers_module.problem(
         codes, recovery.count_trials(study.get_trials()), spec.budget.n_trials,
-        spec.budget.timeout is not None or grid_done)
+        spec.budget.timeout is not None or grid_exhausted(study))
     if failed:
         err_console.print(f"[red]study incomplete:[/] {problem}. Continue it with: tunecli "
                           f"resume {spec.name}" + storage_option(url), soft_wrap=True)

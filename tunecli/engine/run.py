@@ -22,6 +22,7 @@ from tunecli.engine import storage as storage_module
 from tunecli.engine.objective import Objective, Surplus
 from tunecli.engine.progress import SearchProgress
 from tunecli.engine.recovery import count_trials, is_lost, queue_retries, reap_lost_trials
+from tunecli.engine.samplers import grid_exhausted
 from tunecli.engine.signals import StopSignals
 from tunecli.engine.study import best_trial, quiet_optuna
 from tunecli.engine.tracking import TensorBoardLog
@@ -48,10 +49,11 @@ class RunOutcome:
 class _TrialLog:
     """After each trial: its line in the progress, the run's failure count, checkpoint tidying."""
 
-    def __init__(self, objective: Objective, keep_checkpoints: str) -> None:
+    def __init__(self, objective: Objective, keep_checkpoints: str,
+                 progress: SearchProgress) -> None:
         self.objective = objective
         self.keep = keep_checkpoints
-        self.progress: SearchProgress | None = None
+        self.progress = progress
         self.failures = 0
         self.last_failure = ""
 
@@ -67,9 +69,8 @@ class _TrialLog:
         elif frozen.state == TrialState.PRUNED:
             note = f"after epoch {frozen.last_step}"
         value = frozen.value if frozen.state == TrialState.COMPLETE else None
-        if self.progress is not None:
-            self.progress.trial_done(frozen.number, frozen.state.name.lower(), value,
-                                     frozen.params, seconds, note)
+        self.progress.trial_done(frozen.number, frozen.state.name.lower(), value,
+                                 frozen.params, seconds, note)
         _tidy_checkpoints(study, self.objective, frozen, self.keep)
 
 
@@ -86,13 +87,12 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
     signals = StopSignals()
     tracker = TensorBoardLog(tensorboard, spec.name, spec.metric) if tensorboard else None
     objective = Objective(spec, data_root, folder, signals, tracker)
-    log = _TrialLog(objective, keep_checkpoints)
     budget = spec.budget
     started = time.monotonic()
     counts = count_trials(study.get_trials(deepcopy=False))
     with SearchProgress(console, spec.name, spec.metric, budget.n_trials, budget.timeout,
                         counts["finished"]) as progress, signals:
-        log.progress = progress
+        log = _TrialLog(objective, keep_checkpoints, progress)
         epochs = spec.trainer.epochs
         objective.on_epoch = lambda number, epoch, value: progress.epoch(number, epoch, epochs,
                                                                          value)
@@ -142,8 +142,7 @@ def _reason_to_stop(study: optuna.Study, spec: StudySpec, progress: SearchProgre
             return "elsewhere"
     if budget.timeout is not None and elapsed >= budget.timeout:
         return "timeout"
-    if isinstance(study.sampler, optuna.samplers.GridSampler) and \
-            study.sampler.is_exhausted(study):
+    if grid_exhausted(study):
         return "grid"
     if failures > budget.max_failures:
         return "failures"

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "check_sampler_fits",
-           "run_seed"]
+           "run_seed", "grid_exhausted"]
 
 _MAX_GRID_POINTS = 100_000
 # QMC, PatientPruner and friends are "experimental" in Optuna; users chose them knowingly.
@@ -176,6 +176,12 @@ def make_pruner(spec: StudySpec) -> BasePruner:
     if spec.pruner.patience is not None and spec.pruner.type != "none":
         pruner = optuna.pruners.PatientPruner(pruner, patience=spec.pruner.patience)
     return pruner
+
+
+def grid_exhausted(study: optuna.Study) -> bool:
+    """A grid search that has tried (or is trying) every point: nothing is left to run."""
+    return isinstance(study.sampler, optuna.samplers.GridSampler) and \
+        study.sampler.is_exhausted(study)
 
 
 def grid_search_space(spec: StudySpec) -> dict[str, list[Any]]:

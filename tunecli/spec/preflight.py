@@ -45,10 +45,6 @@ def _check_user_table(spec: StudySpec, builder: Any) -> None:
     examples/custom_model.py); the space is then checked against it too."""
     import inspect
 
-    from tunecli.trainer.models import MODELS
-
-    if spec.trainer.model in MODELS:
-        return
     table = getattr(inspect.getmodule(builder), "HYPERPARAMETERS", None)
     if not isinstance(table, dict):
         return
@@ -69,9 +65,9 @@ def _build_once(spec: StudySpec, config: dict[str, Any], bundle: Any, device: An
     from tunecli.trainer import models
 
     name = spec.trainer.model
-    builder = models.MODELS[name].build if name in models.MODELS \
-        else models.resolve_user_model(name, spec.base_dir)
-    _check_user_table(spec, builder)
+    builder = models.builder_for(name, spec.base_dir)
+    if name not in models.MODELS:
+        _check_user_table(spec, builder)
     try:
         inspect.signature(builder).bind(config, bundle.input_shape, bundle.n_outputs)
     except TypeError as exc:
@@ -82,7 +78,7 @@ def _build_once(spec: StudySpec, config: dict[str, Any], bundle: Any, device: An
         pass  # no signature to inspect (a builtin or C function): the call below tells
     try:
         model = models.build(name, config, bundle.input_shape, bundle.n_outputs,
-                             spec.base_dir).to(device)
+                             builder=builder).to(device)
         model.eval()
         with torch.inference_mode():
             out = model(bundle.x_train[:2])
@@ -118,16 +114,12 @@ def describe_data(spec: StudySpec, data_root: str | None) -> list[str]:
     else:
         lines.append(f"target: mean {bundle.target_mean:.4g}, std {bundle.target_std:.4g} "
                      "(training part; trials see it standardised, metrics are in its units)")
-    dataset = spec.trainer.dataset
-    if dataset.name == "csv":
-        from pathlib import Path
-
+    if spec.trainer.dataset.name == "csv":
         from tunecli.trainer.csv_table import read_csv
+        from tunecli.trainer.data import with_base_dir
 
-        path = Path(dataset.path or "")
-        if spec.base_dir and not path.is_absolute():
-            dataset = dataset.model_copy(update={"path": str(Path(spec.base_dir) / path)})
-        table = read_csv(dataset)
+        # Parsed again for its cleaning counts, which the tensors no longer hold (validate only).
+        table = read_csv(with_base_dir(spec.trainer.dataset, spec.base_dir))
         lines.append(f"csv: {len(table.target)} rows, {len(table.feature_names)} features "
                      f"({', '.join(table.feature_names[:12])}"
                      f"{', ...' if len(table.feature_names) > 12 else ''}), delimiter "

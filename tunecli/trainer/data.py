@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: `report` and `val
 
     from tunecli.spec.models import DatasetSpec  # types only: the spec imports the registries
 
-__all__ = ["DATASETS", "DataBundle", "RawData", "load", "augment_batch", "resolve_data_root",
-           "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
+__all__ = ["DATASETS", "DataBundle", "RawData", "load", "with_base_dir", "augment_batch",
+           "resolve_data_root", "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
 
 CLASSIFICATION_METRICS = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_loss",
                           "train_loss")
@@ -227,11 +227,17 @@ DATASETS: dict[str, Callable[[DatasetSpec, Path | None, bool], RawData]] = {
 _CACHE: dict[tuple[str, str, str], DataBundle] = {}
 
 
+def with_base_dir(spec: DatasetSpec, base_dir: str | None) -> DatasetSpec:
+    """The data set with its file's path (``csv``) resolved against the study file's folder."""
+    if spec.path and base_dir and not Path(spec.path).is_absolute():
+        return spec.model_copy(update={"path": str(Path(base_dir) / spec.path)})
+    return spec
+
+
 def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.device,
          base_dir: str | None = None) -> DataBundle:
     """The data set as tensors on ``device``; built once per process and configuration."""
-    if spec.path and base_dir and not Path(spec.path).is_absolute():
-        spec = spec.model_copy(update={"path": str(Path(base_dir) / spec.path)})
+    spec = with_base_dir(spec, base_dir)
     key = (json.dumps(spec.model_dump(mode="json"), sort_keys=True), str(root), str(device))
     if key not in _CACHE:
         raw = DATASETS[spec.name](spec, root, download)
@@ -270,7 +276,9 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
     # Normalisation fitted on the training part only (per channel for images), done in place on
     # float32 tensors: no float64 or second full-size copy (image files stay uint8 until here).
     def tensor_x(a: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.array(a, copy=True)).to(device=device, dtype=torch.float32)
+        # The parts are fresh arrays, except a mapped read-only test split: copy only that.
+        owned = np.require(a, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+        t = torch.from_numpy(owned).to(device=device, dtype=torch.float32)
         return t.div_(255.0) if a.dtype == np.uint8 else t  # images in [0, 1], as ToTensor
 
     xs = [tensor_x(a) for a in (x_train, x_val, x_test)]

@@ -127,15 +127,20 @@ CNN = _table(
 LOOP_DEFAULTS: dict[str, Any] = {name: h.default for name, h in LOOP.items()}
 
 
+def _shown(default: Any) -> str:
+    if default is None:
+        return "-"
+    if isinstance(default, bool):
+        return str(default).lower()
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
 def markdown_table(tables: dict[str, dict[str, Hyperparameter]]) -> str:
     """README's hyperparameter table (a test checks README holds exactly this)."""
     lines = ["| hyperparameter | used by | type | valid values | default | meaning |",
              "|---|---|---|---|---|---|"]
     for owner, table in tables.items():
         for h in table.values():
-            default = "-" if h.default is None else str(h.default).lower() \
-                if isinstance(h.default, bool) else f"{h.default:g}" \
-                if isinstance(h.default, float) else str(h.default)
-            lines.append(f"| `{h.name}` | {owner} | {h.kind} | {h.valid()} | {default} | "
+            lines.append(f"| `{h.name}` | {owner} | {h.kind} | {h.valid()} | {_shown(h.default)} | "
                          f"{h.meaning} |")
     return "\n".join(lines)

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, cast
 from tunecli.errors import SpecError
 from tunecli.trainer.hyperparams import ACTIVATIONS, CNN, LOOP, MLP, Hyperparameter
 
-__all__ = ["MODELS", "ModelEntry", "build", "known_hyperparameters", "is_layer_width",
-           "resolve_user_model", "count_parameters", "defaults_for"]
+__all__ = ["MODELS", "ModelEntry", "build", "builder_for", "known_hyperparameters",
+           "is_layer_width", "resolve_user_model", "count_parameters", "defaults_for"]
 
 if TYPE_CHECKING:  # torch is imported where models are built: `report` and `validate` skip it
     from torch import nn
@@ -173,12 +173,18 @@ def resolve_user_model(reference: str, base_dir: str | None) -> Builder:
     return cast(Builder, func)
 
 
+def builder_for(model: str, base_dir: str | None = None) -> Builder:
+    """The function that builds ``model``: a built-in one's, or the user's (imported)."""
+    return MODELS[model].build if model in MODELS else resolve_user_model(model, base_dir)
+
+
 def build(model: str, params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,
-          base_dir: str | None = None) -> nn.Module:
+          base_dir: str | None = None, builder: Builder | None = None) -> nn.Module:
+    """``builder``: one already looked up with ``builder_for`` (a user's file is then not
+    imported again)."""
     from torch import nn
 
-    builder = MODELS[model].build if model in MODELS else resolve_user_model(model, base_dir)
-    module = builder(params, input_shape, n_outputs)
+    module = (builder or builder_for(model, base_dir))(params, input_shape, n_outputs)
     if not isinstance(module, nn.Module):
         raise SpecError(f"{model} returned {type(module).__name__}, not a torch.nn.Module",
                         path="trainer.model", fix="Return the model from the function.")
