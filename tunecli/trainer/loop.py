@@ -28,7 +28,8 @@ from tunecli.trainer.optim import Schedule, make_optimizer
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec  # types only: the spec imports the registries
 
-__all__ = ["Reporter", "TrainResult", "run", "resolve_device", "prepare"]
+__all__ = ["Reporter", "TrainResult", "Progress", "run", "resolve_device", "prepare",
+           "autocast_for", "save_checkpoint"]
 
 
 class Reporter(Protocol):
@@ -112,7 +113,7 @@ class _Setup:
 
 
 @dataclass
-class _Progress:
+class Progress:
     """Where a trial stands: what its checkpoint saves and a retry restores."""
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -213,6 +214,18 @@ def _epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, metric: str,
     return metrics, value
 
 
+def autocast_for(trainer: TrainerSpec, device: torch.device) -> Any:
+    """() -> the context each forward pass runs in: bf16 autocast where asked, else nothing."""
+    use_bf16 = trainer.precision == "bf16" or (trainer.precision == "auto"
+                                               and device.type == "cuda")
+
+    def autocast() -> Any:
+        if not use_bf16:  # entering a disabled autocast still costs time on every batch
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return autocast
+
+
 def _build(trainer: TrainerSpec, params: dict[str, Any], metric: str, base_dir: str | None,
            data_root: str | None, final: bool, epochs: int, minimize: bool) -> _Setup:
     """Data, model, optimizer, schedule and random state for one configuration."""
@@ -230,27 +243,20 @@ def _build(trainer: TrainerSpec, params: dict[str, Any], metric: str, base_dir: 
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs,
                          base_dir).to(device)
     optimizer = make_optimizer(config, model.parameters(), device)
-    use_bf16 = trainer.precision == "bf16" or (trainer.precision == "auto"
-                                               and device.type == "cuda")
-
-    def autocast() -> Any:
-        if not use_bf16:  # entering a disabled autocast still costs time on every batch
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-
     loss_fn = nn.functional.cross_entropy if bundle.task == "classification" else (
         lambda out, target: nn.functional.mse_loss(out.reshape(-1), target))
     return _Setup(bundle, device, config, model,
                   torch.compile(model) if trainer.compile else model, optimizer,
-                  Schedule(config, optimizer, epochs, minimize), generator, autocast, loss_fn,
+                  Schedule(config, optimizer, epochs, minimize), generator,
+                  autocast_for(trainer, device), loss_fn,
                   x_fit, y_fit, max(1, int(config["batch_size"])),
                   models.count_parameters(model))
 
 
-def _restore(checkpoint: Path | None, setup: _Setup) -> _Progress:
+def _restore(checkpoint: Path | None, setup: _Setup) -> Progress:
     """A retried trial continues after its last finished epoch; a new one starts at 1."""
     if checkpoint is None or not checkpoint.exists():
-        return _Progress()
+        return Progress()
     state = torch.load(checkpoint, map_location=setup.device, weights_only=True)
     setup.model.load_state_dict(state["model"])
     setup.optimizer.load_state_dict(state["optimizer"])
@@ -259,18 +265,25 @@ def _restore(checkpoint: Path | None, setup: _Setup) -> _Progress:
     for group, lr in zip(setup.optimizer.param_groups, state["lrs"], strict=True):
         group["lr"] = lr
     best_value, best_epoch, since_best = state["best"]
-    return _Progress(list(state["history"]), best_value, best_epoch, since_best,
+    return Progress(list(state["history"]), best_value, best_epoch, since_best,
                      int(state["epoch"]) + 1)
 
 
-def _save(checkpoint: Path, setup: _Setup, progress: _Progress) -> None:
-    _save_atomically({"model": setup.model.state_dict(),
-                      "optimizer": setup.optimizer.state_dict(),
-                      "schedule": setup.schedule.state_dict(),
-                      "generator": setup.generator.get_state(), "history": progress.history,
+def _save(checkpoint: Path, setup: _Setup, progress: Progress) -> None:
+    save_checkpoint(checkpoint, setup.model, setup.optimizer, setup.schedule, setup.generator,
+                    progress)
+
+
+def save_checkpoint(checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    schedule: Schedule, generator: torch.Generator, progress: Progress) -> None:
+    """The one checkpoint format (``_restore`` reads it): a fused member writes it too, so its
+    retry continues alone."""
+    _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                      "history": progress.history,
                       "best": (progress.best_value, progress.best_epoch, progress.since_best),
                       "epoch": progress.next_epoch - 1,
-                      "lrs": [g["lr"] for g in setup.optimizer.param_groups]}, checkpoint)
+                      "lrs": [g["lr"] for g in optimizer.param_groups]}, checkpoint)
 
 
 def _train_epoch(setup: _Setup, trainer: TrainerSpec, epoch: int) -> float:

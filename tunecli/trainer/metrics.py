@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "scores"]
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, n_outputs: int,
@@ -25,7 +25,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, n_ou
     with torch.inference_mode(), autocast():
         for start in range(0, len(x), batch_size):
             outputs.append(model(x[start:start + batch_size]).float())
-    out = torch.cat(outputs)
+    return scores(torch.cat(outputs), y, task, n_outputs, prefix, target_scale)
+
+
+def scores(out: torch.Tensor, y: torch.Tensor, task: str, n_outputs: int, prefix: str = "val",
+           target_scale: tuple[float, float] = (0.0, 1.0)) -> dict[str, float]:
+    """The metrics of model outputs ``out`` for targets ``y`` (fused trials score each member's
+    outputs with this, as a lone trial does)."""
     if task == "classification":
         loss = nn.functional.cross_entropy(out, y).item()
         pred = out.argmax(dim=1)

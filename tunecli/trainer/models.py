@@ -26,7 +26,7 @@ from tunecli.errors import SpecError
 from tunecli.trainer.hyperparams import ACTIVATIONS, CNN, LOOP, MLP, Hyperparameter
 
 __all__ = ["MODELS", "ModelEntry", "build", "builder_for", "known_hyperparameters",
-           "is_layer_width", "resolve_user_model", "count_parameters", "defaults_for"]
+           "is_layer_width", "activation", "resolve_user_model", "count_parameters", "defaults_for"]
 
 if TYPE_CHECKING:  # torch is imported where models are built: `report` and `validate` skip it
     from torch import nn
@@ -43,7 +43,8 @@ def is_layer_width(name: str) -> bool:
     return bool(_WIDTH_RE.match(name))
 
 
-def _activation(name: str) -> nn.Module:
+def activation(name: str) -> nn.Module:
+    """The activation module named ``name`` (a fused group applies it to stacked tensors)."""
     from torch import nn
 
     if name not in _ACTIVATIONS:
@@ -66,10 +67,12 @@ def build_mlp(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: i
     layers: list[nn.Module] = [nn.Flatten()]
     size = math.prod(input_shape)
     for w in widths:
-        layers.append(nn.Linear(size, w))
+        # Batch norm's shift makes a bias before it redundant, and its gradient is zero but
+        # for rounding noise, which Adam would turn into full-size steps.
+        layers.append(nn.Linear(size, w, bias=not params["batch_norm"]))
         if params["batch_norm"]:
             layers.append(nn.BatchNorm1d(w))
-        layers.append(_activation(params["activation"]))
+        layers.append(activation(params["activation"]))
         if params["dropout"]:
             layers.append(nn.Dropout(float(params["dropout"])))
         size = w
@@ -92,13 +95,13 @@ def build_cnn(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: i
                                 bias=not params["batch_norm"]))
         if params["batch_norm"]:
             layers.append(nn.BatchNorm2d(channels))
-        layers.append(_activation(params["activation"]))
+        layers.append(activation(params["activation"]))
         if min(height, width) >= 2:  # small inputs (8x8 digits) stop pooling at 1x1
             layers.append(nn.MaxPool2d(2))
             height, width = height // 2, width // 2
         in_ch, channels = channels, channels * 2
     layers += [nn.Flatten(), nn.Linear(in_ch * height * width, int(params["classifier_width"])),
-               _activation(params["activation"])]
+               activation(params["activation"])]
     if params["dropout"]:
         layers.append(nn.Dropout(float(params["dropout"])))
     layers.append(nn.Linear(int(params["classifier_width"]), n_outputs))

@@ -1,0 +1,564 @@
+"""Fused trials: K configurations of one MLP structure trained together as one batched model.
+
+Why: a small model leaves the machine idle; one step is a few tiny matrix products plus Python
+and optimizer overhead. Stacking the K members' weights (``[K, in, out]``, one batched matmul
+per layer) and updating them with one batched optimizer trains all K for the price of about one.
+
+What members share (``SHARED``): depth, batch size, optimizer, activation, batch norm and
+Nesterov. The rest is per member: learning rate, momentum, betas, weight decay, L1, dropout,
+gradient clipping, the schedule and its settings, and the widths. Widths are padded to the
+widest member; the padding starts at zero and every activation maps 0 to 0, so padded units stay
+zero, get zero gradients and change nothing (batch norm included: a zero column normalises to
+zero).
+
+Exactness: a member starts from the very weights its lone trial would (built the same way from
+the same seed), sees the same batches (one seed, one order), draws its dropout masks from its
+own generator holding the state the lone trial's global generator would hold, and takes the
+same optimizer steps with its own hyperparameters. Its per-epoch metrics then equal a lone run's
+up to float rounding, which ``tests/test_fused.py`` checks. Each member writes the lone
+checkpoint format, so a retry after a crash continues alone from it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from tunecli.errors import TrialFailed
+from tunecli.trainer import models
+from tunecli.trainer.data import DataBundle, augment_batch
+from tunecli.trainer.hyperparams import LOOP_DEFAULTS
+from tunecli.trainer.loop import (Progress, Reporter, TrainResult, autocast_for, prepare,
+                                  save_checkpoint)
+from tunecli.trainer.metrics import scores
+from tunecli.trainer.optim import Schedule, make_optimizer
+
+if TYPE_CHECKING:
+    from tunecli.spec.models import TrainerSpec
+
+__all__ = ["SHARED", "FUSABLE_OPTIMIZERS", "MemberJob", "why_not_fused", "group_key",
+           "run_group"]
+
+SHARED = ("depth", "batch_size", "optimizer", "activation", "batch_norm", "nesterov")
+FUSABLE_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+_BN_EPS, _BN_MOMENTUM = 1e-5, 0.1      # nn.BatchNorm1d's defaults, as the lone model uses
+_ADAM_EPS, _RMSPROP_EPS, _RMSPROP_ALPHA = 1e-8, 1e-8, 0.99
+
+
+def full_config(model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Loop and model defaults with the trial's parameters on top (what the lone loop uses)."""
+    return {**LOOP_DEFAULTS, **models.defaults_for(model), **params}
+
+
+def why_not_fused(trainer: TrainerSpec, params: dict[str, Any]) -> str | None:
+    """Why this configuration trains alone (None: it can join a group)."""
+    if trainer.model != "mlp":
+        return f"model {trainer.model!r} is trained one trial at a time (only mlp is fused)"
+    if trainer.compile:
+        return "trainer.compile is on: compiled models are trained one at a time"
+    optimizer = full_config(trainer.model, params)["optimizer"]
+    if optimizer not in FUSABLE_OPTIMIZERS:
+        return (f"optimizer {optimizer!r} is trained one trial at a time (fused: "
+                f"{', '.join(FUSABLE_OPTIMIZERS)})")
+    return None
+
+
+def group_key(trainer: TrainerSpec, params: dict[str, Any]) -> tuple[Any, ...]:
+    """Configurations with equal keys can train as one group."""
+    config = full_config(trainer.model, params)
+    return tuple(config[name] for name in SHARED)
+
+
+@dataclass
+class MemberJob:
+    """One trial of a group: its parameters, where its epochs go and its checkpoint."""
+
+    params: dict[str, Any]
+    reporter: Reporter
+    checkpoint: Path | None = None
+    reported: int = 0           # epochs already reported (a group re-run after OOM skips them)
+
+
+@dataclass
+class _Member:
+    job: MemberJob
+    config: dict[str, Any]
+    model: nn.Module            # the lone model: initial weights, and the checkpoint's layout
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    dropout_generator: torch.Generator
+    widths: list[int]
+    progress: Progress = field(default_factory=Progress)
+    outcome: TrainResult | BaseException | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The stacked model and its optimizer
+
+
+class _StackedMLP:
+    """K MLPs of one depth as stacked tensors, in the lone model's parameter order."""
+
+    def __init__(self, members: Sequence[_Member], n_inputs: int, n_outputs: int,
+                 batch_norm: bool, activation: nn.Module, device: torch.device) -> None:
+        self.k = len(members)
+        self.batch_norm = batch_norm
+        self.activation = activation
+        depth = len(members[0].widths)
+        sizes = [[n_inputs, *m.widths, n_outputs] for m in members]
+        self.layer_in = [[s[layer] for s in sizes] for layer in range(depth + 1)]
+        self.layer_out = [[s[layer + 1] for s in sizes] for layer in range(depth + 1)]
+        self.params: list[torch.Tensor] = []
+        self.kinds: list[tuple[str, int]] = []    # ("weight" | "vector", layer) per parameter
+        self.running: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.batches_tracked = 0
+        lone = [[p.detach() for p in m.model.parameters()] for m in members]
+        # Per layer, where its weight, bias and batch-norm scale and shift are in ``params``.
+        self.layers: list[dict[str, int]] = []
+        for layer in range(depth + 1):
+            width = max(self.layer_out[layer])
+            hidden = layer < depth
+            roles = (["weight", "gamma", "beta"] if hidden and batch_norm
+                     else ["weight", "bias"])  # a bias before batch norm is redundant
+            self.layers.append({})
+            for role in roles:
+                kind = "weight" if role == "weight" else "vector"
+                shape = (max(self.layer_in[layer]), width) if kind == "weight" else (1, width)
+                stacked = torch.zeros(self.k, *shape, device=device)
+                position = len(self.params)
+                for i in range(self.k):
+                    self._view(stacked, i, kind, layer).copy_(
+                        lone[i][position].t() if kind == "weight" else lone[i][position])
+                self.layers[-1][role] = position
+                self.params.append(stacked.requires_grad_())
+                self.kinds.append((kind, layer))
+            if hidden and batch_norm:
+                self.running.append((torch.zeros(self.k, 1, width, device=device),
+                                     torch.ones(self.k, 1, width, device=device)))
+
+    def _view(self, stacked: torch.Tensor, i: int, kind: str, layer: int) -> torch.Tensor:
+        """Member i's part of a stacked tensor, in the stacked layout (``[in, out]``)."""
+        if kind == "weight":
+            return stacked[i, :self.layer_in[layer][i], :self.layer_out[layer][i]]
+        return stacked[i, 0, :self.layer_out[layer][i]]
+
+    def lone_view(self, stacked: torch.Tensor, index: int, i: int) -> torch.Tensor:
+        """Member i's part of the stacked tensor of parameter ``index``, in the lone layout."""
+        kind, layer = self.kinds[index]
+        view = self._view(stacked, i, kind, layer)
+        return view.t() if kind == "weight" else view
+
+    def forward(self, x: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
+        """``x``: one batch shared by all members -> ``[K, batch, outputs]``."""
+        h = x.reshape(len(x), -1).expand(self.k, len(x), -1)
+        for layer, roles in enumerate(self.layers):
+            weight = self.params[roles["weight"]]
+            if "bias" in roles:
+                h = torch.baddbmm(self.params[roles["bias"]], h, weight)
+            else:
+                h = torch.bmm(h, weight)
+            if layer == len(self.layers) - 1:
+                return h
+            if self.batch_norm:
+                h = self._normalise(h, layer, self.params[roles["gamma"]],
+                                    self.params[roles["beta"]])
+            h = self.activation(h)
+            if noise is not None:
+                h = h * noise[layer]
+        raise AssertionError("an MLP has an output layer")
+
+    def _normalise(self, h: torch.Tensor, layer: int, gamma: torch.Tensor,
+                   beta: torch.Tensor) -> torch.Tensor:
+        running_mean, running_var = self.running[layer]
+        if not self.training:
+            return (h - running_mean) * torch.rsqrt(running_var + _BN_EPS) * gamma + beta
+        mean = h.mean(1, keepdim=True)
+        var = h.var(1, unbiased=False, keepdim=True)
+        with torch.no_grad():
+            n = h.shape[1]
+            running_mean.lerp_(mean, _BN_MOMENTUM)
+            running_var.lerp_(var * (n / max(1, n - 1)), _BN_MOMENTUM)
+        return (h - mean) * torch.rsqrt(var + _BN_EPS) * gamma + beta
+
+    training = True
+
+    def l1_penalty(self) -> torch.Tensor:
+        """Per member: the sum of |weight| over its linear layers ([K])."""
+        return sum(p.abs().sum((1, 2)) for p, (kind, _) in zip(self.params, self.kinds,
+                                                                  strict=True)
+                   if kind == "weight")  # type: ignore[return-value]
+
+    def keep(self, rows: list[int]) -> None:
+        """Only members ``rows`` go on (the others left: pruned, failed, stopped)."""
+        index = torch.tensor(rows, device=self.params[0].device)
+        self.params = [p.detach().index_select(0, index).requires_grad_() for p in self.params]
+        self.running = [(m.index_select(0, index), v.index_select(0, index))
+                        for m, v in self.running]
+        self.layer_in = [[sizes[i] for i in rows] for sizes in self.layer_in]
+        self.layer_out = [[sizes[i] for i in rows] for sizes in self.layer_out]
+        self.k = len(rows)
+
+    def copy_to(self, i: int, model: nn.Module) -> None:
+        """Member i's weights and batch-norm statistics into its lone model (checkpoints)."""
+        with torch.no_grad():
+            for index, p in enumerate(model.parameters()):
+                p.copy_(self.lone_view(self.params[index], index, i))
+            norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+            for norm, (mean, var), width in zip(norms, self.running, [
+                    sizes[i] for sizes in self.layer_out], strict=False):
+                norm.running_mean.copy_(mean[i, 0, :width])  # type: ignore[union-attr]
+                norm.running_var.copy_(var[i, 0, :width])  # type: ignore[union-attr]
+                norm.num_batches_tracked.fill_(self.batches_tracked)  # type: ignore[union-attr]
+
+
+class _StackedOptimizer:
+    """SGD, Adam, AdamW or RMSprop over stacked parameters, one hyperparameter set per member.
+
+    The update is torch's (``torch.optim``'s single-tensor form), written with per-member
+    tensors of shape ``[K, 1, 1]``; the scalars that torch computes in double precision
+    (bias corrections, step sizes) are computed per member on the host the same way.
+    """
+
+    def __init__(self, kind: str, params: list[torch.Tensor], configs: list[dict[str, Any]],
+                 nesterov: bool) -> None:
+        self.kind = kind
+        self.params = params
+        self.configs = configs
+        self.nesterov = nesterov
+        self.steps = 0
+        self.lrs = [float(c["lr"]) for c in configs]
+        names = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq"),
+                 "adamw": ("exp_avg", "exp_avg_sq"),
+                 "rmsprop": ("square_avg", "momentum_buffer")}[kind]
+        self.state = {name: [torch.zeros_like(p) for p in params] for name in names}
+
+    def _column(self, values: Sequence[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32,
+                            device=self.params[0].device).view(-1, 1, 1)
+
+    def _each(self, name: str) -> list[float]:
+        return [float(c[name]) for c in self.configs]
+
+    def keep(self, rows: list[int], params: list[torch.Tensor]) -> None:
+        index = torch.tensor(rows, device=params[0].device)
+        self.params = params
+        self.configs = [self.configs[i] for i in rows]
+        self.lrs = [self.lrs[i] for i in rows]
+        self.state = {name: [s.index_select(0, index) for s in states]
+                      for name, states in self.state.items()}
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        t = self.steps
+        lr = self._column(self.lrs)
+        decay = self._column(self._each("weight_decay"))
+        if self.kind == "sgd":
+            momentum = self._column(self._each("momentum"))
+            nesterov = self._column([float(self.nesterov and float(c["momentum"]) > 0)
+                                     for c in self.configs])
+            for p, buf in zip(self.params, self.state["momentum_buffer"], strict=True):
+                g = p.grad + decay * p
+                buf.mul_(momentum).add_(g)
+                g = torch.where(nesterov > 0, g + momentum * buf, buf)
+                p.sub_(lr * g)
+        elif self.kind in ("adam", "adamw"):
+            beta1, beta2 = self._each("beta1"), self._each("beta2")
+            one_minus_beta1 = self._column([1 - b for b in beta1])
+            beta2_t, one_minus_beta2 = self._column(beta2), self._column([1 - b for b in beta2])
+            step_size = self._column([lr_ / (1 - b ** t) for lr_, b in zip(self.lrs, beta1,
+                                                                          strict=True)])
+            bias2_sqrt = self._column([(1 - b ** t) ** 0.5 for b in beta2])
+            shrink = self._column([1 - lr_ * float(c["weight_decay"])
+                                   for lr_, c in zip(self.lrs, self.configs, strict=True)])
+            for p, m, v in zip(self.params, self.state["exp_avg"], self.state["exp_avg_sq"],
+                               strict=True):
+                if self.kind == "adamw":
+                    p.mul_(shrink)
+                    g = p.grad
+                else:
+                    g = p.grad + decay * p
+                m.lerp_(g, one_minus_beta1)
+                v.mul_(beta2_t).add_(g * g * one_minus_beta2)
+                p.sub_(step_size * m / (v.sqrt() / bias2_sqrt + _ADAM_EPS))
+        else:  # rmsprop
+            momentum = self._column(self._each("momentum"))
+            for p, square, buf in zip(self.params, self.state["square_avg"],
+                                      self.state["momentum_buffer"], strict=True):
+                g = p.grad + decay * p
+                square.mul_(_RMSPROP_ALPHA).add_(g * g * (1 - _RMSPROP_ALPHA))
+                buf.mul_(momentum).add_(g / (square.sqrt() + _RMSPROP_EPS))
+                p.sub_(lr * buf)
+
+    def lone_state(self, i: int, model: _StackedMLP,
+                   lone_params: list[torch.Tensor]) -> dict[torch.Tensor, dict[str, Any]]:
+        """Member i's optimizer state as ``torch.optim`` keeps it, for its checkpoint."""
+        step = torch.tensor(float(self.steps))
+        config = self.configs[i]
+        out: dict[torch.Tensor, dict[str, Any]] = {}
+        for index, p in enumerate(lone_params):
+            part = {name: model.lone_view(states[index], index, i).clone()
+                    for name, states in self.state.items()}
+            if self.kind == "sgd":
+                if float(config["momentum"]) == 0:
+                    part["momentum_buffer"] = None  # type: ignore[assignment]
+            elif self.kind == "rmsprop":
+                part["step"] = step.clone()
+                if float(config["momentum"]) == 0:
+                    del part["momentum_buffer"]
+            else:
+                part["step"] = step.clone()
+            out[p] = part
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Training a group
+
+
+def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
+              direction: str = "maximize", base_dir: str | None = None,
+              data_root: str | None = None) -> list[TrainResult | BaseException]:
+    """Train the jobs' configurations as one group; per job its result, or the exception that
+    ended it (the reporter's, e.g. a prune, or ``TrialFailed``). Each job's reporter gets every
+    epoch as in a lone trial. Out of memory splits the group in halves, which start again
+    (epochs already reported are not reported twice); a member alone out of memory fails.
+    A ``KeyboardInterrupt`` stops the whole group.
+    """
+    device, bundle = prepare(trainer, metric, base_dir, data_root)
+    try:
+        return _train(trainer, jobs, metric, direction == "minimize", device, bundle,
+                      base_dir)
+    except torch.OutOfMemoryError:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(jobs) == 1:
+            return [TrialFailed(f"out of memory on {device} with batch_size "
+                                f"{jobs[0].params.get('batch_size')}; lower batch_size or "
+                                f"the model size")]
+    half = len(jobs) // 2
+    return [*run_group(trainer, jobs[:half], metric=metric, direction=direction,
+                       base_dir=base_dir, data_root=data_root),
+            *run_group(trainer, jobs[half:], metric=metric, direction=direction,
+                       base_dir=base_dir, data_root=data_root)]
+
+
+def _member(trainer: TrainerSpec, job: MemberJob, bundle: DataBundle, device: torch.device,
+            minimize: bool, base_dir: str | None) -> _Member:
+    config = full_config(trainer.model, job.params)
+    torch.manual_seed(trainer.seed)
+    model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs,
+                         base_dir).to(device)
+    # The lone trial's dropout draws from the global generator, which now holds this state.
+    dropout = torch.Generator(device=device)
+    dropout.set_state(torch.get_rng_state() if device.type == "cpu"
+                      else torch.cuda.get_rng_state(device))
+    optimizer = make_optimizer(config, model.parameters(), device)
+    widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)][:-1]
+    return _Member(job, config, model, optimizer,
+                   Schedule(config, optimizer, trainer.epochs, minimize), dropout, widths)
+
+
+def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: bool,
+           device: torch.device, bundle: DataBundle,
+           base_dir: str | None) -> list[TrainResult | BaseException]:
+    members = [_member(trainer, job, bundle, device, minimize, base_dir) for job in jobs]
+    first = members[0].config
+    stacked = _StackedMLP(members, math.prod(bundle.input_shape), bundle.n_outputs,
+                          bool(first["batch_norm"]), models.activation(first["activation"]),
+                          device)
+    optimizer = _StackedOptimizer(first["optimizer"], stacked.params,
+                                  [m.config for m in members], bool(first["nesterov"]))
+    optimizer.lrs = [m.optimizer.param_groups[0]["lr"] for m in members]  # after warm-up
+    generator = torch.Generator(device=device).manual_seed(trainer.seed)
+    autocast = autocast_for(trainer, device)
+    active = list(members)
+    started = time.perf_counter()
+    for epoch in range(1, trainer.epochs + 1):
+        if not active:
+            break
+        epoch_start = time.perf_counter()
+        train_losses = _train_epoch(trainer, stacked, optimizer, active, bundle, generator,
+                                    autocast)
+        outputs = _evaluate(stacked, bundle, trainer.eval_batch_size, autocast)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - epoch_start
+        staying: list[int] = []
+        for row, member in enumerate(active):
+            member.outcome = _end_of_epoch(trainer, member, epoch, metric, minimize, bundle,
+                                           outputs[row], train_losses[row], seconds,
+                                           optimizer.lrs[row], stacked, optimizer, row,
+                                           generator, started)
+            if member.outcome is None:
+                staying.append(row)
+        if len(staying) < len(active):
+            stacked.keep(staying)
+            optimizer.keep(staying, stacked.params)
+            active = [active[row] for row in staying]
+        for row, member in enumerate(active):
+            optimizer.lrs[row] = member.optimizer.param_groups[0]["lr"]
+    for member in active:
+        member.outcome = _result(member, stacked_device=device, started=started,
+                                 n_train=len(bundle.x_train), stopped_early=False)
+    return [m.outcome for m in members]  # type: ignore[misc]
+
+
+def _end_of_epoch(trainer: TrainerSpec, member: _Member, epoch: int, metric: str,
+                  minimize: bool, bundle: DataBundle, output: torch.Tensor, train_loss: float,
+                  seconds: float, lr: float, stacked: _StackedMLP,
+                  optimizer: _StackedOptimizer, row: int, generator: torch.Generator,
+                  started: float) -> TrainResult | BaseException | None:
+    """A member's epoch as a lone trial ends it: its outcome when it leaves, else None."""
+    config = member.config
+    if not math.isfinite(train_loss):
+        return TrialFailed(f"the training loss became {train_loss} in epoch {epoch} "
+                           f"(lr={config['lr']}); lower the learning rate range")
+    metrics = scores(output, bundle.y_val, bundle.task, bundle.n_outputs,
+                     target_scale=(bundle.target_mean, bundle.target_std))
+    n_train = len(bundle.x_train)
+    metrics.update({"train_loss": train_loss, "epoch_seconds": seconds,
+                    "samples_per_second": n_train / seconds if seconds else 0.0, "lr": lr})
+    value = metrics[metric]
+    if not math.isfinite(value):
+        return TrialFailed(f"{metric} became {value} in epoch {epoch}")
+    progress = member.progress
+    progress.track(epoch, value, minimize)
+    progress.history.append({"epoch": epoch, **metrics})
+    progress.next_epoch = epoch + 1
+    member.schedule.step(epoch, value)
+    if member.job.checkpoint is not None:
+        _save_member(member, stacked, optimizer, row, generator)
+    try:
+        if epoch > member.job.reported:
+            member.job.reporter.report(epoch, metrics)
+            member.job.reported = epoch
+    except Exception as exc:  # the reporter's way to stop a trial: a prune
+        return exc
+    if trainer.early_stopping and progress.since_best >= trainer.early_stopping:
+        return _result(member, stacked_device=output.device, started=started, n_train=n_train,
+                       stopped_early=True)
+    return None
+
+
+def _save_member(member: _Member, stacked: _StackedMLP, optimizer: _StackedOptimizer,
+                 row: int, generator: torch.Generator) -> None:
+    stacked.copy_to(row, member.model)
+    lone_params = list(member.model.parameters())
+    member.optimizer.state.clear()
+    member.optimizer.state.update(optimizer.lone_state(row, stacked, lone_params))
+    assert member.job.checkpoint is not None
+    save_checkpoint(member.job.checkpoint, member.model, member.optimizer, member.schedule,
+                    generator, member.progress)
+
+
+def _result(member: _Member, *, stacked_device: torch.device, started: float, n_train: int,
+            stopped_early: bool) -> TrainResult:
+    elapsed = time.perf_counter() - started
+    progress = member.progress
+    return TrainResult(value=progress.best_value, best_epoch=progress.best_epoch,
+                       epochs_run=len(progress.history), history=progress.history,
+                       params_count=models.count_parameters(member.model),
+                       device=str(stacked_device),
+                       samples_per_second=n_train * len(progress.history) / elapsed
+                       if elapsed else 0.0,
+                       stopped_early=stopped_early, train_seconds=elapsed,
+                       config=member.config)
+
+
+def _dropout_noise(active: list[_Member], stacked: _StackedMLP, batch: int,
+                   device: torch.device) -> list[torch.Tensor] | None:
+    """Per hidden layer, each member's dropout mask scaled by 1/(1-p), drawn as the lone
+    trial's ``nn.Dropout`` draws it (``bernoulli_`` then ``div_``), zero over the padding."""
+    rates = [float(m.config["dropout"]) for m in active]
+    if not any(rates):
+        return None
+    noise = []
+    for layer in range(len(stacked.layer_out) - 1):
+        widths = stacked.layer_out[layer]
+        mask = torch.zeros(len(active), batch, max(widths), device=device)
+        for row, member in enumerate(active):
+            p = rates[row]
+            part = mask[row, :, :widths[row]]
+            if p:
+                part.copy_(torch.empty(batch, widths[row], device=device)
+                           .bernoulli_(1 - p, generator=member.dropout_generator).div_(1 - p))
+            else:
+                part.fill_(1.0)
+        noise.append(mask)
+    return noise
+
+
+def _train_epoch(trainer: TrainerSpec, stacked: _StackedMLP, optimizer: _StackedOptimizer,
+                 active: list[_Member], bundle: DataBundle, generator: torch.Generator,
+                 autocast: Any) -> list[float]:
+    """One pass over the training data in the lone trial's order; each member's mean loss."""
+    x_fit, y_fit, device = bundle.x_train, bundle.y_train, bundle.x_train.device
+    batch_size = max(1, int(active[0].config["batch_size"]))
+    l1 = torch.tensor([float(m.config["l1"]) for m in active], device=device)
+    clip = torch.tensor([float(m.config["grad_clip"]) for m in active], device=device)
+    use_l1, use_clip = bool(l1.any()), bool(clip.any())
+    augment = trainer.dataset.augment
+    stacked.training = True
+    n_train = len(x_fit)
+    order = torch.randperm(n_train, device=device, generator=generator)
+    loss_sum = torch.zeros(stacked.k, device=device)
+    batches = 0
+    for start in range(0, n_train, batch_size):
+        idx = order[start:start + batch_size]
+        if len(idx) < 2 and n_train > 1:
+            continue  # as the lone loop: a batch of one breaks batch norm
+        xb, yb = x_fit[idx], y_fit[idx]
+        if bundle.is_image and (augment.crop or augment.flip):
+            xb = augment_batch(xb, augment.crop, augment.flip, generator)
+        noise = _dropout_noise(active, stacked, len(idx), device)
+        with autocast():
+            out = stacked.forward(xb, noise).float()
+            if bundle.task == "classification":
+                losses = nn.functional.cross_entropy(
+                    out.permute(1, 2, 0), yb.unsqueeze(1).expand(-1, stacked.k),
+                    reduction="none").mean(0)
+            else:
+                losses = ((out.squeeze(-1) - yb) ** 2).mean(1)
+            if use_l1:
+                losses = losses + l1 * stacked.l1_penalty()
+        for p in stacked.params:
+            p.grad = None
+        losses.sum().backward()
+        if use_clip:
+            _clip_per_member(stacked.params, clip)
+        optimizer.step()
+        stacked.batches_tracked += 1
+        loss_sum += losses.detach()
+        batches += 1
+    values: list[float] = (loss_sum / max(1, batches)).tolist()  # the epoch's one host sync
+    return values
+
+
+def _clip_per_member(params: list[torch.Tensor], clip: torch.Tensor) -> None:
+    """``clip_grad_norm_`` for each member over its own gradients; 0 means no clipping."""
+    with torch.no_grad():
+        norms = torch.stack([p.grad.pow(2).sum((1, 2)) for p in params  # type: ignore[union-attr]
+                             ]).sum(0).sqrt()
+        coef = torch.where(clip > 0, (clip / (norms + 1e-6)).clamp(max=1.0), 1.0)
+        for p in params:
+            p.grad.mul_(coef.view(-1, 1, 1))  # type: ignore[union-attr]
+
+
+def _evaluate(stacked: _StackedMLP, bundle: DataBundle, batch_size: int,
+              autocast: Any) -> torch.Tensor:
+    """Every member's outputs on the validation part: ``[K, n_val, outputs]``."""
+    stacked.training = False
+    outputs = []
+    with torch.inference_mode(), autocast():
+        for start in range(0, len(bundle.x_val), batch_size):
+            outputs.append(stacked.forward(bundle.x_val[start:start + batch_size], None)
+                           .float())
+    return torch.cat(outputs, dim=1)
