@@ -286,14 +286,14 @@ class _StackedOptimizer:
                 else:
                     g = p.grad + decay * p
                 m.lerp_(g, one_minus_beta1)
-                v.mul_(beta2_t).add_(g * g * one_minus_beta2)
+                v.mul_(beta2_t).add_(one_minus_beta2 * g * g)  # addcmul's order
                 p.sub_(step_size * m / (v.sqrt() / bias2_sqrt + _ADAM_EPS))
         else:  # rmsprop
             momentum = self._column(self._each("momentum"))
             for p, square, buf in zip(self.params, self.state["square_avg"],
                                       self.state["momentum_buffer"], strict=True):
                 g = p.grad + decay * p
-                square.mul_(_RMSPROP_ALPHA).add_(g * g * (1 - _RMSPROP_ALPHA))
+                square.mul_(_RMSPROP_ALPHA).addcmul_(g, g, value=1 - _RMSPROP_ALPHA)
                 buf.mul_(momentum).add_(g / (square.sqrt() + _RMSPROP_EPS))
                 p.sub_(lr * buf)
 
@@ -332,6 +332,8 @@ def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
     (epochs already reported are not reported twice); a member alone out of memory fails.
     A ``KeyboardInterrupt`` stops the whole group.
     """
+    if len({group_key(trainer, job.params) for job in jobs}) > 1:
+        raise ValueError(f"a group's members must share {', '.join(SHARED)}")
     device, bundle = prepare(trainer, metric, base_dir, data_root)
     try:
         return _train(trainer, jobs, metric, direction == "minimize", device, bundle,

@@ -1,0 +1,188 @@
+"""Fused trials change nothing but speed: on the CPU in fp32 each member's per-epoch metrics
+equal those of the same configuration trained alone; members leave a group alone (pruned,
+failed, stopped early) and their checkpoints continue alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tunecli.errors import TrialFailed
+from tunecli.spec import TrainerSpec
+from tunecli.trainer import fused, loop
+
+COMPARED = ("val_loss", "val_accuracy", "train_loss", "lr")
+
+
+class Collect:
+    """A reporter that records each epoch and can stop the trial, as a prune does."""
+
+    def __init__(self, prune_at: int | None = None) -> None:
+        self.metrics: list[dict[str, float]] = []
+        self.prune_at = prune_at
+
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.metrics.append(metrics)
+        if epoch == self.prune_at:
+            raise RuntimeError(f"pruned after epoch {epoch}")
+
+
+def trainer(data: str = "synthetic", epochs: int = 4, **kw: Any) -> TrainerSpec:
+    dataset: Any = (data if data == "digits" else
+                    {"name": f"synthetic-{'regression' if data == 'regression' else 'classification'}",
+                     "n_samples": 400, "n_features": 10})
+    return TrainerSpec.model_validate({"dataset": dataset, "epochs": epochs, **kw})
+
+
+def lone(spec: TrainerSpec, params: dict[str, Any], metric: str = "val_accuracy",
+         **kw: Any) -> list[dict[str, float]]:
+    reporter = Collect()
+    loop.run(spec, params, reporter, metric=metric, **kw)
+    return reporter.metrics
+
+
+def assert_same(fused_metrics: list[dict[str, float]], lone_metrics: list[dict[str, float]],
+                keys: tuple[str, ...] = COMPARED) -> None:
+    assert len(fused_metrics) == len(lone_metrics)
+    for epoch, (a, b) in enumerate(zip(fused_metrics, lone_metrics, strict=True), start=1):
+        for key in keys:
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (epoch, key, a, b)
+
+
+# Members differ in everything a member may: width (padded), lr, momentum, betas, weight
+# decay, L1, dropout, clipping, the schedule and its settings.
+MEMBERS = [
+    {"width": 16, "lr": 0.01, "dropout": 0.2, "l1": 1e-4, "weight_decay": 1e-3,
+     "momentum": 0.9, "beta1": 0.8},
+    {"width": 40, "lr": 0.003, "schedule": "cosine", "momentum": 0.0, "beta2": 0.99},
+    {"width": 23, "lr": 0.001, "grad_clip": 0.5, "schedule": "step", "step_size": 1,
+     "gamma": 0.5, "warmup_epochs": 1, "momentum": 0.5, "dropout": 0.1},
+    {"width": 8, "lr": 0.005, "schedule": "plateau", "plateau_patience": 0, "gamma": 0.5,
+     "weight_decay": 1e-2},
+]
+
+
+@pytest.mark.parametrize("optimizer", fused.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
+    spec = trainer()
+    shared = {"depth": 2, "batch_size": 32, "optimizer": optimizer, "batch_norm": batch_norm,
+              "nesterov": optimizer == "sgd"}
+    # RMSprop's steps are about ten times Adam's: the same rates would diverge.
+    scale = 0.1 if optimizer == "rmsprop" else 1.0
+    configs = [{**shared, **member, "lr": member["lr"] * scale} for member in MEMBERS]
+    jobs = [fused.MemberJob(config, Collect()) for config in configs]
+    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    for job, outcome, config in zip(jobs, outcomes, configs, strict=True):
+        assert isinstance(outcome, loop.TrainResult), outcome
+        assert_same(job.reporter.metrics, lone(spec, config))  # type: ignore[attr-defined]
+        assert outcome.epochs_run == 4
+
+
+@pytest.mark.parametrize("activation", ["gelu", "tanh", "leaky_relu"])
+def test_digits_widths_and_depths_without_batch_norm(activation: str) -> None:
+    """The real default data set, depth 1 and 3, padded widths, dropout: still equal."""
+    spec = trainer("digits", epochs=3)
+    for depth in (1, 3):
+        configs = [{"depth": depth, "batch_size": 64, "activation": activation,
+                    "width": width, "dropout": dropout, "lr": lr}
+                   for width, dropout, lr in ((32, 0.3, 3e-3), (100, 0.0, 1e-3),
+                                              (57, 0.1, 2e-3))]
+        jobs = [fused.MemberJob(c, Collect()) for c in configs]
+        fused.run_group(spec, jobs, metric="val_accuracy")
+        for job, config in zip(jobs, configs, strict=True):
+            assert_same(job.reporter.metrics, lone(spec, config))  # type: ignore[attr-defined]
+
+
+def test_regression_members_equal_lone_trials() -> None:
+    spec = trainer("regression")
+    configs = [{"width": w, "lr": lr, "depth": 1} for w, lr in ((16, 0.01), (48, 0.002))]
+    jobs = [fused.MemberJob(c, Collect()) for c in configs]
+    fused.run_group(spec, jobs, metric="val_rmse", direction="minimize")
+    for job, config in zip(jobs, configs, strict=True):
+        assert_same(job.reporter.metrics, lone(spec, config, metric="val_rmse",  # type: ignore[attr-defined]
+                                               direction="minimize"),
+                    ("val_rmse", "val_r2", "train_loss"))
+
+
+def test_a_pruned_member_leaves_and_the_rest_go_on() -> None:
+    spec = trainer()
+    configs = [{"width": w, "lr": 0.01} for w in (16, 24, 32)]
+    jobs = [fused.MemberJob(configs[0], Collect()), fused.MemberJob(configs[1], Collect(2)),
+            fused.MemberJob(configs[2], Collect())]
+    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    assert isinstance(outcomes[1], RuntimeError) and "epoch 2" in str(outcomes[1])
+    assert len(jobs[1].reporter.metrics) == 2  # type: ignore[attr-defined]
+    for i in (0, 2):
+        assert isinstance(outcomes[i], loop.TrainResult) and outcomes[i].epochs_run == 4  # type: ignore[union-attr]
+        assert_same(jobs[i].reporter.metrics, lone(spec, configs[i]))  # type: ignore[attr-defined]
+
+
+def test_a_diverging_member_fails_alone() -> None:
+    spec = trainer()
+    configs = [{"width": 16, "lr": 0.01, "optimizer": "sgd"},
+               {"width": 16, "lr": 1e30, "optimizer": "sgd"},
+               {"width": 32, "lr": 0.02, "optimizer": "sgd"}]
+    jobs = [fused.MemberJob(c, Collect()) for c in configs]
+    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    assert isinstance(outcomes[1], TrialFailed)
+    assert "training loss became" in outcomes[1].reason
+    for i in (0, 2):
+        assert isinstance(outcomes[i], loop.TrainResult)
+        assert_same(jobs[i].reporter.metrics, lone(spec, configs[i]))  # type: ignore[attr-defined]
+
+
+def test_early_stopping_is_per_member() -> None:
+    spec = trainer(epochs=8, early_stopping=1)
+    configs = [{"width": 16, "lr": 0.05, "optimizer": "sgd"},
+               {"width": 16, "lr": 3e-3, "optimizer": "sgd"}]
+    jobs = [fused.MemberJob(c, Collect()) for c in configs]
+    outcomes = fused.run_group(spec, jobs, metric="val_loss", direction="minimize")
+    for job, outcome, config in zip(jobs, outcomes, configs, strict=True):
+        alone = lone(spec, config, metric="val_loss", direction="minimize")
+        assert_same(job.reporter.metrics, alone)  # type: ignore[attr-defined]
+        assert isinstance(outcome, loop.TrainResult)
+        assert outcome.epochs_run == len(alone)
+
+
+def test_a_member_checkpoint_continues_alone(tmp_path: Path) -> None:
+    """A group stopped after epoch 2 (as by Ctrl-C); each member's retry continues alone from
+    its checkpoint and ends where an uninterrupted lone trial ends."""
+    spec = trainer()
+    configs = [{"width": 16, "lr": 0.01, "beta1": 0.8, "schedule": "cosine", "batch_norm": True},
+               {"width": 24, "lr": 0.003, "weight_decay": 0.01, "batch_norm": True},
+               {"width": 8, "lr": 0.02, "schedule": "plateau", "batch_norm": True}]
+
+    class StopAt2(Collect):
+        def report(self, epoch: int, metrics: dict[str, float]) -> None:
+            super().report(epoch, metrics)
+            if epoch == 2 and self is jobs[-1].reporter:
+                raise KeyboardInterrupt
+
+    jobs = [fused.MemberJob(c, StopAt2(), tmp_path / f"trial-{i}.pt")
+            for i, c in enumerate(configs)]
+    with pytest.raises(KeyboardInterrupt):
+        fused.run_group(spec, jobs, metric="val_accuracy")
+    for job, config in zip(jobs, configs, strict=True):
+        assert torch.load(job.checkpoint, weights_only=True)["epoch"] == 2  # type: ignore[arg-type]
+        resumed = lone(spec, config, checkpoint=job.checkpoint)
+        assert_same(resumed, lone(spec, config)[2:])
+
+
+def test_a_group_shares_its_structure() -> None:
+    with pytest.raises(ValueError, match="share"):
+        fused.run_group(trainer(), [fused.MemberJob({"depth": 1}, Collect()),
+                                    fused.MemberJob({"depth": 2}, Collect())],
+                        metric="val_accuracy")
+
+
+def test_why_not_fused_names_the_reason() -> None:
+    assert fused.why_not_fused(trainer(), {"optimizer": "adam"}) is None
+    assert "cnn" in str(fused.why_not_fused(trainer(model="cnn"), {}))
+    assert "adagrad" in str(fused.why_not_fused(trainer(), {"optimizer": "adagrad"}))
+    assert fused.group_key(trainer(), {"lr": 0.1, "width": 3}) == \
+        fused.group_key(trainer(), {"lr": 0.2, "width": 9})
+    assert fused.group_key(trainer(), {"depth": 1}) != fused.group_key(trainer(), {"depth": 2})
