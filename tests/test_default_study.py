@@ -55,7 +55,7 @@ def test_terminal_report_fits_100_columns(searched) -> None:
     result = _run("report", "digits", "--storage", searched["storage"], columns=100)
     assert result.exit_code == 0
     assert max(len(line.rstrip()) for line in result.output.splitlines()) <= 100
-    for words in ("Best trial #", "Parameter importances", "Top 10 trials", "saved"):
+    for words in ("Best trial #", "Parameter importances", "Top ", "saved"):
         assert words in result.output
 
 

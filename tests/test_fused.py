@@ -31,9 +31,9 @@ class Collect:
 
 
 def trainer(data: str = "synthetic", epochs: int = 4, **kw: Any) -> TrainerSpec:
+    task = "regression" if data == "regression" else "classification"
     dataset: Any = (data if data == "digits" else
-                    {"name": f"synthetic-{'regression' if data == 'regression' else 'classification'}",
-                     "n_samples": 400, "n_features": 10})
+                    {"name": f"synthetic-{task}", "n_samples": 400, "n_features": 10})
     return TrainerSpec.model_validate({"dataset": dataset, "epochs": epochs, **kw})
 
 
@@ -148,9 +148,11 @@ def test_early_stopping_is_per_member() -> None:
         assert outcome.epochs_run == len(alone)
 
 
-def test_a_member_checkpoint_continues_alone(tmp_path: Path) -> None:
+def test_a_member_checkpoint_continues_alone(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A group stopped after epoch 2 (as by Ctrl-C); each member's retry continues alone from
     its checkpoint and ends where an uninterrupted lone trial ends."""
+    monkeypatch.setattr(fused, "CHECKPOINT_SECONDS", 0.0)  # save after every epoch
     spec = trainer()
     configs = [{"width": 16, "lr": 0.01, "beta1": 0.8, "schedule": "cosine", "batch_norm": True},
                {"width": 24, "lr": 0.003, "weight_decay": 0.01, "batch_norm": True},
@@ -179,6 +181,16 @@ def test_a_group_shares_its_structure() -> None:
                         metric="val_accuracy")
 
 
+def test_checkpoints_are_written_when_members_finish(tmp_path: Path) -> None:
+    """Between finishes a group saves at most every CHECKPOINT_SECONDS; a finished member's
+    checkpoint holds its last epoch, as a lone trial's does."""
+    spec = trainer(epochs=3)
+    jobs = [fused.MemberJob({"width": w}, Collect(), tmp_path / f"{w}.pt") for w in (8, 16)]
+    fused.run_group(spec, jobs, metric="val_accuracy")
+    for job in jobs:
+        assert torch.load(job.checkpoint, weights_only=True)["epoch"] == 3  # type: ignore[arg-type]
+
+
 def test_why_not_fused_names_the_reason() -> None:
     assert fused.why_not_fused(trainer(), {"optimizer": "adam"}) is None
     assert "cnn" in str(fused.why_not_fused(trainer(model="cnn"), {}))
@@ -186,3 +198,15 @@ def test_why_not_fused_names_the_reason() -> None:
     assert fused.group_key(trainer(), {"lr": 0.1, "width": 3}) == \
         fused.group_key(trainer(), {"lr": 0.2, "width": 9})
     assert fused.group_key(trainer(), {"depth": 1}) != fused.group_key(trainer(), {"depth": 2})
+
+
+def test_the_widest_member_leaving_shrinks_the_group() -> None:
+    """Pruning the widest member cuts the padding; the others go on unchanged."""
+    spec = trainer(epochs=4)
+    configs = [{"width": w, "lr": 0.01, "dropout": 0.1, "batch_norm": True, "depth": 2}
+               for w in (12, 64, 20)]
+    jobs = [fused.MemberJob(configs[0], Collect()), fused.MemberJob(configs[1], Collect(1)),
+            fused.MemberJob(configs[2], Collect())]
+    fused.run_group(spec, jobs, metric="val_accuracy")
+    for i in (0, 2):
+        assert_same(jobs[i].reporter.metrics, lone(spec, configs[i]))  # type: ignore[attr-defined]

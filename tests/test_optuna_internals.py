@@ -62,3 +62,36 @@ def test_study_system_attributes(tmp_path: Path, kind: str) -> None:
     set_study_system_attr(study, "tunecli:spec", {"name": "x", "space": {"lr": 0.1}})
     assert study_system_attrs(study)["tunecli:spec"] == {"name": "x", "space": {"lr": 0.1}}
     assert study.user_attrs == {}
+
+
+def test_heartbeats_keep_hand_asked_trials_alive(tmp_path: Path) -> None:
+    """Fused trials are asked by hand; their heartbeat is recorded as optimize's would be (a
+    row per trial in Optuna's heartbeat table), so another machine's stale-trial sweep can
+    tell they still run."""
+    import time
+    import warnings
+
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    from tunecli.engine.optuna_internals import ask, heartbeats
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}",
+                                         heartbeat_interval=60, grace_period=120)
+    study = optuna.create_study(storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "supposed to be used with Study.optimize"
+        trials = [ask(study), ask(study)]
+
+    def beating() -> set[int]:
+        with storage.scoped_session() as session:
+            rows = session.execute(sqlalchemy.select(models.TrialHeartbeatModel.trial_id))
+            return {row[0] for row in rows}
+
+    with heartbeats(study, lambda: trials):
+        deadline = time.time() + 60
+        while beating() != {t._trial_id for t in trials}:
+            assert time.time() < deadline, "no heartbeat was recorded"
+            time.sleep(0.01)
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING] * 2

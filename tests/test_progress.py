@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from tunecli.engine.progress import SearchProgress, format_params
@@ -27,14 +28,17 @@ def test_trial_lines_without_a_terminal() -> None:
     assert "trial    1 pruned" in text and "after epoch 2" in text
 
 
-def test_the_live_display_shows_the_running_trials_epoch_and_metric(tmp_path) -> None:
+@pytest.mark.parametrize("fuse", [1, 2])
+def test_the_live_display_shows_the_running_trials_epoch_and_metric(tmp_path,
+                                                                    fuse: int) -> None:
     from tests.conftest import TINY_STUDY
     from tunecli import spec as spec_module
     from tunecli.engine import study as study_module
     from tunecli.engine.run import run
 
     path = tmp_path / "s.yaml"
-    path.write_text(TINY_STUDY.replace("n_trials: 6", "n_trials: 2"))
+    path.write_text(TINY_STUDY.replace("n_trials: 6", "n_trials: 2")
+                    .replace("trainer:\n", f"trainer:\n  fuse: {fuse}\n"))
     spec = spec_module.load(path)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     out = io.StringIO()
@@ -42,9 +46,9 @@ def test_the_live_display_shows_the_running_trials_epoch_and_metric(tmp_path) ->
     run(study_module.open_for_search(spec, url, str(path)), spec, url, console)
     screen = out.getvalue()
     # every epoch of both trials was shown (the median pruner never stops its first 2 trials)
-    for trial in (0, 1):
+    for label in (("trial 0", "trial 1") if fuse == 1 else ("trials 0-1 fused x2",)):
         for epoch in (1, 2, 3):
-            assert f"trial {trial} epoch {epoch}/3 val_accuracy=" in screen
+            assert f"{label} epoch {epoch}/3 val_accuracy=" in screen
 
 
 PARAMS = {"lr": 0.00123, "batch_size": 64, "depth": 2, "width": 191, "dropout": 0.25,

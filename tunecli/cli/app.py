@@ -44,6 +44,9 @@ DevicesOption = Annotated[str | None, typer.Option(
     "--devices", help="GPUs for the workers, e.g. 0,1 (CUDA_VISIBLE_DEVICES per worker)")]
 TrialsPerDeviceOption = Annotated[int, typer.Option(
     "--trials-per-device", help="Concurrent trials (workers) per GPU", min=1)]
+FuseOption = Annotated[str | None, typer.Option(
+    "--fuse", help="Trials trained together as one batched model: auto, 1 (off) or K "
+                   "(overrides trainer.fuse)", show_default=False)]
 TensorBoardOption = Annotated[Path | None, typer.Option(
     "--tensorboard", help="Log each trial as a TensorBoard run under DIR/STUDY (needs the "
                           "tensorboard package)", show_default=False)]
@@ -151,6 +154,13 @@ def summary(study: Any, spec: Any, url: str, stopped: str | None = None) -> None
     if stopped:
         console.print(f"Stopped: {stopped}.")
     console.print(commands(spec.name, url), highlight=False, soft_wrap=True)
+
+
+def fuse_value(fuse: str | None) -> str | int | None:
+    """--fuse as the spec takes it: "auto", or a whole number (checked with the spec)."""
+    if fuse is None or fuse == "auto":
+        return fuse
+    return int(fuse) if fuse.strip().isdigit() else fuse
 
 
 def given(options: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from tunecli.cli.app import (
     DataRootOption,
     DevicesOption,
+    FuseOption,
     KeepOption,
     StorageOption,
     TensorBoardOption,
@@ -22,6 +23,7 @@ from tunecli.cli.app import (
     check_tensorboard,
     console,
     err_console,
+    fuse_value,
     given,
     guard,
     interrupted,
@@ -73,6 +75,7 @@ def search(
     workers: WorkersOption = None,
     devices: DevicesOption = None,
     trials_per_device: TrialsPerDeviceOption = 1,
+    fuse: FuseOption = None,
     tensorboard: TensorBoardOption = None,
     enqueue: Annotated[Path | None, typer.Option(
         "--enqueue", help="A YAML file of configurations to try first (a mapping or a list)",
@@ -92,7 +95,8 @@ def search(
         check_tensorboard(tensorboard)
         overrides = {**spec_module.parse_assignments(assignments or []),
                      **given({"budget.n_trials": n_trials, "budget.timeout": timeout,
-                               "name": name, "sampler.seed": seed})}
+                               "name": name, "sampler.seed": seed,
+                               "trainer.fuse": fuse_value(fuse)})}
         spec = spec_module.load(study_file, overrides)
         url = resolve_url(storage, spec.storage)
         preflight.preflight(spec, data_root, str(study_file))
@@ -123,7 +127,7 @@ def search(
 
 def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
                  per_device: int, data_root: str | None, keep: str,
-                 tensorboard: Path | None) -> None:
+                 tensorboard: Path | None, fuse: str | None = None) -> None:
     from tunecli.engine import recovery
     from tunecli.engine import workers as workers_module
     from tunecli.engine.samplers import grid_exhausted
@@ -137,6 +141,8 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
         extra += ["--tensorboard", str(tensorboard.resolve())]
     if spec.budget.timeout:
         extra += ["--timeout", f"{spec.budget.timeout}s"]
+    if fuse is not None:
+        extra += ["--fuse", fuse]
     codes = workers_module.run_workers(spec.name, url, envs, extra)
     if EXIT_INTERRUPTED in codes:
         interrupted(spec, url)
@@ -207,6 +213,7 @@ def resume(
     workers: WorkersOption = None,
     devices: DevicesOption = None,
     trials_per_device: TrialsPerDeviceOption = 1,
+    fuse: FuseOption = None,
     worker: Annotated[bool, typer.Option("--worker", hidden=True,
                                          help="Run as one of search --workers")] = False,
 ) -> None:
@@ -219,7 +226,8 @@ def resume(
         keep = check_keep(keep_checkpoints)
         check_tensorboard(tensorboard)
         url = resolve_url(storage)
-        overrides = given({"budget.n_trials": n_trials, "budget.timeout": timeout})
+        overrides = given({"budget.n_trials": n_trials, "budget.timeout": timeout,
+                           "trainer.fuse": fuse_value(fuse)})  # fuse: this run only
         study, spec = study_module.load(name, url, overrides=overrides)
         if "budget.n_trials" in overrides:  # the new budget is the study's from now on
             stored = study_module.stored_spec(study) or spec.stored()
@@ -230,7 +238,7 @@ def resume(
             _run_as_worker(study, spec, url, data_root, keep, tensorboard)
         elif workers not in (None, 1) or devices:
             _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
-                         tensorboard)
+                         tensorboard, fuse)
         else:
             _run_and_finish(study, spec, url, data_root, keep, tensorboard)
     guard(body)

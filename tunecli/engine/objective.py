@@ -6,6 +6,7 @@ a ``SpecError`` or an interrupt stops the search.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunecli.engine import space
 from tunecli.engine.recovery import worker_id
+from tunecli.engine.samplers import may_prune_at
 from tunecli.engine.signals import StopSignals
 from tunecli.engine.tracking import TensorBoardLog
 from tunecli.errors import SpecError, TrialFailed
@@ -34,8 +36,12 @@ class _TrialReporter:
 
     def __init__(self, trial: optuna.Trial, metric: str, signals: StopSignals,
                  tracker: TensorBoardLog | None = None,
-                 on_epoch: Callable[[int, int, float | None], None] | None = None) -> None:
+                 on_epoch: Callable[[str, int, float | None], None] | None = None,
+                 label: str = "", may_prune: Callable[[int], bool] = lambda epoch: True
+                 ) -> None:
         self.trial = trial
+        self.may_prune = may_prune
+        self.label = label or f"trial {trial.number}"
         self.metric = metric
         self.signals = signals
         self.tracker = tracker
@@ -45,13 +51,13 @@ class _TrialReporter:
     def report(self, epoch: int, metrics: dict[str, float]) -> None:
         self.history.append({"epoch": epoch, **metrics})
         if self.on_epoch is not None:
-            self.on_epoch(self.trial.number, epoch, metrics.get(self.metric))
+            self.on_epoch(self.label, epoch, metrics.get(self.metric))
         if self.tracker is not None:
             self.tracker.epoch(self.trial.number, epoch, metrics)
         # A signal must not cut a storage write in half (it would leave SQLite locked).
         with self.signals.held():
             self.trial.report(metrics[self.metric], epoch)
-            prune = self.trial.should_prune()
+            prune = self.may_prune(epoch) and self.trial.should_prune()
         if prune:
             raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
@@ -66,8 +72,9 @@ class Objective:
         self.data_root = data_root
         self.checkpoints = checkpoints
         self.tracker = tracker
-        # (trial number, epoch, latest metric) after each epoch: the live progress
-        self.on_epoch: Callable[[int, int, float | None], None] | None = None
+        self.may_prune = may_prune_at(spec)
+        # (what trains: "trial 7" or a fused group, epoch, latest metric) after each epoch
+        self.on_epoch: Callable[[str, int, float | None], None] | None = None
 
     def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
         """One checkpoint per configuration: a retry continues its original trial's file."""
@@ -77,6 +84,11 @@ class Objective:
         return self.checkpoints / f"trial-{root}.pt"
 
     def __call__(self, trial: optuna.Trial) -> float:
+        return self.train(trial, self.start(trial))
+
+    def start(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Claim a budget slot and sample the space: the trial's parameters. Raises
+        ``Surplus`` when the budget (or this grid point) was taken by another worker."""
         trial.set_user_attr("worker", worker_id())
         n_trials = self.spec.budget.n_trials
         if n_trials is not None and _claims_before(trial) >= n_trials:
@@ -84,6 +96,10 @@ class Objective:
             raise Surplus()
         params = space.suggest(trial, self.spec.space)
         _drop_if_grid_point_taken(trial)
+        return params
+
+    def train(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
+        """Train one trial alone; its value (raises as ``study.optimize`` expects)."""
         if self.tracker is None:
             return self._train(trial, params)
         self.tracker.trial_started(trial.number, space.trial_config(self.spec.space,
@@ -105,11 +121,58 @@ class Objective:
         finally:
             self.tracker.trial_finished(trial.number, state, value)
 
+    def train_group(self, members: list[tuple[optuna.Trial, dict[str, Any]]],
+                    finish: Callable[[optuna.Trial, TrialState, float | None], None]) -> None:
+        """Train trials of one structure together as one fused model (``trainer.fused``).
+
+        Each member is a whole trial: it reports every epoch and may be pruned; ``finish`` is
+        called for it as soon as it leaves the group, so it is stored while the rest go on.
+        """
+        from tunecli import trainer
+        from tunecli.trainer.fused import MemberJob
+
+        numbers = [trial.number for trial, _ in members]
+        label = f"trials {numbers[0]}-{numbers[-1]} fused x{len(numbers)}"
+        jobs = []
+        for trial, params in members:
+            trial.set_user_attr("fused_with", [n for n in numbers if n != trial.number])
+            if self.tracker is not None:
+                self.tracker.trial_started(trial.number,
+                                           space.trial_config(self.spec.space, trial.params))
+            reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker,
+                                      self.on_epoch, label, self.may_prune)
+            jobs.append(MemberJob(
+                params, reporter, self.checkpoint_for(trial),
+                on_end=functools.partial(self._member_ended, trial, reporter, finish)))
+        with self.signals.interruptible():
+            trainer.run_group(self.spec.trainer, jobs, metric=self.spec.metric,
+                              direction=self.spec.direction, base_dir=self.spec.base_dir,
+                              data_root=self.data_root)
+
+    def _member_ended(self, trial: optuna.Trial, reporter: _TrialReporter,
+                      finish: Callable[[optuna.Trial, TrialState, float | None], None],
+                      outcome: Any) -> None:
+        if reporter.history:
+            trial.set_user_attr("history", reporter.history)
+        if isinstance(outcome, optuna.TrialPruned):
+            state, value, tracked = TrialState.PRUNED, None, "pruned"
+        elif isinstance(outcome, BaseException):
+            reason = (outcome.reason if isinstance(outcome, TrialFailed)
+                      else f"{type(outcome).__name__}: {outcome}")
+            trial.set_user_attr("fail_reason", reason)
+            state, value, tracked = TrialState.FAIL, None, "fail"
+        else:
+            self._store_result(trial, outcome)
+            state, value, tracked = TrialState.COMPLETE, float(outcome.value), "complete"
+        if self.tracker is not None:
+            self.tracker.trial_finished(trial.number, tracked, value)
+        finish(trial, state, value)
+
     def _train(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
         from tunecli import trainer
 
         reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker,
-                                  self.on_epoch)
+                                  self.on_epoch, f"trial {trial.number}", self.may_prune)
         try:
             with self.signals.interruptible():
                 result = trainer.run(self.spec.trainer, params, reporter,
@@ -132,6 +195,11 @@ class Objective:
                 trial.set_user_attr("history", reporter.history)
         # Again: an earlier trial may have registered this point only after the first check.
         _drop_if_grid_point_taken(trial)
+        self._store_result(trial, result)
+        return float(result.value)
+
+    @staticmethod
+    def _store_result(trial: optuna.Trial, result: Any) -> None:
         trial.set_user_attr("history", result.history)
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("epochs_run", result.epochs_run)
@@ -139,7 +207,6 @@ class Objective:
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
-        return float(result.value)
 
 
 _CLAIMS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)

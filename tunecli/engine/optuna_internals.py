@@ -5,18 +5,25 @@ Optuna has no public call that writes a user attribute of a trial that another p
 trial. Nor, since Optuna 5, one for a study's system attributes, where tunecli keeps the study's
 spec: as a user attribute it made every row of ``optuna studies`` thousands of characters wide.
 Everything else uses public calls: trials are found by ``number``, finished with ``study.tell``,
-and grid points read from ``FrozenTrial.system_attrs``. A test
+and grid points read from ``FrozenTrial.system_attrs``. Fused trials are asked and told by hand,
+not through ``study.optimize``, so they start Optuna's heartbeat themselves (``heartbeats``).
+A test
 (``tests/test_optuna_internals.py``) pins this module to the installed Optuna, so a release that
 moves these internals breaks that test, not resume.
 """
 
 from __future__ import annotations
 
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
 
-__all__ = ["set_trial_user_attr", "study_system_attrs", "set_study_system_attr"]
+__all__ = ["set_trial_user_attr", "study_system_attrs", "set_study_system_attr", "ask",
+           "heartbeats"]
 
 
 def set_trial_user_attr(study: optuna.Study, number: int, key: str, value: Any) -> None:
@@ -33,3 +40,41 @@ def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
 
 def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:
     study._storage.set_study_system_attr(study._study_id, key, value)
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()``, without the warning that a heartbeat storage expects ``optimize``:
+    ``heartbeats`` keeps the trials alive instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        return study.ask()
+
+
+@contextmanager
+def heartbeats(study: optuna.Study, trials: Callable[[], list[optuna.Trial]]) -> Iterator[None]:
+    """Record Optuna's heartbeat for ``trials()`` (the open ones) while the block runs, as
+    ``study.optimize`` does for its one trial, so another machine can tell they still run."""
+    storage = study._storage
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        yield
+        return
+    interval = storage.get_heartbeat_interval()
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial in trials():
+                storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="tunecli-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

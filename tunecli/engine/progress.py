@@ -63,10 +63,11 @@ class SearchProgress:
         left = max(0.0, self.timeout - (time.monotonic() - self.started))
         return f"timeout in {int(left // 60)}:{int(left % 60):02d}"
 
-    def epoch(self, number: int, epoch: int, epochs: int, value: float | None) -> None:
-        """Inside a trial: its epoch and latest metric, and the countdown, once per epoch."""
+    def epoch(self, label: str, epoch: int, epochs: int, value: float | None) -> None:
+        """Inside a trial (``label``: "trial 7", or a fused group's trials): the epoch and the
+        latest metric, and the countdown, once per epoch."""
         latest = f" {self.metric}={value:.4g}" if value is not None else ""
-        self.progress.update(self.task, running=f"trial {number} epoch {epoch}/{epochs}{latest}",
+        self.progress.update(self.task, running=f"{label} epoch {epoch}/{epochs}{latest}",
                              deadline=self._deadline(), refresh=True)
 
     def update(self, counts: dict[str, int], best: tuple[float, dict[str, Any]] | None) -> None:

@@ -8,6 +8,7 @@ marks its surplus trial failed with ``surplus`` set, which reports leave out.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
 
+from tunecli.engine import fusing
 from tunecli.engine import storage as storage_module
 from tunecli.engine.objective import Objective, Surplus
 from tunecli.engine.progress import SearchProgress
@@ -68,6 +70,11 @@ class _TrialLog:
             note = f"[red]{escape(self.last_failure)}[/]"
         elif frozen.state == TrialState.PRUNED:
             note = f"after epoch {frozen.last_step}"
+        group = frozen.user_attrs.get("fused_with")
+        if group:
+            numbers = sorted([frozen.number, *group])
+            note += f"{' ' if note else ''}[dim](fused x{len(numbers)}: trials "\
+                    f"{numbers[0]}-{numbers[-1]})[/]"
         value = frozen.value if frozen.state == TrialState.COMPLETE else None
         self.progress.trial_done(frozen.number, frozen.state.name.lower(), value,
                                  frozen.params, seconds, note)
@@ -90,11 +97,18 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
     budget = spec.budget
     started = time.monotonic()
     counts = count_trials(study.get_trials(deepcopy=False))
+    plan = fusing.fuse_plan(spec, _device_type(spec))
+    if plan.why_alone:
+        console.print(f"trials train one at a time: {escape(plan.why_alone)}", highlight=False,
+                      soft_wrap=True)
+    elif plan.k > 1:
+        console.print(f"fused trials: up to {plan.k} configurations train together as one "
+                      "batched model (--fuse 1 turns it off)", highlight=False)
     with SearchProgress(console, spec.name, spec.metric, budget.n_trials, budget.timeout,
                         counts["finished"]) as progress, signals:
         log = _TrialLog(objective, keep_checkpoints, progress)
         epochs = spec.trainer.epochs
-        objective.on_epoch = lambda number, epoch, value: progress.epoch(number, epoch, epochs,
+        objective.on_epoch = lambda label, epoch, value: progress.epoch(label, epoch, epochs,
                                                                          value)
         while True:
             if signals.requested:  # a signal between trials
@@ -105,8 +119,15 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
             if stopped_by:
                 break
             try:
-                study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
-                               callbacks=[log], gc_after_trial=False)
+                if plan.k > 1:
+                    # A round holds no more trials than failures are still tolerated, so a
+                    # run stops at exactly max_failures + 1 failed trials, fused or not.
+                    k = min(plan.k, budget.max_failures - log.failures + 1)
+                    fusing.run_round(study, objective, dataclasses.replace(plan, k=k), log,
+                                     signals)
+                else:
+                    study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
+                                   callbacks=[log], gc_after_trial=False)
             except KeyboardInterrupt:
                 stopped_by = "interrupted"
                 break
@@ -121,6 +142,12 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
         raise StudyFailed(f"stopped after {failures} failed trials (budget.max_failures is "
                           f"{budget.max_failures}); the last failed because: {last_failure}")
     return RunOutcome(study, counts, stopped_by, failures, last_failure)
+
+
+def _device_type(spec: StudySpec) -> str:
+    from tunecli.trainer.loop import resolve_device
+
+    return resolve_device(spec.trainer.device).type
 
 
 def _reason_to_stop(study: optuna.Study, spec: StudySpec, progress: SearchProgress,

@@ -178,6 +178,25 @@ def make_pruner(spec: StudySpec) -> BasePruner:
     return pruner
 
 
+def may_prune_at(spec: StudySpec) -> Callable[[int], bool]:
+    """Epoch -> whether the pruner can act after it. Asking Optuna costs a storage read per
+    trial and epoch; ASHA decides only at its rungs (min_epochs * reduction_factor ** k), the
+    none pruner never. Every other pruner is asked every epoch."""
+    p = spec.pruner
+    if p.type == "none":
+        return lambda epoch: False
+    if p.type != "asha" or p.patience is not None or set(p.options) - {"reduction_factor"}:
+        return lambda epoch: True
+    first = max(1, p.min_epochs)
+
+    def at_rung(epoch: int) -> bool:
+        rung = first
+        while rung < epoch:
+            rung *= p.reduction_factor
+        return rung == epoch
+    return at_rung
+
+
 def grid_exhausted(study: optuna.Study) -> bool:
     """A grid search that has tried (or is trying) every point: nothing is left to run."""
     return isinstance(study.sampler, optuna.samplers.GridSampler) and \

@@ -45,6 +45,8 @@ def _trial_row(t: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
         "params_count": t.user_attrs.get("params_count"),
         "fail_reason": t.user_attrs.get("fail_reason"),
         "retry_of": t.user_attrs.get("retry_of"),
+        # The trials it trained with as one fused model (empty: it trained alone).
+        "fused_with": list(t.user_attrs.get("fused_with", [])),
     }
 
 
@@ -74,6 +76,7 @@ def summary(study: optuna.Study, spec: StudySpec, *,
         },
         "epochs": effort(trials, spec.trainer.epochs),
         "failures": failure_reasons(trials),
+        "fused": fused_groups(trials),
         "importances": importances(study, spec, importance) if importance else None,
         "trials": rows,
     }
@@ -103,10 +106,38 @@ def _epochs_of(t: FrozenTrial) -> int:
 def _seconds_per_epoch(t: FrozenTrial) -> float:
     history = t.user_attrs.get("history") or []
     times = [h["epoch_seconds"] for h in history if "epoch_seconds" in h]
-    if times:
-        return float(sum(times)) / len(times)
+    if times:  # a fused member's epoch is its group's: its share is the group's / members
+        return float(sum(times)) / len(times) / (1 + len(t.user_attrs.get("fused_with", [])))
     epochs = _epochs_of(t)
     return t.duration.total_seconds() / epochs if t.duration and epochs else 0.0
+
+
+def fused_groups(trials: list[FrozenTrial]) -> dict[str, int] | None:
+    """How many trials trained in fused groups, in how many groups, the largest's size."""
+    groups = {frozenset([t.number, *t.user_attrs["fused_with"]])
+              for t in trials if t.user_attrs.get("fused_with")}
+    if not groups:
+        return None
+    return {"trials": len(set().union(*groups)), "groups": len(groups),
+            "largest": max(len(g) for g in groups)}
+
+
+def _seconds_spent(trials: list[FrozenTrial]) -> float:
+    """Trial time, summed over trials (workers' trials add up), with a fused group's trials,
+    which trained at the same time, counted once: from its first start to its last end."""
+    spent = 0.0
+    groups: dict[frozenset[int], list[FrozenTrial]] = {}
+    for t in trials:
+        if t.user_attrs.get("fused_with"):
+            groups.setdefault(frozenset([t.number, *t.user_attrs["fused_with"]]), []).append(t)
+        elif t.duration:
+            spent += t.duration.total_seconds()
+    for members in groups.values():
+        starts = [t.datetime_start for t in members if t.datetime_start]
+        ends = [t.datetime_complete for t in members if t.datetime_complete]
+        if starts and ends:
+            spent += (max(ends) - min(starts)).total_seconds()
+    return spent
 
 
 def effort(trials: list[FrozenTrial], epochs_per_trial: int) -> dict[str, Any]:
@@ -124,13 +155,12 @@ def effort(trials: list[FrozenTrial], epochs_per_trial: int) -> dict[str, Any]:
         cause = "pruning" if t.state == TrialState.PRUNED else "early_stopping"
         saved[cause] += left
         saved_s[cause] += left * _seconds_per_epoch(t)
-    spent_s = sum(t.duration.total_seconds() for t in finished if t.duration)
     return {
         "spent": spent,
         "budgeted": epochs_per_trial * len(finished),
         "saved_by_pruning": saved["pruning"],
         "saved_by_early_stopping": saved["early_stopping"],
-        "seconds_spent": round(spent_s, 3),
+        "seconds_spent": round(_seconds_spent(finished), 3),
         "seconds_saved": round(saved_s["pruning"] + saved_s["early_stopping"], 3),
     }
 
@@ -244,9 +274,11 @@ def to_csv(data: dict[str, Any]) -> str:
     keys = list(dict.fromkeys(k for r in data["trials"] for k in r["params"]))
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["number", "state", "value", "epochs", "duration_s", *keys, "fail_reason"])
+    writer.writerow(["number", "state", "value", "epochs", "duration_s", *keys, "fail_reason",
+                     "fused_with"])
     for r in data["trials"]:
         writer.writerow([r["number"], r["state"], "" if r["value"] is None else r["value"],
                          r["epochs"], r["duration_s"], *(r["params"].get(k, "") for k in keys),
-                         r["fail_reason"] or ""])
+                         r["fail_reason"] or "",
+                         " ".join(str(n) for n in r.get("fused_with", []))])
     return out.getvalue()

@@ -39,6 +39,11 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     line = effort_line(data["epochs"])
     if line:
         console.print(line, highlight=False)
+    fused = data.get("fused")
+    if fused:
+        console.print(f"fused: {fused['trials']} trials trained in {fused['groups']} groups of "
+                      f"up to {fused['largest']} (fused_with in --format json)",
+                      highlight=False)
     for group in data.get("failures") or []:
         console.print(f"[red]failed ×{group['count']}[/] (e.g. trial #{group['example']}): "
                       f"{escape(group['reason'])}", highlight=False, soft_wrap=True)

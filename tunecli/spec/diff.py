@@ -19,6 +19,7 @@ __all__ = ["objective_diff"]
 # change between runs; the data's location and the device may differ between machines.
 _MACHINE_LOCAL = {("trainer", "data_root"), ("trainer", "device"), ("trainer", "download"),
                   ("trainer", "eval_batch_size"), ("trainer", "compile"),
+                  ("trainer", "fuse"),  # fused members equal lone trials
                   ("trainer", "final_epochs")}  # used by `tunecli train` only
 
 

@@ -235,6 +235,18 @@ class TrainerSpec(_Strict):
     eval_batch_size: int = Field(2048, ge=1)
     compile: bool = Field(False, description="torch.compile each model (pays off only for long "
                                              "trials of one architecture)")
+    fuse: Literal["auto"] | int = Field(
+        "auto", description="trials trained together as one batched model: auto (built-in "
+                            "mlp, K from the model size and the device), 1 (off) or K")
+
+    @field_validator("fuse", mode="before")
+    @classmethod
+    def _fuse(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and 1 <= value <= 256):
+            return value
+        raise ValueError(f"{value!r} is not a fuse size; use auto, 1 (off) or a whole "
+                         "number of trials up to 256")
 
     @field_validator("device")
     @classmethod

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec
+    from tunecli.trainer.fused import MemberJob
     from tunecli.trainer.loop import Reporter, TrainResult
 
-__all__ = ["run"]
+__all__ = ["run", "run_group"]
 
 
 def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
@@ -29,3 +30,14 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     return _run(trainer, params, reporter, metric=metric, direction=direction,
                 base_dir=base_dir, data_root=data_root, checkpoint=checkpoint,
                 final_epochs=final_epochs)
+
+
+def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
+              direction: str = "maximize", base_dir: str | None = None,
+              data_root: str | None = None) -> list[TrainResult | BaseException]:
+    """Train configurations of one structure together (see ``tunecli.trainer.fused``)."""
+    from tunecli.trainer.fused import run_group as _run_group
+
+    return _run_group(trainer, jobs, metric=metric, direction=direction, base_dir=base_dir,
+                      data_root=data_root)
+

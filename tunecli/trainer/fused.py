@@ -21,9 +21,10 @@ checkpoint format, so a retry after a crash continues alone from it.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,21 +36,31 @@ from tunecli.errors import TrialFailed
 from tunecli.trainer import models
 from tunecli.trainer.data import DataBundle, augment_batch
 from tunecli.trainer.hyperparams import LOOP_DEFAULTS
-from tunecli.trainer.loop import (Progress, Reporter, TrainResult, autocast_for, prepare,
-                                  save_checkpoint)
+from tunecli.trainer.loop import (
+    Progress,
+    Reporter,
+    TrainResult,
+    autocast_for,
+    prepare,
+    save_checkpoint,
+)
 from tunecli.trainer.metrics import scores
 from tunecli.trainer.optim import Schedule, make_optimizer
 
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec
 
-__all__ = ["SHARED", "FUSABLE_OPTIMIZERS", "MemberJob", "why_not_fused", "group_key",
+__all__ = ["SHARED", "FUSABLE_OPTIMIZERS", "MemberJob", "why_not_fused", "group_key", "weights",
            "run_group"]
 
 SHARED = ("depth", "batch_size", "optimizer", "activation", "batch_norm", "nesterov")
 FUSABLE_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 _BN_EPS, _BN_MOMENTUM = 1e-5, 0.1      # nn.BatchNorm1d's defaults, as the lone model uses
 _ADAM_EPS, _RMSPROP_EPS, _RMSPROP_ALPHA = 1e-8, 1e-8, 0.99
+# A group writes its members' checkpoints when a member finishes and otherwise at most this
+# often: K files per epoch would cost more than a small model's epoch. A crash loses at most
+# this much of the group's training; the members' retries continue from the last save.
+CHECKPOINT_SECONDS = 10.0
 
 
 def full_config(model: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +81,16 @@ def why_not_fused(trainer: TrainerSpec, params: dict[str, Any]) -> str | None:
     return None
 
 
+def weights(trainer: TrainerSpec, params: dict[str, Any], base_dir: str | None = None,
+            data_root: str | None = None) -> int:
+    """The configuration's weight count: an MLP's multiply-adds per example, about (how
+    ``auto`` tells a model too large to gain from fusion)."""
+    _, bundle = prepare(trainer, "val_loss", base_dir, data_root)
+    config = full_config(trainer.model, params)
+    model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs, base_dir)
+    return models.count_parameters(model)
+
+
 def group_key(trainer: TrainerSpec, params: dict[str, Any]) -> tuple[Any, ...]:
     """Configurations with equal keys can train as one group."""
     config = full_config(trainer.model, params)
@@ -83,7 +104,17 @@ class MemberJob:
     params: dict[str, Any]
     reporter: Reporter
     checkpoint: Path | None = None
+    # Called once when the member leaves the group, with its result or what ended it, so the
+    # caller can store it at once while the others train on.
+    on_end: Callable[[TrainResult | BaseException], None] | None = None
     reported: int = 0           # epochs already reported (a group re-run after OOM skips them)
+    outcome: TrainResult | BaseException | None = None
+
+    def end(self, outcome: TrainResult | BaseException) -> TrainResult | BaseException:
+        self.outcome = outcome
+        if self.on_end is not None:
+            self.on_end(outcome)
+        return outcome
 
 
 @dataclass
@@ -196,14 +227,32 @@ class _StackedMLP:
                    if kind == "weight")  # type: ignore[return-value]
 
     def keep(self, rows: list[int]) -> None:
-        """Only members ``rows`` go on (the others left: pruned, failed, stopped)."""
-        index = torch.tensor(rows, device=self.params[0].device)
-        self.params = [p.detach().index_select(0, index).requires_grad_() for p in self.params]
-        self.running = [(m.index_select(0, index), v.index_select(0, index))
-                        for m, v in self.running]
+        """Only members ``rows`` go on (the others left: pruned, failed, stopped); the padding
+        shrinks to the widest member left."""
         self.layer_in = [[sizes[i] for i in rows] for sizes in self.layer_in]
         self.layer_out = [[sizes[i] for i in rows] for sizes in self.layer_out]
+        self.params = [self.select(p.detach(), rows, index).requires_grad_()
+                       for index, p in enumerate(self.params)]
+        self.running = [(self._narrow(m.index_select(0, self._rows(rows, m)), layer),
+                         self._narrow(v.index_select(0, self._rows(rows, v)), layer))
+                        for layer, (m, v) in enumerate(self.running)]
         self.k = len(rows)
+
+    @staticmethod
+    def _rows(rows: list[int], like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(rows, device=like.device)
+
+    def _narrow(self, t: torch.Tensor, layer: int, kind: str = "vector") -> torch.Tensor:
+        width = max(self.layer_out[layer])
+        if kind == "weight":
+            return t[:, :max(self.layer_in[layer]), :width].contiguous()
+        return t[:, :, :width].contiguous()
+
+    def select(self, t: torch.Tensor, rows: list[int], index: int) -> torch.Tensor:
+        """Rows ``rows`` of a tensor shaped as parameter ``index``, cut to the new padding
+        (``keep`` must have set the sizes; the optimizer cuts its state with this too)."""
+        kind, layer = self.kinds[index]
+        return self._narrow(t.index_select(0, self._rows(rows, t)), layer, kind)
 
     def copy_to(self, i: int, model: nn.Module) -> None:
         """Member i's weights and batch-norm statistics into its lone model (checkpoints)."""
@@ -216,6 +265,11 @@ class _StackedMLP:
                 norm.running_mean.copy_(mean[i, 0, :width])  # type: ignore[union-attr]
                 norm.running_var.copy_(var[i, 0, :width])  # type: ignore[union-attr]
                 norm.num_batches_tracked.fill_(self.batches_tracked)  # type: ignore[union-attr]
+
+
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    assert p.grad is not None  # every member's parameter takes part in its loss
+    return p.grad
 
 
 class _StackedOptimizer:
@@ -238,6 +292,7 @@ class _StackedOptimizer:
                  "adamw": ("exp_avg", "exp_avg_sq"),
                  "rmsprop": ("square_avg", "momentum_buffer")}[kind]
         self.state = {name: [torch.zeros_like(p) for p in params] for name in names}
+        self.scratch: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _column(self, values: Sequence[float]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.float32,
@@ -246,59 +301,87 @@ class _StackedOptimizer:
     def _each(self, name: str) -> list[float]:
         return [float(c[name]) for c in self.configs]
 
-    def keep(self, rows: list[int], params: list[torch.Tensor]) -> None:
-        index = torch.tensor(rows, device=params[0].device)
-        self.params = params
+    def keep(self, rows: list[int], model: _StackedMLP) -> None:
+        """Follows ``_StackedMLP.keep`` (called after it)."""
+        self.params = model.params
         self.configs = [self.configs[i] for i in rows]
         self.lrs = [self.lrs[i] for i in rows]
-        self.state = {name: [s.index_select(0, index) for s in states]
+        self.state = {name: [model.select(s, rows, index) for index, s in enumerate(states)]
                       for name, states in self.state.items()}
 
     @torch.no_grad()
     def step(self) -> None:
+        """One update of every member, in place where torch's is (the gradients are spent)."""
         self.steps += 1
         t = self.steps
-        lr = self._column(self.lrs)
-        decay = self._column(self._each("weight_decay"))
+        decays = self._each("weight_decay")
+        decay = self._column(decays) if any(decays) else None
         if self.kind == "sgd":
-            momentum = self._column(self._each("momentum"))
-            nesterov = self._column([float(self.nesterov and float(c["momentum"]) > 0)
-                                     for c in self.configs])
+            momenta = self._each("momentum")
+            lr, momentum = self._columns(self.lrs, momenta)
+            nesterov = [self.nesterov and m > 0 for m in momenta]
             for p, buf in zip(self.params, self.state["momentum_buffer"], strict=True):
-                g = p.grad + decay * p
+                g = _grad(p)
+                if decay is not None:
+                    g.addcmul_(p, decay)
                 buf.mul_(momentum).add_(g)
-                g = torch.where(nesterov > 0, g + momentum * buf, buf)
-                p.sub_(lr * g)
+                if all(nesterov):
+                    g.addcmul_(buf, momentum)
+                elif any(nesterov):
+                    g = torch.where(self._column([float(n) for n in nesterov]) > 0,
+                                    g.addcmul(buf, momentum), buf)
+                else:
+                    g = buf
+                p.sub_(g.mul_(lr) if g is not buf else torch.mul(buf, lr, out=_grad(p)))
         elif self.kind in ("adam", "adamw"):
             beta1, beta2 = self._each("beta1"), self._each("beta2")
-            one_minus_beta1 = self._column([1 - b for b in beta1])
-            beta2_t, one_minus_beta2 = self._column(beta2), self._column([1 - b for b in beta2])
-            step_size = self._column([lr_ / (1 - b ** t) for lr_, b in zip(self.lrs, beta1,
-                                                                          strict=True)])
-            bias2_sqrt = self._column([(1 - b ** t) ** 0.5 for b in beta2])
-            shrink = self._column([1 - lr_ * float(c["weight_decay"])
-                                   for lr_, c in zip(self.lrs, self.configs, strict=True)])
-            for p, m, v in zip(self.params, self.state["exp_avg"], self.state["exp_avg_sq"],
-                               strict=True):
+            one_minus_beta1, beta2_t, one_minus_beta2, step_size, bias2_sqrt, shrink = \
+                self._columns([1 - b for b in beta1], beta2, [1 - b for b in beta2],
+                              [lr_ / (1 - b ** t) for lr_, b in zip(self.lrs, beta1,
+                                                                     strict=True)],
+                              [(1 - b ** t) ** 0.5 for b in beta2],
+                              [1 - lr_ * d for lr_, d in zip(self.lrs, decays, strict=True)])
+            for p, m, v, (a, b) in zip(self.params, self.state["exp_avg"],
+                                       self.state["exp_avg_sq"], self._scratch(), strict=True):
+                g = _grad(p)
                 if self.kind == "adamw":
-                    p.mul_(shrink)
-                    g = p.grad
-                else:
-                    g = p.grad + decay * p
+                    if decay is not None:
+                        p.mul_(shrink)
+                elif decay is not None:
+                    g.addcmul_(p, decay)
                 m.lerp_(g, one_minus_beta1)
-                v.mul_(beta2_t).add_(one_minus_beta2 * g * g)  # addcmul's order
-                p.sub_(step_size * m / (v.sqrt() / bias2_sqrt + _ADAM_EPS))
+                torch.mul(g, one_minus_beta2, out=a)
+                v.mul_(beta2_t).addcmul_(a, g)  # addcmul's order: (c * g) * g
+                torch.sqrt(v, out=a).div_(bias2_sqrt).add_(_ADAM_EPS)
+                torch.mul(m, step_size, out=b).neg_()
+                p.addcdiv_(b, a)
         else:  # rmsprop
-            momentum = self._column(self._each("momentum"))
-            for p, square, buf in zip(self.params, self.state["square_avg"],
-                                      self.state["momentum_buffer"], strict=True):
-                g = p.grad + decay * p
+            lr, momentum = self._columns(self.lrs, self._each("momentum"))
+            for p, square, buf, (a, _) in zip(self.params, self.state["square_avg"],
+                                              self.state["momentum_buffer"], self._scratch(),
+                                              strict=True):
+                g = _grad(p)
+                if decay is not None:
+                    g.addcmul_(p, decay)
                 square.mul_(_RMSPROP_ALPHA).addcmul_(g, g, value=1 - _RMSPROP_ALPHA)
-                buf.mul_(momentum).add_(g / (square.sqrt() + _RMSPROP_EPS))
-                p.sub_(lr * buf)
+                buf.mul_(momentum).addcdiv_(g, torch.sqrt(square, out=a).add_(_RMSPROP_EPS))
+                p.sub_(torch.mul(buf, lr, out=a))
+
+    def _scratch(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Two work tensors per parameter, kept between steps: a large temporary made anew on
+        every step costs more in page faults than its arithmetic."""
+        if len(self.scratch) != len(self.params) or any(
+                a.shape != p.shape for (a, _), p in zip(self.scratch, self.params, strict=True)):
+            self.scratch = [(torch.empty_like(p), torch.empty_like(p)) for p in self.params]
+        return self.scratch
+
+    def _columns(self, *values: Sequence[float]) -> list[torch.Tensor]:
+        """Per-member scalars as ``[K, 1, 1]`` tensors, made in one transfer to the device."""
+        table = torch.tensor(values, dtype=torch.float32).view(len(values), -1, 1, 1)
+        return list(table.to(self.params[0].device, non_blocking=True).unbind(0))
 
     def lone_state(self, i: int, model: _StackedMLP,
-                   lone_params: list[torch.Tensor]) -> dict[torch.Tensor, dict[str, Any]]:
+                   lone_params: Sequence[torch.Tensor]) -> dict[torch.Tensor, dict[str, Any]]:
         """Member i's optimizer state as ``torch.optim`` keeps it, for its checkpoint."""
         step = torch.tensor(float(self.steps))
         config = self.configs[i]
@@ -341,15 +424,17 @@ def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
     except torch.OutOfMemoryError:
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        if len(jobs) == 1:
-            return [TrialFailed(f"out of memory on {device} with batch_size "
-                                f"{jobs[0].params.get('batch_size')}; lower batch_size or "
-                                f"the model size")]
-    half = len(jobs) // 2
-    return [*run_group(trainer, jobs[:half], metric=metric, direction=direction,
-                       base_dir=base_dir, data_root=data_root),
-            *run_group(trainer, jobs[half:], metric=metric, direction=direction,
-                       base_dir=base_dir, data_root=data_root)]
+        going = [job for job in jobs if job.outcome is None]
+        if len(going) == 1:
+            going[0].end(TrialFailed(
+                f"out of memory on {device} with batch_size {going[0].params.get('batch_size')}"
+                "; lower batch_size or the model size"))
+        elif going:
+            half = len(going) // 2
+            for part in (going[:half], going[half:]):
+                run_group(trainer, part, metric=metric, direction=direction,
+                          base_dir=base_dir, data_root=data_root)
+    return [job.outcome for job in jobs]  # type: ignore[misc]
 
 
 def _member(trainer: TrainerSpec, job: MemberJob, bundle: DataBundle, device: torch.device,
@@ -382,7 +467,7 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
     generator = torch.Generator(device=device).manual_seed(trainer.seed)
     autocast = autocast_for(trainer, device)
     active = list(members)
-    started = time.perf_counter()
+    started = last_saved = time.perf_counter()
     for epoch in range(1, trainer.epochs + 1):
         if not active:
             break
@@ -393,32 +478,38 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - epoch_start
+        last = epoch == trainer.epochs
+        save_all = last or time.perf_counter() - last_saved >= CHECKPOINT_SECONDS
         staying: list[int] = []
         for row, member in enumerate(active):
+            save = functools.partial(_save_member, member, stacked, optimizer, row, generator)
             member.outcome = _end_of_epoch(trainer, member, epoch, metric, minimize, bundle,
                                            outputs[row], train_losses[row], seconds,
-                                           optimizer.lrs[row], stacked, optimizer, row,
-                                           generator, started)
+                                           optimizer.lrs[row], started, last, save_all, save)
             if member.outcome is None:
                 staying.append(row)
-        if len(staying) < len(active):
+            else:
+                member.job.end(member.outcome)
+        if save_all:
+            last_saved = time.perf_counter()
+        if not staying:
+            active = []
+        elif len(staying) < len(active):
             stacked.keep(staying)
-            optimizer.keep(staying, stacked.params)
+            optimizer.keep(staying, stacked)
             active = [active[row] for row in staying]
         for row, member in enumerate(active):
             optimizer.lrs[row] = member.optimizer.param_groups[0]["lr"]
-    for member in active:
-        member.outcome = _result(member, stacked_device=device, started=started,
-                                 n_train=len(bundle.x_train), stopped_early=False)
     return [m.outcome for m in members]  # type: ignore[misc]
 
 
 def _end_of_epoch(trainer: TrainerSpec, member: _Member, epoch: int, metric: str,
                   minimize: bool, bundle: DataBundle, output: torch.Tensor, train_loss: float,
-                  seconds: float, lr: float, stacked: _StackedMLP,
-                  optimizer: _StackedOptimizer, row: int, generator: torch.Generator,
-                  started: float) -> TrainResult | BaseException | None:
-    """A member's epoch as a lone trial ends it: its outcome when it leaves, else None."""
+                  seconds: float, lr: float, started: float, last: bool, save_all: bool,
+                  save: Callable[[], None]) -> TrainResult | BaseException | None:
+    """A member's epoch as a lone trial ends it: its outcome when it leaves, else None.
+    Its checkpoint is saved (before the epoch is reported, as a lone trial's) when the group
+    saves all or the member finishes."""
     config = member.config
     if not math.isfinite(train_loss):
         return TrialFailed(f"the training loss became {train_loss} in epoch {epoch} "
@@ -436,27 +527,29 @@ def _end_of_epoch(trainer: TrainerSpec, member: _Member, epoch: int, metric: str
     progress.history.append({"epoch": epoch, **metrics})
     progress.next_epoch = epoch + 1
     member.schedule.step(epoch, value)
-    if member.job.checkpoint is not None:
-        _save_member(member, stacked, optimizer, row, generator)
+    stopped = bool(trainer.early_stopping and progress.since_best >= trainer.early_stopping)
+    if save_all or stopped or last:
+        save()
     try:
         if epoch > member.job.reported:
             member.job.reporter.report(epoch, metrics)
             member.job.reported = epoch
     except Exception as exc:  # the reporter's way to stop a trial: a prune
         return exc
-    if trainer.early_stopping and progress.since_best >= trainer.early_stopping:
+    if stopped or last:
         return _result(member, stacked_device=output.device, started=started, n_train=n_train,
-                       stopped_early=True)
+                       stopped_early=stopped)
     return None
 
 
 def _save_member(member: _Member, stacked: _StackedMLP, optimizer: _StackedOptimizer,
                  row: int, generator: torch.Generator) -> None:
+    if member.job.checkpoint is None:
+        return
     stacked.copy_to(row, member.model)
     lone_params = list(member.model.parameters())
     member.optimizer.state.clear()
     member.optimizer.state.update(optimizer.lone_state(row, stacked, lone_params))
-    assert member.job.checkpoint is not None
     save_checkpoint(member.job.checkpoint, member.model, member.optimizer, member.schedule,
                     generator, member.progress)
 
@@ -531,9 +624,10 @@ def _train_epoch(trainer: TrainerSpec, stacked: _StackedMLP, optimizer: _Stacked
                 losses = ((out.squeeze(-1) - yb) ** 2).mean(1)
             if use_l1:
                 losses = losses + l1 * stacked.l1_penalty()
-        for p in stacked.params:
-            p.grad = None
-        losses.sum().backward()
+        for p in stacked.params:  # zeroed in place: the buffers are reused, not made anew
+            if p.grad is not None:
+                p.grad.zero_()
+        losses.sum().backward()  # type: ignore[no-untyped-call]
         if use_clip:
             _clip_per_member(stacked.params, clip)
         optimizer.step()

@@ -1,0 +1,184 @@
+"""Fused trials against one trial at a time, measured in one run.
+
+Two parts:
+
+``study`` (default): the same study through the real CLI (``tunecli search``), once with
+``--set trainer.fuse=1`` (the baseline) and once with fusion (``auto`` or a given K), with the
+same sampler seed, for each seed given. Trials per minute are counted over the search itself
+(first trial's start to last trial's end, from the stored trials), so process start-up and data
+loading, paid once by both, are left out; wall time is printed as context.
+
+    python benchmarks/fused_trials.py studies/digits.yaml --seeds 0 1 2
+    python benchmarks/fused_trials.py studies/fashion-mnist.yaml --data-root ../shared/data
+
+``step``: the trainer alone: K configurations of one width trained one after another
+(``trainer.loop.run``) against one fused group (``trainer.fused.run_group``), per width and
+batch size, with the fused step's achieved GFLOP/s against a large matmul's on this machine.
+
+    python benchmarks/fused_trials.py --step [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_study(study: Path, storage: Path, name: str, seed: int, fuse: str,
+              extra: list[str]) -> dict[str, Any]:
+    import optuna
+
+    command = [sys.executable, "-m", "tunecli", "search", str(study), "--storage", str(storage),
+               "--name", name, "--seed", str(seed), "--set", f"trainer.fuse={fuse}", *extra]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=storage.parent)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    loaded = optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
+    trials = [t for t in loaded.get_trials() if t.datetime_complete is not None
+              and not t.user_attrs.get("surplus")]
+    span = (max(t.datetime_complete for t in trials)  # type: ignore[type-var]
+            - min(t.datetime_start for t in trials)).total_seconds()  # type: ignore[type-var]
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    best = loaded.best_value if any(t.state.name == "COMPLETE" for t in trials) else float("nan")
+    return {"trials": len(finished), "span": span, "per_minute": 60 * len(finished) / span,
+            "wall": wall, "best": best,
+            "epochs": sum(len(t.intermediate_values) for t in trials),
+            "groups": len({tuple(sorted([t.number, *t.user_attrs.get("fused_with", [])]))
+                           for t in trials})}
+
+
+def study_part(args: argparse.Namespace) -> None:
+    extra = ["--data-root", args.data_root] if args.data_root else []
+    extra += [item for pair in args.set or [] for item in ("--set", pair)]
+    if args.n_trials:
+        extra += ["--n-trials", str(args.n_trials)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tunecli-fused-") as folder:
+        storage = Path(folder) / "bench.db"
+        for seed in args.seeds:
+            for fuse in ("1", args.fuse):
+                result = run_study(args.study, storage, f"fuse{fuse}-seed{seed}", seed, fuse,
+                                   extra)
+                rows.append((seed, fuse, result))
+                print(f"seed {seed} fuse {fuse:>4}: {result['trials']} trials in "
+                      f"{result['span']:.1f} s = {result['per_minute']:.0f}/min, "
+                      f"{result['epochs']} epochs in {result['groups']} groups, best "
+                      f"{result['best']:.4f} (wall {result['wall']:.1f} s)", flush=True)
+    print()
+    print(f"| seed | trials/min fuse 1 | trials/min fuse {args.fuse} | ratio | best fuse 1 | "
+          f"best fuse {args.fuse} | wall fuse 1 | wall fuse {args.fuse} |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for seed in args.seeds:
+        lone = next(r for s, f, r in rows if s == seed and f == "1")
+        fused = next(r for s, f, r in rows if s == seed and f == args.fuse)
+        ratios.append(fused["per_minute"] / lone["per_minute"])
+        print(f"| {seed} | {lone['per_minute']:.0f} | {fused['per_minute']:.0f} | "
+              f"{ratios[-1]:.2f}x | {lone['best']:.4f} | {fused['best']:.4f} | "
+              f"{lone['wall']:.1f} s | {fused['wall']:.1f} s |")
+    bests = {f: [r["best"] for s, ff, r in rows if ff == f] for f in ("1", args.fuse)}
+    print(f"\nmedian ratio {statistics.median(ratios):.2f}x; mean best fuse 1 "
+          f"{statistics.mean(bests['1']):.4f}, fuse {args.fuse} "
+          f"{statistics.mean(bests[args.fuse]):.4f}")
+
+
+class _Quiet:
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+
+def step_part(args: argparse.Namespace) -> None:
+    import torch
+
+    from tunecli.spec import TrainerSpec
+    from tunecli.trainer import fused, loop
+
+    device = torch.device(args.device)
+    spec = TrainerSpec.model_validate({"dataset": args.dataset, "epochs": args.epochs,
+                                       "device": args.device,
+                                       **({"data_root": args.data_root}
+                                          if args.data_root else {})})
+    _, bundle = loop.prepare(spec, "val_accuracy", None, None)
+    n_inputs = bundle.x_train[0].numel()
+    peak = _matmul_gflops(device)
+    print(f"{args.dataset}: {len(bundle.x_train)} training examples; {args.k} configurations "
+          f"of a 2-layer MLP, {args.epochs} epochs; a 2048^3 fp32 matmul runs at "
+          f"{peak:.0f} GFLOP/s here")
+    print("| width | batch | one at a time | fused | speed-up | fused GFLOP/s | share of matmul |")
+    print("|---|---|---|---|---|---|---|")
+    for width, batch in ((64, 32), (128, 128), (256, 32), (512, 64)):
+        configs = [{"depth": 2, "width": width, "batch_size": batch, "lr": 1e-3 * (1 + i / 4)}
+                   for i in range(args.k)]
+        loop.run(spec, configs[0], _Quiet(), metric="val_accuracy")  # warm-up
+        started = time.perf_counter()
+        for config in configs:
+            loop.run(spec, config, _Quiet(), metric="val_accuracy")
+        _sync(device)
+        alone = time.perf_counter() - started
+        started = time.perf_counter()
+        fused.run_group(spec, [fused.MemberJob(c, _Quiet()) for c in configs],
+                        metric="val_accuracy")
+        _sync(device)
+        together = time.perf_counter() - started
+        # Training FLOPs: forward + backward = 3 x (2 x multiply-adds) per example and layer.
+        per_example = n_inputs * width + width * width + width * bundle.n_outputs
+        flops = 6 * per_example * len(bundle.x_train) * args.epochs * args.k
+        print(f"| {width} | {batch} | {alone:.2f} s | {together:.2f} s | "
+              f"{alone / together:.1f}x | {flops / together / 1e9:.1f} | "
+              f"{flops / together / 1e9 / peak:.0%} |", flush=True)
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _matmul_gflops(device: Any) -> float:
+    import torch
+
+    a = torch.randn(2048, 2048, device=device)
+    b = torch.randn(2048, 2048, device=device)
+    a @ b
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    _sync(device)
+    return 5 * 2 * 2048 ** 3 / (time.perf_counter() - started) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", type=Path, nargs="?", default=ROOT / "studies" / "digits.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--fuse", default="auto", help="fusion to compare with --fuse 1")
+    parser.add_argument("--n-trials", type=int)
+    parser.add_argument("--set", action="append", help="passed to tunecli search --set")
+    parser.add_argument("--data-root")
+    parser.add_argument("--step", action="store_true", help="the trainer alone, per width")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--k", type=int, default=8)
+    args = parser.parse_args()
+    if args.step:
+        step_part(args)
+    else:
+        study_part(args)
+
+
+if __name__ == "__main__":
+    main()

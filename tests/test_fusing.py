@@ -1,0 +1,152 @@
+"""Fused trials through the CLI: each member is a whole Optuna trial (budget, pruning, reports,
+resume after kill -9, workers), every sampler gives a group distinct configurations, and
+fusion is chosen (or not) with a reason the user can read."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import TINY_STUDY, finished, stored, tunecli_command, with_sampler
+from test_search_state import kill_and_wait
+
+from tunecli.engine.samplers import SAMPLERS
+
+FUSED = TINY_STUDY.replace("epochs: 3", "epochs: 2").replace(
+    "trainer:\n", "trainer:\n  fuse: 4\n")
+
+
+def groups(trials: list) -> list[set[int]]:
+    return sorted({frozenset([t.number, *t.user_attrs["fused_with"]])
+                   for t in trials if t.user_attrs.get("fused_with")}, key=min)
+
+
+def test_members_are_whole_trials_and_the_budget_is_exact(cli, write_study) -> None:
+    path = write_study(FUSED.replace("n_trials: 6", "n_trials: 7"))
+    result = cli("search", path)
+    assert result.exit_code == 0, result.output
+    assert "fused trials: up to 4 configurations" in result.output
+    assert "(fused x4: trials 0-3)" in result.output
+    trials = stored()
+    assert finished(trials) == 7 and len(trials) == 7  # no surplus, nothing waiting
+    found = groups(trials)
+    assert found[0] == {0, 1, 2, 3} and found[1] == {4, 5, 6}
+    for group in found:
+        members = [t for t in trials if t.number in group]
+        # one structure per group, each member its own configuration
+        assert len({(t.params["optimizer"], t.params["width"]) for t in members}) == 1
+        assert len({t.params["lr"] for t in members}) == len(members)
+        for t in members:
+            assert t.state.name in ("COMPLETE", "PRUNED")
+            assert len(t.intermediate_values) == t.user_attrs.get("epochs_run",
+                                                                  len(t.intermediate_values))
+    report = cli("report", "tiny", "--format", "json")
+    data = json.loads(report.output)
+    assert data["fused"] == {"trials": 7, "groups": 2, "largest": 4}
+    assert sorted(data["trials"][0]["fused_with"]) == [1, 2, 3]
+    assert "fused: 7 trials trained in 2 groups of up to 4" in cli("report", "tiny").output
+
+
+def test_fuse_1_trains_one_at_a_time(cli, write_study) -> None:
+    result = cli("search", write_study(FUSED), "--fuse", "1")
+    assert result.exit_code == 0, result.output
+    assert "fused" not in result.output
+    assert not groups(stored())
+
+
+@pytest.mark.parametrize("name", [n for n in SAMPLERS if n not in ("grid", "gp")])
+def test_every_sampler_gives_a_group_distinct_configurations(cli, write_study,
+                                                             name: str) -> None:
+    path = write_study(with_sampler(FUSED, name).replace("n_trials: 6", "n_trials: 8"))
+    assert cli("search", path).exit_code == 0
+    trials = stored()
+    assert finished(trials) == 8
+    configs = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(configs)) == 8, configs
+    assert len(groups(trials)) == 2
+
+
+def test_a_user_model_trains_alone_with_a_reason(cli, write_study, tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text(
+        "import torch\n\ndef build(params, shape, n_out):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, n_out))\n")
+    text = FUSED.replace("model: mlp", "model: net.py:build").replace(
+        "  width: {int: [8, 32]}\n", "").replace("fuse: 4", "fuse: auto")
+    result = cli("search", write_study(text), "--n-trials", "3")
+    assert result.exit_code == 0, result.output
+    assert "trials train one at a time: model 'net.py:build'" in result.output
+    assert not groups(stored())
+
+
+def test_auto_fuses_small_models_and_leaves_wide_ones_alone(cli, write_study) -> None:
+    small = FUSED.replace("fuse: 4", "fuse: auto")
+    assert cli("search", write_study(small), "--n-trials", "4").exit_code == 0
+    assert groups(stored()) == [{0, 1, 2, 3}]
+    wide = small.replace("width: {int: [8, 32]}", "width: {int: [4000, 4096]}")
+    result = cli("search", write_study(wide, "wide.yaml"), "--n-trials", "2", "--name", "wide")
+    assert result.exit_code == 0, result.output
+    assert not groups(stored(name="wide"))
+
+
+def test_a_bad_fuse_is_caught_before_anything_runs(cli, write_study) -> None:
+    result = cli("search", write_study(FUSED), "--fuse", "0")
+    assert result.exit_code == 2
+    assert "trainer.fuse: 0 is not a fuse size" in result.output
+    assert not Path("tunecli.db").exists()
+
+
+def test_workers_fuse_and_meet_the_budget_exactly(write_study, subprocess_env) -> None:
+    path = write_study(FUSED.replace("n_trials: 6", "n_trials: 10"))
+    result = subprocess.run([*tunecli_command(), "search", str(path), "--workers", "2"],
+                            capture_output=True, text=True, env=subprocess_env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = stored()
+    assert finished(trials) == 10
+    assert [t for t in trials if t.state.name == "FAIL" and not t.user_attrs.get("surplus")
+            ] == []
+    assert groups(trials)
+
+
+def test_kill_9_inside_a_group_loses_no_finished_member(cli, write_study,
+                                                        subprocess_env) -> None:
+    """A first group finishes; a resume's group is killed while it trains. The next resume
+    retries the lost members and ends with exactly n_trials; the finished ones are kept."""
+    text = (FUSED.replace("n_trials: 6", "n_trials: 4").replace("epochs: 2", "epochs: 150")
+            .replace("type: median, n_startup_trials: 2", "type: none, n_startup_trials: 2")
+            .replace("n_samples: 300", "n_samples: 200"))
+    assert cli("search", write_study(text)).exit_code == 0
+    before = {t.number: t.value for t in stored() if t.state.name == "COMPLETE"}
+    assert sorted(before) == [0, 1, 2, 3]
+    proc = subprocess.Popen([*tunecli_command(), "resume", "tiny", "--n-trials", "8"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=subprocess_env)
+    study = optuna.load_study(study_name="tiny", storage="sqlite:///tunecli.db")
+    deadline = time.time() + 300
+    try:
+        while True:  # the observable moment: every member of the second group has trained
+            assert proc.poll() is None, "the resume ended before its group was seen training"
+            assert time.time() < deadline
+            second = [t for t in study.get_trials(deepcopy=False) if t.number >= 4
+                      and t.state.name == "RUNNING" and t.intermediate_values]
+            if len(second) == 4:
+                break
+            time.sleep(0.005)
+    finally:
+        kill_and_wait(proc.pid)
+    assert {t.number for t in stored() if t.state.name == "RUNNING"} == {4, 5, 6, 7}
+    resumed = subprocess.run([*tunecli_command(), "resume", "tiny"], capture_output=True,
+                             text=True, env=subprocess_env, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    trials = stored()
+    assert finished(trials) == 8
+    assert {t.number: t.value for t in trials if t.number in before} == before
+    retries = [t for t in trials if "retry_of" in t.user_attrs]
+    assert sorted(t.user_attrs["retry_of"] for t in retries) == [4, 5, 6, 7]
+    lost = {t.number: t.params for t in trials if 4 <= t.number <= 7}
+    for t in retries:
+        assert t.params == lost[t.user_attrs["retry_of"]]
+        assert t.state.name == "COMPLETE" and len(t.intermediate_values) == 150
