@@ -54,14 +54,14 @@ def ask(study: optuna.Study) -> optuna.Trial:
 def heartbeats(study: optuna.Study, trials: Callable[[], list[optuna.Trial]]) -> Iterator[None]:
     """Record Optuna's heartbeat for ``trials()`` (the open ones) while the block runs, as
     ``study.optimize`` does for its one trial, so another machine can tell they still run."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
     storage = study._storage
-    if not isinstance(storage, optuna.storages.RDBStorage):
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
         yield
         return
     interval = storage.get_heartbeat_interval()
-    if not interval:
-        yield
-        return
+    assert interval is not None
     stop = threading.Event()
 
     def beat() -> None:
