@@ -38,7 +38,7 @@ __all__ = ["FusePlan", "fuse_plan", "run_round"]
 # example) worth fusing. Above it one trial's matrix products already keep the device busy and
 # a fused group is no faster than its members one after another (benchmarks/README.md: on
 # 2 CPU cores a 2 x 256 digits MLP, 84k weights, gains 1.9x; 2 x 512, 300k, loses).
-_AUTO = {"cpu": (8, 150_000), "cuda": (16, 20_000_000)}
+_AUTO = {"cpu": (8, 120_000), "cuda": (16, 20_000_000)}
 
 
 @dataclass(frozen=True)

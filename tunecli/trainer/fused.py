@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -526,7 +528,9 @@ def _end_of_epoch(trainer: TrainerSpec, member: _Member, epoch: int, metric: str
     progress.track(epoch, value, minimize)
     progress.history.append({"epoch": epoch, **metrics})
     progress.next_epoch = epoch + 1
-    member.schedule.step(epoch, value)
+    with warnings.catch_warnings():  # the holder optimizer never steps; the stacked one does
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler"))
+        member.schedule.step(epoch, value)
     stopped = bool(trainer.early_stopping and progress.since_best >= trainer.early_stopping)
     if save_all or stopped or last:
         save()
