@@ -59,7 +59,8 @@ def run_study(study: Path, storage: Path, name: str, seed: int, fuse: str,
 
 
 def study_part(args: argparse.Namespace) -> None:
-    extra = ["--data-root", args.data_root] if args.data_root else []
+    args.study = args.study.resolve()  # the runs start in a temporary folder
+    extra = ["--data-root", str(Path(args.data_root).resolve())] if args.data_root else []
     extra += [item for pair in args.set or [] for item in ("--set", pair)]
     if args.n_trials:
         extra += ["--n-trials", str(args.n_trials)]

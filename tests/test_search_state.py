@@ -353,3 +353,14 @@ def test_the_export_holds_what_a_user_would_write(cli, tmp_path: Path) -> None:
     for meaningless in ("n_samples", "noise", "augment", "eval_batch_size", "split_seed"):
         assert meaningless not in exported
     assert "path: " + str(tmp_path / "project" / "data" / "table.csv") in exported
+
+
+def test_a_new_study_never_continues_an_old_studys_checkpoints(cli, write_study) -> None:
+    """The storage file deleted by hand, its checkpoint folder left: a new study of the same
+    name trains its trials from scratch."""
+    path = write_study(FAST.replace("n_trials: 6", "n_trials: 2"))
+    assert cli("search", path, "--keep-checkpoints", "all", "--fuse", "1").exit_code == 0
+    assert list(Path(".tunecli/tiny/checkpoints").glob("trial-*.pt"))
+    Path("tunecli.db").unlink()
+    assert cli("search", path, "--fuse", "1").exit_code == 0
+    assert all(len(t.intermediate_values) == 1 for t in stored())

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.engine import optuna_internals
+from tunecli.engine import compute, optuna_internals
 from tunecli.engine.objective import Objective, Surplus
 from tunecli.engine.recovery import count_trials
 from tunecli.engine.signals import StopSignals
@@ -129,10 +129,17 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
 
 
 def _slots_left(study: optuna.Study, spec: StudySpec) -> float:
-    if spec.budget.n_trials is None:
-        return math.inf
-    counts = count_trials(study.get_trials(deepcopy=False))
-    return spec.budget.n_trials - counts["finished"] - counts["running"]
+    """Trials the budget still allows to start: by count, and by epochs (``compute``)."""
+    budget = spec.budget
+    trials = study.get_trials(deepcopy=False)
+    left = math.inf
+    if budget.n_trials is not None:
+        counts = count_trials(trials)
+        left = budget.n_trials - counts["finished"] - counts["running"]
+    if budget.epochs is not None:
+        used = sum(compute.in_use(t, spec.trainer.epochs) for t in trials)
+        left = min(left, budget.epochs - used)
+    return left
 
 
 def _fresh(objective: Objective, trial: optuna.Trial) -> bool:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.engine import space
+from tunecli.engine import compute, space
 from tunecli.engine.recovery import worker_id
 from tunecli.engine.samplers import may_prune_at
 from tunecli.engine.signals import StopSignals
@@ -73,6 +73,8 @@ class Objective:
         self.checkpoints = checkpoints
         self.tracker = tracker
         self.may_prune = may_prune_at(spec)
+        # trial number -> the epochs it may train under budget.epochs (engine/compute)
+        self.epoch_claims: dict[int, int] = {}
         # (what trains: "trial 7" or a fused group, epoch, latest metric) after each epoch
         self.on_epoch: Callable[[str, int, float | None], None] | None = None
 
@@ -90,10 +92,18 @@ class Objective:
         """Claim a budget slot and sample the space: the trial's parameters. Raises
         ``Surplus`` when the budget (or this grid point) was taken by another worker."""
         trial.set_user_attr("worker", worker_id())
-        n_trials = self.spec.budget.n_trials
-        if n_trials is not None and _claims_before(trial) >= n_trials:
+        budget = self.spec.budget
+        if budget.n_trials is not None and _claims_before(trial) >= budget.n_trials:
             trial.set_user_attr("surplus", True)
             raise Surplus()
+        if budget.epochs is not None:
+            epochs = compute.claim(trial.number, trial.study.get_trials(deepcopy=False),
+                                   budget.epochs, self.spec.trainer.epochs)
+            if epochs == 0:
+                trial.set_user_attr("surplus", True)
+                raise Surplus()
+            trial.set_user_attr(compute.CLAIM_ATTR, epochs)
+            self.epoch_claims[trial.number] = epochs
         params = space.suggest(trial, self.spec.space)
         _drop_if_grid_point_taken(trial)
         return params
@@ -143,6 +153,7 @@ class Objective:
                                       self.on_epoch, label, self.may_prune)
             jobs.append(MemberJob(
                 params, reporter, self.checkpoint_for(trial),
+                stop_after=self.epoch_claims.get(trial.number),
                 on_end=functools.partial(self._member_ended, trial, reporter, finish)))
         with self.signals.interruptible():
             trainer.run_group(self.spec.trainer, jobs, metric=self.spec.metric,
@@ -178,7 +189,8 @@ class Objective:
                 result = trainer.run(self.spec.trainer, params, reporter,
                                      metric=self.spec.metric, direction=self.spec.direction,
                                      base_dir=self.spec.base_dir, data_root=self.data_root,
-                                     checkpoint=self.checkpoint_for(trial))
+                                     checkpoint=self.checkpoint_for(trial),
+                                     stop_after=self.epoch_claims.get(trial.number))
         except TrialFailed as exc:
             trial.set_user_attr("fail_reason", exc.reason)
             raise

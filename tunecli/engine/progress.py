@@ -70,14 +70,17 @@ class SearchProgress:
         self.progress.update(self.task, running=f"{label} epoch {epoch}/{epochs}{latest}",
                              deadline=self._deadline(), refresh=True)
 
-    def update(self, counts: dict[str, int], best: tuple[float, dict[str, Any]] | None) -> None:
+    def update(self, counts: dict[str, int], best: tuple[float, dict[str, Any]] | None,
+               epochs: tuple[int, int] | None = None) -> None:
+        """``epochs``: (spent, budget) under a compute budget (budget.epochs)."""
         deadline = self._deadline()
         best_text = f"best {self.metric}={best[0]:.4g}" if best else ""
         self.progress.update(
             self.task, completed=counts["finished"],
             counts=(f"[green]✓{counts['complete']}[/] [yellow]✂{counts['pruned']}[/] "
                     f"[red]✗{counts['failed']}[/]"
-                    + (f" ↻{counts['lost']}" if counts["lost"] else "")),
+                    + (f" ↻{counts['lost']}" if counts["lost"] else "")
+                    + (f" epochs {epochs[0]}/{epochs[1]}" if epochs else "")),
             best=best_text, deadline=deadline, running="")
 
     def trial_done(self, number: int, state: str, value: float | None, params: dict[str, Any],

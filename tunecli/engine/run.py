@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
 
-from tunecli.engine import fusing
+from tunecli.engine import compute, fusing
 from tunecli.engine import storage as storage_module
 from tunecli.engine.objective import Objective, Surplus
 from tunecli.engine.progress import SearchProgress
@@ -144,6 +144,10 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
     return RunOutcome(study, counts, stopped_by, failures, last_failure)
 
 
+def _epochs_in_use(study: optuna.Study, spec: StudySpec) -> int:
+    return sum(compute.in_use(t, spec.trainer.epochs) for t in study.get_trials(deepcopy=False))
+
+
 def _device_type(spec: StudySpec) -> str:
     from tunecli.trainer.loop import resolve_device
 
@@ -154,10 +158,21 @@ def _reason_to_stop(study: optuna.Study, spec: StudySpec, progress: SearchProgre
                     failures: int, elapsed: float) -> str:
     """Why the run stops before another trial ("" to go on); refreshes the progress."""
     budget = spec.budget
-    counts = count_trials(study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    counts = count_trials(trials)
     best = best_trial(study)
+    spent = compute.epochs_spent(trials)
     progress.update(counts, (best.value, best.params)
-                    if best is not None and best.value is not None else None)
+                    if best is not None and best.value is not None else None,
+                    (spent, budget.epochs) if budget.epochs is not None else None)
+    if budget.epochs is not None:
+        if spent >= budget.epochs:
+            return "budget"
+        if _epochs_in_use(study, spec) >= budget.epochs:
+            # What is left is claimed by running trials: elsewhere, unless their worker died.
+            reap_lost_trials(study)
+            if _epochs_in_use(study, spec) >= budget.epochs:
+                return "elsewhere"
     finished = counts["finished"]
     if budget.n_trials is not None and finished >= budget.n_trials:
         return "budget"

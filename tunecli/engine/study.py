@@ -96,6 +96,7 @@ def open_for_search(spec: StudySpec, url: str, source: str) -> optuna.Study:
         else:
             store_spec(study, spec.stored())
             study.set_user_attr("tunecli:metric", spec.metric)
+            _drop_stale_checkpoints(url, spec.name)
             return study
     study = optuna.load_study(study_name=spec.name, storage=storage,
                               sampler=samplers.make_sampler(spec, first_run=False), pruner=pruner)
@@ -113,6 +114,14 @@ def open_for_search(spec: StudySpec, url: str, source: str) -> optuna.Study:
                             "the change to continue the stored study.")
     store_spec(study, spec.stored())  # budget/sampler changes are allowed
     return study
+
+
+def _drop_stale_checkpoints(url: str, name: str) -> None:
+    """A new study has no trials, so checkpoints under its name belong to an earlier study of
+    that name whose storage was deleted by hand: a trial must never continue one of them."""
+    folder = storage_module.study_folder(url, name) / "checkpoints"
+    for old in folder.glob("trial-*.pt"):
+        old.unlink(missing_ok=True)
 
 
 def load(name: str, url: str, *, overrides: dict[str, Any] | None = None

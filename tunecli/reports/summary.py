@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.engine import space
+from tunecli.engine import compute, space
 from tunecli.engine.recovery import count_trials, kind_of
 from tunecli.engine.study import best_trial
 from tunecli.spec import StudySpec
@@ -66,6 +66,9 @@ def summary(study: optuna.Study, spec: StudySpec, *,
         "metric": spec.metric,
         "direction": spec.direction,
         "n_trials_budget": spec.budget.n_trials,
+        # Compute: every epoch trained (failed and lost trials too) against budget.epochs.
+        "compute": {"epochs_spent": compute.epochs_spent(trials),
+                    "epochs_budget": spec.budget.epochs},
         "counts": count_trials(trials),
         "best": None if best is None else {
             "number": best.number,
@@ -151,7 +154,9 @@ def effort(trials: list[FrozenTrial], epochs_per_trial: int) -> dict[str, Any]:
     saved = {"pruning": 0, "early_stopping": 0}
     saved_s = {"pruning": 0.0, "early_stopping": 0.0}
     for t in finished:
-        left = max(0, epochs_per_trial - _epochs_of(t))
+        # A trial cut short by the compute budget (its claim) saved nothing: it could not run.
+        allowed = min(epochs_per_trial, int(t.user_attrs.get("epoch_claim", epochs_per_trial)))
+        left = max(0, allowed - _epochs_of(t))
         cause = "pruning" if t.state == TrialState.PRUNED else "early_stopping"
         saved[cause] += left
         saved_s[cause] += left * _seconds_per_epoch(t)

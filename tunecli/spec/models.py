@@ -140,7 +140,10 @@ class ParamSpec(_Strict):
 class BudgetSpec(_Strict):
     """When the study stops. n_trials counts finished trials (complete + pruned) over all runs."""
 
-    n_trials: int | None = Field(20, gt=0, description="finished trials to reach")
+    n_trials: int | None = Field(20, gt=0, description="finished trials to reach (default 20, "
+                                                       "none when epochs is given)")
+    epochs: int | None = Field(None, gt=0, description="compute: epochs trained by all trials "
+                                                       "together, over all runs and workers")
     timeout: float | None = Field(None, description="wall time per run: 90s, 10m, 1h30m")
     max_failures: int = Field(10, ge=0, description="failed trials tolerated per run")
 
@@ -148,6 +151,13 @@ class BudgetSpec(_Strict):
     @classmethod
     def _duration(cls, value: Any) -> float | None:
         return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _compute_alone(self) -> BudgetSpec:
+        # `budget: {epochs: 480}` means 480 epochs, not also the default 20 trials.
+        if self.epochs is not None and "n_trials" not in self.model_fields_set:
+            self.n_trials = None
+        return self
 
 
 class SamplerSpec(_Strict):

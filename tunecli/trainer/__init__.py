@@ -22,14 +22,14 @@ __all__ = ["run", "run_group"]
 def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
         direction: str = "maximize", base_dir: str | None = None,
         data_root: str | None = None, checkpoint: Path | None = None,
-        final_epochs: int | None = None) -> TrainResult:
+        final_epochs: int | None = None, stop_after: int | None = None) -> TrainResult:
     """Train one configuration (see ``tunecli.trainer.loop.run``); torch is imported here, on
     the first call, because it is slow to import and ``report``/``validate`` never need it."""
     from tunecli.trainer.loop import run as _run
 
     return _run(trainer, params, reporter, metric=metric, direction=direction,
                 base_dir=base_dir, data_root=data_root, checkpoint=checkpoint,
-                final_epochs=final_epochs)
+                final_epochs=final_epochs, stop_after=stop_after)
 
 
 def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,

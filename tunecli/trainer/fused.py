@@ -109,6 +109,7 @@ class MemberJob:
     # Called once when the member leaves the group, with its result or what ended it, so the
     # caller can store it at once while the others train on.
     on_end: Callable[[TrainResult | BaseException], None] | None = None
+    stop_after: int | None = None  # the compute budget's claim: leave after this epoch
     reported: int = 0           # epochs already reported (a group re-run after OOM skips them)
     outcome: TrainResult | BaseException | None = None
 
@@ -480,11 +481,12 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - epoch_start
-        last = epoch == trainer.epochs
-        save_all = last or time.perf_counter() - last_saved >= CHECKPOINT_SECONDS
+        save_all = epoch == trainer.epochs or \
+            time.perf_counter() - last_saved >= CHECKPOINT_SECONDS
         staying: list[int] = []
         for row, member in enumerate(active):
             save = functools.partial(_save_member, member, stacked, optimizer, row, generator)
+            last = epoch == min(trainer.epochs, member.job.stop_after or trainer.epochs)
             member.outcome = _end_of_epoch(trainer, member, epoch, metric, minimize, bundle,
                                            outputs[row], train_losses[row], seconds,
                                            optimizer.lrs[row], started, last, save_all, save)

@@ -133,7 +133,7 @@ class Progress:
 def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
         direction: str = "maximize", base_dir: str | None = None,
         data_root: str | None = None, checkpoint: Path | None = None,
-        final_epochs: int | None = None) -> TrainResult:
+        final_epochs: int | None = None, stop_after: int | None = None) -> TrainResult:
     """Train one configuration; report every epoch; return the best epoch's metric.
 
     ``checkpoint``: a file where model and optimizer state are saved after each epoch; when it
@@ -141,6 +141,8 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     ``final_epochs``: final training instead of a trial: train that many epochs on training +
     validation data (nothing is left to pick an epoch or stop early with), then evaluate once
     on the test part (``test_metrics``); epochs report only their training loss.
+    ``stop_after``: end after this epoch (the compute budget's claim); the schedule still runs
+    over ``epochs``, so the trial is the same one, cut short.
     Raises ``TrialFailed`` for a NaN/infinite loss or an out-of-memory error.
     """
     final = final_epochs is not None
@@ -155,7 +157,8 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     started = time.perf_counter()
     seen = 0
     try:
-        for epoch in range(progress.next_epoch, epochs + 1):
+        last = epochs if stop_after is None else min(epochs, stop_after)
+        for epoch in range(progress.next_epoch, last + 1):
             metrics, value = _epoch(setup, trainer, epoch, metric, final)
             seen += len(setup.x_fit)
             progress.track(epoch, value, minimize)
