@@ -39,10 +39,10 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     line = effort_line(data["epochs"])
     if line:
         console.print(line, highlight=False)
-    spent, budget = data["compute"]["epochs_spent"], data["compute"]["epochs_budget"]
-    if budget:
-        console.print(f"compute: {spent} of {budget} epochs spent (budget.epochs)",
-                      highlight=False)
+    used = data.get("compute") or {}
+    if used.get("epochs_budget"):
+        console.print(f"compute: {used['epochs_spent']} of {used['epochs_budget']} epochs "
+                      "spent (budget.epochs)", highlight=False)
     fused = data.get("fused")
     if fused:
         console.print(f"fused: {fused['trials']} trials trained in {fused['groups']} groups of "
