@@ -1,0 +1,188 @@
+"""Time to a good model: how much compute each search strategy needs to reach a target.
+
+Every strategy runs the same study through the real CLI (``tunecli search``) under the same
+compute budget (``budget.epochs``), once per seed (the trainer seed equals the sampler seed).
+Epochs are counted in trial order, as ``engine/compute`` counts them (pruned trials pay for the
+epochs they trained); the target is random search's median final best, unless ``--target``.
+
+    python benchmarks/sample_efficiency.py studies/digits.yaml --seeds 0 1 2 3 4
+    python benchmarks/sample_efficiency.py studies/fashion-mnist.yaml --data-root ../shared/data \\
+        --set trainer.dataset.max_train_samples=12000 --set trainer.dataset.val_fraction=0.05 \\
+        --set trainer.epochs=12 --budget 480
+
+Prints one table (epochs and wall time to the target per seed, the worst seed and the median;
+the best at 25%, 50% and 100% of the budget) and writes best-so-far against epochs per strategy
+as a PNG (``--png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name -> the --set overrides that make the strategy (on top of the study file)
+STRATEGIES: dict[str, list[str]] = {
+    "random": ["sampler={type: random}", "pruner={type: none}"],
+    "optuna-tpe": ["sampler={type: tpe, n_startup_trials: 10}", "pruner={type: none}"],
+    "tunecli-default": ["sampler={type: tpe}", "pruner={type: median}"],
+    "tpe-asha": ["sampler={type: tpe}",
+                 "pruner={type: asha, min_epochs: 1, reduction_factor: 3}"],
+    "hyperopt-tpe": ["sampler={type: hyperopt-tpe}", "pruner={type: none}"],
+    "study-file": [],
+}
+
+
+def run(study: Path, folder: Path, strategy: str, seed: int, budget: int,
+        extra: list[str]) -> dict[str, Any]:
+    import optuna
+
+    from tunecli.engine import compute
+
+    name = f"{strategy}-{seed}"
+    storage = folder / "runs.db"
+    sets = [*STRATEGIES[strategy], f"budget={{epochs: {budget}, n_trials: null}}",
+            f"trainer.seed={seed}"]
+    command = [sys.executable, "-m", "tunecli", "search", str(study), "--storage", str(storage),
+               "--name", name, "--seed", str(seed), *extra,
+               *[item for s in sets for item in ("--set", s)]]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    trials = sorted(optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
+                    .get_trials(), key=lambda t: t.number)
+    curve: list[tuple[int, float, float]] = []  # (epochs so far, best so far, seconds so far)
+    spent, best = 0, math.nan
+    first = min((t.datetime_start for t in trials if t.datetime_start), default=None)
+    for t in trials:
+        spent += compute.epochs_of(t)
+        if t.state.name == "COMPLETE" and t.value is not None:
+            best = t.value if math.isnan(best) else max(best, t.value)
+        seconds = ((t.datetime_complete - first).total_seconds()
+                   if t.datetime_complete and first else math.nan)
+        curve.append((spent, best, seconds))
+    return {"curve": curve, "wall": time.perf_counter() - started, "final": best}
+
+
+def reach(curve: list[tuple[int, float, float]], target: float) -> tuple[float, float]:
+    """Epochs and seconds when the best so far first reaches ``target`` (inf: never)."""
+    for spent, best, seconds in curve:
+        if not math.isnan(best) and best >= target:
+            return spent, seconds
+    return math.inf, math.inf
+
+
+def best_at(curve: list[tuple[int, float, float]], epochs: float) -> float:
+    values = [best for spent, best, _ in curve if spent <= epochs and not math.isnan(best)]
+    return values[-1] if values else math.nan
+
+
+def plot(results: dict[str, list[dict[str, Any]]], budget: int, path: Path) -> None:
+    """Best so far against epochs, the median over seeds per strategy, as a PNG (Pillow)."""
+    from PIL import Image, ImageDraw
+
+    width, height, margin = 900, 560, 70
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    steps = list(range(0, budget + 1, max(1, budget // 100)))
+    medians = {name: [statistics.median([best_at(r["curve"], e) for r in runs
+                                         if not math.isnan(best_at(r["curve"], e))] or [math.nan])
+                      for e in steps] for name, runs in results.items()}
+    values = [v for series in medians.values() for v in series if not math.isnan(v)]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    low = max(low, high - 0.15)  # the interesting part: the last few points of accuracy
+    span = (high - low) or 1.0
+
+    def xy(epochs: float, value: float) -> tuple[float, float]:
+        return (margin + (width - 2 * margin) * epochs / budget,
+                height - margin - (height - 2 * margin) * (value - low) / span)
+
+    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+    for i in range(5):
+        value = low + span * i / 4
+        _, y = xy(0, value)
+        draw.text((8, y - 6), f"{value:.3f}", fill="black")
+        epochs = budget * i / 4
+        x, _ = xy(epochs, low)
+        draw.text((x - 10, height - margin + 8), f"{epochs:.0f}", fill="black")
+    draw.text((width // 2 - 80, height - 30), "epochs (all trials)", fill="black")
+    draw.text((margin, 20), "best so far (median over seeds)", fill="black")
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+    for i, (name, series) in enumerate(medians.items()):
+        colour = colours[i % len(colours)]
+        points = [xy(e, max(v, low)) for e, v in zip(steps, series, strict=True)
+                  if not math.isnan(v)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=3)
+        draw.text((width - margin - 150, margin + 10 + 16 * i), name, fill=colour)
+    image.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", type=Path, nargs="?", default=ROOT / "studies" / "digits.yaml")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
+                        choices=list(STRATEGIES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--budget", type=int, help="epochs per run (default: 40 trials' worth)")
+    parser.add_argument("--target", type=float, help="default: random's median final best")
+    parser.add_argument("--set", action="append", help="passed to tunecli search --set")
+    parser.add_argument("--data-root")
+    parser.add_argument("--png", type=Path, default=Path("sample_efficiency.png"))
+    args = parser.parse_args()
+    from tunecli import spec as spec_module
+
+    study = args.study.resolve()
+    overrides = spec_module.parse_assignments(args.set or [])
+    epochs_per_trial = spec_module.load(study, overrides).trainer.epochs
+    budget = args.budget or 40 * epochs_per_trial
+    extra = [item for s in args.set or [] for item in ("--set", s)]
+    if args.data_root:
+        extra += ["--data-root", str(Path(args.data_root).resolve())]
+    results: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="tunecli-efficiency-") as folder:
+        for name in args.strategies:
+            for seed in args.seeds:
+                result = run(study, Path(folder), name, seed, budget, extra)
+                results.setdefault(name, []).append(result)
+                print(f"{name} seed {seed}: final best {result['final']:.4f} "
+                      f"(wall {result['wall']:.0f} s)", flush=True)
+    target = args.target
+    if target is None:
+        finals = [r["final"] for r in results.get("random", []) if not math.isnan(r["final"])]
+        target = statistics.median(finals) if finals else max(
+            r["final"] for runs in results.values() for r in runs)
+    print(f"\ntarget {target:.4f}; budget {budget} epochs ({budget // epochs_per_trial} whole "
+          f"trials); seeds {' '.join(map(str, args.seeds))}\n")
+    print("| strategy | epochs to target per seed | worst | median | median seconds to target "
+          "| best at 25% | 50% | 100% |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        reached = [reach(r["curve"], target) for r in runs]
+        epochs = [e for e, _ in reached]
+        shown = ", ".join("never" if math.isinf(e) else str(int(e)) for e in epochs)
+
+        def share(e: float) -> str:
+            return "never" if math.isinf(e) else f"{int(e)} ({e / budget:.0%})"
+
+        at = [statistics.median([best_at(r["curve"], budget * q) for r in runs])
+              for q in (0.25, 0.5, 1.0)]
+        print(f"| {name} | {shown} | {share(max(epochs))} | {share(statistics.median(epochs))} "
+              f"| {statistics.median([s for _, s in reached]):.0f} | "
+              + " | ".join(f"{v:.4f}" for v in at) + " |")
+    plot(results, budget, args.png)
+    print(f"\nplot: {args.png}")
+
+
+if __name__ == "__main__":
+    main()
