@@ -10,7 +10,8 @@ epochs they trained); the target is random search's median final best, unless ``
         --set trainer.dataset.max_train_samples=12000 --set trainer.dataset.val_fraction=0.05 \\
         --set trainer.epochs=12 --budget 480
 
-Prints one table (epochs and wall time to the target per seed, the worst seed and the median;
+The study must maximize its metric. Prints one table (epochs and seconds to the target per seed,
+the worst seed and the median;
 the best at 25%, 50% and 100% of the budget) and writes best-so-far against epochs per strategy
 as a PNG (``--png``).
 """
@@ -18,6 +19,7 @@ as a PNG (``--png``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import subprocess
@@ -38,40 +40,72 @@ STRATEGIES: dict[str, list[str]] = {
                  "pruner={type: asha, min_epochs: 1, reduction_factor: 3}"],
     "hyperopt-tpe": ["sampler={type: hyperopt-tpe}", "pruner={type: none}"],
     "study-file": [],
+    # Egele et al. (2023): every configuration one epoch, then the best few trained fully.
+    "one-epoch-top-3": [],
 }
+TOP_K = 3
 
 
-def run(study: Path, folder: Path, strategy: str, seed: int, budget: int,
-        extra: list[str]) -> dict[str, Any]:
+def search(study: Path, folder: Path, name: str, seed: int, sets: list[str],
+           extra: list[str]) -> list[Any]:
+    """One ``tunecli search``; its trials in order."""
     import optuna
 
-    from tunecli.engine import compute
-
-    name = f"{strategy}-{seed}"
     storage = folder / "runs.db"
-    sets = [*STRATEGIES[strategy], f"budget={{epochs: {budget}, n_trials: null}}",
-            f"trainer.seed={seed}"]
     command = [sys.executable, "-m", "tunecli", "search", str(study), "--storage", str(storage),
                "--name", name, "--seed", str(seed), *extra,
-               *[item for s in sets for item in ("--set", s)]]
-    started = time.perf_counter()
+               *[item for s in [*sets, f"trainer.seed={seed}"] for item in ("--set", s)]]
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    trials = sorted(optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
-                    .get_trials(), key=lambda t: t.number)
-    curve: list[tuple[int, float, float]] = []  # (epochs so far, best so far, seconds so far)
-    spent, best = 0, math.nan
-    first = min((t.datetime_start for t in trials if t.datetime_start), default=None)
-    for t in trials:
-        spent += compute.epochs_of(t)
-        if t.state.name == "COMPLETE" and t.value is not None:
-            best = t.value if math.isnan(best) else max(best, t.value)
-        seconds = ((t.datetime_complete - first).total_seconds()
-                   if t.datetime_complete and first else math.nan)
-        curve.append((spent, best, seconds))
-    return {"curve": curve, "wall": time.perf_counter() - started, "final": best}
+    return sorted(optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
+                  .get_trials(), key=lambda t: t.number)
+
+
+def run(study: Path, folder: Path, strategy: str, seed: int, budget: int,
+        extra: list[str], epochs_per_trial: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    if strategy == "one-epoch-top-3":
+        screen_budget = budget - TOP_K * epochs_per_trial
+        screened = search(study, folder, f"screen-{seed}", seed,
+                          ["sampler={type: random}", "pruner={type: none}", "trainer.epochs=1",
+                           f"budget={{epochs: {screen_budget}, n_trials: null}}"], extra)
+        best = sorted((t for t in screened if t.value is not None), key=lambda t: -t.value)
+        queued = folder / f"top-{seed}.yaml"
+        queued.write_text(json.dumps([t.params for t in best[:TOP_K]]))  # JSON is YAML
+        runs = [screened, search(study, folder, f"{strategy}-{seed}", seed,
+                                 ["sampler={type: random}", "pruner={type: none}",
+                                  f"budget={{n_trials: {TOP_K}}}"],
+                                 [*extra, "--enqueue", str(queued)])]
+    else:
+        runs = [search(study, folder, f"{strategy}-{seed}", seed,
+                       [*STRATEGIES[strategy], f"budget={{epochs: {budget}, n_trials: null}}"],
+                       extra)]
+    curve = _curve(runs)
+    return {"curve": curve, "wall": time.perf_counter() - started,
+            "final": curve[-1][1] if curve else math.nan}
+
+
+def _curve(runs: list[list[Any]]) -> list[tuple[int, float, float]]:
+    """(epochs so far, best so far, search seconds so far) after each trial, in order; the
+    seconds of a search run from its first trial's start (process start-up left out)."""
+    from tunecli.engine import compute
+
+    curve: list[tuple[int, float, float]] = []
+    spent, best, before = 0, math.nan, 0.0
+    for trials in runs:
+        first = min((t.datetime_start for t in trials if t.datetime_start), default=None)
+        seconds = 0.0
+        for t in trials:
+            spent += compute.epochs_of(t)
+            if t.state.name == "COMPLETE" and t.value is not None:
+                best = t.value if math.isnan(best) else max(best, t.value)
+            if t.datetime_complete and first:
+                seconds = max(seconds, (t.datetime_complete - first).total_seconds())
+            curve.append((spent, best, before + seconds))
+        before += seconds
+    return curve
 
 
 def reach(curve: list[tuple[int, float, float]], target: float) -> tuple[float, float]:
@@ -153,7 +187,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tunecli-efficiency-") as folder:
         for name in args.strategies:
             for seed in args.seeds:
-                result = run(study, Path(folder), name, seed, budget, extra)
+                result = run(study, Path(folder), name, seed, budget, extra, epochs_per_trial)
                 results.setdefault(name, []).append(result)
                 print(f"{name} seed {seed}: final best {result['final']:.4f} "
                       f"(wall {result['wall']:.0f} s)", flush=True)
