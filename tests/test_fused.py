@@ -210,3 +210,37 @@ def test_the_widest_member_leaving_shrinks_the_group() -> None:
     fused.run_group(spec, jobs, metric="val_accuracy")
     for i in (0, 2):
         assert_same(jobs[i].reporter.metrics, lone(spec, configs[i]))  # type: ignore[attr-defined]
+
+
+def test_out_of_memory_splits_the_group_and_reports_no_epoch_twice(monkeypatch) -> None:
+    """A group of 4 runs out of memory in its 2nd epoch: halves start again, epoch 1 is not
+    reported twice, every member ends once, and its metrics still equal a lone run's."""
+    spec = trainer(epochs=3)
+    real = fused._train_epoch
+    seen = {"epochs of four": 0}
+
+    def short_of_memory(spec_: Any, stacked: Any, *rest: Any) -> list[float]:
+        if stacked.k == 4:
+            seen["epochs of four"] += 1
+            if seen["epochs of four"] == 2:
+                raise torch.OutOfMemoryError("test: out of memory")
+        return real(spec_, stacked, *rest)
+
+    monkeypatch.setattr(fused, "_train_epoch", short_of_memory)
+    configs = [{"width": w, "lr": 0.01} for w in (8, 16, 24, 32)]
+    ended: list[Any] = []
+    jobs = [fused.MemberJob(c, Collect(), on_end=ended.append) for c in configs]
+    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    assert len(ended) == 4 and all(isinstance(o, loop.TrainResult) for o in outcomes)
+    for job, config in zip(jobs, configs, strict=True):
+        assert_same(job.reporter.metrics, lone(spec, config))  # type: ignore[attr-defined]
+
+
+def test_a_member_out_of_memory_alone_fails_alone(monkeypatch) -> None:
+    def always(*args: Any) -> list[float]:
+        raise torch.OutOfMemoryError("test: out of memory")
+
+    monkeypatch.setattr(fused, "_train_epoch", always)
+    jobs = [fused.MemberJob({"width": w}, Collect()) for w in (8, 16)]
+    outcomes = fused.run_group(trainer(), jobs, metric="val_accuracy")
+    assert all(isinstance(o, TrialFailed) and "out of memory" in o.reason for o in outcomes)
