@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", help="passed to tunecli search --set")
     parser.add_argument("--data-root")
     parser.add_argument("--png", type=Path, default=Path("sample_efficiency.png"))
+    parser.add_argument("--save", type=Path, help="also write every run's curve as JSON")
     args = parser.parse_args()
     from tunecli import spec as spec_module
 
@@ -191,6 +192,8 @@ def main() -> None:
                 results.setdefault(name, []).append(result)
                 print(f"{name} seed {seed}: final best {result['final']:.4f} "
                       f"(wall {result['wall']:.0f} s)", flush=True)
+    if args.save:
+        args.save.write_text(json.dumps(results))
     target = args.target
     if target is None:
         finals = [r["final"] for r in results.get("random", []) if not math.isnan(r["final"])]

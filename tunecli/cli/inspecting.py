@@ -49,7 +49,7 @@ def validate(
         console.print(f"{spec.direction} {spec.metric} on {spec.trainer.dataset.name} with "
                       f"{spec.trainer.model}, {spec.trainer.epochs} epochs; sampler "
                       f"{spec.sampler.type}, pruner {spec.pruner.type}; budget "
-                      f"{spec.budget.n_trials} trials")
+                      f"{spec.budget.describe()}")
         if loaded is not None:
             console.print(f"data: {loaded['task']}, {loaded['train']} training / "
                           f"{loaded['validation']} validation / {loaded['test']} test examples "
@@ -90,9 +90,11 @@ def list_studies(storage: StorageOption = None) -> None:
             study = optuna.load_study(study_name=s.study_name, storage=opened)
             counts = count_trials(study.get_trials(deepcopy=False))
             budget = (study_module.stored_spec(study) or {}).get("budget") or {}
+            limit = (str(budget["n_trials"]) if budget.get("n_trials")
+                     else f"{budget['epochs']} epochs" if budget.get("epochs") else "-")
             best = s.best_trial.value if s.best_trial is not None else None
             table.add_row(s.study_name, s.direction.name.lower(), str(counts["finished"]),
-                          str(counts["failed"]), str(budget.get("n_trials") or "-"),
+                          str(counts["failed"]), limit,
                           "-" if best is None else f"{best:.4g}",
                           s.datetime_start.strftime("%Y-%m-%d %H:%M") if s.datetime_start
                           else "-")

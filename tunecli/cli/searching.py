@@ -44,8 +44,7 @@ def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep
 
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {spec.direction} "
                   f"{spec.metric}, sampler {spec.sampler.type}, pruner {spec.pruner.type}, "
-                  f"budget {spec.budget.n_trials or '-'} trials"
-                  + (f" / {spec.budget.timeout:g}s" if spec.budget.timeout else ""))
+                  f"budget {spec.budget.describe()}")
     try:
         outcome = run_loop.run(study, spec, url, console, data_root=data_root,
                                    keep_checkpoints=keep, tensorboard=tensorboard)
@@ -135,7 +134,7 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
 
     envs = workers_module.plan(workers, devices, per_device)
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
-                  f"budget {spec.budget.n_trials or '-'} trials")
+                  f"budget {spec.budget.describe()}")
     extra = ["--keep-checkpoints", keep] + (["--data-root", data_root] if data_root else [])
     if tensorboard is not None:
         extra += ["--tensorboard", str(tensorboard.resolve())]

@@ -152,6 +152,13 @@ class BudgetSpec(_Strict):
     def _duration(cls, value: Any) -> float | None:
         return parse_duration(value)
 
+    def describe(self) -> str:
+        """The limits in words, e.g. '40 trials / 480 epochs / 300s'."""
+        parts = ([f"{self.n_trials} trials"] if self.n_trials else []) + (
+            [f"{self.epochs} epochs"] if self.epochs else []) + (
+            [f"{self.timeout:g}s"] if self.timeout else [])
+        return " / ".join(parts) or "none"
+
     @model_validator(mode="after")
     def _compute_alone(self) -> BudgetSpec:
         # `budget: {epochs: 480}` means 480 epochs, not also the default 20 trials.
