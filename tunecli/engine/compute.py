@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["epochs_spent", "epochs_of", "claim", "in_use"]
+__all__ = ["epochs_spent", "epochs_of", "claim", "in_use", "epochs_in_use"]
 
 CLAIM_ATTR = "epoch_claim"
 
@@ -49,8 +49,12 @@ def in_use(trial: FrozenTrial, epochs_per_trial: int) -> int:
     return epochs_of(trial)
 
 
+def epochs_in_use(trials: Iterable[FrozenTrial], epochs_per_trial: int) -> int:
+    return sum(in_use(t, epochs_per_trial) for t in trials)
+
+
 def claim(number: int, trials: Iterable[FrozenTrial], budget: int,
           epochs_per_trial: int) -> int:
     """Epochs trial ``number`` may train: what the budget leaves it, at most a whole trial."""
-    used = sum(in_use(t, epochs_per_trial) for t in trials if t.number != number)
+    used = epochs_in_use((t for t in trials if t.number != number), epochs_per_trial)
     return max(0, min(epochs_per_trial, budget - used))

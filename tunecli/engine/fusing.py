@@ -93,9 +93,11 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
 
     try:
         k = plan.k
-        while len(members) < k and (not members or _slots_left(study, spec) > 0):
-            if anchor is not None and not study.get_trials(deepcopy=False,
-                                                           states=(TrialState.WAITING,)):
+        while len(members) < k:
+            trials = study.get_trials(deepcopy=False) if members else []
+            if members and _slots_left(trials, spec) <= 0:
+                break
+            if anchor is not None and not any(t.state == TrialState.WAITING for t in trials):
                 fixed = {name: anchor[name] for name in anchor
                          if name in SHARED or name == "width" or is_layer_width(name)}
                 study.enqueue_trial(fixed, skip_if_exists=False)
@@ -129,17 +131,15 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
         raise
 
 
-def _slots_left(study: optuna.Study, spec: StudySpec) -> float:
+def _slots_left(trials: list[FrozenTrial], spec: StudySpec) -> float:
     """Trials the budget still allows to start: by count, and by epochs (``compute``)."""
     budget = spec.budget
-    trials = study.get_trials(deepcopy=False)
     left = math.inf
     if budget.n_trials is not None:
         counts = count_trials(trials)
         left = budget.n_trials - counts["finished"] - counts["running"]
     if budget.epochs is not None:
-        used = sum(compute.in_use(t, spec.trainer.epochs) for t in trials)
-        left = min(left, budget.epochs - used)
+        left = min(left, budget.epochs - compute.epochs_in_use(trials, spec.trainer.epochs))
     return left
 
 

@@ -145,7 +145,7 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
 
 
 def _epochs_in_use(study: optuna.Study, spec: StudySpec) -> int:
-    return sum(compute.in_use(t, spec.trainer.epochs) for t in study.get_trials(deepcopy=False))
+    return compute.epochs_in_use(study.get_trials(deepcopy=False), spec.trainer.epochs)
 
 
 def _device_type(spec: StudySpec) -> str:

@@ -115,10 +115,14 @@ def _seconds_per_epoch(t: FrozenTrial) -> float:
     return t.duration.total_seconds() / epochs if t.duration and epochs else 0.0
 
 
+def _fused_group(t: FrozenTrial) -> frozenset[int]:
+    """The numbers of the trials ``t`` trained with as one fused model, its own included."""
+    return frozenset([t.number, *t.user_attrs.get("fused_with", [])])
+
+
 def fused_groups(trials: list[FrozenTrial]) -> dict[str, int] | None:
     """How many trials trained in fused groups, in how many groups, the largest's size."""
-    groups = {frozenset([t.number, *t.user_attrs["fused_with"]])
-              for t in trials if t.user_attrs.get("fused_with")}
+    groups = {_fused_group(t) for t in trials if t.user_attrs.get("fused_with")}
     if not groups:
         return None
     return {"trials": len(set().union(*groups)), "groups": len(groups),
@@ -132,7 +136,7 @@ def _seconds_spent(trials: list[FrozenTrial]) -> float:
     groups: dict[frozenset[int], list[FrozenTrial]] = {}
     for t in trials:
         if t.user_attrs.get("fused_with"):
-            groups.setdefault(frozenset([t.number, *t.user_attrs["fused_with"]]), []).append(t)
+            groups.setdefault(_fused_group(t), []).append(t)
         elif t.duration:
             spent += t.duration.total_seconds()
     for members in groups.values():

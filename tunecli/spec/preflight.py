@@ -24,12 +24,10 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
     """
     from tunecli.engine import space
     from tunecli.trainer import loop, models
-    from tunecli.trainer.hyperparams import LOOP_DEFAULTS
 
     try:
         device, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
-        config = {**LOOP_DEFAULTS, **models.defaults_for(spec.trainer.model),
-                  **space.first_config(spec.space)}
+        config = models.full_config(spec.trainer.model, space.first_config(spec.space))
         _build_once(spec, config, bundle, device)
     except SpecError as exc:
         raise SpecError(exc.message, source=exc.source or source, path=exc.path,

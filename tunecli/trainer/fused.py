@@ -37,7 +37,6 @@ from torch import nn
 from tunecli.errors import TrialFailed
 from tunecli.trainer import models
 from tunecli.trainer.data import DataBundle, augment_batch
-from tunecli.trainer.hyperparams import LOOP_DEFAULTS
 from tunecli.trainer.loop import (
     Progress,
     Reporter,
@@ -65,18 +64,13 @@ _ADAM_EPS, _RMSPROP_EPS, _RMSPROP_ALPHA = 1e-8, 1e-8, 0.99
 CHECKPOINT_SECONDS = 10.0
 
 
-def full_config(model: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Loop and model defaults with the trial's parameters on top (what the lone loop uses)."""
-    return {**LOOP_DEFAULTS, **models.defaults_for(model), **params}
-
-
 def why_not_fused(trainer: TrainerSpec, params: dict[str, Any]) -> str | None:
     """Why this configuration trains alone (None: it can join a group)."""
     if trainer.model != "mlp":
         return f"model {trainer.model!r} is trained one trial at a time (only mlp is fused)"
     if trainer.compile:
         return "trainer.compile is on: compiled models are trained one at a time"
-    optimizer = full_config(trainer.model, params)["optimizer"]
+    optimizer = models.full_config(trainer.model, params)["optimizer"]
     if optimizer not in FUSABLE_OPTIMIZERS:
         return (f"optimizer {optimizer!r} is trained one trial at a time (fused: "
                 f"{', '.join(FUSABLE_OPTIMIZERS)})")
@@ -88,14 +82,14 @@ def weights(trainer: TrainerSpec, params: dict[str, Any], base_dir: str | None =
     """The configuration's weight count: an MLP's multiply-adds per example, about (how
     ``auto`` tells a model too large to gain from fusion)."""
     _, bundle = prepare(trainer, "val_loss", base_dir, data_root)
-    config = full_config(trainer.model, params)
+    config = models.full_config(trainer.model, params)
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs, base_dir)
     return models.count_parameters(model)
 
 
 def group_key(trainer: TrainerSpec, params: dict[str, Any]) -> tuple[Any, ...]:
     """Configurations with equal keys can train as one group."""
-    config = full_config(trainer.model, params)
+    config = models.full_config(trainer.model, params)
     return tuple(config[name] for name in SHARED)
 
 
@@ -143,6 +137,7 @@ class _StackedMLP:
     def __init__(self, members: Sequence[_Member], n_inputs: int, n_outputs: int,
                  batch_norm: bool, activation: nn.Module, device: torch.device) -> None:
         self.k = len(members)
+        self.training = True  # False: batch norm uses its running statistics
         self.batch_norm = batch_norm
         self.activation = activation
         depth = len(members[0].widths)
@@ -220,8 +215,6 @@ class _StackedMLP:
             running_mean.lerp_(mean, _BN_MOMENTUM)
             running_var.lerp_(var * (n / max(1, n - 1)), _BN_MOMENTUM)
         return (h - mean) * torch.rsqrt(var + _BN_EPS) * gamma + beta
-
-    training = True
 
     def l1_penalty(self) -> torch.Tensor:
         """Per member: the sum of |weight| over its linear layers ([K])."""
@@ -442,7 +435,7 @@ def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
 
 def _member(trainer: TrainerSpec, job: MemberJob, bundle: DataBundle, device: torch.device,
             minimize: bool, base_dir: str | None) -> _Member:
-    config = full_config(trainer.model, job.params)
+    config = models.full_config(trainer.model, job.params)
     torch.manual_seed(trainer.seed)
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs,
                          base_dir).to(device)

@@ -21,7 +21,6 @@ from torch import nn
 from tunecli.errors import SpecError, TrialFailed
 from tunecli.trainer import data as data_sets
 from tunecli.trainer import models
-from tunecli.trainer.hyperparams import LOOP_DEFAULTS
 from tunecli.trainer.metrics import evaluate
 from tunecli.trainer.optim import Schedule, make_optimizer
 
@@ -240,7 +239,7 @@ def _build(trainer: TrainerSpec, params: dict[str, Any], metric: str, base_dir: 
     x_fit, y_fit = ((torch.cat([bundle.x_train, bundle.x_val]),
                      torch.cat([bundle.y_train, bundle.y_val])) if final
                     else (bundle.x_train, bundle.y_train))
-    config = {**LOOP_DEFAULTS, **models.defaults_for(trainer.model), **params}
+    config = models.full_config(trainer.model, params)
     torch.manual_seed(trainer.seed)
     generator = torch.Generator(device=device).manual_seed(trainer.seed)
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs,

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tunecli.errors import SpecError
-from tunecli.trainer.hyperparams import ACTIVATIONS, CNN, LOOP, MLP, Hyperparameter
+from tunecli.trainer.hyperparams import ACTIVATIONS, CNN, LOOP, LOOP_DEFAULTS, MLP, Hyperparameter
 
 __all__ = ["MODELS", "ModelEntry", "build", "builder_for", "known_hyperparameters",
-           "is_layer_width", "activation", "resolve_user_model", "count_parameters", "defaults_for"]
+           "is_layer_width", "activation", "resolve_user_model", "count_parameters",
+           "defaults_for", "full_config"]
 
 if TYPE_CHECKING:  # torch is imported where models are built: `report` and `validate` skip it
     from torch import nn
@@ -200,4 +201,10 @@ def count_parameters(model: nn.Module) -> int:
 
 def defaults_for(model: str) -> dict[str, Any]:
     return dict(MODELS[model].defaults) if model in MODELS else {}
+
+
+def full_config(model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The whole configuration a trial trains with: the loop's and the model's defaults with
+    the trial's parameters on top."""
+    return {**LOOP_DEFAULTS, **defaults_for(model), **params}
 
