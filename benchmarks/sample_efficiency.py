@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # name -> the --set overrides that make the strategy (on top of the study file)
 STRATEGIES: dict[str, list[str]] = {
     "random": ["sampler={type: random}", "pruner={type: none}"],
-    "optuna-tpe": ["sampler={type: tpe, n_startup_trials: 10}", "pruner={type: none}"],
-    "tunecli-default": ["sampler={type: tpe}", "pruner={type: median}"],
+    "optuna-tpe": ["sampler={type: tpe, n_startup_trials: 10, center_first: false}",
+                   "pruner={type: none}"],
+    "tunecli-default": ["sampler={}", "pruner={}"],  # whatever a study that names none gets
     "tpe-asha": ["sampler={type: tpe}",
                  "pruner={type: asha, min_epochs: 1, reduction_factor: 3}"],
     "hyperopt-tpe": ["sampler={type: hyperopt-tpe}", "pruner={type: none}"],
@@ -165,7 +166,7 @@ def plot(results: dict[str, list[dict[str, Any]]], budget: int, path: Path) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, nargs="?", default=ROOT / "studies" / "digits.yaml")
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
+    parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES),
                         choices=list(STRATEGIES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--budget", type=int, help="epochs per run (default: 40 trials' worth)")
@@ -174,6 +175,8 @@ def main() -> None:
     parser.add_argument("--data-root")
     parser.add_argument("--png", type=Path, default=Path("sample_efficiency.png"))
     parser.add_argument("--save", type=Path, help="also write every run's curve as JSON")
+    parser.add_argument("--load", type=Path, nargs="+", default=[],
+                        help="runs saved earlier (--save), shown with this run's")
     args = parser.parse_args()
     from tunecli import spec as spec_module
 
@@ -185,6 +188,9 @@ def main() -> None:
     if args.data_root:
         extra += ["--data-root", str(Path(args.data_root).resolve())]
     results: dict[str, list[dict[str, Any]]] = {}
+    for saved in args.load:
+        for name, runs in json.loads(saved.read_text()).items():
+            results.setdefault(name, []).extend(runs)
     with tempfile.TemporaryDirectory(prefix="tunecli-efficiency-") as folder:
         for name in args.strategies:
             for seed in args.seeds:

@@ -143,6 +143,11 @@ CASES = [
     ("model-not-module", {"model: mlp": "model: m.py:build"},
      {"m.py": "def build(params, input_shape, n_outputs):\n    return 3\n"},
      "not a torch.nn.Module"),
+    ("model-no-parameters", {"model: mlp": "model: m.py:build"},
+     {"m.py": "import torch\nfrom torch import nn\ndef build(params, input_shape, n_outputs):\n"
+              "    model = nn.Linear(input_shape[0], n_outputs)\n"
+              "    model.requires_grad_(False)\n    return model\n"},
+     "the model has no trainable parameters"),
     ("model-no-function", {"model: mlp": "model: m.py:make"},
      {"m.py": "def build(params, input_shape, n_outputs):\n    return 3\n"}, "no function 'make'"),
     ("mnist-no-root", {CSV_DATASET: "dataset: mnist"}, {}, "--data-root DIR or TUNECLI_DATA"),
@@ -163,6 +168,18 @@ CASES = [
     ("csv-latin1", csv_study(), {"d.csv": "a,b,y\n" + GOOD_ROWS + "1,2,caf\xe9\n"},
      "trainer.dataset.encoding"),
     ("csv-binary", csv_study(), {"d.csv": b"\x00\x01\x02PK" * 50}, "binary"),
+    # augmentation that cannot apply to the data
+    ("rotate-on-a-table", {"+space": "  rotate: {float: [0, 15]}\n"}, {},
+     "space.rotate: rotate transforms images, and this data set is not images"),
+    ("flip-on-a-table", {"+space": "  flip: {choice: [false, true]}\n"}, {},
+     "space.flip: flip transforms images"),
+    ("mixup-on-regression", {"+space": "  mixup: 0.2\n", "name: bad": "name: bad\n"
+                             "metric: val_rmse\ndirection: minimize",
+                             "synthetic-classification, n_samples"
+                             ": 60, n_features: 4, n_classes: 2": "synthetic-regression, "
+                             "n_samples: 60, n_features: 4"}, {},
+     "space.mixup: mixup mixes class labels, and this data set is regression"),
+    ("translate-too-far", {"+space": "  translate: 0.7\n"}, {}, "space.translate"),
     ("csv-empty-target", csv_study(), {"d.csv": "a,b,y\n1,2,\n" + GOOD_ROWS},
      "line 2: the target 'y' is empty"),
     ("csv-one-class", csv_study(), {"d.csv": "a,b,y\n" + "".join(f"{i},{i},1\n"

@@ -11,7 +11,7 @@ import optuna
 import pytest
 import yaml
 
-from tunecli.trainer.hyperparams import CNN, LOOP, MLP, markdown_table
+from tunecli.trainer.hyperparams import CNN, LOOP, MLP, RNN, TRANSFORMER, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,7 +126,8 @@ def test_every_shipped_study_validates_against_the_schema(cli) -> None:
 
 def test_readme_lists_every_builtin_hyperparameter() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert markdown_table({"loop": LOOP, "mlp": MLP, "cnn": CNN}) in readme
+    assert markdown_table({"loop": LOOP, "mlp": MLP, "cnn": CNN, "lstm, gru": RNN,
+                           "transformer": TRANSFORMER}) in readme
 
 
 def test_yaml_12_integers() -> None:

@@ -53,15 +53,15 @@ def assert_same(fused_metrics: list[dict[str, float]], lone_metrics: list[dict[s
 
 
 # Members differ in everything a member may: width (padded), lr, momentum, betas, weight
-# decay, L1, dropout, clipping, the schedule and its settings.
+# decay, L1, dropout, clipping, the schedule and its settings, the initialisation.
 MEMBERS = [
     {"width": 16, "lr": 0.01, "dropout": 0.2, "l1": 1e-4, "weight_decay": 1e-3,
-     "momentum": 0.9, "beta1": 0.8},
+     "momentum": 0.9, "beta1": 0.8, "init": "kaiming"},
     {"width": 40, "lr": 0.003, "schedule": "cosine", "momentum": 0.0, "beta2": 0.99},
     {"width": 23, "lr": 0.001, "grad_clip": 0.5, "schedule": "step", "step_size": 1,
-     "gamma": 0.5, "warmup_epochs": 1, "momentum": 0.5, "dropout": 0.1},
+     "gamma": 0.5, "warmup_epochs": 1, "momentum": 0.5, "dropout": 0.1, "init": "orthogonal"},
     {"width": 8, "lr": 0.005, "schedule": "plateau", "plateau_patience": 0, "gamma": 0.5,
-     "weight_decay": 1e-2},
+     "weight_decay": 1e-2, "init": "xavier"},
 ]
 
 
@@ -195,6 +195,8 @@ def test_why_not_fused_names_the_reason() -> None:
     assert fused.why_not_fused(trainer(), {"optimizer": "adam"}) is None
     assert "cnn" in str(fused.why_not_fused(trainer(model="cnn"), {}))
     assert "adagrad" in str(fused.why_not_fused(trainer(), {"optimizer": "adagrad"}))
+    assert "adabound" in str(fused.why_not_fused(trainer(), {"optimizer": "adabound"}))
+    assert "amsgrad" in str(fused.why_not_fused(trainer(), {"amsgrad": True}))
     assert fused.group_key(trainer(), {"lr": 0.1, "width": 3}) == \
         fused.group_key(trainer(), {"lr": 0.2, "width": 9})
     assert fused.group_key(trainer(), {"depth": 1}) != fused.group_key(trainer(), {"depth": 2})

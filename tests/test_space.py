@@ -58,3 +58,21 @@ def test_grid_values(entry: dict, points: int, expected: list) -> None:
 def test_describe_reads_as_written() -> None:
     assert space.describe(SPACE["lr"]) == "float [0.0001, 0.1] log"
     assert space.describe(SPACE["momentum"]) == "float [0.5, 0.9]  (when optimizer = sgd)"
+
+
+def test_center_config_is_each_range_middle_and_first_named_choice() -> None:
+    entries = {
+        "lr": {"float": [1e-5, 1e-1], "log": True},
+        "dropout": {"float": [0.0, 0.5], "step": 0.2},
+        "width": {"int": [16, 512], "log": True},
+        "depth": {"int": [1, 3]},
+        "batch_size": {"choice": [256, 32, 64, 128]},
+        "optimizer": {"choice": ["sgd", "adam"]},
+        "momentum": {"float": [0.5, 0.9], "when": {"optimizer": "sgd"}},
+        "beta": {"float": [0.8, 0.9], "when": {"optimizer": "adam"}},
+        "epochs_fixed": 7,
+    }
+    centre = space.center_config({k: ParamSpec.model_validate(v) for k, v in entries.items()})
+    assert centre == {"lr": pytest.approx(1e-3), "dropout": pytest.approx(0.2), "width": 91,
+                      "depth": 2, "batch_size": 128, "optimizer": "sgd",
+                      "momentum": pytest.approx(0.7)}

@@ -202,6 +202,45 @@ def test_every_optimizer(optimizer: str) -> None:
     assert result.value > 0.6
 
 
+@pytest.mark.parametrize("model,params", [
+    ("mlp", {"depth": 2, "width": 64}), ("cnn", {"conv_blocks": 1, "channels": 16}),
+])
+def test_every_init_draws_its_distribution_and_trains(model: str, params: dict) -> None:
+    from torch import nn
+
+    from tunecli.trainer import models
+    from tunecli.trainer.hyperparams import INITS
+
+    def layers(init: str) -> list[nn.Module]:
+        torch.manual_seed(0)
+        config = models.full_config(model, {**params, "init": init})
+        built = models.build(model, config, (1, 8, 8), 10)
+        return [m for m in built.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+    default = layers("default")
+    for init in INITS:
+        chosen = layers(init)
+        for before, layer in zip(default, chosen, strict=True):
+            w = layer.weight.detach().flatten(1)
+            fan_in = w.shape[1]
+            if init == "default":
+                assert torch.equal(layer.weight, before.weight)
+                continue
+            assert not torch.equal(layer.weight, before.weight)
+            assert layer.bias is None or not layer.bias.any()
+            if init == "kaiming":  # N(0, 2 / fan_in)
+                assert w.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.2)
+            elif init == "xavier":  # U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))
+                bound = 2 ** 0.5 * (6 / (fan_in + w.shape[0])) ** 0.5
+                assert w.abs().max().item() <= bound
+            else:  # orthogonal rows (or columns) scaled by relu's gain
+                small = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+                assert torch.allclose(small, 2 * torch.eye(len(small)), atol=1e-4)
+        spec = TrainerSpec.model_validate({"dataset": "digits", "epochs": 2, "model": model})
+        result, _ = train(spec, {**params, "init": init})
+        assert result.value > 0.5
+
+
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_with_warmup(schedule: str) -> None:
     _, rep = train(synthetic(epochs=5), {"schedule": schedule, "warmup_epochs": 2, "lr": 0.03,

@@ -109,7 +109,8 @@ def search(
             from tunecli.engine.enqueue import read_configurations
 
             configs = read_configurations(enqueue, spec)  # checked before anything is stored
-        study = study_module.open_for_search(spec, url, str(study_file))
+        study = study_module.open_for_search(spec, url, str(study_file),
+                                             known_first=bool(configs))
         if configs:
             from tunecli.engine.enqueue import enqueue as enqueue_configs
 

@@ -98,6 +98,16 @@ def _qmc(spec: StudySpec, seed: int | None) -> BaseSampler:
                            warn_asynchronous_seeding=False, **options)
 
 
+CENTER_FIRST_BY_DEFAULT = ("tpe", "gp", "hyperopt-tpe")
+
+
+def center_first(spec: StudySpec) -> bool:
+    """Whether a new study's first trial is the space's centre (``space.center_config``):
+    model-based samplers start from it; random, QMC and grid keep their own designs."""
+    chosen = spec.sampler.center_first
+    return spec.sampler.type in CENTER_FIRST_BY_DEFAULT if chosen is None else chosen
+
+
 def _startup(s: Any, default: int) -> int:
     return default if s.n_startup_trials is None else s.n_startup_trials
 
@@ -181,19 +191,22 @@ def make_pruner(spec: StudySpec) -> BasePruner:
 def may_prune_at(spec: StudySpec) -> Callable[[int], bool]:
     """Epoch -> whether the pruner can act after it. Asking Optuna costs a storage read per
     trial and epoch; ASHA decides only at its rungs (min_epochs * reduction_factor ** k), the
-    none pruner never. Every other pruner is asked every epoch."""
+    none pruner never. Every other pruner is asked every epoch but the last: a trial that has
+    trained every epoch completes, as pruning it then would save nothing and would hide a real
+    result from the sampler."""
     p = spec.pruner
+    last = spec.trainer.epochs
     if p.type == "none":
         return lambda epoch: False
     if p.type != "asha" or p.patience is not None or set(p.options) - {"reduction_factor"}:
-        return lambda epoch: True
+        return lambda epoch: epoch < last
     first = max(1, p.min_epochs)
 
     def at_rung(epoch: int) -> bool:
         rung = first
         while rung < epoch:
             rung *= p.reduction_factor
-        return rung == epoch
+        return rung == epoch < last
     return at_rung
 
 
@@ -221,6 +234,9 @@ def check_sampler_fits(spec: StudySpec, fail: Callable[..., Any]) -> None:
             fail("sampler.type", f"the grid has {size} points, more than {_MAX_GRID_POINTS}",
                  "Lower sampler.grid_points, add steps, or use tpe.")
             return  # Optuna's GridSampler would enumerate every point just to be built
+    if spec.sampler.type == "grid" and spec.sampler.center_first:
+        fail("sampler.center_first", "a grid search tries its own points, in order",
+             "Remove sampler.center_first, or use tpe.")
     own_keys = [key for key in spec.sampler.options
                 if key in ("seed", "n_startup_trials", "search_space")]
     for key in own_keys:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["suggest", "is_active", "describe", "grid_values", "trial_config", "first_config",
-           "distribution"]
+           "center_config", "distribution"]
 
 
 def is_active(param: ParamSpec, values: Mapping[str, Any]) -> bool:
@@ -96,6 +96,32 @@ def first_config(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
         else:
             values[name] = param.value
     return values
+
+
+def center_config(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """The centre of the space, which Google Vizier tries first: each range's midpoint
+    (geometric on a log scale, on the step's grid), a numeric choice's middle value, a named
+    choice's first (the one a user lists first is their best guess). Sampled parameters only."""
+    values: dict[str, Any] = {}
+    sampled: dict[str, Any] = {}
+    for name, param in space.items():
+        if not is_active(param, values):
+            continue
+        values[name] = param.value
+        if param.kind in ("float", "int"):
+            low, high = (param.float_ or param.int_)  # type: ignore[misc]
+            middle = math.sqrt(low * high) if param.log else (low + high) / 2
+            if param.step:
+                middle = low + round((middle - low) / param.step) * param.step
+            values[name] = int(round(middle)) if param.kind == "int" else float(middle)
+        elif param.kind == "choice":
+            choices = list(param.choice or [])
+            numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
+            values[name] = (sorted(choices, key=float)[len(choices) // 2]  # type: ignore[arg-type]
+                            if numeric else choices[0])
+        if param.kind != "value":
+            sampled[name] = values[name]
+    return sampled
 
 
 def grid_values(param: ParamSpec, points: int) -> list[Any]:

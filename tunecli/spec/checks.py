@@ -62,9 +62,14 @@ def check_spec(spec: StudySpec, source: str) -> None:
         add("trainer.model", f"unknown model '{model}'",
             did_you_mean(model, models.MODELS)
             or f"Choose one of: {', '.join(models.MODELS)}, or 'package.module:function'.")
-    if spec.trainer.dataset.name == "csv" and not spec.trainer.dataset.path:
-        add("trainer.dataset.path", "the csv data set needs a file",
-            "Add path: my_data.csv (relative to the study file).")
+    dataset = spec.trainer.dataset
+    if dataset.name in ("csv", "csv-sequence", "tensors") and not dataset.path:
+        example = "data.npz" if dataset.name == "tensors" else "my_data.csv"
+        add("trainer.dataset.path", f"the {dataset.name} data set needs a file",
+            f"Add path: {example} (relative to the study file).")
+    if dataset.name == "csv-sequence" and dataset.window is None:
+        add("trainer.dataset.window", "csv-sequence needs the window length",
+            "Add window: N (rows per example), e.g. window: 24.")
 
     _check_space(spec, problems, builtin)
     if spec.pruner.max_epochs is not None and spec.pruner.max_epochs > spec.trainer.epochs:

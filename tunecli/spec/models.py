@@ -172,6 +172,9 @@ class SamplerSpec(_Strict):
     seed: int | None = Field(None, description="makes the suggestions repeatable")
     n_startup_trials: int | None = Field(None, ge=0, description="random trials before modelling")
     grid_points: int = Field(5, ge=2, description="grid: points per float axis without step")
+    center_first: bool | None = Field(
+        None, description="the first trial of a new study tries the centre of the space "
+                          "(default: yes for tpe, gp and hyperopt-tpe)")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="extra keyword arguments for the Optuna sampler")
 
@@ -199,9 +202,17 @@ class DatasetSpec(_Strict):
     """The data; a bare name is short for {name: NAME}."""
 
     name: str = Field("digits", description="digits | mnist | fashion-mnist | cifar10 | csv | "
+                                            "csv-sequence | tensors | "
                                             "synthetic-classification | synthetic-regression")
-    path: str | None = Field(None, description="csv: the file (relative to the study file)")
-    target: str | None = Field(None, description="csv: the target column (default: the last)")
+    path: str | None = Field(None, description="csv, csv-sequence, tensors: the file (relative "
+                                               "to the study file)")
+    target: str | None = Field(None, description="csv, csv-sequence: the target column "
+                                                 "(default: the last)")
+    as_sequence: bool = Field(False, description="images read row by row: [rows, columns x "
+                                                 "channels] per example (sequential MNIST)")
+    window: int | None = Field(None, ge=1, description="csv-sequence: rows per example")
+    horizon: int = Field(0, ge=0, description="csv-sequence: predict the target this many rows "
+                                              "after the window's last (0: at it)")
     task: Literal["auto", "classification", "regression"] = "auto"
     encoding: str = Field("utf-8", description="csv: the file's text encoding (a UTF-8 BOM is "
                                                "dropped)")

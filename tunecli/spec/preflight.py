@@ -27,6 +27,7 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
 
     try:
         device, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
+        _check_augmentation(spec, bundle.is_image, bundle.task)
         config = models.full_config(spec.trainer.model, space.first_config(spec.space))
         _build_once(spec, config, bundle, device)
     except SpecError as exc:
@@ -35,6 +36,24 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
     return {"device": str(device), "task": bundle.task, "train": len(bundle.x_train),
             "validation": len(bundle.x_val), "test": len(bundle.x_test),
             "input_shape": list(bundle.input_shape), "outputs": bundle.n_outputs}
+
+
+def _check_augmentation(spec: StudySpec, is_image: bool, task: str) -> None:
+    """Augmentation that cannot apply to this data set is a mistake, not a no-op."""
+    from tunecli.trainer.augment import IMAGE_KEYS, LABEL_KEYS
+
+    for name, param in spec.space.items():
+        can_be_on = (param.value if param.kind == "value" else
+                     any(param.choice or []) if param.kind == "choice" else
+                     (param.float_ or param.int_ or (0, 0))[1] > 0)
+        if not can_be_on:
+            continue
+        if name in IMAGE_KEYS and not is_image:
+            raise SpecError(f"{name} transforms images, and this data set is not images",
+                            path=f"space.{name}", fix=f"Remove {name} from the space.")
+        if name in LABEL_KEYS and task != "classification":
+            raise SpecError(f"{name} mixes class labels, and this data set is {task}",
+                            path=f"space.{name}", fix=f"Remove {name} from the space.")
 
 
 def _check_user_table(spec: StudySpec, builder: Any) -> None:
@@ -93,6 +112,19 @@ def _build_once(spec: StudySpec, config: dict[str, Any], bundle: Any, device: An
         raise SpecError(f"{name} gives outputs of shape {list(out.shape)} for a batch of 2; "
                         f"expected [2, {expected}]", path="trainer.model",
                         fix=f"End the model with {expected} output unit(s) (n_outputs).")
+    _optimizer_once(config, model, device)
+
+
+def _optimizer_once(config: dict[str, Any], model: Any, device: Any) -> None:
+    """Make the first trial's optimizer: a model without trainable parameters is caught here,
+    and torch's optimizers pay their one-time import (``torch._dynamo``, ~0.7 s) before the
+    first trial starts instead of inside it."""
+    from tunecli.trainer import optim
+
+    if not any(p.requires_grad for p in model.parameters()):
+        raise SpecError("the model has no trainable parameters", path="trainer.model",
+                        fix="Return a model with at least one parameter that requires grad.")
+    optim.make_optimizer(config, [p for p in model.parameters() if p.requires_grad], device)
 
 
 def describe_data(spec: StudySpec, data_root: str | None) -> list[str]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: `report` and `val
 
     from tunecli.spec.models import DatasetSpec  # types only: the spec imports the registries
 
-__all__ = ["DATASETS", "DataBundle", "RawData", "load", "with_base_dir", "augment_batch",
+__all__ = ["DATASETS", "DataBundle", "RawData", "load", "with_base_dir",
            "resolve_data_root", "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
 
 CLASSIFICATION_METRICS = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_loss",
@@ -43,6 +43,7 @@ class RawData:
     # What the outputs and inputs are called, for the trained model's JSON (None: unnamed).
     class_names: list[str] | None = None
     feature_names: list[str] | None = None
+    ordered: bool = False        # split in this order (time series), never shuffled
 
 
 @dataclass
@@ -210,12 +211,26 @@ def _synthetic_regression(spec: DatasetSpec, root: Path | None, download: bool) 
                    "regression", False)
 
 
+def _csv_sequence(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
+    from tunecli.trainer.sequences import csv_windows
+
+    return csv_windows(spec, _csv(spec, root, download))
+
+
+def _tensors(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
+    from tunecli.trainer.sequences import read_tensors
+
+    return read_tensors(spec)
+
+
 DATASETS: dict[str, Callable[[DatasetSpec, Path | None, bool], RawData]] = {
     "digits": _digits,
     "mnist": _image_set("MNIST", "MNIST", "MNIST/raw"),
     "fashion-mnist": _image_set("FashionMNIST", "FashionMNIST", "FashionMNIST/raw"),
     "cifar10": _image_set("CIFAR10", "cifar-10-batches-py", "cifar-10-batches-py"),
     "csv": _csv,
+    "csv-sequence": _csv_sequence,
+    "tensors": _tensors,
     "synthetic-classification": _synthetic_classification,
     "synthetic-regression": _synthetic_regression,
 }
@@ -241,6 +256,10 @@ def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.dev
     key = (json.dumps(spec.model_dump(mode="json"), sort_keys=True), str(root), str(device))
     if key not in _CACHE:
         raw = DATASETS[spec.name](spec, root, download)
+        if spec.as_sequence:
+            from tunecli.trainer.sequences import rows_as_sequence
+
+            raw = rows_as_sequence(raw)
         _CACHE[key] = _prepare(raw, spec, device)
     return _CACHE[key]
 
@@ -250,7 +269,7 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
 
     rng = np.random.default_rng(spec.split_seed)
     if raw.test is not None:
-        order = rng.permutation(len(raw.x))
+        order = np.arange(len(raw.x)) if raw.ordered else rng.permutation(len(raw.x))
         n_val = max(1, int(round(len(order) * spec.val_fraction)))
         val_idx, train_idx = order[:n_val], order[n_val:]
         x_test, y_test = raw.test
@@ -258,7 +277,8 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
         parts = (x_all[train_idx], y_all[train_idx], x_all[val_idx], y_all[val_idx],
                  x_test, y_test)
     else:
-        order = rng.permutation(len(raw.x))
+        # Time order: training first, then validation, then test (read backwards below).
+        order = np.arange(len(raw.x))[::-1] if raw.ordered else rng.permutation(len(raw.x))
         n_test = int(round(len(order) * spec.test_fraction))
         n_val = max(1, int(round(len(order) * spec.val_fraction)))
         if len(order) - n_test - n_val < 2:
@@ -267,6 +287,8 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
                             fix="Lower val_fraction/test_fraction or use more data.")
         test_idx, val_idx = order[:n_test], order[n_test:n_test + n_val]
         train_idx = order[n_test + n_val:]
+        if raw.ordered:
+            test_idx, val_idx, train_idx = test_idx[::-1], val_idx[::-1], train_idx[::-1]
         parts = (raw.x[train_idx], raw.y[train_idx], raw.x[val_idx], raw.y[val_idx],
                  raw.x[test_idx], raw.y[test_idx])
     x_train, y_train, x_val, y_val, x_test, y_test = parts
@@ -282,7 +304,8 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
         return t.div_(255.0) if a.dtype == np.uint8 else t  # images in [0, 1], as ToTensor
 
     xs = [tensor_x(a) for a in (x_train, x_val, x_test)]
-    dims = (0, 2, 3) if raw.is_image else (0,)
+    # per channel for images, per feature for tables and sequences ([N, T, F])
+    dims = (0, 2, 3) if raw.is_image else (0, 1) if raw.x.ndim == 3 else (0,)
     std_t, mean_t = torch.std_mean(xs[0], dim=dims, keepdim=True, correction=0)
     std_t = std_t + 1e-6
     for t in xs:
@@ -306,24 +329,3 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
                       xs[2], tensor_y(y_test), raw.task, n_outputs,
                       tuple(x_train.shape[1:]), raw.is_image, mean[0], std[0], target_mean,
                       target_std, raw.class_names, raw.feature_names)
-
-
-def augment_batch(x: torch.Tensor, crop: int, flip: bool,
-                  generator: torch.Generator) -> torch.Tensor:
-    """Random crop (after zero padding) and horizontal flip, per example, on x's device."""
-    import torch
-
-    batch, channels, height, width = x.shape
-    if crop:
-        padded = torch.nn.functional.pad(x, (crop, crop, crop, crop))
-        dy = torch.randint(0, 2 * crop + 1, (batch,), device=x.device, generator=generator)
-        dx = torch.randint(0, 2 * crop + 1, (batch,), device=x.device, generator=generator)
-        rows = (dy[:, None] + torch.arange(height, device=x.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(width, device=x.device))[:, None, None, :]
-        b = torch.arange(batch, device=x.device)[:, None, None, None]
-        c = torch.arange(channels, device=x.device)[None, :, None, None]
-        x = padded[b, c, rows, cols]
-    if flip:
-        mask = torch.rand(batch, device=x.device, generator=generator) < 0.5
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
-    return x

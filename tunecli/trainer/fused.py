@@ -4,12 +4,13 @@ Why: a small model leaves the machine idle; one step is a few tiny matrix produc
 and optimizer overhead. Stacking the K members' weights (``[K, in, out]``, one batched matmul
 per layer) and updating them with one batched optimizer trains all K for the price of about one.
 
-What members share (``SHARED``): depth, batch size, optimizer, activation, batch norm and
-Nesterov. The rest is per member: learning rate, momentum, betas, weight decay, L1, dropout,
-gradient clipping, the schedule and its settings, and the widths. Widths are padded to the
-widest member; the padding starts at zero and every activation maps 0 to 0, so padded units stay
-zero, get zero gradients and change nothing (batch norm included: a zero column normalises to
-zero).
+What members share (``SHARED``): depth, batch size, optimizer, activation, batch norm,
+Nesterov, AMSGrad, crop and flip. The rest is per member: learning rate, momentum, betas, weight
+decay, L1, dropout, gradient clipping, the schedule and its settings, the initialisation and the
+widths. The other augmentations (``ALONE``) train one trial at a time.
+Widths are padded to the widest member; the padding starts at zero and every activation maps 0
+to 0, so padded units stay zero, get zero gradients and change nothing (batch norm included: a
+zero column normalises to zero).
 
 Exactness: a member starts from the very weights its lone trial would (built the same way from
 the same seed), sees the same batches (one seed, one order), draws its dropout masks from its
@@ -36,7 +37,8 @@ from torch import nn
 
 from tunecli.errors import TrialFailed
 from tunecli.trainer import models
-from tunecli.trainer.data import DataBundle, augment_batch
+from tunecli.trainer.augment import Augmentation
+from tunecli.trainer.data import DataBundle
 from tunecli.trainer.loop import (
     Progress,
     Reporter,
@@ -51,10 +53,12 @@ from tunecli.trainer.optim import Schedule, make_optimizer
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec
 
-__all__ = ["SHARED", "FUSABLE_OPTIMIZERS", "MemberJob", "why_not_fused", "group_key", "weights",
-           "run_group"]
+__all__ = ["SHARED", "ALONE", "FUSABLE_OPTIMIZERS", "MemberJob", "why_not_fused", "group_key",
+           "weights", "run_group"]
 
-SHARED = ("depth", "batch_size", "optimizer", "activation", "batch_norm", "nesterov")
+SHARED = ("depth", "batch_size", "optimizer", "activation", "batch_norm", "nesterov", "amsgrad",
+          "crop", "flip")
+ALONE = ("rotate", "translate", "cutout", "mixup", "label_smoothing")  # not in the fused step
 FUSABLE_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 _BN_EPS, _BN_MOMENTUM = 1e-5, 0.1      # nn.BatchNorm1d's defaults, as the lone model uses
 _ADAM_EPS, _RMSPROP_EPS, _RMSPROP_ALPHA = 1e-8, 1e-8, 0.99
@@ -70,10 +74,15 @@ def why_not_fused(trainer: TrainerSpec, params: dict[str, Any]) -> str | None:
         return f"model {trainer.model!r} is trained one trial at a time (only mlp is fused)"
     if trainer.compile:
         return "trainer.compile is on: compiled models are trained one at a time"
-    optimizer = models.full_config(trainer.model, params)["optimizer"]
-    if optimizer not in FUSABLE_OPTIMIZERS:
-        return (f"optimizer {optimizer!r} is trained one trial at a time (fused: "
+    config = models.full_config(trainer.model, params)
+    if config["optimizer"] not in FUSABLE_OPTIMIZERS:
+        return (f"optimizer {config['optimizer']!r} is trained one trial at a time (fused: "
                 f"{', '.join(FUSABLE_OPTIMIZERS)})")
+    if config["amsgrad"]:
+        return "amsgrad is trained one trial at a time (the fused optimizers have none)"
+    used = [name for name in ALONE if config[name]]
+    if used:
+        return f"{', '.join(used)} is trained one trial at a time (not in the fused step)"
     return None
 
 
@@ -599,7 +608,7 @@ def _train_epoch(trainer: TrainerSpec, stacked: _StackedMLP, optimizer: _Stacked
     l1 = torch.tensor([float(m.config["l1"]) for m in active], device=device)
     clip = torch.tensor([float(m.config["grad_clip"]) for m in active], device=device)
     use_l1, use_clip = bool(l1.any()), bool(clip.any())
-    augment = trainer.dataset.augment
+    augment = Augmentation.of(trainer, active[0].config)  # members share crop and flip
     stacked.training = True
     n_train = len(x_fit)
     order = torch.randperm(n_train, device=device, generator=generator)
@@ -610,8 +619,8 @@ def _train_epoch(trainer: TrainerSpec, stacked: _StackedMLP, optimizer: _Stacked
         if len(idx) < 2 and n_train > 1:
             continue  # as the lone loop: a batch of one breaks batch norm
         xb, yb = x_fit[idx], y_fit[idx]
-        if bundle.is_image and (augment.crop or augment.flip):
-            xb = augment_batch(xb, augment.crop, augment.flip, generator)
+        if bundle.is_image and augment.on_images:
+            xb = augment.images(xb, generator)
         noise = _dropout_noise(active, stacked, len(idx), device)
         with autocast():
             out = stacked.forward(xb, noise).float()

@@ -15,9 +15,10 @@ from typing import Any
 from tunecli.trainer.optim import OPTIMIZERS, SCHEDULES  # the registries give the choices
 
 __all__ = ["Hyperparameter", "LOOP", "LOOP_DEFAULTS", "OPTIMIZERS", "SCHEDULES", "ACTIVATIONS",
-           "MLP", "CNN", "LAYER_WIDTH", "markdown_table"]
+           "INITS", "MLP", "CNN", "RNN", "TRANSFORMER", "LAYER_WIDTH", "markdown_table"]
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "elu", "leaky_relu")
+INITS = ("default", "kaiming", "xavier", "orthogonal")  # weight initialisation schemes
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,18 @@ LOOP = _table(
     Hyperparameter("momentum", "float", 0.9, "momentum (sgd, rmsprop)", low=0, high=1,
                    high_open=True),
     Hyperparameter("nesterov", "bool", False, "Nesterov momentum (sgd, needs momentum > 0)"),
-    Hyperparameter("beta1", "float", 0.9, "first-moment decay (adam, adamw)", low=0, high=1,
-                   high_open=True),
-    Hyperparameter("beta2", "float", 0.999, "second-moment decay (adam, adamw)", low=0, high=1,
-                   high_open=True),
+    Hyperparameter("beta1", "float", 0.9, "first-moment decay (adam, adamw, adabound)", low=0,
+                   high=1, high_open=True),
+    Hyperparameter("beta2", "float", 0.999, "second-moment decay (adam, adamw, adabound)",
+                   low=0, high=1, high_open=True),
+    Hyperparameter("amsgrad", "bool", False,
+                   "keep the largest second moment: AMSGrad (adam, adamw), AMSBound (adabound)"),
+    Hyperparameter("final_lr", "float", 0.1,
+                   "adabound: the SGD learning rate its step-size bounds close on", low=0,
+                   low_open=True),
+    Hyperparameter("bound_gamma", "float", 1e-3,
+                   "adabound: how fast the bounds close (the paper's gamma)", low=0,
+                   low_open=True),
     Hyperparameter("weight_decay", "float", 0.0, "L2 penalty, through the optimizer", low=0),
     Hyperparameter("l1", "float", 0.0, "L1 penalty on weights, added to the loss", low=0),
     Hyperparameter("schedule", "choice", "none", "learning-rate schedule",
@@ -97,6 +106,20 @@ LOOP = _table(
                    low=0),
     Hyperparameter("grad_clip", "float", 0.0, "largest gradient norm; 0 disables clipping",
                    low=0),
+    # augmentation (trainer/augment.py); images, except mixup and label smoothing
+    Hyperparameter("crop", "int", 0, "images: random crop after zero padding by this many "
+                   "pixels", low=0),
+    Hyperparameter("flip", "bool", False, "images: random horizontal flip"),
+    Hyperparameter("rotate", "float", 0.0, "images: random rotation up to this many degrees",
+                   low=0, high=180),
+    Hyperparameter("translate", "float", 0.0,
+                   "images: random shift up to this share of the side", low=0, high=0.5),
+    Hyperparameter("cutout", "int", 0, "images: a random square of this side set to zero",
+                   low=0),
+    Hyperparameter("mixup", "float", 0.0, "classification: mixup's alpha; 0 turns it off",
+                   low=0),
+    Hyperparameter("label_smoothing", "float", 0.0, "classification: label smoothing", low=0,
+                   high=1, high_open=True),
 )
 
 LAYER_WIDTH = Hyperparameter("width_N", "int", None, "mlp: units of hidden layer N (from 0)",
@@ -109,6 +132,8 @@ MLP = _table(
     Hyperparameter("dropout", "float", 0.0, "dropout rate after each hidden layer", low=0,
                    high=1, high_open=True),
     Hyperparameter("batch_norm", "bool", False, "batch normalisation after each hidden layer"),
+    Hyperparameter("init", "choice", "default", "weight initialisation (default: torch's)",
+                   choices=INITS),
 )
 
 CNN = _table(
@@ -122,6 +147,32 @@ CNN = _table(
     Hyperparameter("classifier_width", "int", 128, "units of the classifier's hidden layer",
                    low=1),
     Hyperparameter("activation", "choice", "relu", "activation function", choices=ACTIVATIONS),
+    Hyperparameter("init", "choice", "default", "weight initialisation (default: torch's)",
+                   choices=INITS),
+)
+
+RNN = _table(  # lstm and gru
+    Hyperparameter("hidden_size", "int", 64, "units of the recurrent state", low=1),
+    Hyperparameter("layers", "int", 1, "stacked recurrent layers", low=1),
+    Hyperparameter("bidirectional", "bool", False, "read the steps both ways"),
+    Hyperparameter("dropout", "float", 0.0, "dropout between layers and before the output",
+                   low=0, high=1, high_open=True),
+    Hyperparameter("init", "choice", "default", "weight initialisation (default: torch's)",
+                   choices=INITS),
+)
+
+TRANSFORMER = _table(
+    Hyperparameter("d_model", "int", 64, "width of each step's vector (rounded up to a "
+                   "multiple of heads)", low=1),
+    Hyperparameter("heads", "int", 4, "attention heads", low=1),
+    Hyperparameter("layers", "int", 2, "encoder layers", low=1),
+    Hyperparameter("ff_width", "int", 128, "units of each layer's feed-forward part", low=1),
+    Hyperparameter("dropout", "float", 0.1, "dropout in the encoder layers", low=0, high=1,
+                   high_open=True),
+    Hyperparameter("activation", "choice", "relu", "feed-forward activation",
+                   choices=("relu", "gelu")),
+    Hyperparameter("init", "choice", "default", "weight initialisation (default: torch's)",
+                   choices=INITS),
 )
 
 LOOP_DEFAULTS: dict[str, Any] = {name: h.default for name, h in LOOP.items()}

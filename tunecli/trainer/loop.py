@@ -21,6 +21,7 @@ from torch import nn
 from tunecli.errors import SpecError, TrialFailed
 from tunecli.trainer import data as data_sets
 from tunecli.trainer import models
+from tunecli.trainer.augment import Augmentation
 from tunecli.trainer.metrics import evaluate
 from tunecli.trainer.optim import Schedule, make_optimizer
 
@@ -292,7 +293,9 @@ def _train_epoch(setup: _Setup, trainer: TrainerSpec, epoch: int) -> float:
     """One pass over the training data in a shuffled order; the mean training loss."""
     model, bundle, x_fit, y_fit = setup.model, setup.bundle, setup.x_fit, setup.y_fit
     l1, clip = float(setup.config["l1"]), float(setup.config["grad_clip"])
-    augment = trainer.dataset.augment
+    augment = Augmentation.of(trainer, setup.config)
+    on_images = bundle.is_image and augment.on_images
+    classify = bundle.task == "classification"
     model.train()
     n_train = len(x_fit)
     order = torch.randperm(n_train, device=setup.device, generator=setup.generator)
@@ -303,10 +306,11 @@ def _train_epoch(setup: _Setup, trainer: TrainerSpec, epoch: int) -> float:
         if len(idx) < 2 and n_train > 1:
             continue  # a batch of one breaks batch norm and adds only noise
         xb, yb = x_fit[idx], y_fit[idx]
-        if bundle.is_image and (augment.crop or augment.flip):
-            xb = data_sets.augment_batch(xb, augment.crop, augment.flip, setup.generator)
+        if on_images:
+            xb = augment.images(xb, setup.generator)
         with setup.autocast():
-            loss = setup.loss_fn(setup.forward(xb).float(), yb)
+            loss = (augment.loss(setup.loss_fn, xb, yb, setup.forward, setup.generator)
+                    if classify else setup.loss_fn(setup.forward(xb).float(), yb))
             if l1:
                 loss = loss + l1 * _l1_penalty(model)
         setup.optimizer.zero_grad(set_to_none=True)

@@ -20,14 +20,24 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tunecli.errors import SpecError
-from tunecli.trainer.hyperparams import ACTIVATIONS, CNN, LOOP, LOOP_DEFAULTS, MLP, Hyperparameter
+from tunecli.trainer.hyperparams import (
+    ACTIVATIONS,
+    CNN,
+    INITS,
+    LOOP,
+    LOOP_DEFAULTS,
+    MLP,
+    RNN,
+    TRANSFORMER,
+    Hyperparameter,
+)
 
 __all__ = ["MODELS", "ModelEntry", "build", "builder_for", "known_hyperparameters",
            "is_layer_width", "activation", "resolve_user_model", "count_parameters",
-           "defaults_for", "full_config"]
+           "defaults_for", "full_config", "initialise"]
 
 if TYPE_CHECKING:  # torch is imported where models are built: `report` and `validate` skip it
     from torch import nn
@@ -55,6 +65,46 @@ def activation(name: str) -> nn.Module:
     return activation
 
 
+_GAIN_OF: dict[str, Literal["relu", "tanh", "leaky_relu"]] = {
+    "relu": "relu", "tanh": "tanh", "leaky_relu": "leaky_relu"}  # the others: relu's gain
+
+
+def initialise(model: nn.Module, scheme: str, activation_name: str) -> nn.Module:
+    """Re-draws every weight matrix of the linear, convolution, recurrent and attention layers
+    by ``scheme`` (``default`` keeps torch's own), their biases zero. The gain follows the
+    activation (``nn.init.calculate_gain``)."""
+    from torch import nn
+
+    if scheme == "default":
+        return model
+    if scheme not in INITS:
+        raise SpecError(f"unknown init {scheme!r}", path="space.init",
+                        fix=f"Use one of: {', '.join(INITS)}.")
+    nonlinearity = _GAIN_OF.get(activation_name, "relu")
+    gain = nn.init.calculate_gain(nonlinearity)
+
+    def draw(weight: Any) -> None:
+        if scheme == "kaiming":
+            nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
+        elif scheme == "xavier":
+            nn.init.xavier_uniform_(weight, gain=gain)
+        else:
+            nn.init.orthogonal_(weight, gain=gain)
+
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear | nn.Conv1d | nn.Conv2d):
+            draw(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.RNNBase | nn.MultiheadAttention):
+            for name, param in layer.named_parameters(recurse=False):
+                if name.startswith("bias") or name.endswith("bias"):
+                    nn.init.zeros_(param)
+                elif param.dim() >= 2:
+                    draw(param)
+    return model
+
+
 def build_mlp(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     """Fully connected: depth hidden layers of ``width`` (or ``width_i``) units."""
     from torch import nn
@@ -78,7 +128,7 @@ def build_mlp(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: i
             layers.append(nn.Dropout(float(params["dropout"])))
         size = w
     layers.append(nn.Linear(size, n_outputs))
-    return nn.Sequential(*layers)
+    return initialise(nn.Sequential(*layers), params["init"], params["activation"])
 
 
 def build_cnn(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
@@ -106,7 +156,7 @@ def build_cnn(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: i
     if params["dropout"]:
         layers.append(nn.Dropout(float(params["dropout"])))
     layers.append(nn.Linear(int(params["classifier_width"]), n_outputs))
-    return nn.Sequential(*layers)
+    return initialise(nn.Sequential(*layers), params["init"], params["activation"])
 
 
 @dataclass
@@ -119,9 +169,22 @@ class ModelEntry:
         return {name: h.default for name, h in self.hyperparameters.items()}
 
 
+def _sequence_model(name: str) -> Builder:
+    """The sequence models import torch when first built, not when this module is imported."""
+    def build(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+        from tunecli.trainer import sequence_models
+
+        builder: Builder = getattr(sequence_models, f"build_{name}")
+        return builder(params, input_shape, n_outputs)
+    return build
+
+
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(build_mlp, MLP),
     "cnn": ModelEntry(build_cnn, CNN),
+    "lstm": ModelEntry(_sequence_model("lstm"), RNN),
+    "gru": ModelEntry(_sequence_model("gru"), RNN),
+    "transformer": ModelEntry(_sequence_model("transformer"), TRANSFORMER),
 }
 
 

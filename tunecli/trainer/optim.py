@@ -37,8 +37,19 @@ def _adam_like(cls_name: str) -> OptimizerFactory:
         cls = getattr(torch.optim, cls_name)
         return cls(parameters, lr=float(config["lr"]),
                    betas=(float(config["beta1"]), float(config["beta2"])),
-                   weight_decay=float(config["weight_decay"]), **fused)
+                   weight_decay=float(config["weight_decay"]),
+                   amsgrad=bool(config["amsgrad"]), **fused)
     return factory
+
+
+def _adabound(config: dict[str, Any], parameters: Any, fused: dict[str, Any]) -> Any:
+    from tunecli.trainer.adabound import AdaBound
+
+    return AdaBound(parameters, lr=float(config["lr"]),
+                    betas=(float(config["beta1"]), float(config["beta2"])),
+                    final_lr=float(config["final_lr"]), gamma=float(config["bound_gamma"]),
+                    weight_decay=float(config["weight_decay"]),
+                    amsbound=bool(config["amsgrad"]))
 
 
 def _rmsprop(config: dict[str, Any], parameters: Any, fused: dict[str, Any]) -> Any:
@@ -65,6 +76,7 @@ OPTIMIZERS: dict[str, OptimizerFactory] = {
     "rmsprop": _rmsprop,
     "adagrad": _plain("Adagrad"),
     "adadelta": _plain("Adadelta"),
+    "adabound": _adabound,
 }
 _FUSED = ("sgd", "adam", "adamw")  # torch has fused CUDA kernels for these
 
