@@ -33,9 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # name -> the --set overrides that make the strategy (on top of the study file)
 STRATEGIES: dict[str, list[str]] = {
-    "random": ["sampler={type: random}", "pruner={type: none}"],
+    # The baselines train one trial at a time, as a hand-written loop would (a fused round
+    # fixes its members' structure, which would change what random search samples).
+    "random": ["sampler={type: random}", "pruner={type: none}", "trainer.fuse=1"],
     "optuna-tpe": ["sampler={type: tpe, n_startup_trials: 10, center_first: false}",
-                   "pruner={type: none}"],
+                   "pruner={type: none}", "trainer.fuse=1"],
     "tunecli-default": ["sampler={}", "pruner={}"],  # whatever a study that names none gets
     "tpe-asha": ["sampler={type: tpe}",
                  "pruner={type: asha, min_epochs: 1, reduction_factor: 3}"],

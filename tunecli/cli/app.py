@@ -50,6 +50,10 @@ FuseOption = Annotated[str | None, typer.Option(
 TensorBoardOption = Annotated[Path | None, typer.Option(
     "--tensorboard", help="Log each trial as a TensorBoard run under DIR/STUDY (needs the "
                           "tensorboard package)", show_default=False)]
+WandbOption = Annotated[str | None, typer.Option(
+    "--wandb", help="Log each trial as a Weights & Biases run in PROJECT, grouped by study "
+                    "(needs the wandb package; WANDB_MODE=offline keeps it on disk)",
+    show_default=False, metavar="PROJECT")]
 
 
 def _version(value: bool) -> None:
@@ -113,13 +117,6 @@ def output_file(path: Path | None, option: str, example: str) -> Path | None:
         raise SpecError(f"cannot create the folder {path.parent} ({exc.strerror})",
                         source=option, fix="Give a path in a folder you can write to.") from None
     return path
-
-
-def check_tensorboard(folder: Path | None) -> None:
-    if folder is not None:
-        from tunecli.engine.tracking import check_available
-
-        check_available()
 
 
 def storage_option(url: str) -> str:

@@ -18,9 +18,9 @@ from tunecli.cli.app import (
     StorageOption,
     TensorBoardOption,
     TrialsPerDeviceOption,
+    WandbOption,
     WorkersOption,
     check_keep,
-    check_tensorboard,
     console,
     err_console,
     fuse_value,
@@ -30,6 +30,7 @@ from tunecli.cli.app import (
     storage_option,
     summary,
 )
+from tunecli.engine.tracking import Tracking
 from tunecli.errors import EXIT_INTERRUPTED
 
 _STOP_REASONS = {"budget": "budget reached", "timeout": "timeout reached",
@@ -38,7 +39,7 @@ _STOP_REASONS = {"budget": "budget reached", "timeout": "timeout reached",
 
 
 def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
-                    tensorboard: Path | None) -> None:
+                    tracking: Tracking) -> None:
     from tunecli.engine import run as run_loop
     from tunecli.engine.storage import mask
 
@@ -47,7 +48,7 @@ def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep
                   f"budget {spec.budget.describe()}")
     try:
         outcome = run_loop.run(study, spec, url, console, data_root=data_root,
-                                   keep_checkpoints=keep, tensorboard=tensorboard)
+                                   keep_checkpoints=keep, tracking=tracking)
     except KeyboardInterrupt:
         interrupted(spec, url)
     if outcome.stopped_by == "interrupted":
@@ -76,6 +77,7 @@ def search(
     trials_per_device: TrialsPerDeviceOption = 1,
     fuse: FuseOption = None,
     tensorboard: TensorBoardOption = None,
+    wandb: WandbOption = None,
     enqueue: Annotated[Path | None, typer.Option(
         "--enqueue", help="A YAML file of configurations to try first (a mapping or a list)",
         show_default=False)] = None,
@@ -91,7 +93,8 @@ def search(
         from tunecli.spec import checks, preflight
 
         keep = check_keep(keep_checkpoints)
-        check_tensorboard(tensorboard)
+        tracking = Tracking(tensorboard, wandb)
+        tracking.check()
         overrides = {**spec_module.parse_assignments(assignments or []),
                      **given({"budget.n_trials": n_trials, "budget.timeout": timeout,
                                "name": name, "sampler.seed": seed,
@@ -119,15 +122,15 @@ def search(
                           "to run first", highlight=False)
         if workers not in (None, 1) or devices:
             _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
-                         tensorboard)
+                         tracking)
         else:
-            _run_and_finish(study, spec, url, data_root, keep, tensorboard)
+            _run_and_finish(study, spec, url, data_root, keep, tracking)
     guard(body)
 
 
 def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
                  per_device: int, data_root: str | None, keep: str,
-                 tensorboard: Path | None, fuse: str | None = None) -> None:
+                 tracking: Tracking, fuse: str | None = None) -> None:
     from tunecli.engine import recovery
     from tunecli.engine import workers as workers_module
     from tunecli.engine.samplers import grid_exhausted
@@ -137,8 +140,7 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
                   f"budget {spec.budget.describe()}")
     extra = ["--keep-checkpoints", keep] + (["--data-root", data_root] if data_root else [])
-    if tensorboard is not None:
-        extra += ["--tensorboard", str(tensorboard.resolve())]
+    extra += tracking.worker_args()
     if spec.budget.timeout:
         extra += ["--timeout", f"{spec.budget.timeout}s"]
     if fuse is not None:
@@ -184,7 +186,7 @@ def _forked(spec: Any, url: str, source: str) -> Any:
 
 
 def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
-                   tensorboard: Path | None) -> None:
+                   tracking: Tracking) -> None:
     """One of several workers: trial lines only; the parent prints the summary."""
     import torch
 
@@ -195,7 +197,7 @@ def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep:
         torch.set_num_threads(int(threads))
     plain = Console(highlight=False, force_terminal=False)
     outcome = run_loop.run(study, spec, url, plain, data_root=data_root,
-                               keep_checkpoints=keep, tensorboard=tensorboard)
+                               keep_checkpoints=keep, tracking=tracking)
     if outcome.stopped_by == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -210,6 +212,7 @@ def resume(
     data_root: DataRootOption = None,
     keep_checkpoints: KeepOption = "best",
     tensorboard: TensorBoardOption = None,
+    wandb: WandbOption = None,
     workers: WorkersOption = None,
     devices: DevicesOption = None,
     trials_per_device: TrialsPerDeviceOption = 1,
@@ -224,7 +227,8 @@ def resume(
         from tunecli.spec import preflight
 
         keep = check_keep(keep_checkpoints)
-        check_tensorboard(tensorboard)
+        tracking = Tracking(tensorboard, wandb)
+        tracking.check()
         url = resolve_url(storage)
         overrides = given({"budget.n_trials": n_trials, "budget.timeout": timeout,
                            "trainer.fuse": fuse_value(fuse)})  # fuse: this run only
@@ -235,10 +239,10 @@ def resume(
             study_module.store_spec(study, stored)
         preflight.preflight(spec, data_root, f"study '{name}'")
         if worker:
-            _run_as_worker(study, spec, url, data_root, keep, tensorboard)
+            _run_as_worker(study, spec, url, data_root, keep, tracking)
         elif workers not in (None, 1) or devices:
             _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
-                         tensorboard, fuse)
+                         tracking, fuse)
         else:
-            _run_and_finish(study, spec, url, data_root, keep, tensorboard)
+            _run_and_finish(study, spec, url, data_root, keep, tracking)
     guard(body)

@@ -18,7 +18,7 @@ from tunecli.engine import compute, space
 from tunecli.engine.recovery import worker_id
 from tunecli.engine.samplers import may_prune_at
 from tunecli.engine.signals import StopSignals
-from tunecli.engine.tracking import TensorBoardLog
+from tunecli.engine.tracking import Tracker
 from tunecli.errors import SpecError, TrialFailed
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class _TrialReporter:
     """The trainer's reporter: each epoch's metric goes to Optuna, which may prune."""
 
     def __init__(self, trial: optuna.Trial, metric: str, signals: StopSignals,
-                 tracker: TensorBoardLog | None = None,
+                 tracker: Tracker | None = None,
                  on_epoch: Callable[[str, int, float | None], None] | None = None,
                  label: str = "", may_prune: Callable[[int], bool] = lambda epoch: True
                  ) -> None:
@@ -66,7 +66,7 @@ class Objective:
     """What ``study.optimize`` calls for each trial."""
 
     def __init__(self, spec: StudySpec, data_root: str | None, checkpoints: Path | None,
-                 signals: StopSignals, tracker: TensorBoardLog | None = None) -> None:
+                 signals: StopSignals, tracker: Tracker | None = None) -> None:
         self.signals = signals
         self.spec = spec
         self.data_root = data_root

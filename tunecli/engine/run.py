@@ -27,7 +27,7 @@ from tunecli.engine.recovery import count_trials, is_lost, queue_retries, reap_l
 from tunecli.engine.samplers import grid_exhausted
 from tunecli.engine.signals import StopSignals
 from tunecli.engine.study import best_trial, quiet_optuna
-from tunecli.engine.tracking import TensorBoardLog
+from tunecli.engine.tracking import Tracking
 from tunecli.errors import StudyFailed, TrialFailed
 from tunecli.spec.models import StudySpec
 
@@ -83,16 +83,16 @@ class _TrialLog:
 
 def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
         data_root: str | None = None, keep_checkpoints: str = "best",
-        checkpoints: bool = True, tensorboard: Path | None = None) -> RunOutcome:
+        checkpoints: bool = True, tracking: Tracking | None = None) -> RunOutcome:
     """Run trials until the budget is met, the timeout passes, or the user interrupts.
 
-    ``tensorboard``: a folder for one TensorBoard run per trial (see ``tracking``).
+    ``tracking``: TensorBoard and W&B runs, one per trial (see ``tracking``).
     """
     quiet_optuna()
     reap_lost_trials(study)
     folder = storage_module.study_folder(url, spec.name) / "checkpoints" if checkpoints else None
     signals = StopSignals()
-    tracker = TensorBoardLog(tensorboard, spec.name, spec.metric) if tensorboard else None
+    tracker = tracking.open(spec.name, spec.metric) if tracking else None
     objective = Objective(spec, data_root, folder, signals, tracker)
     budget = spec.budget
     started = time.monotonic()

@@ -1,20 +1,97 @@
-"""Optional TensorBoard logging: one run per trial, as TensorBoard users expect a search to look.
+"""Optional experiment tracking, one run per trial: TensorBoard (``--tensorboard DIR``) and
+Weights & Biases (``--wandb PROJECT``), as users of each expect a search to look.
 
-``DIR/STUDY/trial-0007`` holds that trial's per-epoch metrics (scalars) and, when it ends, its
-hyperparameters with the final value and state (the HPARAMS tab compares trials). Start the
-viewer with ``tensorboard --logdir DIR``. Needs the ``tensorboard`` package
-(``pip install 'tunecli[tensorboard]'``); it is imported only when asked for.
+TensorBoard: ``DIR/STUDY/trial-0007`` holds that trial's per-epoch metrics (scalars) and, when it
+ends, its hyperparameters with the final value and state (the HPARAMS tab compares trials).
+W&B: one run per trial in PROJECT, grouped by study (``group``), named ``STUDY/trial-0007``, with
+the trial's configuration, every epoch's metrics (``step`` = epoch) and, in the summary, its
+state, value (a pruned trial's: its last epoch's) and epochs; ``WANDB_MODE=offline`` keeps
+everything on disk (``wandb sync`` later). Each needs its package (``pip install 'tunecli[tensorboard]'`` / ``'tunecli[wandb]'``), imported
+only when asked for; a missing one stops the search before anything runs (exit 2).
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tunecli.errors import SpecError
 
-__all__ = ["TensorBoardLog", "check_available"]
+__all__ = ["Tracking", "Tracker", "TensorBoardLog", "WandbLog", "check_available"]
+
+
+class Tracker(Protocol):
+    """What the objective tells a tracker about each trial."""
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
+
+    def epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def trial_finished(self, number: int, state: str, value: float | None) -> None: ...
+
+    def discard(self, number: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """The trackers a run was asked for (``--tensorboard DIR``, ``--wandb PROJECT``)."""
+
+    tensorboard: Path | None = None
+    wandb: str | None = None
+
+    def check(self) -> None:
+        if self.tensorboard is not None:
+            check_available()
+        if self.wandb is not None:
+            check_wandb()
+
+    def worker_args(self) -> list[str]:
+        """The same tracking for ``--workers`` processes."""
+        return ((["--tensorboard", str(self.tensorboard.resolve())] if self.tensorboard
+                 else []) + (["--wandb", self.wandb] if self.wandb else []))
+
+    def open(self, study_name: str, metric: str) -> Tracker | None:
+        trackers: list[Tracker] = []
+        if self.tensorboard is not None:
+            trackers.append(TensorBoardLog(self.tensorboard, study_name, metric))
+        if self.wandb is not None:
+            trackers.append(WandbLog(self.wandb, study_name, metric))
+        return trackers[0] if len(trackers) == 1 else _Both(trackers) if trackers else None
+
+
+class _Both:
+    """Several trackers told the same."""
+
+    def __init__(self, trackers: list[Tracker]) -> None:
+        self.trackers = trackers
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        for tracker in self.trackers:
+            tracker.trial_started(number, params)
+
+    def epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        for tracker in self.trackers:
+            tracker.epoch(number, epoch, metrics)
+
+    def trial_finished(self, number: int, state: str, value: float | None) -> None:
+        for tracker in self.trackers:
+            tracker.trial_finished(number, state, value)
+
+    def discard(self, number: int) -> None:
+        for tracker in self.trackers:
+            tracker.discard(number)
+
+
+def check_wandb() -> None:
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise SpecError("--wandb needs the wandb package, which is not installed",
+                        source="--wandb",
+                        fix="pip install 'tunecli[wandb]' (or pip install wandb), or drop "
+                            "--wandb.") from None
 
 
 def check_available() -> None:
@@ -97,3 +174,53 @@ class TensorBoardLog:
         if writer is not None:
             writer.close()
             shutil.rmtree(self.folder / f"trial-{number:04d}", ignore_errors=True)
+
+
+class WandbLog:
+    """One W&B run per trial, several open at once (a fused group's members train together)."""
+
+    def __init__(self, project: str, study_name: str, metric: str) -> None:
+        check_wandb()
+        self.project = project
+        self.study_name = study_name
+        self.metric = metric
+        self.runs: dict[int, Any] = {}
+        self.reported: dict[int, list[float]] = {}
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        import wandb
+
+        self.runs[number] = wandb.init(
+            project=self.project, group=self.study_name, job_type="trial",
+            name=f"{self.study_name}/trial-{number:04d}", config=dict(params),
+            reinit="create_new", settings=wandb.Settings(console="off", silent=True))
+        self.runs[number].config.update({"trial": number, "study": self.study_name})
+        self.reported[number] = []
+
+    def epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        run = self.runs.get(number)
+        if run is None:
+            return
+        run.log({**metrics, "epoch": epoch}, step=epoch)
+        self.reported[number].append(metrics[self.metric])
+
+    def trial_finished(self, number: int, state: str, value: float | None) -> None:
+        run = self.runs.pop(number, None)
+        reported = self.reported.pop(number, [])
+        if run is None:
+            return
+        if state == "pruned" and reported:
+            value = reported[-1]
+        # "value": the trial's result as Optuna stores it (the metric's own summary entry is
+        # its last epoch, which W&B keeps up to date itself)
+        run.summary.update({"state": state, "epochs": len(reported),
+                            "value": float("nan") if value is None else float(value)})
+        run.finish(exit_code=0 if state in ("complete", "pruned") else 1)
+
+    def discard(self, number: int) -> None:
+        """A worker's lost race: not a trial. Its run is closed and marked, not kept open."""
+        run = self.runs.pop(number, None)
+        self.reported.pop(number, None)
+        if run is not None:
+            run.summary.update({"state": "surplus"})
+            run.finish(exit_code=0)

@@ -247,7 +247,8 @@ class TrainerSpec(_Strict):
     data_root: str | None = Field(None, description="torchvision data root (relative to the "
                                                     "study file); --data-root and TUNECLI_DATA win")
     download: bool = Field(False, description="let torchvision download missing files")
-    model: str = Field("mlp", description="mlp | cnn | package.module:function | file.py:function")
+    model: str = Field("mlp", description="mlp | cnn | lstm | gru | transformer | "
+                                          "package.module:function | file.py:function")
     epochs: int = Field(20, ge=1, le=100000)
     final_epochs: int | None = Field(None, ge=1, le=100000,
                                      description="epochs of `tunecli train` (training + "

@@ -110,9 +110,9 @@ def _arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if path.suffix in (".pt", ".pth"):
             import torch
 
-            found: Any = torch.load(path, map_location="cpu", weights_only=True)
-            pair = (found.get("x"), found.get("y")) if isinstance(found, dict) else (
-                tuple(found) if isinstance(found, list | tuple) and len(found) == 2
+            saved: Any = torch.load(path, map_location="cpu", weights_only=True)
+            pair = (saved.get("x"), saved.get("y")) if isinstance(saved, dict) else (
+                tuple(saved) if isinstance(saved, list | tuple) and len(saved) == 2
                 else (None, None))
             if pair[0] is None or pair[1] is None:
                 raise SpecError(f"{path.name} is not a dict with x and y or an (x, y) pair",
