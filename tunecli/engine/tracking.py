@@ -6,8 +6,9 @@ ends, its hyperparameters with the final value and state (the HPARAMS tab compar
 W&B: one run per trial in PROJECT, grouped by study (``group``), named ``STUDY/trial-0007``, with
 the trial's configuration, every epoch's metrics (``step`` = epoch) and, in the summary, its
 state, value (a pruned trial's: its last epoch's) and epochs; ``WANDB_MODE=offline`` keeps
-everything on disk (``wandb sync`` later). Each needs its package (``pip install 'tunecli[tensorboard]'`` / ``'tunecli[wandb]'``), imported
-only when asked for; a missing one stops the search before anything runs (exit 2).
+everything on disk (``wandb sync`` later). Each needs its package (``pip install
+'tunecli[tensorboard]'`` / ``'tunecli[wandb]'``), imported only when asked for; a missing one
+stops the search before anything runs (exit 2).
 """
 
 from __future__ import annotations
