@@ -39,6 +39,7 @@ STRATEGIES: dict[str, list[str]] = {
     "optuna-tpe": ["sampler={type: tpe, n_startup_trials: 10, center_first: false}",
                    "pruner={type: none}", "trainer.fuse=1"],
     "tunecli-default": ["sampler={}", "pruner={}"],  # whatever a study that names none gets
+    "tunecli-default-fuse-1": ["sampler={}", "pruner={}", "trainer.fuse=1"],
     "tpe-asha": ["sampler={type: tpe}",
                  "pruner={type: asha, min_epochs: 1, reduction_factor: 3}"],
     "hyperopt-tpe": ["sampler={type: hyperopt-tpe}", "pruner={type: none}"],

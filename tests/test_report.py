@@ -13,7 +13,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
-from tests.conftest import TINY_STUDY, browser, render_in_browser
+from tests.conftest import TINY_STUDY, browser, render_in_browser, stored
 from tunecli.reports import summary as report
 from tunecli.reports import terminal
 from tunecli.spec import StudySpec
@@ -224,3 +224,63 @@ def test_reports_of_a_study_where_nothing_completed(cli, write_study, tmp_path: 
     assert "No trial has completed yet." in page and 'data-figure="curves"' in page
     refused = cli("train", "tiny")
     assert refused.exit_code == 2 and "no completed trial" in refused.output
+    # beside a study that worked, the comparison says why this one's trials failed
+    assert cli("search", write_study(TINY_STUDY.replace("name: tiny", "name: good")),
+               "--n-trials", "2").exit_code == 0
+    compared = cli("report", "tiny", "good", "--html", "cmp.html")
+    assert compared.exit_code == 0
+    failed = len(stored())
+    assert f"tiny: failed ×{failed} (e.g. trial #0): the training loss became" in \
+        compared.output
+    page = (tmp_path / "cmp.html").read_text(encoding="utf-8")
+    assert 'id="failures"' in page and f"tiny: failed ×{failed}" in page
+
+
+def _figure_study(n: int = 12) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for i in range(n):
+        trial = study.ask()
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        optimizer = trial.suggest_categorical("optimizer", ["adam", "sgd"])
+        base = 0.9 + (0.05 if optimizer == "adam" else 0.0) + lr / 10
+        for epoch in (1, 2, 3):
+            trial.report(0.1 * epoch if i % 4 == 3 else base - 0.2 / epoch, epoch)
+        if i % 4 == 3:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, base - 0.2 / 3)
+    return study
+
+
+def test_figures_zoom_order_and_label_as_users_read_them() -> None:
+    from tunecli.reports import figures
+
+    study = _figure_study()
+    trials = study.get_trials()
+    curves = figures.learning_curves(trials, "val_accuracy", study.best_trial.number)
+    low, high = curves.layout.yaxis.range
+    finals = [t.value for t in trials if t.state == TrialState.COMPLETE]
+    assert min(finals) - 0.05 < low < min(finals) and high > max(finals)
+    assert low > 0.5  # not the 0..1 knot: the pruned trials' 0.1-0.3 lie below the view
+    labels = [b.label for b in curves.layout.updatemenus[0].buttons]
+    assert labels == ["useful range", "all values"]
+    pruned = {t.line.color or t.marker.color for t in curves.data if t.legendgroup == "pruned"}
+    assert pruned == {"rgba(255,127,14,0.55)"}  # orange, as Optuna's timeline draws pruned
+
+    panels = figures.slices(study, ["optimizer", "lr"], "val_accuracy")
+    assert [panels.layout.xaxis.title.text, panels.layout.xaxis2.title.text] == [
+        "optimizer", "lr"]  # most important first, not by name
+    assert list(panels.layout.xaxis.categoryarray) == ["adam", "sgd"]
+    assert {x for t in panels.data if t.xaxis == "x" for x in t.x} <= {"adam", "sgd"}
+    assert panels.layout.xaxis2.type == "log"
+
+    one = _figure_study(1)
+    history = figures._history(one, "val_accuracy", one.get_trials())
+    assert list(history.layout.xaxis.range) == [-0.5, 0.5] and history.layout.xaxis.dtick == 1
+
+    same = {"trials": [1, 2], "epochs": [3, 6], "best": [0.5, 0.6]}
+    compared = figures.comparison({"a": same, "b": same}, "val_accuracy")
+    first, second = compared.data[0].line, compared.data[2].line
+    assert first.dash != second.dash and first.width > second.width

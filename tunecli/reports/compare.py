@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tunecli.reports.summary import effort_line, format_value, reported_trials, summary
@@ -104,6 +105,7 @@ def show(console: Console, data: dict[str, Any]) -> None:
     row("sampler / pruner", [f"{studies[n]['sampler']} / {studies[n]['pruner']}" for n in names])
     row("trials finished", [str(len(curves[n]["trials"]) and curves[n]["trials"][-1])
                             for n in names])
+    row("failed", [str(studies[n]["counts"]["failed"]) for n in names])
     row("epochs trained", [str(studies[n]["epochs"]["spent"]) for n in names])
     row("training time", [f"{studies[n]['epochs']['seconds_spent']:.0f}s" for n in names])
     row("best", [format_value(studies[n]["best"]["value"] if studies[n]["best"] else None)
@@ -118,6 +120,11 @@ def show(console: Console, data: dict[str, Any]) -> None:
         line = effort_line(studies[name]["epochs"])
         if line:
             console.print(f"{name}: {line}", highlight=False)
+    for name in names:
+        for group in studies[name].get("failures") or []:
+            console.print(f"{escape(name)}: [red]failed ×{group['count']}[/] (e.g. trial "
+                          f"#{group['example']}): {escape(group['reason'])}", highlight=False,
+                          soft_wrap=True)
     for note in data["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
 

@@ -14,13 +14,16 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["study_figures", "learning_curves", "comparison"]
+__all__ = ["study_figures", "learning_curves", "slices", "comparison"]
 
-_COLOURS = {"complete": "rgba(31,119,180,0.45)", "pruned": "rgba(214,39,40,0.45)",
-            "fail": "rgba(127,127,127,0.6)", "best": "rgb(44,160,44)"}
+# The states in Optuna's own timeline colours (blue, orange, red), so a pruned trial looks the
+# same in every figure of the report.
+_COLOURS = {"complete": "rgba(31,119,180,0.45)", "pruned": "rgba(255,127,14,0.55)",
+            "fail": "rgba(214,39,40,0.6)", "best": "rgb(44,160,44)"}
 
 
-def learning_curves(trials: list[FrozenTrial], metric: str, best: int | None) -> Any:
+def learning_curves(trials: list[FrozenTrial], metric: str, best: int | None,
+                    minimize: bool = False) -> Any:
     """Every trial's metric by epoch; pruned trials end in an x where the pruner stopped them."""
     import plotly.graph_objects as go
 
@@ -49,6 +52,59 @@ def learning_curves(trials: list[FrozenTrial], metric: str, best: int | None) ->
                 showlegend=False, marker={"symbol": "x", "size": 8, "color": _COLOURS[kind]},
                 hovertemplate=f"trial #{t.number} pruned after epoch {steps[-1]}<extra></extra>"))
     fig.update_layout(xaxis_title="epoch", yaxis_title=metric, template="plotly_white")
+    _zoom_to_the_useful_range(fig, trials, minimize)
+    return fig
+
+
+def _zoom_to_the_useful_range(fig: Any, trials: list[FrozenTrial], minimize: bool) -> None:
+    """Start zoomed on the values that matter: from the worst completed trial's final value to
+    the best value seen (not 0..1, where the good trials are a knot of lines), with buttons to
+    show everything and to zoom back."""
+    every = [v for t in trials for v in t.intermediate_values.values()]
+    finals = [t.intermediate_values[max(t.intermediate_values)] for t in trials
+              if t.state == TrialState.COMPLETE and t.intermediate_values]
+    if len(finals) < 2 or not every:
+        return
+    low, high = ((min(every), max(finals)) if minimize else (min(finals), max(every)))
+    margin = (high - low) * 0.08 or abs(high) * 0.01 or 0.01
+    zoomed = [low - margin, high + margin]
+    if zoomed[0] <= min(every) and zoomed[1] >= max(every):
+        return  # everything fits already
+    fig.update_yaxes(range=zoomed)
+    fig.update_layout(updatemenus=[{
+        "type": "buttons", "direction": "right", "x": 0, "xanchor": "left", "y": 1.12,
+        "showactive": True, "buttons": [
+            {"label": "useful range", "method": "relayout",
+             "args": [{"yaxis.range": zoomed, "yaxis.autorange": False}]},
+            {"label": "all values", "method": "relayout",
+             "args": [{"yaxis.autorange": True}]}]}])
+
+
+def _unquoted(value: Any) -> Any:
+    """Optuna writes categorical slice labels with repr's quotes ('adam'); users wrote adam."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1]
+    return value
+
+
+def slices(study: optuna.Study, params: list[str], metric: str) -> Any:
+    """Optuna's slice plot, one panel per parameter in the order given (most important first;
+    Optuna sorts them by name), categorical labels without quotes."""
+    from optuna import visualization as vis
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(params), shared_yaxes=True)
+    for column, name in enumerate(params, start=1):
+        single = vis.plot_slice(study, params=[name], target_name=metric)
+        for trace in single.data:
+            trace.x = tuple(_unquoted(x) for x in trace.x or ())
+            trace.marker.showscale = column == 1
+            fig.add_trace(trace, row=1, col=column)
+        axis = single.layout.xaxis
+        fig.update_xaxes(title_text=name, type=axis.type, row=1, col=column,
+                         categoryorder=axis.categoryorder,
+                         categoryarray=[_unquoted(c) for c in axis.categoryarray or []] or None)
+    fig.update_yaxes(title_text=metric, row=1, col=1)
     return fig
 
 
@@ -68,12 +124,13 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
     # Optuna warns (experimental features, few trials); the report says what it skipped.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out["history"] = ("Optimization history",
-                          vis.plot_optimization_history(study, target_name=metric),
+        out["history"] = ("Optimization history", _history(study, metric, complete),
                           "Each completed trial's value and the best so far.") if complete \
             else ("Optimization history", None, "No trial has completed yet.")
-        out["curves"] = ("Learning curves", learning_curves(trials, metric, best),
-                         "Pruned trials stop early; the x marks the epoch the pruner stopped.")
+        minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
+        out["curves"] = ("Learning curves", learning_curves(trials, metric, best, minimize),
+                         "Pruned trials stop early; the x marks the epoch the pruner stopped. "
+                         "Zoomed on the useful range (buttons: all values).")
         if ranked:
             evaluator = importance_evaluator(imp["method"])
             out["importances"] = (
@@ -93,8 +150,8 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
                                "Completed trials, one line each; drag along an axis to filter.")
             top = ranked[:4]
             out["slices"] = ("Slice plots of the most important parameters",
-                             vis.plot_slice(study, params=top, target_name=metric),
-                             f"{metric} against {', '.join(top)}.")
+                             slices(study, top, metric),
+                             f"{metric} against {', '.join(top)} (most important first).")
         else:
             reason = "needs at least two completed trials and importances"
             out["parallel"] = ("Parallel coordinates", None, reason)
@@ -111,6 +168,18 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
     return out
 
 
+def _history(study: optuna.Study, metric: str, complete: list[FrozenTrial]) -> Any:
+    """Optuna's history with whole trial numbers on the axis: with one trial plotly would
+    stretch it from -0.75 to 1.75 with fractional ticks."""
+    from optuna import visualization as vis
+
+    fig = vis.plot_optimization_history(study, target_name=metric)
+    numbers = [t.number for t in complete]
+    if max(numbers) - min(numbers) < 10:
+        fig.update_xaxes(range=[min(numbers) - 0.5, max(numbers) + 0.5], dtick=1)
+    return fig
+
+
 def comparison(curves: dict[str, dict[str, list[float]]], metric: str) -> Any:
     """Best-so-far of each study against trials finished and against epochs trained."""
     import plotly.graph_objects as go
@@ -119,14 +188,17 @@ def comparison(curves: dict[str, dict[str, list[float]]], metric: str) -> Any:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("against trials finished",
                                                         "against epochs trained"))
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
     for i, (name, curve) in enumerate(curves.items()):
-        colour = palette[i % len(palette)]
+        # Studies that share their first trials draw the same steps: each later line is
+        # thinner and dashed, so it shows inside the one beneath instead of hiding it.
+        line = {"shape": "hv", "color": palette[i % len(palette)],
+                "dash": dashes[i % len(dashes)], "width": max(1.5, 5 - 1.2 * i)}
         fig.add_trace(go.Scatter(x=curve["trials"], y=curve["best"], mode="lines",
-                                 line={"shape": "hv", "color": colour}, name=name,
-                                 legendgroup=name), row=1, col=1)
+                                 line=line, name=name, legendgroup=name), row=1, col=1)
         fig.add_trace(go.Scatter(x=curve["epochs"], y=curve["best"], mode="lines",
-                                 line={"shape": "hv", "color": colour}, name=name,
-                                 legendgroup=name, showlegend=False), row=1, col=2)
+                                 line=line, name=name, legendgroup=name, showlegend=False),
+                      row=1, col=2)
     fig.update_xaxes(title_text="trials finished", row=1, col=1)
     fig.update_xaxes(title_text="epochs trained", row=1, col=2)
     fig.update_yaxes(title_text=f"best {metric}", row=1, col=1)

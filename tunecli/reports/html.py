@@ -134,8 +134,7 @@ def study_report(study: optuna.Study, spec: StudySpec, data: dict[str, Any],
         ("failed", str(counts["failed"])),
         ("epochs trained", f"{data['epochs']['spent']} / {data['epochs']['budgeted']}"),
     ])
-    failures = "".join(f"<li>failed ×{g['count']} (e.g. trial #{g['example']}): "
-                       f"{html.escape(g['reason'])}</li>" for g in data.get("failures") or [])
+    failures = _failure_items(data)
     sections = [f'<section id="overview"><h2>Overview</h2>{cards}'
                 f'<p class="note">{html.escape(effort_line(data["epochs"]))}</p>'
                 + (f'<h3>Why trials failed</h3><ul id="failures">{failures}</ul>'
@@ -158,6 +157,13 @@ def study_report(study: optuna.Study, spec: StudySpec, data: dict[str, Any],
     return _page(f"tunecli study {spec.name}", subtitle, sections)
 
 
+def _failure_items(data: dict[str, Any], prefix: str = "") -> str:
+    """Failure reasons grouped with counts and an example trial, as list items."""
+    return "".join(f"<li>{html.escape(prefix)}failed ×{g['count']} (e.g. trial "
+                   f"#{g['example']}): {html.escape(g['reason'])}</li>"
+                   for g in data.get("failures") or [])
+
+
 def comparison_report(data: dict[str, Any]) -> str:
     """The HTML page comparing studies: best so far against trials and epochs."""
     names = list(data["studies"])
@@ -167,12 +173,17 @@ def comparison_report(data: dict[str, Any]) -> str:
         f'<td class="num">{format_value(s["best"]["value"] if s["best"] else None)}</td>'
         f'<td class="num">{s["counts"]["complete"]}</td>'
         f'<td class="num">{s["counts"]["pruned"]}</td>'
+        f'<td class="num">{s["counts"]["failed"]}</td>'
         f'<td class="num">{s["epochs"]["spent"]}</td>'
         f'<td class="num">{s["epochs"]["seconds_spent"]:.0f} s</td></tr>'
         for n, s in data["studies"].items())
     table = ("<table><tr><th>study</th><th>sampler / pruner</th><th>best</th><th>complete</th>"
-             f"<th>pruned</th><th>epochs trained</th><th>training time</th></tr>{rows}</table>")
+             "<th>pruned</th><th>failed</th><th>epochs trained</th><th>training time</th></tr>"
+             f"{rows}</table>")
     notes = "".join(f'<p class="note">note: {html.escape(n)}</p>' for n in data["notes"])
+    failures = "".join(_failure_items(s, f"{n}: ") for n, s in data["studies"].items())
+    if failures:
+        notes += f'<h3>Why trials failed</h3><ul id="failures">{failures}</ul>'
     sections = [f'<section id="overview"><h2>Studies</h2>{table}{notes}</section>',
                 _figure_section("comparison", "Best so far",
                                 figures.comparison(data["curves"], data["metric"]),
