@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import stored
+from tests.conftest import TINY_STUDY, stored
 
 CONFIGS = """\
 - {lr: 0.01, width: 16, optimizer: adam}
@@ -77,3 +77,40 @@ def test_a_grid_search_refuses_center_first(cli, write_study) -> None:
     result = cli("search", write_study(), "--set", "sampler={type: grid, center_first: true}")
     assert result.exit_code == 2
     assert "sampler.center_first" in result.output and "Traceback" not in result.output
+
+
+def test_from_starts_with_the_other_studys_best(cli, write_study, tmp_path: Path) -> None:
+    assert cli("search", write_study()).exit_code == 0
+    first = sorted((t for t in stored() if t.state.name == "COMPLETE"),
+                   key=lambda t: -t.value)  # type: ignore[operator]
+    warm = cli("search", write_study(), "--name", "warm", "--from", "tiny", "--from-top", "2",
+               "--n-trials", "3")
+    assert warm.exit_code == 0, warm.output
+    assert "queued 2 of 2 configurations from study 'tiny'" in warm.output
+    trials = stored(name="warm")
+    assert [t.params for t in trials[:2]] == [t.params for t in first[:2]]
+    assert all(t.user_attrs.get("enqueued") for t in trials[:2])
+    assert not any(t.user_attrs.get("center") for t in trials)  # known configurations first
+
+
+def test_from_keeps_only_what_fits_the_new_space(cli, write_study, tmp_path: Path) -> None:
+    assert cli("search", write_study()).exit_code == 0
+    narrow = TINY_STUDY.replace("name: tiny", "name: narrow").replace(
+        "width: {int: [8, 32]}", "width: {int: [40, 64]}")
+    result = cli("search", write_study(narrow), "--from", "tiny", "--from-top", "1",
+                 "--n-trials", "1")
+    assert result.exit_code == 0, result.output
+    best = max((t for t in stored() if t.value is not None), key=lambda t: t.value)
+    (trial,) = stored(name="narrow")
+    assert trial.params["lr"] == best.params["lr"]  # kept: inside the new space
+    assert 40 <= trial.params["width"] <= 64  # the old width is outside: sampled afresh
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--from", "nosuch"], "no study 'nosuch'"),
+    (["--from", "tiny"], "--from names this study ('tiny')"),
+])
+def test_from_bad_input_stores_nothing(cli, write_study, args: list[str], words: str) -> None:
+    result = cli("search", write_study(), *args)
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert "Traceback" not in result.output

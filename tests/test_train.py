@@ -63,7 +63,12 @@ def test_train_a_regression_config_reports_regression_metrics(cli, write_study,
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "models" / "reg-best.json").read_text())
     assert {"test_mse", "test_rmse", "test_mae", "test_r2"} <= set(info["test_metrics"])
-    assert info["task"] == "regression" and info["search_value"] is None
+    best = optuna.load_study(study_name="reg", storage="sqlite:///tunecli.db").best_trial
+    assert info["task"] == "regression" and info["search_value"] == pytest.approx(best.value)
+    assert info["trial"] == best.number
+    # as `train NAME` does, the search's value is printed beside the test metrics
+    assert f"the search's {info['search_metric']} of this configuration: " \
+           f"{best.value:.4f}" in result.output
     assert len(info["normalization"]["mean"]) == 5
 
 

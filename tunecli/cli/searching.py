@@ -31,7 +31,7 @@ from tunecli.cli.app import (
     summary,
 )
 from tunecli.engine.tracking import Tracking
-from tunecli.errors import EXIT_INTERRUPTED
+from tunecli.errors import EXIT_INTERRUPTED, SpecError
 
 _STOP_REASONS = {"budget": "budget reached", "timeout": "timeout reached",
                  "grid": "every grid point was tried",
@@ -81,6 +81,12 @@ def search(
     enqueue: Annotated[Path | None, typer.Option(
         "--enqueue", help="A YAML file of configurations to try first (a mapping or a list)",
         show_default=False)] = None,
+    warm_from: Annotated[str | None, typer.Option(
+        "--from", help="Start from another study's best trials (same storage): its top "
+                       "--from-top configurations run first", show_default=False,
+        metavar="STUDY")] = None,
+    from_top: Annotated[int, typer.Option(
+        "--from-top", help="How many of --from's best trials to run first", min=1)] = 5,
     assignments: Annotated[list[str] | None, typer.Option(
         "--set", help="Override any key of the file: --set pruner.type=none (YAML value; "
                       "repeatable)", show_default=False)] = None,
@@ -107,19 +113,24 @@ def search(
         spec = study_module.with_resolved_data_root(spec, data_root)
         if fork:
             spec = _forked(spec, url, str(study_file))
-        configs = None
+        configs: list[dict[str, Any]] = []
+        sources = []
         if enqueue is not None:
             from tunecli.engine.enqueue import read_configurations
 
-            configs = read_configurations(enqueue, spec)  # checked before anything is stored
+            configs += read_configurations(enqueue, spec)  # checked before anything is stored
+            sources.append(str(enqueue))
+        if warm_from is not None:
+            configs += _top_of(warm_from, url, spec, from_top)
+            sources.append(f"study '{warm_from}'")
         study = study_module.open_for_search(spec, url, str(study_file),
                                              known_first=bool(configs))
         if configs:
             from tunecli.engine.enqueue import enqueue as enqueue_configs
 
             queued = enqueue_configs(study, configs)
-            console.print(f"queued {queued} of {len(configs)} configurations from {enqueue} "
-                          "to run first", highlight=False)
+            console.print(f"queued {queued} of {len(configs)} configurations from "
+                          f"{' and '.join(sources)} to run first", highlight=False)
         if workers not in (None, 1) or devices:
             _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
                          tracking)
@@ -160,6 +171,27 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
     if problem:
         err_console.print(f"[yellow]warning:[/] {problem}; the other workers retried its "
                           "trial and met the budget.", soft_wrap=True)
+
+
+def _top_of(name: str, url: str, spec: Any, k: int) -> list[dict[str, Any]]:
+    """``--from NAME``: that study's best configurations (checked before anything is stored)."""
+    from tunecli.engine import study as study_module
+    from tunecli.engine.enqueue import top_configurations
+    from tunecli.engine.storage import describe, open_storage
+
+    if name == spec.name:
+        raise SpecError(f"--from names this study ('{name}')", source="--from",
+                        fix="Give another study, or resume this one: tunecli resume NAME.")
+    storage = open_storage(url, heartbeat=False)
+    if name not in study_module.study_names(storage):
+        from tunecli.errors import did_you_mean
+
+        names = study_module.study_names(storage)
+        raise SpecError(f"no study '{name}' in {describe(url)}", source="--from",
+                        fix=did_you_mean(name, names) or "List them with: tunecli list.")
+    import optuna
+
+    return top_configurations(optuna.load_study(study_name=name, storage=storage), name, spec, k)
 
 
 def _forked(spec: Any, url: str, source: str) -> Any:

@@ -1,8 +1,12 @@
-"""Known configurations first: ``search --enqueue configs.yaml`` runs them before the sampler's.
+"""Known configurations first: ``search --enqueue configs.yaml`` runs them before the sampler's,
+and ``search --from OTHER`` starts from another study's best trials (a warm start).
 
 The file holds one configuration or a list of them, each a mapping of searched parameters to
 values (parameters left out are sampled). Every value is checked against the space before
-anything is stored; a configuration already in the study is not queued twice.
+anything is stored; a configuration already in the study is not queued twice. From another
+study, each of its top trials becomes one configuration: the parameters this space also
+searches and whose values lie inside it (the rest are sampled), so a study with a changed or
+wider space still starts from what was learnt.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from tunecli.errors import SpecError, did_you_mean
 from tunecli.spec.models import ParamSpec, StudySpec
 from tunecli.spec.yamlio import load_yaml_file
 
-__all__ = ["read_configurations", "enqueue"]
+__all__ = ["read_configurations", "top_configurations", "enqueue"]
 
 
 def _problem(param: ParamSpec, value: Any) -> str | None:
@@ -54,6 +58,31 @@ def read_configurations(path: Path, spec: StudySpec) -> list[dict[str, Any]]:
                                 fix=f"Give {wrong}.")
         checked.append(dict(config))
     return checked
+
+
+def top_configurations(other: optuna.Study, name: str, spec: StudySpec,
+                       k: int) -> list[dict[str, Any]]:
+    """The ``k`` best completed trials of ``other`` as configurations of ``spec``'s space."""
+    from optuna.trial import TrialState
+
+    done = [t for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None]
+    if not done:
+        raise SpecError(f"study '{name}' has no completed trial to start from",
+                        source="--from", fix="Run it first, or drop --from.")
+    best_first = sorted(done, key=lambda t: t.value,  # type: ignore[arg-type,return-value]
+                        reverse=other.direction == optuna.study.StudyDirection.MAXIMIZE)
+    searched = spec.searched()
+    configs = []
+    for trial in best_first[:k]:
+        config = {key: value for key, value in trial.params.items()
+                  if key in searched and _problem(searched[key], value) is None}
+        if config and config not in configs:
+            configs.append(config)
+    if not configs:
+        raise SpecError(f"no parameter of study '{name}' fits the space of '{spec.name}'",
+                        source="--from", fix=f"Searched here: {', '.join(searched)}.")
+    return configs
 
 
 def enqueue(study: optuna.Study, configs: list[dict[str, Any]]) -> int:

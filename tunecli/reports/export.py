@@ -22,6 +22,8 @@ def best_study_yaml(spec: StudySpec, data: dict[str, Any]) -> str:
     stored["pruner"] = {"type": "none"}
     if best.get("best_epoch") and not stored["trainer"].get("final_epochs"):
         stored["trainer"]["final_epochs"] = best["best_epoch"]  # what `tunecli train` uses
+    stored["exported_from"] = {"study": spec.name, "trial": best["number"],
+                               "metric": data["metric"], "value": best["value"]}
     if stored["trainer"].get("data_root") is None:
         stored["trainer"].pop("data_root", None)
     header = (f"# Best configuration of study '{spec.name}' (trial #{best['number']}, "

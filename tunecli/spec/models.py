@@ -285,6 +285,13 @@ class TrainerSpec(_Strict):
         return value
 
 
+class ExportOrigin(_Strict):
+    study: str
+    trial: int
+    metric: str
+    value: float
+
+
 class StudySpec(_Strict):
     """A whole study file."""
 
@@ -298,6 +305,9 @@ class StudySpec(_Strict):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
     space: dict[str, ParamSpec] = Field(description="the search space, in dependency order")
+    exported_from: ExportOrigin | None = Field(
+        None, description="set by report --export: the study and trial this configuration "
+                          "came from and its value there (tunecli train prints it)")
     # Where the file was; relative data paths are resolved against it. Not part of the schema.
     base_dir: Annotated[str | None, Field(exclude=True)] = None
 

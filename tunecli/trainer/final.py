@@ -58,8 +58,10 @@ def from_file(path: Path, epochs: int | None = None) -> Choice:
                         source=str(path), path=f"space.{searched[0]}",
                         fix="Export the best one: tunecli report NAME --export best.yaml, "
                             "or train a trial: tunecli train NAME --trial N.")
+    origin = spec.exported_from  # written by report --export: the search's own value
     return Choice(spec, params, epochs or spec.trainer.final_epochs or spec.trainer.epochs,
-                  spec.name, str(path))
+                  spec.name, str(path), origin.trial if origin else None,
+                  origin.value if origin else None)
 
 
 def from_study(name: str, url: str, trial_number: int | None = None,
