@@ -219,6 +219,8 @@ class Objective:
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
+        if result.spread:  # trainer.repeats / cv: every run's value and their spread
+            trial.set_user_attr("spread", result.spread)
 
 
 _CLAIMS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)

@@ -75,6 +75,7 @@ def summary(study: optuna.Study, spec: StudySpec, *,
             "value": _clean(best.value),
             "params": space.trial_config(spec.space, best.params),
             "best_epoch": best.user_attrs.get("best_epoch"),
+            "spread": best.user_attrs.get("spread"),  # trainer.repeats / cv
             "history": best.user_attrs.get("history", []),
         },
         "epochs": effort(trials, spec.trainer.epochs),

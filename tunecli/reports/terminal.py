@@ -55,9 +55,14 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     if best is None:
         console.print("No trial has completed yet.")
         return
+    spread = best.get("spread")
     console.print(f"[bold]Best trial #{best['number']}[/]: {data['metric']} = "
-                  f"{format_value(best['value'])}" + (f" at epoch {best['best_epoch']}"
-                                              if best.get("best_epoch") else ""),
+                  f"{format_value(best['value'])}"
+                  + (f" ± {format_value(spread['std'])} (mean of {spread['runs']} "
+                     f"{'folds' if spread['kind'] == 'cv' else 'runs'}: "
+                     f"{', '.join(format_value(v) for v in spread['values'])})"
+                     if spread else "")
+                  + (f" at epoch {best['best_epoch']}" if best.get("best_epoch") else ""),
                   highlight=False)
     table = Table(show_header=True, box=None, padding=(0, 2, 0, 2))
     table.add_column("parameter")

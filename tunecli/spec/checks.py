@@ -71,6 +71,13 @@ def check_spec(spec: StudySpec, source: str) -> None:
         add("trainer.dataset.window", "csv-sequence needs the window length",
             "Add window: N (rows per example), e.g. window: 24.")
 
+    trainer = spec.trainer
+    if trainer.cv and trainer.repeats > 1:
+        add("trainer.repeats", "trainer.repeats and trainer.cv are both set",
+            "Keep one: cv: K (folds) or repeats: N (seeds).")
+    if (trainer.cv or trainer.repeats > 1) and spec.budget.epochs is not None:
+        add("budget.epochs", "budget.epochs counts one run's epochs, and trainer.repeats/cv "
+            "trains several runs per epoch", "Use budget.n_trials or budget.timeout instead.")
     _check_space(spec, problems, builtin)
     if spec.pruner.max_epochs is not None and spec.pruner.max_epochs > spec.trainer.epochs:
         add("pruner.max_epochs", "is larger than trainer.epochs", "Lower it or raise the epochs.")

@@ -254,6 +254,12 @@ class TrainerSpec(_Strict):
                                      description="epochs of `tunecli train` (training + "
                                                  "validation data, no early stopping); default: "
                                                  "the best trial's best epoch, else epochs")
+    repeats: int = Field(1, ge=1, le=100, description="train each trial this many times "
+                                                      "(seeds seed..seed+N-1); the metric is "
+                                                      "the mean, the spread is stored")
+    cv: int | None = Field(None, ge=2, le=50, description="k-fold cross-validation per trial "
+                                                          "over the training + validation "
+                                                          "data; the metric is the mean")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, fp32 on the CPU")

@@ -23,8 +23,14 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
         direction: str = "maximize", base_dir: str | None = None,
         data_root: str | None = None, checkpoint: Path | None = None,
         final_epochs: int | None = None, stop_after: int | None = None) -> TrainResult:
-    """Train one configuration (see ``tunecli.trainer.loop.run``); torch is imported here, on
-    the first call, because it is slow to import and ``report``/``validate`` never need it."""
+    """Train one configuration (see ``tunecli.trainer.loop.run``; several runs in lockstep with
+    ``trainer.repeats``/``cv``, see ``repeats``); torch is imported here, on the first call,
+    because it is slow to import and ``report``/``validate`` never need it."""
+    if final_epochs is None and (trainer.cv or trainer.repeats > 1):
+        from tunecli.trainer.repeats import run_repeated
+
+        return run_repeated(trainer, params, reporter, metric=metric, direction=direction,
+                            base_dir=base_dir, data_root=data_root, stop_after=stop_after)
     from tunecli.trainer.loop import run as _run
 
     return _run(trainer, params, reporter, metric=metric, direction=direction,

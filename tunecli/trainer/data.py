@@ -236,10 +236,21 @@ DATASETS: dict[str, Callable[[DatasetSpec, Path | None, bool], RawData]] = {
 }
 
 
+def _fold(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+          index: int, folds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fold ``index`` of ``folds`` over the validation part followed by the training part (in
+    the split's order: shuffled, or time order for a series) as the new validation part."""
+    x_all, y_all = np.concatenate([x_val, x_train]), np.concatenate([y_val, y_train])
+    bounds = np.linspace(0, len(x_all), folds + 1).round().astype(int)
+    inside = np.zeros(len(x_all), dtype=bool)
+    inside[bounds[index]:bounds[index + 1]] = True
+    return x_all[~inside], y_all[~inside], x_all[inside], y_all[inside]
+
+
 # ---------------------------------------------------------------------------------------------
 # Split, normalise, place on the device; cached per process
 
-_CACHE: dict[tuple[str, str, str], DataBundle] = {}
+_CACHE: dict[tuple[str, str, str, str], DataBundle] = {}
 
 
 def with_base_dir(spec: DatasetSpec, base_dir: str | None) -> DatasetSpec:
@@ -250,21 +261,25 @@ def with_base_dir(spec: DatasetSpec, base_dir: str | None) -> DatasetSpec:
 
 
 def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.device,
-         base_dir: str | None = None) -> DataBundle:
-    """The data set as tensors on ``device``; built once per process and configuration."""
+         base_dir: str | None = None, fold: tuple[int, int] | None = None) -> DataBundle:
+    """The data set as tensors on ``device``; built once per process and configuration.
+    ``fold`` (f, K): K-fold cross-validation over the training and validation parts together,
+    validating on fold f (the test part stays out)."""
     spec = with_base_dir(spec, base_dir)
-    key = (json.dumps(spec.model_dump(mode="json"), sort_keys=True), str(root), str(device))
+    key = (json.dumps(spec.model_dump(mode="json"), sort_keys=True), str(root), str(device),
+           str(fold))
     if key not in _CACHE:
         raw = DATASETS[spec.name](spec, root, download)
         if spec.as_sequence:
             from tunecli.trainer.sequences import rows_as_sequence
 
             raw = rows_as_sequence(raw)
-        _CACHE[key] = _prepare(raw, spec, device)
+        _CACHE[key] = _prepare(raw, spec, device, fold)
     return _CACHE[key]
 
 
-def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundle:
+def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device,
+             fold: tuple[int, int] | None = None) -> DataBundle:
     import torch
 
     rng = np.random.default_rng(spec.split_seed)
@@ -292,6 +307,8 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device) -> DataBundl
         parts = (raw.x[train_idx], raw.y[train_idx], raw.x[val_idx], raw.y[val_idx],
                  raw.x[test_idx], raw.y[test_idx])
     x_train, y_train, x_val, y_val, x_test, y_test = parts
+    if fold is not None:
+        x_train, y_train, x_val, y_val = _fold(x_train, y_train, x_val, y_val, *fold)
     if spec.max_train_samples is not None:
         x_train, y_train = x_train[:spec.max_train_samples], y_train[:spec.max_train_samples]
 

@@ -74,6 +74,8 @@ def why_not_fused(trainer: TrainerSpec, params: dict[str, Any]) -> str | None:
         return f"model {trainer.model!r} is trained one trial at a time (only mlp is fused)"
     if trainer.compile:
         return "trainer.compile is on: compiled models are trained one at a time"
+    if trainer.cv or trainer.repeats > 1:
+        return "trainer.repeats/cv trains each trial's runs in lockstep, one trial at a time"
     config = models.full_config(trainer.model, params)
     if config["optimizer"] not in FUSABLE_OPTIMIZERS:
         return (f"optimizer {config['optimizer']!r} is trained one trial at a time (fused: "

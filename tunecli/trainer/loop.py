@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,6 +56,8 @@ class TrainResult:
     config: dict[str, Any] = field(default_factory=dict)
     # The trained weights (of the last epoch), for `tunecli train`; never stored in Optuna.
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    # trainer.repeats / cv: {"kind", "runs", "values" (each run at the best epoch), "std"}
+    spread: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,11 +82,12 @@ def _save_atomically(state: dict[str, Any], path: Path) -> None:
 
 
 def prepare(trainer: TrainerSpec, metric: str, base_dir: str | None,
-            data_root: str | None) -> tuple[torch.device, data_sets.DataBundle]:
+            data_root: str | None, fold: tuple[int, int] | None = None
+            ) -> tuple[torch.device, data_sets.DataBundle]:
     """The device and the data (cached per process), checked against the metric."""
     device = resolve_device(trainer.device)
     root = data_sets.resolve_data_root(trainer.data_root, base_dir, data_root)
-    bundle = data_sets.load(trainer.dataset, root, trainer.download, device, base_dir)
+    bundle = data_sets.load(trainer.dataset, root, trainer.download, device, base_dir, fold)
     allowed = (data_sets.CLASSIFICATION_METRICS if bundle.task == "classification"
                else data_sets.REGRESSION_METRICS)
     if metric not in allowed:
@@ -145,11 +149,32 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
     over ``epochs``, so the trial is the same one, cut short.
     Raises ``TrialFailed`` for a NaN/infinite loss or an out-of-memory error.
     """
+    steps = training(trainer, params, metric=metric, direction=direction, base_dir=base_dir,
+                     data_root=data_root, checkpoint=checkpoint, final_epochs=final_epochs,
+                     stop_after=stop_after)
+    while True:
+        try:
+            epoch, metrics = next(steps)
+        except StopIteration as done:
+            result: TrainResult = done.value
+            return result
+        reporter.report(epoch, metrics)
+
+
+def training(trainer: TrainerSpec, params: dict[str, Any], *, metric: str,
+             direction: str = "maximize", base_dir: str | None = None,
+             data_root: str | None = None, checkpoint: Path | None = None,
+             final_epochs: int | None = None, stop_after: int | None = None,
+             early_stopping: bool = True, fold: tuple[int, int] | None = None
+             ) -> Generator[tuple[int, dict[str, float]], bool | None, TrainResult]:
+    """``run`` one epoch at a time: yields (epoch, metrics) after each epoch, returns the
+    result. Several of these can advance in lockstep (``repeated``). ``fold``: (f, K), train on
+    the other folds of the training + validation data and validate on fold f."""
     final = final_epochs is not None
     epochs = final_epochs if final_epochs is not None else trainer.epochs
     # Final training has no validation metric: a plateau schedule watches the training loss.
     minimize = direction == "minimize" or final
-    setup = _build(trainer, params, metric, base_dir, data_root, final, epochs, minimize)
+    setup = _build(trainer, params, metric, base_dir, data_root, final, epochs, minimize, fold)
     progress = _restore(checkpoint, setup)
     bundle, device = setup.bundle, setup.device
     target_scale = (bundle.target_mean, bundle.target_std)
@@ -167,9 +192,9 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
             setup.schedule.step(epoch, value)
             if checkpoint is not None:
                 _save(checkpoint, setup, progress)
-            reporter.report(epoch, metrics)
-            if not final and trainer.early_stopping \
-                    and progress.since_best >= trainer.early_stopping:
+            stop = yield epoch, metrics  # a driver of several runs may send True: stop now
+            if stop or (not final and early_stopping and trainer.early_stopping
+                        and progress.since_best >= trainer.early_stopping):
                 stopped_early = True
                 break
     except torch.OutOfMemoryError:
@@ -230,9 +255,10 @@ def autocast_for(trainer: TrainerSpec, device: torch.device) -> Any:
 
 
 def _build(trainer: TrainerSpec, params: dict[str, Any], metric: str, base_dir: str | None,
-           data_root: str | None, final: bool, epochs: int, minimize: bool) -> _Setup:
+           data_root: str | None, final: bool, epochs: int, minimize: bool,
+           fold: tuple[int, int] | None = None) -> _Setup:
     """Data, model, optimizer, schedule and random state for one configuration."""
-    device, bundle = prepare(trainer, metric, base_dir, data_root)
+    device, bundle = prepare(trainer, metric, base_dir, data_root, fold)
     if final and len(bundle.x_test) == 0:
         raise SpecError("the data set has no test part to evaluate the final model on",
                         path="trainer.dataset.test_fraction",
