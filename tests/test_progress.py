@@ -69,3 +69,26 @@ def test_trial_lines_at_80_and_120_columns_and_in_logs() -> None:
         assert "…" not in out.getvalue()
         if not terminal:
             assert len([x for x in out.getvalue().splitlines() if "trial    7" in x]) == 1
+
+
+def test_the_parent_of_workers_shows_what_each_worker_trains() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize")
+    done = study.ask()
+    done.report(0.8, 1)
+    study.tell(done, 0.8)
+    for worker, values in (("hostA:11", [0.5, 0.625]), ("hostA:12", [0.25])):
+        trial = study.ask()
+        trial.set_user_attr("worker", worker)
+        for epoch, value in enumerate(values, start=1):
+            trial.report(value, epoch)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200)
+    with SearchProgress(console, "s", "val_accuracy", 5, None, 1) as progress:
+        progress.workers(study.get_trials(), 20)
+    screen = out.getvalue()
+    assert "hostA:11: trial 1 epoch 2/20 val_accuracy=0.625" in screen
+    assert "hostA:12: trial 2 epoch 1/20 val_accuracy=0.25" in screen
+    assert "best val_accuracy=0.8" in screen and "1/5" in screen

@@ -156,7 +156,8 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
         extra += ["--timeout", f"{spec.budget.timeout}s"]
     if fuse is not None:
         extra += ["--fuse", fuse]
-    codes = workers_module.run_workers(spec.name, url, envs, extra)
+    codes = _with_live_view(study, spec, lambda on_line, on_tick: workers_module.run_workers(
+        spec.name, url, envs, extra, on_line, on_tick))
     if EXIT_INTERRUPTED in codes:
         interrupted(spec, url)
     recovery.reap_lost_trials(study)  # a killed worker's trial: failed, queued for resume
@@ -192,6 +193,23 @@ def _top_of(name: str, url: str, spec: Any, k: int) -> list[dict[str, Any]]:
     import optuna
 
     return top_configurations(optuna.load_study(study_name=name, storage=storage), name, spec, k)
+
+
+def _with_live_view(study: Any, spec: Any, run: Any) -> list[int]:
+    """The workers' trial lines, printed here, above one live view of the study read from
+    the storage (each worker's trial and epoch, counts, best, time)."""
+    from tunecli.engine.progress import SearchProgress
+    from tunecli.engine.recovery import count_trials
+
+    finished = count_trials(study.get_trials(deepcopy=False))["finished"]
+    with SearchProgress(console, spec.name, spec.metric, spec.budget.n_trials,
+                        spec.budget.timeout, finished,
+                        minimize=spec.direction == "minimize") as progress:
+        def tick() -> None:
+            progress.workers(study.get_trials(deepcopy=False), spec.trainer.epochs)
+        codes: list[int] = run(lambda line: console.print(line, highlight=False, markup=False,
+                                                          soft_wrap=True), tick)
+    return codes
 
 
 def _forked(spec: Any, url: str, source: str) -> Any:

@@ -35,9 +35,10 @@ class SearchProgress:
     """Context manager showing the study's progress; ``trial_done`` after each trial."""
 
     def __init__(self, console: Console, name: str, metric: str, n_trials: int | None,
-                 timeout: float | None, finished_before: int) -> None:
+                 timeout: float | None, finished_before: int, minimize: bool = False) -> None:
         self.console = console
         self.metric = metric
+        self.minimize = minimize
         self.timeout = timeout
         self.started = time.monotonic()
         self.progress = Progress(
@@ -82,6 +83,27 @@ class SearchProgress:
                     + (f" ↻{counts['lost']}" if counts["lost"] else "")
                     + (f" epochs {epochs[0]}/{epochs[1]}" if epochs else "")),
             best=best_text, deadline=deadline, running="")
+
+    def workers(self, trials: list[Any], epochs: int) -> None:
+        """``--workers``: the parent's one view, read from the storage: what each worker is
+        training (its trial, epoch n/N and latest metric), with the counts and the best."""
+        from tunecli.engine.recovery import count_trials
+
+        running = sorted((t for t in trials if t.state.name == "RUNNING"
+                          and t.user_attrs.get("worker")),
+                         key=lambda t: str(t.user_attrs["worker"]))
+        best = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+        pick = min if self.minimize else max
+        top = pick(best, key=lambda t: t.value) if best else None
+        self.update(count_trials(trials), (top.value, top.params) if top else None)
+        parts = []
+        for t in running:
+            steps = t.intermediate_values
+            latest = (f" {self.metric}={steps[max(steps)]:.4g}" if steps else "")
+            parts.append(f"{t.user_attrs['worker']}: trial {t.number} epoch "
+                         f"{len(steps)}/{epochs}{latest}")
+        self.progress.update(self.task, running="; ".join(parts) or "starting",
+                             refresh=True)
 
     def trial_done(self, number: int, state: str, value: float | None, params: dict[str, Any],
                    seconds: float, note: str = "") -> None:

@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from tunecli.errors import EXIT_INTERRUPTED, SpecError
@@ -38,14 +40,25 @@ def plan(workers: int | None, devices: str | None, per_device: int) -> list[dict
     return envs
 
 
-def run_workers(name: str, url: str, envs: list[dict[str, str]],
-                extra_args: list[str]) -> list[int]:
+def run_workers(name: str, url: str, envs: list[dict[str, str]], extra_args: list[str],
+                on_line: Callable[[str], None] | None = None,
+                on_tick: Callable[[], None] | None = None) -> list[int]:
     """Start the workers, forward Ctrl-C/SIGTERM to them, wait; their exit codes (negative:
-    ended by that signal; EXIT_INTERRUPTED in the list when the user interrupted)."""
+    ended by that signal; EXIT_INTERRUPTED in the list when the user interrupted).
+
+    ``on_line``: each line a worker prints (its trial lines), so the parent shows them above
+    its own live view; ``on_tick``: called about once a second while they run (the view)."""
     command = [sys.executable, "-m", "tunecli", "resume", name, "--storage", url, "--worker",
                *extra_args]
-    procs = [subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
+    piped = {"stdout": subprocess.PIPE, "text": True, "bufsize": 1} if on_line else {}
+    unbuffered = {"PYTHONUNBUFFERED": "1"} if on_line else {}  # lines as they are printed
+    procs = [subprocess.Popen(command, env={**os.environ, **env, **unbuffered},
+                              start_new_session=True, **piped)  # type: ignore[call-overload]
              for env in envs]
+    readers = [threading.Thread(target=_relay, args=(proc.stdout, on_line), daemon=True)
+               for proc in procs if on_line is not None and proc.stdout is not None]
+    for reader in readers:
+        reader.start()
     interrupted = False
 
     def forward(signum: int, frame: Any) -> None:
@@ -57,13 +70,31 @@ def run_workers(name: str, url: str, envs: list[dict[str, str]],
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for proc in procs:
-            proc.wait()  # a signal runs `forward`, then the wait goes on (PEP 475)
+        while True:
+            running = [proc for proc in procs if proc.poll() is None]
+            if not running:
+                break
+            if on_tick is not None:
+                on_tick()
+            try:  # a signal runs `forward`, then the wait goes on (PEP 475)
+                running[0].wait(timeout=_TICK_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    for reader in readers:
+        reader.join()
     codes = [proc.returncode for proc in procs]
     return codes + [EXIT_INTERRUPTED] if interrupted else codes
+
+
+_TICK_SECONDS = 1.0
+
+
+def _relay(stream: Any, on_line: Callable[[str], None]) -> None:
+    for line in stream:
+        on_line(line.rstrip("\n"))
 
 
 def problem(codes: list[int], counts: dict[str, int], n_trials: int | None,
