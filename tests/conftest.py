@@ -39,6 +39,19 @@ space:
 """
 
 
+class Collect:
+    """A trainer reporter that records each epoch and can stop the trial, as a prune does."""
+
+    def __init__(self, prune_at: int | None = None) -> None:
+        self.metrics: list[dict[str, float]] = []
+        self.prune_at = prune_at
+
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.metrics.append(metrics)
+        if epoch == self.prune_at:
+            raise RuntimeError(f"pruned after epoch {epoch}")
+
+
 def with_sampler(text: str, name: str) -> str:
     """TINY_STUDY (or a variant) searched by sampler ``name`` with seed 0."""
     startup = ", n_startup_trials: 2" if name in ("tpe", "gp", "hyperopt-tpe", "cmaes") else ""

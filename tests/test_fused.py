@@ -10,24 +10,13 @@ from typing import Any
 import pytest
 import torch
 
+from tests.conftest import Collect
 from tunecli.errors import TrialFailed
 from tunecli.spec import TrainerSpec
 from tunecli.trainer import fused, loop
 
 COMPARED = ("val_loss", "val_accuracy", "train_loss", "lr")
 
-
-class Collect:
-    """A reporter that records each epoch and can stop the trial, as a prune does."""
-
-    def __init__(self, prune_at: int | None = None) -> None:
-        self.metrics: list[dict[str, float]] = []
-        self.prune_at = prune_at
-
-    def report(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.metrics.append(metrics)
-        if epoch == self.prune_at:
-            raise RuntimeError(f"pruned after epoch {epoch}")
 
 
 def trainer(data: str = "synthetic", epochs: int = 4, **kw: Any) -> TrainerSpec:

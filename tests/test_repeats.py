@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TINY_STUDY, stored
+from tests.conftest import TINY_STUDY, Collect, stored
 from tunecli.spec import TrainerSpec
 from tunecli.trainer import data as data_sets
 from tunecli.trainer import loop
@@ -16,16 +16,6 @@ from tunecli.trainer.repeats import run_repeated
 
 PARAMS = {"lr": 0.01, "width": 16, "dropout": 0.2, "batch_size": 32}
 
-
-class Collect:
-    def __init__(self, prune_at: int | None = None) -> None:
-        self.metrics: list[dict[str, float]] = []
-        self.prune_at = prune_at
-
-    def report(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.metrics.append(metrics)
-        if epoch == self.prune_at:
-            raise RuntimeError("pruned")
 
 
 def trainer(**kw: Any) -> TrainerSpec:

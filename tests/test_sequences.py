@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import stored
+from tests.conftest import Collect, stored
 from tests.test_trainer import fake_mnist
 from tunecli.errors import SpecError
 from tunecli.spec import TrainerSpec
@@ -20,13 +20,6 @@ from tunecli.trainer import loop, models
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parent.parent
 
-
-class Collect:
-    def __init__(self) -> None:
-        self.metrics: list[dict[str, float]] = []
-
-    def report(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.metrics.append(metrics)
 
 
 def train(dataset: dict[str, Any], model: str, params: dict[str, Any] | None = None,
