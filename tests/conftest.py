@@ -55,8 +55,8 @@ class Collect:
 def with_sampler(text: str, name: str) -> str:
     """TINY_STUDY (or a variant) searched by sampler ``name`` with seed 0."""
     startup = ", n_startup_trials: 2" if name in ("tpe", "gp", "hyperopt-tpe", "cmaes") else ""
-    return text.replace("type: tpe, seed: 1, n_startup_trials: 3",
-                        f"type: {name}, seed: 0{startup}")
+    return re.sub(r"type: tpe, seed: 1, n_startup_trials: \d+",
+                  f"type: {name}, seed: 0{startup}", text)
 
 
 def grid_study(widest: int) -> str:

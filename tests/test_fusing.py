@@ -16,8 +16,9 @@ from test_search_state import kill_and_wait
 
 from tunecli.engine.samplers import SAMPLERS
 
+# Fused rounds begin after the sampler's startup trials: none here, so trial 0 is fused.
 FUSED = TINY_STUDY.replace("epochs: 3", "epochs: 2").replace(
-    "trainer:\n", "trainer:\n  fuse: 4\n")
+    "trainer:\n", "trainer:\n  fuse: 4\n").replace("n_startup_trials: 3", "n_startup_trials: 0")
 
 
 def groups(trials: list) -> list[set[int]]:

@@ -38,7 +38,8 @@ def test_the_live_display_shows_the_running_trials_epoch_and_metric(tmp_path,
 
     path = tmp_path / "s.yaml"
     path.write_text(TINY_STUDY.replace("n_trials: 6", "n_trials: 2")
-                    .replace("trainer:\n", f"trainer:\n  fuse: {fuse}\n"))
+                    .replace("trainer:\n", f"trainer:\n  fuse: {fuse}\n")
+                    .replace("n_startup_trials: 3", "n_startup_trials: 0"))  # fused at once
     spec = spec_module.load(path)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     out = io.StringIO()

@@ -108,6 +108,15 @@ def center_first(spec: StudySpec) -> bool:
     return spec.sampler.type in CENTER_FIRST_BY_DEFAULT if chosen is None else chosen
 
 
+_MODEL_STARTUP = {"tpe": 10, "gp": 10, "hyperopt-tpe": 10, "cmaes": 1}  # each one's default
+
+
+def startup_trials(spec: StudySpec) -> int:
+    """Trials the sampler draws before its model guides it (0: it has no model)."""
+    default = _MODEL_STARTUP.get(spec.sampler.type)
+    return 0 if default is None else _startup(spec.sampler, default)
+
+
 def _startup(s: Any, default: int) -> int:
     return default if s.n_startup_trials is None else s.n_startup_trials
 
