@@ -46,7 +46,7 @@ def validate(
         for key, param in spec.space.items():
             table.add_row(key, escape(space.describe(param)))
         console.print(table)
-        console.print(f"{spec.direction} {spec.metric} on {spec.trainer.dataset.name} with "
+        console.print(f"{escape(spec.describe_aims())} on {spec.trainer.dataset.name} with "
                       f"{spec.trainer.model}, {spec.trainer.epochs} epochs; sampler "
                       f"{spec.sampler.type}, pruner {spec.pruner.type}; budget "
                       f"{spec.budget.describe()}")

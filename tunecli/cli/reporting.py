@@ -115,6 +115,10 @@ def train(
     trial: Annotated[int | None, typer.Option(
         "--trial", help="With a study name: this trial instead of the best", show_default=False)]
         = None,
+    pick: Annotated[str | None, typer.Option(
+        "--pick", help="With a multi-objective study: a trial of the Pareto front, 'best', "
+                       "'smallest-within D' (the smallest model within D of the best first "
+                       "objective) or 'fastest-within D'", show_default=False)] = None,
     storage: StorageOption = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", help="Epochs to train \\[default: trainer.final_epochs, else the trial's "
@@ -131,13 +135,17 @@ def train(
 
         path = Path(source)
         if path.suffix.lower() in (".yaml", ".yml") or path.exists():
-            if trial is not None:
-                raise SpecError("--trial picks a trial of a stored study, not of a file",
-                                source="--trial", fix=f"Run tunecli train STUDY_NAME --trial "
-                                                      f"{trial}, or drop --trial.")
+            if trial is not None or pick is not None:
+                option = "--trial" if trial is not None else "--pick"
+                raise SpecError(f"{option} picks a trial of a stored study, not of a file",
+                                source=option, fix=f"Run tunecli train STUDY_NAME {option} "
+                                                   "..., or drop it.")
             choice = final.from_file(path, epochs)
         else:
-            choice = final.from_study(source, resolve_url(storage), trial, epochs)
+            if trial is not None and pick is not None:
+                raise SpecError("--trial and --pick both choose the trial", source="--pick",
+                                fix="Keep one of them.")
+            choice = final.from_study(source, resolve_url(storage), trial, epochs, pick)
         target = out if out is not None else Path("models") / choice.label
         if target.is_dir() or not target.name:
             raise SpecError(f"{target} is a folder", source="--out",

@@ -43,8 +43,9 @@ def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep
     from tunecli.engine import run as run_loop
     from tunecli.engine.storage import mask
 
-    console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {spec.direction} "
-                  f"{spec.metric}, sampler {spec.sampler.type}, pruner {spec.pruner.type}, "
+    console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: "
+                  f"{escape(spec.describe_aims())}, sampler {spec.sampler.type}, "
+                  f"pruner {spec.pruner.type}, "
                   f"budget {spec.budget.describe()}")
     try:
         outcome = run_loop.run(study, spec, url, console, data_root=data_root,

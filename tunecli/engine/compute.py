@@ -21,16 +21,22 @@ from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["epochs_spent", "epochs_of", "claim", "in_use", "epochs_in_use"]
+__all__ = ["epochs_spent", "epochs_of", "epochs_reported", "claim", "in_use", "epochs_in_use"]
 
 CLAIM_ATTR = "epoch_claim"
+
+
+def epochs_reported(trial: FrozenTrial) -> int:
+    """Epochs the trial finished and reported. Multi-objective trials cannot report to
+    Optuna (``Trial.report`` raises): they count their epochs themselves."""
+    return len(trial.intermediate_values) or int(trial.user_attrs.get("epochs_done", 0))
 
 
 def epochs_of(trial: FrozenTrial) -> int:
     """Epochs a finished, failed or lost trial trained (running ones: so far)."""
     if trial.user_attrs.get("surplus"):
         return 0
-    reported = len(trial.intermediate_values)
+    reported = epochs_reported(trial)
     if trial.state == TrialState.FAIL:
         return reported + 1  # the epoch it stopped in ran, at least in part
     return reported

@@ -66,12 +66,12 @@ def top_configurations(other: optuna.Study, name: str, spec: StudySpec,
     from optuna.trial import TrialState
 
     done = [t for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None]
+            if t.values]
     if not done:
         raise SpecError(f"study '{name}' has no completed trial to start from",
                         source="--from", fix="Run it first, or drop --from.")
-    best_first = sorted(done, key=lambda t: t.value,  # type: ignore[arg-type,return-value]
-                        reverse=other.direction == optuna.study.StudyDirection.MAXIMIZE)
+    best_first = sorted(done, key=lambda t: t.values[0],  # the first objective
+                        reverse=other.directions[0] == optuna.study.StudyDirection.MAXIMIZE)
     searched = spec.searched()
     configs = []
     for trial in best_first[:k]:

@@ -59,6 +59,8 @@ def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
     from tunecli.trainer.fused import why_not_fused
 
     why = why_not_fused(spec.trainer, {})
+    if spec.multi_objective or spec.constraints:  # measured and checked per trial, alone
+        why = "studies with several objectives or constraints are trained one at a time"
     if spec.sampler.type == "grid":  # Optuna's grid sampler stops the study from inside tell
         why = "the grid sampler is run one trial at a time"
     if why:
@@ -69,7 +71,7 @@ def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
     return FusePlan(k, max_weights)
 
 
-Finish = Callable[[optuna.Trial, TrialState, "float | None"], None]
+Finish = Callable[[optuna.Trial, TrialState, "float | list[float] | None"], None]
 
 
 def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
@@ -81,7 +83,8 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
     spec = objective.spec
     open_trials: dict[int, optuna.Trial] = {}
 
-    def finish(trial: optuna.Trial, state: TrialState, value: float | None) -> None:
+    def finish(trial: optuna.Trial, state: TrialState, value: float | list[float] | None
+               ) -> None:
         with signals.held():  # a signal must not cut a storage write in half
             frozen = study.tell(trial, value if state == TrialState.COMPLETE else None,
                                 state=None if state == TrialState.COMPLETE else state)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.engine import compute, space
+from tunecli.engine import compute, objectives, space
 from tunecli.engine.recovery import worker_id
 from tunecli.engine.samplers import may_prune_at
 from tunecli.engine.signals import StopSignals
@@ -37,9 +37,12 @@ class _TrialReporter:
     def __init__(self, trial: optuna.Trial, metric: str, signals: StopSignals,
                  tracker: Tracker | None = None,
                  on_epoch: Callable[[str, int, float | None], None] | None = None,
-                 label: str = "", may_prune: Callable[[int], bool] = lambda epoch: True
+                 label: str = "", may_prune: Callable[[int], bool] = lambda epoch: True,
+                 several: StudySpec | None = None, measures: dict[str, float] | None = None
                  ) -> None:
         self.trial = trial
+        self.several = several      # a multi-objective study's spec: pruned by dominance
+        self.measures = measures or {}
         self.may_prune = may_prune
         self.label = label or f"trial {trial.number}"
         self.metric = metric
@@ -56,10 +59,31 @@ class _TrialReporter:
             self.tracker.epoch(self.trial.number, epoch, metrics)
         # A signal must not cut a storage write in half (it would leave SQLite locked).
         with self.signals.held():
-            self.trial.report(metrics[self.metric], epoch)
-            prune = self.may_prune(epoch) and self.trial.should_prune()
+            if self.several is not None:
+                prune = self._dominated(epoch)
+            else:
+                self.trial.report(metrics[self.metric], epoch)
+                prune = self.may_prune(epoch) and self.trial.should_prune()
         if prune:
             raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+    def _dominated(self, epoch: int) -> bool:
+        """Multi-objective pruning (Optuna has none): see ``objectives.dominated_at``."""
+        spec = self.several
+        assert spec is not None
+        self.trial.set_user_attr(objectives.EPOCHS_ATTR, epoch)
+        if (not self.may_prune(epoch) or epoch < spec.pruner.min_epochs
+                or spec.pruner.type == "none"):
+            return False
+        trials = self.trial.study.get_trials(deepcopy=False)
+        if sum(t.state == TrialState.COMPLETE for t in trials) < spec.pruner.n_startup_trials:
+            return False
+        by = objectives.dominated_at(spec, trials, self.trial.number, epoch, self.history,
+                                     self.measures)
+        if len(by) < objectives.DOMINATORS:
+            return False
+        self.trial.set_user_attr("pruned_by", by[:5])
+        return True
 
 
 class Objective:
@@ -85,7 +109,7 @@ class Objective:
         root = trial.user_attrs.get("retry_of", trial.number)
         return self.checkpoints / f"trial-{root}.pt"
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         return self.train(trial, self.start(trial))
 
     def start(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -108,8 +132,8 @@ class Objective:
         _drop_if_grid_point_taken(trial)
         return params
 
-    def train(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
-        """Train one trial alone; its value (raises as ``study.optimize`` expects)."""
+    def train(self, trial: optuna.Trial, params: dict[str, Any]) -> float | list[float]:
+        """Train one trial alone; its value(s) (raises as ``study.optimize`` expects)."""
         if self.tracker is None:
             return self._train(trial, params)
         self.tracker.trial_started(trial.number, space.trial_config(self.spec.space,
@@ -129,7 +153,8 @@ class Objective:
             self.tracker.discard(trial.number)  # never a trial of its own: no run
             raise
         finally:
-            self.tracker.trial_finished(trial.number, state, value)
+            self.tracker.trial_finished(trial.number, state,
+                                        value[0] if isinstance(value, list) else value)
 
     def train_group(self, members: list[tuple[optuna.Trial, dict[str, Any]]],
                     finish: Callable[[optuna.Trial, TrialState, float | None], None]) -> None:
@@ -179,13 +204,17 @@ class Objective:
             self.tracker.trial_finished(trial.number, tracked, value)
         finish(trial, state, value)
 
-    def _train(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
+    def _train(self, trial: optuna.Trial, params: dict[str, Any]) -> float | list[float]:
         from tunecli import trainer
 
         reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker,
-                                  self.on_epoch, f"trial {trial.number}", self.may_prune)
+                                  self.on_epoch, f"trial {trial.number}", self.may_prune,
+                                  self.spec if self.spec.multi_objective else None)
         try:
             with self.signals.interruptible():
+                measures = objectives.before_training(trial, self.spec, params,
+                                                      self.data_root)
+                reporter.measures = measures
                 result = trainer.run(self.spec.trainer, params, reporter,
                                      metric=self.spec.metric, direction=self.spec.direction,
                                      base_dir=self.spec.base_dir, data_root=self.data_root,
@@ -208,7 +237,8 @@ class Objective:
         # Again: an earlier trial may have registered this point only after the first check.
         _drop_if_grid_point_taken(trial)
         self._store_result(trial, result)
-        return float(result.value)
+        return objectives.values_after_training(trial, self.spec, float(result.value), measures,
+                                                result.train_seconds)
 
     @staticmethod
     def _store_result(trial: optuna.Trial, result: Any) -> None:

@@ -92,10 +92,10 @@ class SearchProgress:
         running = sorted((t for t in trials if t.state.name == "RUNNING"
                           and t.user_attrs.get("worker")),
                          key=lambda t: str(t.user_attrs["worker"]))
-        best = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+        best = [t for t in trials if t.state.name == "COMPLETE" and t.values]
         pick = min if self.minimize else max
-        top = pick(best, key=lambda t: t.value) if best else None
-        self.update(count_trials(trials), (top.value, top.params) if top else None)
+        top = pick(best, key=lambda t: t.values[0]) if best else None
+        self.update(count_trials(trials), (top.values[0], top.params) if top else None)
         parts = []
         for t in running:
             steps = t.intermediate_values

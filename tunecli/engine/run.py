@@ -22,6 +22,7 @@ from rich.markup import escape
 from tunecli.engine import compute, fusing, samplers
 from tunecli.engine import storage as storage_module
 from tunecli.engine.objective import Objective, Surplus
+from tunecli.engine.objectives import primary
 from tunecli.engine.progress import SearchProgress
 from tunecli.engine.recovery import count_trials, is_lost, queue_retries, reap_lost_trials
 from tunecli.engine.samplers import grid_exhausted
@@ -68,14 +69,21 @@ class _TrialLog:
             self.failures += 1
             self.last_failure = str(frozen.user_attrs.get("fail_reason", "unknown error"))
             note = f"[red]{escape(self.last_failure)}[/]"
+        elif frozen.state == TrialState.PRUNED and frozen.user_attrs.get("infeasible"):
+            note = f"infeasible, not trained: {escape(frozen.user_attrs['infeasible'])}"
         elif frozen.state == TrialState.PRUNED:
-            note = f"after epoch {frozen.last_step}"
+            last = frozen.last_step  # a multi-objective trial counts its own epochs
+            note = f"after epoch {frozen.user_attrs.get('epochs_done') if last is None else last}"
+        if frozen.values and len(frozen.values) > 1:  # the measure objectives: params=2931
+            names = self.objective.spec.objective_names[1:]
+            note = " ".join(f"{n}={v:.4g}" for n, v in zip(names, frozen.values[1:],
+                                                           strict=True))
         group = frozen.user_attrs.get("fused_with")
         if group:
             numbers = sorted([frozen.number, *group])
             note += f"{' ' if note else ''}[dim](fused x{len(numbers)}: trials "\
                     f"{numbers[0]}-{numbers[-1]})[/]"
-        value = frozen.value if frozen.state == TrialState.COMPLETE else None
+        value = primary(frozen) if frozen.state == TrialState.COMPLETE else None
         self.progress.trial_done(frozen.number, frozen.state.name.lower(), value,
                                  frozen.params, seconds, note)
         _tidy_checkpoints(study, self.objective, frozen, self.keep)
@@ -172,8 +180,8 @@ def _reason_to_stop(study: optuna.Study, spec: StudySpec, progress: SearchProgre
     counts = count_trials(trials)
     best = best_trial(study)
     spent = compute.epochs_spent(trials)
-    progress.update(counts, (best.value, best.params)
-                    if best is not None and best.value is not None else None,
+    progress.update(counts, (best.values[0], best.params)
+                    if best is not None and best.values else None,
                     (spent, budget.epochs) if budget.epochs is not None else None)
     if budget.epochs is not None:
         if spent >= budget.epochs:

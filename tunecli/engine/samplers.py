@@ -51,6 +51,11 @@ def _hyperopt_tpe(spec: StudySpec, seed: int | None) -> BaseSampler:
                               **s.options)
 
 
+def _nsga2(spec: StudySpec, seed: int | None) -> BaseSampler:
+    """NSGA-II, the evolutionary multi-objective sampler; it reads trials' constraints."""
+    return optuna.samplers.NSGAIISampler(seed=seed, **spec.sampler.options)
+
+
 def _random(spec: StudySpec, seed: int | None) -> BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed, **spec.sampler.options)
 
@@ -125,6 +130,7 @@ SAMPLERS: dict[str, Callable[[StudySpec, int | None], BaseSampler]] = {
     "tpe": _tpe,
     "gp": _gp,
     "hyperopt-tpe": _hyperopt_tpe,
+    "nsga2": _nsga2,
     "random": _random,
     "grid": _grid,
     "cmaes": _cmaes,
@@ -235,8 +241,16 @@ def grid_size(spec: StudySpec) -> int:
     return math.prod(len(v) for v in grid_search_space(spec).values())
 
 
+# Samplers that cannot search several objectives (Optuna's CMA-ES, Hyperopt's TPE).
+SINGLE_OBJECTIVE_ONLY = ("hyperopt-tpe", "cmaes")
+
+
 def check_sampler_fits(spec: StudySpec, fail: Callable[..., Any]) -> None:
     """Problems only visible once the sampler meets the space, reported as spec errors."""
+    if spec.multi_objective and spec.sampler.type in SINGLE_OBJECTIVE_ONLY:
+        fail("sampler.type", f"the {spec.sampler.type} sampler searches one objective, and "
+             f"this study has {len(spec.objective_names)}", "Use tpe, gp, nsga2 or random.")
+        return
     if spec.sampler.type == "grid":
         size = grid_size(spec)
         if size > _MAX_GRID_POINTS:

@@ -55,6 +55,13 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best feasible trial; in a multi-objective study, the front's best on the first
+    objective (what progress lines, checkpoints and ``train NAME`` need one trial for)."""
+    if len(study.directions) > 1:
+        from tunecli.engine.objectives import pareto_front
+
+        front = pareto_front(study)
+        return front[0] if front else None
     try:
         return study.best_trial
     except ValueError:
@@ -93,7 +100,8 @@ def open_for_search(spec: StudySpec, url: str, source: str, *,
         try:
             study = optuna.create_study(study_name=spec.name, storage=storage,
                                         sampler=samplers.make_sampler(spec, first_run=True),
-                                        pruner=pruner, direction=spec.direction)
+                                        pruner=pruner,
+                                        directions=list(spec.directions))
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another process created it a moment ago: continue it below
         else:

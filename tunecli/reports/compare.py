@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tunecli.engine import compute
 from tunecli.reports.summary import effort_line, format_value, reported_trials, summary
 from tunecli.spec import StudySpec
 
@@ -36,10 +37,11 @@ def best_so_far(trials: list[FrozenTrial], direction: str) -> dict[str, list[flo
     best: float | None = None
     epochs = 0
     for k, t in enumerate(done, start=1):
-        epochs += int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
-        if t.state == TrialState.COMPLETE and t.value is not None:
-            if best is None or (t.value > best if direction == "maximize" else t.value < best):
-                best = t.value
+        epochs += int(t.user_attrs.get("epochs_run", compute.epochs_reported(t)))
+        value = t.values[0] if t.state == TrialState.COMPLETE and t.values else None
+        if value is not None:
+            if best is None or (value > best if direction == "maximize" else value < best):
+                best = value
         if best is not None:
             curve["trials"].append(k)
             curve["epochs"].append(epochs)

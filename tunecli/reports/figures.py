@@ -14,6 +14,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tunecli.engine.objectives import epoch_curve, first_objective
+
 __all__ = ["study_figures", "learning_curves", "slices", "comparison"]
 
 # The states in Optuna's own timeline colours (blue, orange, red), so a pruned trial looks the
@@ -30,10 +32,9 @@ def learning_curves(trials: list[FrozenTrial], metric: str, best: int | None,
     fig = go.Figure()
     shown: set[str] = set()
     for t in sorted(trials, key=lambda t: t.number == best):  # the best is drawn on top
-        steps = sorted(t.intermediate_values)
+        steps, values = epoch_curve(t, metric)
         if not steps:
             continue
-        values = [t.intermediate_values[s] for s in steps]
         kind = "best" if t.number == best else t.state.name.lower()
         if kind not in _COLOURS:
             continue
@@ -95,7 +96,8 @@ def slices(study: optuna.Study, params: list[str], metric: str) -> Any:
 
     fig = make_subplots(rows=1, cols=len(params), shared_yaxes=True)
     for column, name in enumerate(params, start=1):
-        single = vis.plot_slice(study, params=[name], target_name=metric)
+        single = vis.plot_slice(study, params=[name], target_name=metric,
+                                target=first_objective(study))
         for trace in single.data:
             trace.x = tuple(_unquoted(x) for x in trace.x or ())
             trace.marker.showscale = column == 1
@@ -127,7 +129,7 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
         out["history"] = ("Optimization history", _history(study, metric, complete),
                           "Each completed trial's value and the best so far.") if complete \
             else ("Optimization history", None, "No trial has completed yet.")
-        minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
+        minimize = study.directions[0] == optuna.study.StudyDirection.MINIMIZE
         out["curves"] = ("Learning curves", learning_curves(trials, metric, best, minimize),
                          "Pruned trials stop early; the x marks the epoch the pruner stopped. "
                          "Zoomed on the useful range (buttons: all values).")
@@ -136,7 +138,7 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
             out["importances"] = (
                 "Parameter importances",
                 vis.plot_param_importances(study, evaluator=evaluator, params=sorted(ranked),
-                                           target_name=metric),
+                                           target_name=metric, target=first_objective(study)),
                 f"{imp['method']} over {imp['n_trials']} completed trials"
                 + (f" ({imp['note']})." if imp["note"] else ".")
                 + (f" Not weighed (conditional): {', '.join(imp['left_out'])}."
@@ -146,7 +148,8 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
         if len(complete) >= 2 and ranked:
             out["parallel"] = ("Parallel coordinates",
                                vis.plot_parallel_coordinate(study, params=ranked[:8],
-                                                            target_name=metric),
+                                                            target_name=metric,
+                                                            target=first_objective(study)),
                                "Completed trials, one line each; drag along an axis to filter.")
             top = ranked[:4]
             out["slices"] = ("Slice plots of the most important parameters",
@@ -156,6 +159,8 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
             reason = "needs at least two completed trials and importances"
             out["parallel"] = ("Parallel coordinates", None, reason)
             out["slices"] = ("Slice plots of the most important parameters", None, reason)
+        if len(study.directions) > 1:
+            out.update(_several_objectives(study, data, trials))
         out["timeline"] = ("Timeline", vis.plot_timeline(study),
                            "When each trial ran and how it ended; parallel workers overlap.")
     for _, fig, _ in out.values():
@@ -168,12 +173,53 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
     return out
 
 
+def _several_objectives(study: optuna.Study, data: dict[str, Any], trials: list[FrozenTrial]
+                        ) -> dict[str, tuple[str, Any | None, str]]:
+    """A multi-objective study's Pareto front (a scatter of every completed trial, the front
+    highlighted, infeasible ones marked) and its hypervolume against trials and epochs."""
+    from optuna import visualization as vis
+
+    from tunecli.reports.hypervolume import hypervolume_curve, reference_point
+
+    names = [o["metric"] for o in data["objectives"]]
+    directions = [o["direction"] for o in data["objectives"]]
+    out: dict[str, tuple[str, Any | None, str]] = {}
+    if not data.get("front"):
+        reason = "No feasible trial has completed yet."
+        return {"pareto": ("Pareto front", None, reason), "hypervolume": ("Hypervolume", None,
+                                                                          reason)}
+    if len(names) in (2, 3):
+        fig = vis.plot_pareto_front(study, target_names=names)
+        if "params" in names[1:] or "flops" in names[1:]:
+            axis = "xaxis" if names.index(next(n for n in names if n in ("params", "flops"))) \
+                == 0 else "yaxis"
+            if len(names) == 2:
+                fig.update_layout({axis: {"type": "log"}})
+        out["pareto"] = ("Pareto front", fig,
+                         f"Every completed trial; the front ({len(data['front'])} trials) in "
+                         "red, dominated trials blue, infeasible ones (breaking a constraint) "
+                         "grey. Hover for the trial number and parameters.")
+    else:
+        out["pareto"] = ("Pareto front", None, f"{len(names)} objectives: see the front table.")
+    reference = reference_point([trials], directions)
+    if reference is not None:
+        curve = hypervolume_curve(trials, directions, reference)
+        out["hypervolume"] = ("Hypervolume", comparison({study.study_name: {
+            "trials": curve["trials"], "epochs": curve["epochs"],
+            "best": curve["hypervolume"]}}, "hypervolume").update_yaxes(
+                title_text="hypervolume"),
+            "The space the front dominates, up to the worst feasible value of each "
+            "objective: it grows as the front improves (against trials and epochs).")
+    return out
+
+
 def _history(study: optuna.Study, metric: str, complete: list[FrozenTrial]) -> Any:
     """Optuna's history with whole trial numbers on the axis: with one trial plotly would
     stretch it from -0.75 to 1.75 with fractional ticks."""
     from optuna import visualization as vis
 
-    fig = vis.plot_optimization_history(study, target_name=metric)
+    fig = vis.plot_optimization_history(study, target_name=metric,
+                                        target=first_objective(study))
     numbers = [t.number for t in complete]
     if max(numbers) - min(numbers) < 10:
         fig.update_xaxes(range=[min(numbers) - 0.5, max(numbers) + 0.5], dtick=1)

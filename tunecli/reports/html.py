@@ -19,6 +19,7 @@ from tunecli.reports.export import best_study_yaml
 from tunecli.reports.summary import (
     effort_line,
     format_value,
+    front,
     ranked,
     reported_trials,
 )
@@ -122,6 +123,17 @@ def _top_table(data: dict[str, Any], top: int) -> str:
             f"<th>parameters</th></tr>{rows}</table>")
 
 
+def _front_table(data: dict[str, Any]) -> str:
+    names = [o["metric"] for o in data["objectives"]]
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = "".join(
+        f"<tr><td>{r['number']}</td>"
+        + "".join(f"<td>{format_value((r.get('values') or {}).get(n))}</td>" for n in names)
+        + f"<td>{html.escape(format_params(r['params'], limit=len(r['params'])))}</td></tr>"
+        for r in front(data))
+    return f"<table><tr><th>#</th>{head}<th>parameters</th></tr>{rows}</table>"
+
+
 def study_report(study: optuna.Study, spec: StudySpec, data: dict[str, Any],
                  top: int = 10) -> str:
     """The HTML page of one study: counts, figures, best configuration, top trials."""
@@ -151,7 +163,13 @@ def study_report(study: optuna.Study, spec: StudySpec, data: dict[str, Any],
             f"<pre>{html.escape(yaml_text)}</pre></section>")
         sections.append(f'<section id="top-trials"><h2>Top trials</h2>{_top_table(data, top)}'
                         "</section>")
-    subtitle = [f"{data['direction']} {data['metric']} · sampler {spec.sampler.type} · "
+    if data.get("front"):
+        sections.insert(1, f'<section id="front"><h2>Pareto front</h2>{_front_table(data)}'
+                           "</section>")
+    aims = (", ".join(f"{o['direction']} {o['metric']}" for o in data["objectives"])
+            if data.get("front") is not None else f"{data['direction']} {data['metric']}")
+    subtitle = [f"{aims}{' · ' + ', '.join(data['constraints']) if data['constraints'] else ''}"
+                f" · sampler {spec.sampler.type} · "
                 f"pruner {spec.pruner.type} · {spec.trainer.model} on "
                 f"{spec.trainer.dataset.name}, up to {spec.trainer.epochs} epochs"]
     return _page(f"tunecli study {spec.name}", subtitle, sections)

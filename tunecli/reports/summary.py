@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunecli.engine import compute, space
+from tunecli.engine.objectives import first_objective
 from tunecli.engine.recovery import count_trials, kind_of
 from tunecli.engine.study import best_trial
 from tunecli.spec import StudySpec
@@ -37,9 +38,9 @@ def _trial_row(t: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
     return {
         "number": t.number,
         "state": t.state.name.lower(),
-        "value": _clean(t.value) if t.state == TrialState.COMPLETE else None,
+        "value": _clean(t.values[0]) if t.state == TrialState.COMPLETE and t.values else None,
         "last_value": _clean(t.intermediate_values[t.last_step]) if t.last_step else None,
-        "epochs": t.user_attrs.get("epochs_run", len(t.intermediate_values)),
+        "epochs": t.user_attrs.get("epochs_run", compute.epochs_reported(t)),
         "params": space.trial_config(spec.space, t.params),
         "duration_s": round(t.duration.total_seconds(), 3) if t.duration else None,
         "params_count": t.user_attrs.get("params_count"),
@@ -47,6 +48,12 @@ def _trial_row(t: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
         "retry_of": t.user_attrs.get("retry_of"),
         # The trials it trained with as one fused model (empty: it trained alone).
         "fused_with": list(t.user_attrs.get("fused_with", [])),
+        # Several objectives: each by name; measures (params, latency_ms, ...) and constraints.
+        "values": (dict(zip(spec.objective_names, map(_clean, t.values), strict=True))
+                   if spec.multi_objective and t.values else None),
+        "measures": t.user_attrs.get("measures"),
+        "feasible": all(v <= 0 for v in t.constraints.values()) if t.constraints else None,
+        "infeasible": t.user_attrs.get("infeasible"),
     }
 
 
@@ -72,7 +79,7 @@ def summary(study: optuna.Study, spec: StudySpec, *,
         "counts": count_trials(trials),
         "best": None if best is None else {
             "number": best.number,
-            "value": _clean(best.value),
+            "value": _clean(best.values[0]),
             "params": space.trial_config(spec.space, best.params),
             "best_epoch": best.user_attrs.get("best_epoch"),
             "spread": best.user_attrs.get("spread"),  # trainer.repeats / cv
@@ -81,6 +88,12 @@ def summary(study: optuna.Study, spec: StudySpec, *,
         "epochs": effort(trials, spec.trainer.epochs),
         "failures": failure_reasons(trials),
         "fused": fused_groups(trials),
+        "objectives": [{"metric": m, "direction": d}
+                       for m, d in zip(spec.objective_names, spec.directions, strict=True)],
+        "constraints": list(spec.constraints),
+        # The feasible non-dominated trials, best first on the first objective.
+        "front": [r["number"] for r in _front_rows(study, rows)] if spec.multi_objective
+        else None,
         "importances": importances(study, spec, importance) if importance else None,
         "trials": rows,
     }
@@ -104,7 +117,7 @@ def failure_reasons(trials: list[FrozenTrial]) -> list[dict[str, Any]]:
 
 
 def _epochs_of(t: FrozenTrial) -> int:
-    return int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
+    return int(t.user_attrs.get("epochs_run", compute.epochs_reported(t)))
 
 
 def _seconds_per_epoch(t: FrozenTrial) -> float:
@@ -224,8 +237,9 @@ def importances(study: optuna.Study, spec: StudySpec, method: str = "auto"
             warnings.simplefilter("ignore")
             # Sorted: Optuna 5.0's MDI evaluator pairs names with columns in sorted order and
             # mislabels the importances of an unsorted ``params`` list.
-            values = optuna.importance.get_param_importances(study, evaluator=evaluator,
-                                                             params=sorted(varied))
+            values = optuna.importance.get_param_importances(
+                study, evaluator=evaluator, params=sorted(varied),
+                target=first_objective(study))
     except (RuntimeError, ValueError, ZeroDivisionError) as exc:
         result["note"] = f"{method} could not weigh the parameters: {exc}"
         return result
@@ -236,6 +250,19 @@ def importances(study: optuna.Study, spec: StudySpec, method: str = "auto"
         result["note"] = (f"rough: PED-ANOVA weighs the top 10 % ({top} trial"
                           f"{'s' if top > 1 else ''} here); --importance fanova uses every trial")
     return result
+
+
+def _front_rows(study: optuna.Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from tunecli.engine.objectives import pareto_front
+
+    by_number = {r["number"]: r for r in rows}
+    return [by_number[t.number] for t in pareto_front(study) if t.number in by_number]
+
+
+def front(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Pareto front's trial rows (empty for a single-objective study)."""
+    by_number = {r["number"]: r for r in data["trials"]}
+    return [by_number[n] for n in data.get("front") or []]
 
 
 def ranked(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -275,6 +302,10 @@ def effort_line(epochs: dict[str, Any]) -> str:
             f"about {_duration(epochs['seconds_saved'])} saved")
 
 
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
 def to_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, default=str)
 
@@ -282,13 +313,21 @@ def to_json(data: dict[str, Any]) -> str:
 def to_csv(data: dict[str, Any]) -> str:
     """One row per trial, one column per parameter."""
     keys = list(dict.fromkeys(k for r in data["trials"] for k in r["params"]))
+    several = [o["metric"] for o in data.get("objectives") or []][1:] \
+        if data.get("front") is not None else []
+    on_front = set(data.get("front") or [])
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["number", "state", "value", "epochs", "duration_s", *keys, "fail_reason",
-                     "fused_with"])
+    writer.writerow(["number", "state", "value", *several,
+                     *(["pareto_front"] if several else []), "epochs", "duration_s", *keys,
+                     "fail_reason", "fused_with"])
     for r in data["trials"]:
+        values = r.get("values") or {}
         writer.writerow([r["number"], r["state"], "" if r["value"] is None else r["value"],
+                         *(_cell(values.get(m, (r.get("measures") or {}).get(m)))
+                           for m in several),
+                         *([int(r["number"] in on_front)] if several else []),
                          r["epochs"], r["duration_s"], *(r["params"].get(k, "") for k in keys),
-                         r["fail_reason"] or "",
+                         r["fail_reason"] or r.get("infeasible") or "",
                          " ".join(str(n) for n in r.get("fused_with", []))])
     return out.getvalue()

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunecli.engine.progress import format_params
-from tunecli.reports.summary import effort_line, format_value, ranked
+from tunecli.reports.summary import effort_line, format_value, front, ranked
 
 __all__ = ["show"]
 
@@ -25,11 +25,50 @@ def _importance_table(imp: dict[str, Any], width: int = 30) -> Table:
     return table
 
 
+def _aims(data: dict[str, Any]) -> str:
+    """'maximize val_accuracy', or for several objectives 'max val_accuracy, min params'."""
+    if data.get("front") is None:
+        return f"{data['direction']} {data['metric']}"
+    return ", ".join(f"{o['direction'][:3]} {o['metric']}" for o in data["objectives"])
+
+
+def _constraints(console: Console, data: dict[str, Any]) -> None:
+    if not data.get("constraints"):
+        return
+    rows = data["trials"]
+    before = sum(1 for r in rows if r.get("infeasible"))
+    after = sum(1 for r in rows if r.get("feasible") is False and not r.get("infeasible"))
+    console.print(f"constraints: {', '.join(data['constraints'])}; infeasible: {before} "
+                  f"stopped before training, {after} after", highlight=False)
+
+
+def _front_table(console: Console, data: dict[str, Any]) -> None:
+    """The Pareto front: one row per trial, each objective a column, first objective first."""
+    rows = front(data)
+    names = [o["metric"] for o in data["objectives"]]
+    if not rows:
+        console.print("Pareto front: no feasible trial has completed yet.")
+        return
+    console.print(f"[bold]Pareto front[/] ({len(rows)} trials; "
+                  + ", ".join(f"{o['direction'][:3]} {o['metric']}" for o in data["objectives"])
+                  + ")", highlight=False)
+    table = Table(box=None, padding=(0, 1, 0, 1))
+    table.add_column("#", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("parameters", overflow="fold", max_width=60)
+    for r in rows:
+        values = r.get("values") or {}
+        table.add_row(str(r["number"]), *(format_value(values.get(n)) for n in names),
+                      format_params(r["params"], limit=len(r["params"])))
+    console.print(table)
+
+
 def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     """The terminal report (fits 100 columns): counts, effort saved, best configuration,
     parameter importances, the top trials."""
     c = data["counts"]
-    console.print(f"[bold]{data['study']}[/]: {data['direction']} {data['metric']}  "
+    console.print(f"[bold]{data['study']}[/]: {_aims(data)}  "
                   f"finished {c['finished']} (complete {c['complete']}, pruned {c['pruned']})  "
                   f"failed {c['failed']}"
                   + (f"  lost {c['lost']} (retried)" if c["lost"] else "")
@@ -51,6 +90,9 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     for group in data.get("failures") or []:
         console.print(f"[red]failed ×{group['count']}[/] (e.g. trial #{group['example']}): "
                       f"{escape(group['reason'])}", highlight=False, soft_wrap=True)
+    _constraints(console, data)
+    if data.get("front") is not None:
+        _front_table(console, data)
     best = data["best"]
     if best is None:
         console.print("No trial has completed yet.")

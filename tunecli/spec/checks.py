@@ -56,6 +56,7 @@ def check_spec(spec: StudySpec, source: str) -> None:
         add("metric", f"unknown metric '{spec.metric}'",
             did_you_mean(spec.metric, metrics) or f"Choose one of: {', '.join(metrics)}.")
 
+    _check_objectives(spec, problems, metrics)
     model = spec.trainer.model
     builtin = model in models.MODELS
     if not builtin and ":" not in model:
@@ -84,6 +85,40 @@ def check_spec(spec: StudySpec, source: str) -> None:
     if known_types and not problems.errors:
         samplers.check_sampler_fits(spec, lambda path, message, fix="": add(path, message, fix))
     problems.raise_if_any()
+
+
+def _check_objectives(spec: StudySpec, problems: Problems, metrics: dict[str, None]) -> None:
+    """Objectives after the first are measures; constraints name a measure or the first
+    objective."""
+    from tunecli.trainer.measures import MEASURES
+
+    for i, objective in enumerate(spec.objectives or []):
+        if i == 0:
+            if objective.metric in MEASURES:
+                problems.add("objectives.0.metric", f"the first objective is a measure "
+                             f"('{objective.metric}'); it must be a per-epoch metric",
+                             "Put the metric first, e.g. {metric: val_accuracy, "
+                             "direction: maximize}, then the measures.")
+            continue
+        if objective.metric not in MEASURES:
+            problems.add(f"objectives.{i}.metric", f"unknown measure '{objective.metric}'",
+                         did_you_mean(objective.metric, MEASURES)
+                         or f"Choose one of: {', '.join(MEASURES)} (only the first "
+                            "objective is a per-epoch metric).")
+    names = [o.metric for o in spec.objectives] if spec.objectives else [spec.metric]
+    seen = set()
+    for i, objective_name in enumerate(names):
+        if objective_name in seen:
+            problems.add(f"objectives.{i}.metric", f"'{objective_name}' is listed twice",
+                         "Keep one entry per objective.")
+        seen.add(objective_name)
+    for i, constraint in enumerate(spec.parsed_constraints()):
+        if constraint.name not in MEASURES and constraint.name != spec.metric:
+            allowed = [*MEASURES, spec.metric]
+            problems.add(f"constraints.{i}", f"unknown name '{constraint.name}' in "
+                         f"'{spec.constraints[i]}'",
+                         did_you_mean(constraint.name, allowed)
+                         or f"Bound one of: {', '.join(allowed)}.")
 
 
 def _check_space(spec: StudySpec, problems: Problems, builtin: bool) -> None:

@@ -32,7 +32,8 @@ def _objective_view(stored: dict[str, Any]) -> dict[str, Any]:
                                                                            by_alias=True)
     except ValidationError:
         pass
-    view = {k: stored.get(k) for k in ("metric", "direction", "space", "trainer")}
+    view = {k: stored.get(k) for k in ("metric", "direction", "objectives", "constraints",
+                                       "space", "trainer")}
     trainer = dict(view["trainer"] or {})
     for _, key in _MACHINE_LOCAL:
         trainer.pop(key, None)

@@ -20,7 +20,8 @@ from pydantic import (
 )
 
 __all__ = ["StudySpec", "ParamSpec", "BudgetSpec", "SamplerSpec", "PrunerSpec", "TrainerSpec",
-           "DatasetSpec", "AugmentSpec", "Scalar", "parse_duration", "DURATION_SCHEMA_PATTERN"]
+           "DatasetSpec", "AugmentSpec", "ObjectiveSpec", "Constraint", "Scalar",
+           "parse_duration", "DURATION_SCHEMA_PATTERN"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
@@ -298,12 +299,52 @@ class ExportOrigin(_Strict):
     value: float
 
 
+class ObjectiveSpec(_Strict):
+    """One objective of a multi-objective study: a per-epoch metric (the first) or a measure
+    of the model (``params``, ``flops``, ``latency_ms``, ...: ``trainer/measures.py``)."""
+
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+_CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*"
+                            r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+class Constraint(BaseModel):
+    """``params <= 200000``: a bound on a measure or metric, written as one string."""
+
+    name: str
+    op: str
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        match = _CONSTRAINT_RE.match(text)
+        if not match:
+            raise ValueError(f"{text!r} is not a constraint; write e.g. 'params <= 200000' "
+                             "or 'latency_ms <= 2.0'")
+        return cls(name=match[1], op=match[2], bound=float(match[3]))
+
+    def violation(self, value: float) -> float:
+        """Optuna's constraint value: 0 or less when met, how far off otherwise."""
+        return value - self.bound if self.op in ("<=", "<") else self.bound - value
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.op} {self.bound:g}"
+
+
 class StudySpec(_Strict):
     """A whole study file."""
 
     name: str = Field(description="study name in the storage")
     metric: str = Field("val_accuracy", description="the per-epoch metric to optimise")
     direction: Literal["maximize", "minimize"] = "maximize"
+    objectives: list[ObjectiveSpec] | None = Field(
+        None, description="several objectives (instead of metric/direction): the first a "
+                          "per-epoch metric, the rest measures such as params or latency_ms")
+    constraints: list[str] = Field(default_factory=list,
+                                   description="bounds such as 'params <= 200000'")
     storage: str | None = Field(None, description="Optuna storage URL; default sqlite in the "
                                                   "current folder")
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
@@ -332,6 +373,52 @@ class StudySpec(_Strict):
             raise ValueError("the search space is empty; add at least one parameter, "
                              "e.g. lr: {float: [1.0e-4, 1.0e-1], log: true}")
         return value
+
+    @model_validator(mode="after")
+    def _objectives(self) -> StudySpec:
+        if self.objectives is None:
+            return self
+        first = self.objectives[0] if self.objectives else None
+        if first is not None and (("metric" in self.model_fields_set
+                                   and self.metric != first.metric)
+                                  or ("direction" in self.model_fields_set
+                                      and self.direction != first.direction)):
+            raise ValueError("write either metric/direction or objectives, not both")
+        if len(self.objectives) < 2:
+            raise ValueError("objectives needs two or more entries; for one, write metric: "
+                             "and direction:")
+        # The first objective is what each epoch reports, prunes on and stops early on.
+        self.metric, self.direction = self.objectives[0].metric, self.objectives[0].direction
+        return self
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: list[str]) -> list[str]:
+        for text in value:
+            Constraint.parse(text)
+        return value
+
+    @property
+    def directions(self) -> list[Literal["maximize", "minimize"]]:
+        return ([o.direction for o in self.objectives] if self.objectives
+                else [self.direction])
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [o.metric for o in self.objectives] if self.objectives else [self.metric]
+
+    @property
+    def multi_objective(self) -> bool:
+        return bool(self.objectives)
+
+    def describe_aims(self) -> str:
+        """'maximize val_accuracy', or 'maximize val_accuracy, minimize params (params <= 2e5)'."""
+        aims = ", ".join(f"{d} {m}" for m, d in zip(self.objective_names, self.directions,
+                                                     strict=True))
+        return aims + (f" ({', '.join(self.constraints)})" if self.constraints else "")
+
+    def parsed_constraints(self) -> list[Constraint]:
+        return [Constraint.parse(text) for text in self.constraints]
 
     def searched(self) -> dict[str, ParamSpec]:
         """The parameters that are sampled (not fixed)."""

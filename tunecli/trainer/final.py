@@ -65,12 +65,17 @@ def from_file(path: Path, epochs: int | None = None) -> Choice:
 
 
 def from_study(name: str, url: str, trial_number: int | None = None,
-               epochs: int | None = None) -> Choice:
-    """A stored study's best trial, or trial ``trial_number``; trained for its best epoch."""
+               epochs: int | None = None, pick: str | None = None) -> Choice:
+    """A stored study's best trial, or trial ``trial_number``, or the front's trial ``pick``
+    names (``objectives.pick``); trained for its best epoch."""
     from tunecli.engine import study as study_module
+    from tunecli.engine.objectives import pick as pick_trial
 
     study, spec = study_module.load(name, url)
-    if trial_number is None:
+    trial: optuna.trial.FrozenTrial | None
+    if pick is not None:
+        trial = pick_trial(study, spec, pick)
+    elif trial_number is None:
         trial = study_module.best_trial(study)
         if trial is None:
             raise SpecError(f"study '{name}' has no completed trial to train",
@@ -81,7 +86,7 @@ def from_study(name: str, url: str, trial_number: int | None = None,
     return Choice(spec, space.trial_config(spec.space, trial.params),
                   epochs or spec.trainer.final_epochs or best_epoch or spec.trainer.epochs,
                   f"{name}-trial{trial.number}", f"study '{name}' trial #{trial.number}",
-                  trial.number, trial.value)
+                  trial.number, trial.values[0] if trial.values else None)
 
 
 def _completed_trial(study: optuna.Study, number: int, name: str) -> optuna.trial.FrozenTrial:
