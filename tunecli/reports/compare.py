@@ -58,6 +58,7 @@ def comparison(studies: list[tuple[optuna.Study, StudySpec]]) -> dict[str, Any]:
         out["studies"][spec.name] = {**data, "sampler": spec.sampler.type,
                                      "pruner": spec.pruner.type}
         out["curves"][spec.name] = best_so_far(reported_trials(study), spec.direction)
+    _by_hypervolume(studies, out)
     metrics = {(s["metric"], s["direction"]) for s in out["studies"].values()}
     if len(metrics) > 1:
         out["notes"].append("the studies optimise different metrics or directions: "
@@ -65,7 +66,36 @@ def comparison(studies: list[tuple[optuna.Study, StudySpec]]) -> dict[str, Any]:
                                         for n, s in out["studies"].items()))
     first = next(iter(out["studies"].values()))
     out["metric"], out["direction"] = first["metric"], first["direction"]
+    if out.get("by") == "hypervolume":
+        out["metric"], out["direction"] = "hypervolume", "maximize"
     return out
+
+
+def _by_hypervolume(studies: list[tuple[optuna.Study, StudySpec]], out: dict[str, Any]) -> None:
+    """Multi-objective studies of the same objectives are compared by their fronts'
+    hypervolume (one reference point for all), not by the first objective alone."""
+    from tunecli.reports.hypervolume import hypervolume_curve, reference_point
+
+    aims = {(tuple(spec.objective_names), tuple(spec.directions)) for _, spec in studies}
+    if len(aims) != 1 or not all(spec.multi_objective for _, spec in studies):
+        return
+    names, directions = next(iter(aims))
+    trial_lists = [reported_trials(study) for study, _ in studies]
+    reference = reference_point(trial_lists, directions)
+    if reference is None:
+        return
+    for (_, spec), trials in zip(studies, trial_lists, strict=True):
+        curve = hypervolume_curve(trials, directions, reference)
+        out["curves"][spec.name] = {"trials": curve["trials"], "epochs": curve["epochs"],
+                                    "best": curve["hypervolume"]}
+        out["studies"][spec.name]["hypervolume"] = curve["hypervolume"][-1] \
+            if curve["hypervolume"] else 0.0
+    out["by"] = "hypervolume"
+    out["notes"].append("multi-objective studies (" + ", ".join(
+        f"{d} {n}" for n, d in zip(names, directions, strict=True)) + ") are compared by the "
+        "hypervolume of their Pareto fronts, from the worst feasible value of each objective "
+        "over all of them: " + ", ".join(f"{k}: {format_value(v.get('hypervolume'))}"
+                                         for k, v in out["studies"].items()))
 
 
 def _at(curve: dict[str, list[float]], axis: str, limit: float) -> float | None:
@@ -112,6 +142,8 @@ def show(console: Console, data: dict[str, Any]) -> None:
     row("training time", [f"{studies[n]['epochs']['seconds_spent']:.0f}s" for n in names])
     row("best", [format_value(studies[n]["best"]["value"] if studies[n]["best"] else None)
                  for n in names])
+    if data.get("by") == "hypervolume":
+        row("hypervolume", [format_value(studies[n].get("hypervolume")) for n in names])
     for axis in ("trials", "epochs"):
         largest = max((c[axis][-1] for c in curves.values() if c[axis]), default=0)
         for mark in _marks(largest):

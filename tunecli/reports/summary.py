@@ -169,13 +169,14 @@ def effort(trials: list[FrozenTrial], epochs_per_trial: int) -> dict[str, Any]:
     """
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     spent = sum(_epochs_of(t) for t in finished)
-    saved = {"pruning": 0, "early_stopping": 0}
-    saved_s = {"pruning": 0.0, "early_stopping": 0.0}
+    saved = {"pruning": 0, "early_stopping": 0, "constraints": 0}
+    saved_s = {"pruning": 0.0, "early_stopping": 0.0, "constraints": 0.0}
     for t in finished:
         # A trial cut short by the compute budget (its claim) saved nothing: it could not run.
         allowed = min(epochs_per_trial, int(t.user_attrs.get("epoch_claim", epochs_per_trial)))
         left = max(0, allowed - _epochs_of(t))
-        cause = "pruning" if t.state == TrialState.PRUNED else "early_stopping"
+        cause = ("constraints" if t.user_attrs.get("infeasible") else
+                 "pruning" if t.state == TrialState.PRUNED else "early_stopping")
         saved[cause] += left
         saved_s[cause] += left * _seconds_per_epoch(t)
     return {
@@ -183,8 +184,10 @@ def effort(trials: list[FrozenTrial], epochs_per_trial: int) -> dict[str, Any]:
         "budgeted": epochs_per_trial * len(finished),
         "saved_by_pruning": saved["pruning"],
         "saved_by_early_stopping": saved["early_stopping"],
+        # Trials whose architecture broke a constraint: measured, never trained.
+        "saved_by_constraints": saved["constraints"],
         "seconds_spent": round(_seconds_spent(finished), 3),
-        "seconds_saved": round(saved_s["pruning"] + saved_s["early_stopping"], 3),
+        "seconds_saved": round(sum(saved_s.values()), 3),
     }
 
 
@@ -295,9 +298,12 @@ def effort_line(epochs: dict[str, Any]) -> str:
         return ""
     total = epochs["budgeted"]
     pruned, early = epochs["saved_by_pruning"], epochs["saved_by_early_stopping"]
+    constrained = epochs.get("saved_by_constraints", 0)
     causes = [f"pruning {pruned / total:.0%}"] + (
-        [f"early stopping {early / total:.0%}"] if early else [])
-    return (f"epochs trained {epochs['spent']} of {total} ({(pruned + early) / total:.0%} saved: "
+        [f"early stopping {early / total:.0%}"] if early else []) + (
+        [f"constraints {constrained / total:.0%}"] if constrained else [])
+    saved = pruned + early + constrained
+    return (f"epochs trained {epochs['spent']} of {total} ({saved / total:.0%} saved: "
             f"{', '.join(causes)}); time {_duration(epochs['seconds_spent'])}, "
             f"about {_duration(epochs['seconds_saved'])} saved")
 
