@@ -238,3 +238,46 @@ def test_a_dominated_trial_is_pruned_and_a_front_one_is_not() -> None:
     smaller = reporter(40)  # smaller than every finished trial: on the front at any accuracy
     for epoch in range(1, 6):
         smaller.report(epoch, {"val_accuracy": 0.3})
+
+
+# --- comparisons and resume -----------------------------------------------------------------------
+
+def _hypervolume_2d(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """Area dominated by (loss, loss) points up to ``reference``: a plain sweep."""
+    area, best_y = 0.0, reference[1]
+    for x, y in sorted(points):
+        if y < best_y:
+            area += (reference[0] - x) * (best_y - y)
+            best_y = y
+    return area
+
+
+def test_multi_objective_studies_compare_by_hypervolume(cli, write_study) -> None:
+    study = write_study(SIZE_STUDY)
+    assert cli("search", study).exit_code == 0
+    assert cli("search", study, "--name", "tiny-random", "--set", "sampler.type=random",
+               "--set", "pruner.type=none").exit_code == 0
+    data = json.loads(cli("report", "tiny", "tiny-random", "--format", "json").output)
+    assert data["by"] == "hypervolume" and data["metric"] == "hypervolume"
+    losses = {name: [(-t.values[0], t.values[1]) for t in stored(name=name)
+                     if t.state == TrialState.COMPLETE
+                     and all(v <= 0 for v in t.constraints.values())]
+              for name in ("tiny", "tiny-random")}
+    everything = [p for points in losses.values() for p in points]
+    reference = (max(p[0] for p in everything), max(p[1] for p in everything))
+    for name, points in losses.items():
+        expected = _hypervolume_2d(points, reference)
+        assert data["studies"][name]["hypervolume"] == pytest.approx(expected)
+        curve = data["curves"][name]["best"]
+        assert curve == sorted(curve) and curve[-1] == pytest.approx(expected)
+    text = cli("report", "tiny", "tiny-random").output
+    assert "best hypervolume so far" in text and "compared by the hypervolume" in text
+
+
+def test_resume_of_a_multi_objective_study_ends_at_its_budget(cli, write_study) -> None:
+    study = write_study(SIZE_STUDY)
+    assert cli("search", study, "--n-trials", "5").exit_code == 0
+    assert cli("resume", "tiny", "--n-trials", "9").exit_code == 0
+    trials = stored()
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 9
+    assert all(len(t.values) == 2 for t in trials if t.state == TrialState.COMPLETE)
