@@ -34,21 +34,22 @@ if TYPE_CHECKING:
 
 __all__ = ["FusePlan", "fuse_plan", "run_round"]
 
-# auto, per device kind: K, and the largest model (weights, about its multiply-adds per
-# example) worth fusing. Above it one trial's matrix products already keep the device busy and
-# a fused group is no faster than its members one after another (benchmarks/README.md: on
-# 2 CPU cores a 2 x 256 digits MLP, 84k weights, gains 1.9x, a 2 x 128 Fashion-MNIST one, 118k,
-# 1.3x; 2 x 512 loses). CUDA's limit is a first guess, not yet measured on a GPU.
-_AUTO = {"cpu": (8, 120_000), "cuda": (16, 20_000_000)}
+# auto, per device kind: K, and the most work per step (weights x batch size, about one
+# step's multiply-adds per member) worth fusing. Above it one trial's matrix products already
+# keep the device busy, and a fused group is little or no faster than its members one after
+# another, while it fixes their structure (benchmarks/README.md, 2 CPU cores: every measured
+# configuration up to 3.3M gained 1.9-4.6x, every one from 8.6M on 0.8-1.3x, e.g. a 2 x 128
+# Fashion-MNIST MLP at batch 128, 15M: 1.3x). CUDA's limit is a first guess, not yet measured.
+_AUTO = {"cpu": (8, 4_000_000), "cuda": (16, 2_500_000_000)}
 
 
 @dataclass(frozen=True)
 class FusePlan:
     """How this run groups trials: up to ``k`` per group; under ``auto`` a round whose first
-    configuration has more than ``max_weights`` weights trains alone."""
+    configuration does more than ``max_work`` per step (weights x batch size) trains alone."""
 
     k: int
-    max_weights: int | None = None
+    max_work: int | None = None
     why_alone: str = ""        # why trials train one at a time, when they all do
 
 
@@ -67,8 +68,8 @@ def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
         return FusePlan(1, why_alone=why)
     if fuse != "auto":
         return FusePlan(int(fuse))
-    k, max_weights = _AUTO.get(device_type, _AUTO["cpu"])
-    return FusePlan(k, max_weights)
+    k, max_work = _AUTO.get(device_type, _AUTO["cpu"])
+    return FusePlan(k, max_work)
 
 
 Finish = Callable[[optuna.Trial, TrialState, "float | list[float] | None"], None]
@@ -115,10 +116,10 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
             if anchor is None and _fresh(objective, trial) \
                     and why_not_fused(spec.trainer, params) is None:
                 anchor = params
-                if plan.max_weights is not None and weights(
+                if plan.max_work is not None and weights(
                         spec.trainer, params, spec.base_dir, objective.data_root) \
-                        > plan.max_weights:
-                    k = len(members)  # too large to gain: this round trains it alone
+                        * _batch_size(spec, params) > plan.max_work:
+                    k = len(members)  # too much work to gain: this round trains it alone
         with optuna_internals.heartbeats(study, lambda: list(open_trials.copy().values())):
             for group in _groups(objective, members, group_key, why_not_fused):
                 if len(group) > 1:
@@ -132,6 +133,12 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
             trial.set_user_attr("fail_reason", reason)
             finish(trial, TrialState.FAIL, None)
         raise
+
+
+def _batch_size(spec: StudySpec, params: dict[str, Any]) -> int:
+    from tunecli.trainer.models import full_config
+
+    return max(1, int(full_config(spec.trainer.model, params)["batch_size"]))
 
 
 def _slots_left(trials: list[FrozenTrial], spec: StudySpec) -> float:
