@@ -281,3 +281,13 @@ def test_resume_of_a_multi_objective_study_ends_at_its_budget(cli, write_study) 
     trials = stored()
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 9
     assert all(len(t.values) == 2 for t in trials if t.state == TrialState.COMPLETE)
+
+
+def test_list_and_copy_a_multi_objective_study(cli, write_study) -> None:
+    assert cli("search", write_study(SIZE_STUDY), "--n-trials", "5").exit_code == 0
+    listed = cli("list")
+    assert listed.exit_code == 0, listed.output
+    assert "max/min" in listed.output and "front of" in listed.output
+    copied = cli("copy", "tiny", "tiny-2")
+    assert copied.exit_code == 0, copied.output
+    assert [t.values for t in stored(name="tiny-2")] == [t.values for t in stored()]

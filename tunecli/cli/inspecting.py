@@ -92,10 +92,16 @@ def list_studies(storage: StorageOption = None) -> None:
             budget = (study_module.stored_spec(study) or {}).get("budget") or {}
             limit = (str(budget["n_trials"]) if budget.get("n_trials")
                      else f"{budget['epochs']} epochs" if budget.get("epochs") else "-")
-            best = s.best_trial.value if s.best_trial is not None else None
-            table.add_row(s.study_name, s.direction.name.lower(), str(counts["finished"]),
-                          str(counts["failed"]), limit,
-                          "-" if best is None else f"{best:.4g}",
+            directions = ("/".join(d.name.lower()[:3] for d in s.directions)
+                          if len(s.directions) > 1 else s.directions[0].name.lower())
+            if len(s.directions) > 1:  # several objectives: the front's size, not one value
+                front = len(study.best_trials)
+                best_text = f"front of {front}" if front else "-"
+            else:
+                best = s.best_trial.value if s.best_trial is not None else None
+                best_text = "-" if best is None else f"{best:.4g}"
+            table.add_row(s.study_name, directions, str(counts["finished"]),
+                          str(counts["failed"]), limit, best_text,
                           s.datetime_start.strftime("%Y-%m-%d %H:%M") if s.datetime_start
                           else "-")
         console.print(table)
