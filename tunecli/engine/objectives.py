@@ -123,8 +123,9 @@ def dominated_at(spec: StudySpec, trials: list[FrozenTrial], number: int, epoch:
     for t in trials:
         if t.number == number or t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             continue
-        theirs = _best_until(t.user_attrs.get("history") or [], spec.metric, epoch, minimize)
-        if theirs is None or len(t.user_attrs.get("history") or []) < epoch:
+        their_history = t.user_attrs.get("history") or []
+        theirs = _best_until(their_history, spec.metric, epoch, minimize)
+        if theirs is None or len(their_history) < epoch:
             continue
         if not (theirs < mine if minimize else theirs > mine):
             continue
@@ -141,10 +142,10 @@ def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
     """The feasible non-dominated completed trials (Optuna's), ordered by the first
     objective, best first; for one objective, the best trial."""
     if len(study.directions) == 1:
-        try:
-            return [study.best_trial]
-        except ValueError:
-            return []
+        from tunecli.engine.study import best_trial
+
+        best = best_trial(study)
+        return [best] if best is not None else []
     front = study.best_trials
     reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     return sorted(front, key=lambda t: t.values[0], reverse=reverse)
