@@ -45,38 +45,49 @@ def test_a_bad_configuration_stores_nothing(cli, write_study, tmp_path: Path, te
     assert not db.exists() or not optuna.get_all_study_names(f"sqlite:///{db}")
 
 
-def test_a_new_model_based_study_tries_the_centre_of_the_space_first(cli, write_study) -> None:
-    assert cli("search", write_study(), "--n-trials", "2").exit_code == 0
-    first, second = stored()
-    assert first.user_attrs["center"] and "center" not in second.user_attrs
-    assert first.params == {"lr": pytest.approx(0.01), "width": 20, "optimizer": "adam"}
-    again = cli("search", write_study(), "--n-trials", "3")  # continuing: no second centre
-    assert again.exit_code == 0 and [t.user_attrs.get("center") for t in stored()] == [
-        True, None, None]
+def test_a_new_model_based_study_starts_from_the_defaults_then_the_centre(cli,
+                                                                        write_study) -> None:
+    assert cli("search", write_study(), "--n-trials", "3").exit_code == 0
+    first, second, third = stored()
+    assert first.user_attrs["defaults"] and first.params == {  # the trainer's, moved inside
+        "lr": pytest.approx(1e-3), "width": 32, "optimizer": "adam"}
+    assert second.user_attrs["center"] and second.params == {
+        "lr": pytest.approx(0.01), "width": 20, "optimizer": "adam"}
+    assert not {"center", "defaults"} & set(third.user_attrs)
+    again = cli("search", write_study(), "--n-trials", "4")  # continuing: no second start
+    assert again.exit_code == 0
+    assert [sorted({"center", "defaults"} & set(t.user_attrs)) for t in stored()] == [
+        ["defaults"], ["center"], [], []]
 
 
-@pytest.mark.parametrize("sets,centre", [
-    (["--set", "sampler.type=random"], False),
-    (["--set", "sampler.center_first=false"], False),
-    (["--set", "sampler.type=random", "--set", "sampler.center_first=true"], True),
+@pytest.mark.parametrize("sets,marks", [
+    ([], ["defaults", "center"]),
+    (["--set", "sampler.type=random"], []),
+    (["--set", "sampler.center_first=false"], ["defaults"]),
+    (["--set", "sampler.defaults_first=false"], ["center"]),
+    (["--set", "sampler.type=random", "--set", "sampler.center_first=true"], ["center"]),
+    (["--set", "sampler={type: random, defaults_first: true}"], ["defaults"]),
 ])
-def test_center_first_follows_the_sampler_and_the_key(cli, write_study, sets: list[str],
-                                                      centre: bool) -> None:
-    assert cli("search", write_study(), "--n-trials", "1", *sets).exit_code == 0
-    assert bool(stored()[0].user_attrs.get("center")) is centre
+def test_starting_points_follow_the_sampler_and_the_keys(cli, write_study, sets: list[str],
+                                                        marks: list[str]) -> None:
+    assert cli("search", write_study(), "--n-trials", "2", *sets).exit_code == 0
+    found = [mark for t in stored() for mark in ("defaults", "center") if t.user_attrs.get(mark)]
+    assert found == marks
 
 
 def test_known_configurations_replace_the_centre(cli, write_study, tmp_path: Path) -> None:
     (tmp_path / "known.yaml").write_text(CONFIGS)
     assert cli("search", write_study(), "--n-trials", "3", "--enqueue", "known.yaml"
                ).exit_code == 0
-    assert not any(t.user_attrs.get("center") for t in stored())
+    assert not any(t.user_attrs.get("center") or t.user_attrs.get("defaults")
+                   for t in stored())
 
 
-def test_a_grid_search_refuses_center_first(cli, write_study) -> None:
-    result = cli("search", write_study(), "--set", "sampler={type: grid, center_first: true}")
+@pytest.mark.parametrize("key", ["center_first", "defaults_first"])
+def test_a_grid_search_refuses_a_starting_point(cli, write_study, key: str) -> None:
+    result = cli("search", write_study(), "--set", f"sampler={{type: grid, {key}: true}}")
     assert result.exit_code == 2
-    assert "sampler.center_first" in result.output and "Traceback" not in result.output
+    assert f"sampler.{key}" in result.output and "Traceback" not in result.output
 
 
 def test_from_starts_with_the_other_studys_best(cli, write_study, tmp_path: Path) -> None:
@@ -90,7 +101,8 @@ def test_from_starts_with_the_other_studys_best(cli, write_study, tmp_path: Path
     trials = stored(name="warm")
     assert [t.params for t in trials[:2]] == [t.params for t in first[:2]]
     assert all(t.user_attrs.get("enqueued") for t in trials[:2])
-    assert not any(t.user_attrs.get("center") for t in trials)  # known configurations first
+    assert not any(t.user_attrs.get("center") or t.user_attrs.get("defaults")
+                   for t in trials)  # known configurations first
 
 
 def test_from_keeps_only_what_fits_the_new_space(cli, write_study, tmp_path: Path) -> None:

@@ -76,3 +76,27 @@ def test_center_config_is_each_range_middle_and_first_named_choice() -> None:
     assert centre == {"lr": pytest.approx(1e-3), "dropout": pytest.approx(0.2), "width": 91,
                       "depth": 2, "batch_size": 128, "optimizer": "sgd",
                       "momentum": pytest.approx(0.7)}
+
+
+def test_default_config_moves_the_trainers_defaults_into_the_space() -> None:
+    entries = {
+        "lr": {"float": [1e-5, 1e-1], "log": True},
+        "dropout": {"float": [0.1, 0.5], "step": 0.2},       # default 0 -> lowest rate
+        "weight_decay": {"float": [1e-6, 1e-2], "log": True},  # default 0 -> lowest
+        "width": {"int": [16, 100], "log": True},            # default 128 -> highest
+        "batch_size": {"choice": [32, 100, 256]},            # default 128 -> nearest value
+        "optimizer": {"choice": ["sgd", "rmsprop"]},         # adam not offered -> first
+        "momentum": {"float": [0.5, 0.99], "when": {"optimizer": "sgd"}},
+        "gamma2": {"float": [0.2, 0.4]},                     # no default -> the centre
+        "epochs_fixed": 7,
+    }
+    params = {k: ParamSpec.model_validate(v) for k, v in entries.items()}
+    defaults = {"lr": 1e-3, "dropout": 0.0, "weight_decay": 0.0, "width": 128,
+                "batch_size": 128, "optimizer": "adam", "momentum": 0.9}
+    assert space.default_config(params, defaults) == {
+        "lr": pytest.approx(1e-3), "dropout": pytest.approx(0.1),
+        "weight_decay": pytest.approx(1e-6), "width": 100, "batch_size": 100,
+        "optimizer": "sgd", "momentum": pytest.approx(0.9), "gamma2": pytest.approx(0.3)}
+    adam = dict(params, optimizer=ParamSpec.model_validate({"choice": ["rmsprop", "adam"]}))
+    assert space.default_config(adam, defaults)["optimizer"] == "adam"
+    assert "momentum" not in space.default_config(adam, defaults)  # inactive under adam

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 __all__ = ["suggest", "is_active", "describe", "grid_values", "trial_config", "first_config",
-           "center_config", "distribution"]
+           "center_config", "default_config", "distribution"]
 
 
 def is_active(param: ParamSpec, values: Mapping[str, Any]) -> bool:
@@ -122,6 +122,53 @@ def center_config(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
         if param.kind != "value":
             sampled[name] = values[name]
     return sampled
+
+
+def default_config(space: Mapping[str, ParamSpec],
+                   defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The trainer's own defaults moved into the space, as SMAC's initial design starts from
+    the default configuration: a default outside a range becomes its nearest end (no dropout
+    -> the lowest rate searched), one not among a choice's values its nearest value (numbers)
+    or the centre's pick. Parameters without a default take the centre. Sampled ones only."""
+    centre = center_config(space)
+    values: dict[str, Any] = {}
+    sampled: dict[str, Any] = {}
+    for name, param in space.items():
+        if not is_active(param, values):
+            continue
+        values[name] = param.value
+        if param.kind == "value":
+            continue
+        default = defaults.get(name)
+        values[name] = (_projected(param, default) if default is not None
+                        else centre.get(name, _any_value(param)))
+        sampled[name] = values[name]
+    return sampled
+
+
+def _projected(param: ParamSpec, value: Any) -> Any:
+    """``value`` moved to the nearest value ``param`` can take."""
+    if param.kind in ("float", "int"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return center_config({"p": param})["p"]
+        low, high = (param.float_ or param.int_)  # type: ignore[misc]
+        near = min(max(float(value), low), high)
+        if param.step:
+            near = min(low + round((near - low) / param.step) * param.step, high)
+        return int(round(near)) if param.kind == "int" else float(near)
+    choices = list(param.choice or [])
+    if value in choices and all(type(c) is type(value) for c in choices if c == value):
+        return value
+    numeric = [c for c in choices if isinstance(c, int | float) and not isinstance(c, bool)]
+    if numeric and len(numeric) == len(choices) and isinstance(value, int | float) \
+            and not isinstance(value, bool):
+        return min(numeric, key=lambda c: abs(float(c) - value))
+    return center_config({"p": param})["p"]
+
+
+def _any_value(param: ParamSpec) -> Any:
+    """A value for a parameter the centre skipped (active only under the defaults' choices)."""
+    return center_config({"p": param.model_copy(update={"when": None})})["p"]
 
 
 def grid_values(param: ParamSpec, points: int) -> list[Any]:

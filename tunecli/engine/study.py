@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from tunecli.engine import samplers, space
+from tunecli.engine import samplers
 from tunecli.engine import storage as storage_module
 from tunecli.engine.optuna_internals import set_study_system_attr, study_system_attrs
 from tunecli.errors import SpecError, did_you_mean
@@ -90,8 +90,9 @@ def open_for_search(spec: StudySpec, url: str, source: str, *,
 
     Only the process that creates the study samples with ``sampler.seed`` itself; any other
     gets a seed of its own (``samplers.run_seed``), so it does not repeat the first run's draws.
-    A new study's first trial is the space's centre (``samplers.center_first``) unless the
-    user gives known configurations to run first (``known_first``).
+    A new study's first trials are the trainer's defaults and the space's centre
+    (``samplers.starting_points``) unless the user gives known configurations to run first
+    (``known_first``).
     """
     quiet_optuna()
     storage = storage_module.open_storage(url)
@@ -107,9 +108,9 @@ def open_for_search(spec: StudySpec, url: str, source: str, *,
         else:
             store_spec(study, spec.stored())
             study.set_user_attr("tunecli:metric", spec.metric)
-            if samplers.center_first(spec) and not known_first:
-                study.enqueue_trial(space.center_config(spec.space),
-                                    user_attrs={"center": True})
+            if not known_first:
+                for mark, config in samplers.starting_points(spec):
+                    study.enqueue_trial(config, user_attrs={mark: True})
             _drop_stale_checkpoints(url, spec.name)
             return study
     study = optuna.load_study(study_name=spec.name, storage=storage,

@@ -173,8 +173,11 @@ class SamplerSpec(_Strict):
     seed: int | None = Field(None, description="makes the suggestions repeatable")
     n_startup_trials: int | None = Field(None, ge=0, description="random trials before modelling")
     grid_points: int = Field(5, ge=2, description="grid: points per float axis without step")
+    defaults_first: bool | None = Field(
+        None, description="the first trial of a new study tries the trainer's defaults, moved "
+                          "into the space (default: yes for tpe, gp and hyperopt-tpe)")
     center_first: bool | None = Field(
-        None, description="the first trial of a new study tries the centre of the space "
+        None, description="a new study then tries the centre of the space "
                           "(default: yes for tpe, gp and hyperopt-tpe)")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="extra keyword arguments for the Optuna sampler")
