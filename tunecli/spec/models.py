@@ -186,7 +186,7 @@ class SamplerSpec(_Strict):
 class PrunerSpec(_Strict):
     type: str = Field("median", description="median | percentile | asha | hyperband | none")
     min_epochs: int = Field(1, ge=0, description="epochs every trial runs before it can be pruned")
-    n_startup_trials: int = Field(5, ge=0, description="median/percentile: trials never pruned")
+    n_startup_trials: int = Field(3, ge=0, description="median/percentile: trials never pruned")
     percentile: float = Field(25.0, gt=0, lt=100, description="percentile pruner: keep the top %")
     reduction_factor: int = Field(3, ge=2, description="asha/hyperband: 1/n trials go on")
     max_epochs: int | None = Field(None, ge=1, description="hyperband: defaults to trainer.epochs")
