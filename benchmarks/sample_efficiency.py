@@ -36,7 +36,8 @@ STRATEGIES: dict[str, list[str]] = {
     # The baselines train one trial at a time, as a hand-written loop would (a fused round
     # fixes its members' structure, which would change what random search samples).
     "random": ["sampler={type: random}", "pruner={type: none}", "trainer.fuse=1"],
-    "optuna-tpe": ["sampler={type: tpe, n_startup_trials: 10, center_first: false}",
+    "optuna-tpe": ["sampler={type: tpe, n_startup_trials: 10, center_first: false, "
+                   "defaults_first: false}",
                    "pruner={type: none}", "trainer.fuse=1"],
     "tunecli-default": ["sampler={}", "pruner={}"],  # whatever a study that names none gets
     "tunecli-default-fuse-1": ["sampler={}", "pruner={}", "trainer.fuse=1"],
