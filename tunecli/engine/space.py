@@ -8,7 +8,7 @@ it out of the trial's params and out of the samplers' models.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -102,26 +102,7 @@ def center_config(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
     """The centre of the space, which Google Vizier tries first: each range's midpoint
     (geometric on a log scale, on the step's grid), a numeric choice's middle value, a named
     choice's first (the one a user lists first is their best guess). Sampled parameters only."""
-    values: dict[str, Any] = {}
-    sampled: dict[str, Any] = {}
-    for name, param in space.items():
-        if not is_active(param, values):
-            continue
-        values[name] = param.value
-        if param.kind in ("float", "int"):
-            low, high = (param.float_ or param.int_)  # type: ignore[misc]
-            middle = math.sqrt(low * high) if param.log else (low + high) / 2
-            if param.step:
-                middle = low + round((middle - low) / param.step) * param.step
-            values[name] = int(round(middle)) if param.kind == "int" else float(middle)
-        elif param.kind == "choice":
-            choices = list(param.choice or [])
-            numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
-            values[name] = (sorted(choices, key=float)[len(choices) // 2]  # type: ignore[arg-type]
-                            if numeric else choices[0])
-        if param.kind != "value":
-            sampled[name] = values[name]
-    return sampled
+    return _one_config(space, lambda name, param: _middle(param))
 
 
 def default_config(space: Mapping[str, ParamSpec],
@@ -130,27 +111,45 @@ def default_config(space: Mapping[str, ParamSpec],
     the default configuration: a default outside a range becomes its nearest end (no dropout
     -> the lowest rate searched), one not among a choice's values its nearest value (numbers)
     or the centre's pick. Parameters without a default take the centre. Sampled ones only."""
-    centre = center_config(space)
+    def pick(name: str, param: ParamSpec) -> Any:
+        default = defaults.get(name)
+        return _middle(param) if default is None else _projected(param, default)
+    return _one_config(space, pick)
+
+
+def _one_config(space: Mapping[str, ParamSpec],
+                pick: Callable[[str, ParamSpec], Any]) -> dict[str, Any]:
+    """The sampled parameters of one configuration, each active one given by ``pick``."""
     values: dict[str, Any] = {}
     sampled: dict[str, Any] = {}
     for name, param in space.items():
         if not is_active(param, values):
             continue
         values[name] = param.value
-        if param.kind == "value":
-            continue
-        default = defaults.get(name)
-        values[name] = (_projected(param, default) if default is not None
-                        else centre.get(name, _any_value(param)))
-        sampled[name] = values[name]
+        if param.kind != "value":
+            values[name] = sampled[name] = pick(name, param)
     return sampled
+
+
+def _middle(param: ParamSpec) -> Any:
+    """One parameter's centre (see ``center_config``)."""
+    if param.kind in ("float", "int"):
+        low, high = (param.float_ or param.int_)  # type: ignore[misc]
+        middle = math.sqrt(low * high) if param.log else (low + high) / 2
+        if param.step:
+            middle = low + round((middle - low) / param.step) * param.step
+        return int(round(middle)) if param.kind == "int" else float(middle)
+    choices = list(param.choice or [])
+    numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
+    return (sorted(choices, key=float)[len(choices) // 2]  # type: ignore[arg-type]
+            if numeric else choices[0])
 
 
 def _projected(param: ParamSpec, value: Any) -> Any:
     """``value`` moved to the nearest value ``param`` can take."""
     if param.kind in ("float", "int"):
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return center_config({"p": param})["p"]
+            return _middle(param)
         low, high = (param.float_ or param.int_)  # type: ignore[misc]
         near = min(max(float(value), low), high)
         if param.step:
@@ -163,12 +162,7 @@ def _projected(param: ParamSpec, value: Any) -> Any:
     if numeric and len(numeric) == len(choices) and isinstance(value, int | float) \
             and not isinstance(value, bool):
         return min(numeric, key=lambda c: abs(float(c) - value))
-    return center_config({"p": param})["p"]
-
-
-def _any_value(param: ParamSpec) -> Any:
-    """A value for a parameter the centre skipped (active only under the defaults' choices)."""
-    return center_config({"p": param.model_copy(update={"when": None})})["p"]
+    return _middle(param)
 
 
 def grid_values(param: ParamSpec, points: int) -> list[Any]:
