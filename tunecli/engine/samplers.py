@@ -149,7 +149,7 @@ def starting_points(spec: StudySpec) -> list[tuple[str, dict[str, Any]]]:
 # Random trials before each model guides the search, the two starting points (``starting_points``)
 # included. TPE's is 5, not Optuna's 10: after the trainer's defaults and the centre, 3 random
 # trials, with the median pruner's 3 unpruned trials, reached the "Time to a good model" target
-# in a median 88 epochs of 480 on 5 held-out seeds, against 116 with 10 and 5 (benchmarks/README).
+# in a median 88 epochs of 480 on seeds 5-9, against 116 with 10 and 5 (benchmarks/README).
 _MODEL_STARTUP = {"tpe": 5, "gp": 10, "hyperopt-tpe": 10, "cmaes": 1}
 
 
