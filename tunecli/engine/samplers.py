@@ -34,21 +34,21 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 
 def _tpe(spec: StudySpec, seed: int | None) -> BaseSampler:
-    s = spec.sampler
-    startup = _startup(s, _MODEL_STARTUP["tpe"])
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, **s.options)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(spec),
+                                      **spec.sampler.options)
 
 
 def _gp(spec: StudySpec, seed: int | None) -> BaseSampler:
     s = spec.sampler
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=_startup(s, 10), **s.options)
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(spec),
+                                    **s.options)
 
 
 def _hyperopt_tpe(spec: StudySpec, seed: int | None) -> BaseSampler:
     from tunecli.engine.hyperopt_sampler import HyperoptTPESampler
 
     s = spec.sampler
-    return HyperoptTPESampler(spec.space, seed=seed, n_startup_trials=_startup(s, 10),
+    return HyperoptTPESampler(spec.space, seed=seed, n_startup_trials=startup_trials(spec),
                               **s.options)
 
 
@@ -68,7 +68,7 @@ def _grid(spec: StudySpec, seed: int | None) -> BaseSampler:
 
 def _cmaes(spec: StudySpec, seed: int | None) -> BaseSampler:
     s = spec.sampler
-    return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=_startup(s, 1),
+    return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup_trials(spec),
                                         warn_independent_sampling=False, **s.options)
 
 
@@ -156,11 +156,10 @@ _MODEL_STARTUP = {"tpe": 5, "gp": 10, "hyperopt-tpe": 10, "cmaes": 1}
 def startup_trials(spec: StudySpec) -> int:
     """Trials the sampler draws before its model guides it (0: it has no model)."""
     default = _MODEL_STARTUP.get(spec.sampler.type)
-    return 0 if default is None else _startup(spec.sampler, default)
-
-
-def _startup(s: Any, default: int) -> int:
-    return default if s.n_startup_trials is None else s.n_startup_trials
+    if default is None:
+        return 0
+    chosen = spec.sampler.n_startup_trials
+    return default if chosen is None else chosen
 
 
 SAMPLERS: dict[str, Callable[[StudySpec, int | None], BaseSampler]] = {

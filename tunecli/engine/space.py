@@ -135,34 +135,37 @@ def _middle(param: ParamSpec) -> Any:
     """One parameter's centre (see ``center_config``)."""
     if param.kind in ("float", "int"):
         low, high = (param.float_ or param.int_)  # type: ignore[misc]
-        middle = math.sqrt(low * high) if param.log else (low + high) / 2
-        if param.step:
-            middle = low + round((middle - low) / param.step) * param.step
-        return int(round(middle)) if param.kind == "int" else float(middle)
+        return _on_grid(param, math.sqrt(low * high) if param.log else (low + high) / 2)
     choices = list(param.choice or [])
-    numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
     return (sorted(choices, key=float)[len(choices) // 2]  # type: ignore[arg-type]
-            if numeric else choices[0])
+            if all(map(_is_number, choices)) else choices[0])
 
 
 def _projected(param: ParamSpec, value: Any) -> Any:
     """``value`` moved to the nearest value ``param`` can take."""
     if param.kind in ("float", "int"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not _is_number(value):
             return _middle(param)
         low, high = (param.float_ or param.int_)  # type: ignore[misc]
-        near = min(max(float(value), low), high)
-        if param.step:
-            near = min(low + round((near - low) / param.step) * param.step, high)
-        return int(round(near)) if param.kind == "int" else float(near)
+        return _on_grid(param, min(max(float(value), low), high))
     choices = list(param.choice or [])
     if value in choices and all(type(c) is type(value) for c in choices if c == value):
         return value
-    numeric = [c for c in choices if isinstance(c, int | float) and not isinstance(c, bool)]
-    if numeric and len(numeric) == len(choices) and isinstance(value, int | float) \
-            and not isinstance(value, bool):
-        return min(numeric, key=lambda c: abs(float(c) - value))
+    if _is_number(value) and choices and all(map(_is_number, choices)):
+        return min(choices, key=lambda c: abs(float(c) - value))  # type: ignore[arg-type]
     return _middle(param)
+
+
+def _on_grid(param: ParamSpec, x: float) -> Any:
+    """``x`` (inside the range) on the step's grid, as the parameter's type."""
+    if param.step:
+        low, high = (param.float_ or param.int_)  # type: ignore[misc]
+        x = min(low + round((x - low) / param.step) * param.step, high)
+    return int(round(x)) if param.kind == "int" else float(x)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def grid_values(param: ParamSpec, points: int) -> list[Any]:
