@@ -124,6 +124,72 @@ def test_a_diverging_member_fails_alone() -> None:
         assert_same(jobs[i].reporter.metrics, lone(spec, configs[i]))  # type: ignore[attr-defined]
 
 
+def refill_from(waiting: list[fused.MemberJob]) -> Any:
+    """A refill that hands out ``waiting`` jobs as slots free up, recording each call."""
+    calls: list[int] = []
+
+    def refill(free: int) -> list[fused.MemberJob]:
+        calls.append(free)
+        taken = waiting[:free]
+        del waiting[:free]
+        return taken
+
+    refill.calls = calls  # type: ignore[attr-defined]
+    return refill
+
+
+@pytest.mark.parametrize("optimizer", fused.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_members_that_join_later_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
+    """A pruned member's slot is refilled at the epoch boundary: the newcomers (one wider than
+    the group, so the padding grows) start at their epoch 1 with their own batch order, their
+    own optimizer step count and batch-norm statistics, while the others go on."""
+    spec = trainer()
+    shared = {"depth": 2, "batch_size": 32, "optimizer": optimizer, "batch_norm": batch_norm,
+              "nesterov": optimizer == "sgd"}
+    scale = 0.1 if optimizer == "rmsprop" else 1.0
+    configs = [{**shared, **member, "lr": member["lr"] * scale} for member in MEMBERS]
+    jobs = [fused.MemberJob(configs[0], Collect(1)), fused.MemberJob(configs[3], Collect())]
+    later = [fused.MemberJob(configs[1], Collect()), fused.MemberJob(configs[2], Collect())]
+    refill = refill_from(list(later))
+    outcomes = fused.run_group(spec, jobs, metric="val_accuracy", refill=refill, slots=3)
+    assert refill.calls[0] == 2  # after epoch 1: one slot never filled, one freed by the prune
+    assert jobs[2:] == later and len(outcomes) == 4
+    assert len(jobs[0].reporter.metrics) == 1  # type: ignore[attr-defined]
+    for job in jobs[1:]:
+        assert isinstance(job.outcome, loop.TrainResult) and job.outcome.epochs_run == 4
+        assert_same(job.reporter.metrics, lone(spec, job.params))  # type: ignore[attr-defined]
+    fused_members = [m["fused_members"] for m in jobs[1].reporter.metrics]  # type: ignore[attr-defined]
+    assert fused_members == [2, 3, 3, 3]
+
+
+def test_a_group_emptied_by_pruning_is_refilled_and_augments_per_member() -> None:
+    """Digits with random crops and flips (drawn from each member's own generator): everyone
+    leaves after epoch 1, and the newcomers start a fresh stacked model."""
+    spec = trainer("digits", epochs=2)
+    shared = {"depth": 1, "batch_size": 128, "crop": 1, "flip": True}
+    configs = [{**shared, "width": w, "lr": lr} for w, lr in ((32, 3e-3), (48, 1e-3),
+                                                                (40, 2e-3))]
+    jobs = [fused.MemberJob(configs[0], Collect(1))]
+    refill = refill_from([fused.MemberJob(c, Collect()) for c in configs[1:]])
+    fused.run_group(spec, jobs, metric="val_accuracy", refill=refill, slots=2)
+    assert len(jobs) == 3
+    for job in jobs[1:]:
+        assert_same(job.reporter.metrics, lone(spec, job.params))  # type: ignore[attr-defined]
+
+
+def test_members_of_two_cohorts_with_crops_equal_lone_trials() -> None:
+    spec = trainer("digits", epochs=3)
+    shared = {"depth": 2, "batch_size": 64, "crop": 1, "flip": True, "dropout": 0.2}
+    configs = [{**shared, "width": w, "lr": lr} for w, lr in ((32, 3e-3), (24, 1e-3),
+                                                                (40, 2e-3))]
+    jobs = [fused.MemberJob(configs[0], Collect()), fused.MemberJob(configs[1], Collect(1))]
+    refill = refill_from([fused.MemberJob(configs[2], Collect())])
+    fused.run_group(spec, jobs, metric="val_accuracy", refill=refill)
+    for job in (jobs[0], jobs[2]):
+        assert_same(job.reporter.metrics, lone(spec, job.params))  # type: ignore[attr-defined]
+
+
 def test_early_stopping_is_per_member() -> None:
     spec = trainer(epochs=8, early_stopping=1)
     configs = [{"width": 16, "lr": 0.05, "optimizer": "sgd"},

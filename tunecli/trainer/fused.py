@@ -125,6 +125,14 @@ class MemberJob:
         return outcome
 
 
+@dataclass(eq=False)
+class _Cohort:
+    """Members that joined the group at the same epoch boundary: they are at the same epoch,
+    so they see the same batches, drawn from one generator in the lone trial's order."""
+
+    generator: torch.Generator
+
+
 @dataclass
 class _Member:
     job: MemberJob
@@ -134,6 +142,9 @@ class _Member:
     schedule: Schedule
     dropout_generator: torch.Generator
     widths: list[int]
+    cohort: _Cohort
+    started: float = field(default_factory=time.perf_counter)
+    epoch: int = 1              # the epoch it trains next
     progress: Progress = field(default_factory=Progress)
     outcome: TrainResult | BaseException | None = None
 
@@ -152,13 +163,14 @@ class _StackedMLP:
         self.batch_norm = batch_norm
         self.activation = activation
         depth = len(members[0].widths)
+        self.n_inputs, self.n_outputs = n_inputs, n_outputs
         sizes = [[n_inputs, *m.widths, n_outputs] for m in members]
         self.layer_in = [[s[layer] for s in sizes] for layer in range(depth + 1)]
         self.layer_out = [[s[layer + 1] for s in sizes] for layer in range(depth + 1)]
         self.params: list[torch.Tensor] = []
         self.kinds: list[tuple[str, int]] = []    # ("weight" | "vector", layer) per parameter
         self.running: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.batches_tracked = 0
+        self.batches_tracked = [0] * self.k   # per member: members may join later
         lone = [[p.detach() for p in m.model.parameters()] for m in members]
         # Per layer, where its weight, bias and batch-norm scale and shift are in ``params``.
         self.layers: list[dict[str, int]] = []
@@ -195,9 +207,9 @@ class _StackedMLP:
         view = self._view(stacked, i, kind, layer)
         return view.t() if kind == "weight" else view
 
-    def forward(self, x: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
-        """``x``: one batch shared by all members -> ``[K, batch, outputs]``."""
-        h = x.reshape(len(x), -1).expand(self.k, len(x), -1)
+    def forward(self, h: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
+        """``h``: each member's batch, ``[K, batch, inputs]`` (an expanded view when they
+        share one) -> ``[K, batch, outputs]``."""
         for layer, roles in enumerate(self.layers):
             weight = self.params[roles["weight"]]
             if "bias" in roles:
@@ -243,7 +255,44 @@ class _StackedMLP:
         self.running = [(self._narrow(m.index_select(0, self._rows(rows, m)), layer),
                          self._narrow(v.index_select(0, self._rows(rows, v)), layer))
                         for layer, (m, v) in enumerate(self.running)]
+        self.batches_tracked = [self.batches_tracked[i] for i in rows]
         self.k = len(rows)
+
+    def add(self, members: Sequence[_Member]) -> None:
+        """New members join at an epoch boundary (rows after the others), from their lone
+        models' initial weights; the padding grows to the widest member."""
+        for layer in range(len(self.layers)):
+            self.layer_in[layer] += [[self.n_inputs, *m.widths][layer] for m in members]
+            self.layer_out[layer] += [[*m.widths, self.n_outputs][layer] for m in members]
+        old = self.k
+        self.k += len(members)
+        lone = [[p.detach() for p in m.model.parameters()] for m in members]
+        params = []
+        for index, p in enumerate(self.params):
+            grown = self.grow(p.detach(), index)
+            kind, layer = self.kinds[index]
+            for j, weights_ in enumerate(lone):
+                self._view(grown, old + j, kind, layer).copy_(
+                    weights_[index].t() if kind == "weight" else weights_[index])
+            params.append(grown.requires_grad_())
+        self.params = params
+        self.running = [(self._grow_to(m, (1, max(self.layer_out[layer])), 0.0),
+                         self._grow_to(v, (1, max(self.layer_out[layer])), 1.0))
+                        for layer, (m, v) in enumerate(self.running)]
+        self.batches_tracked += [0] * len(members)
+
+    def grow(self, t: torch.Tensor, index: int) -> torch.Tensor:
+        """A tensor shaped as parameter ``index`` for the members before ``add``: zero rows
+        for the new ones, zero padding to the new widths (the optimizer grows its state so)."""
+        kind, layer = self.kinds[index]
+        width = max(self.layer_out[layer])
+        return self._grow_to(t, (max(self.layer_in[layer]), width) if kind == "weight"
+                             else (1, width), 0.0)
+
+    def _grow_to(self, t: torch.Tensor, shape: tuple[int, int], fill: float) -> torch.Tensor:
+        out = torch.full((self.k, *shape), fill, dtype=t.dtype, device=t.device)
+        out[:t.shape[0], :t.shape[1], :t.shape[2]] = t
+        return out
 
     @staticmethod
     def _rows(rows: list[int], like: torch.Tensor) -> torch.Tensor:
@@ -271,7 +320,7 @@ class _StackedMLP:
                     sizes[i] for sizes in self.layer_out], strict=False):
                 norm.running_mean.copy_(mean[i, 0, :width])  # type: ignore[union-attr]
                 norm.running_var.copy_(var[i, 0, :width])  # type: ignore[union-attr]
-                norm.num_batches_tracked.fill_(self.batches_tracked)  # type: ignore[union-attr]
+                norm.num_batches_tracked.fill_(self.batches_tracked[i])  # type: ignore[union-attr]
 
 
 def _grad(p: torch.Tensor) -> torch.Tensor:
@@ -293,7 +342,7 @@ class _StackedOptimizer:
         self.params = params
         self.configs = configs
         self.nesterov = nesterov
-        self.steps = 0
+        self.steps = [0] * len(configs)   # per member: members may join later
         self.lrs = [float(c["lr"]) for c in configs]
         names = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq"),
                  "adamw": ("exp_avg", "exp_avg_sq"),
@@ -313,14 +362,23 @@ class _StackedOptimizer:
         self.params = model.params
         self.configs = [self.configs[i] for i in rows]
         self.lrs = [self.lrs[i] for i in rows]
+        self.steps = [self.steps[i] for i in rows]
         self.state = {name: [model.select(s, rows, index) for index, s in enumerate(states)]
+                      for name, states in self.state.items()}
+
+    def add(self, configs: list[dict[str, Any]], lrs: list[float], model: _StackedMLP) -> None:
+        """Follows ``_StackedMLP.add``: the new members start with empty state."""
+        self.params = model.params
+        self.configs = [*self.configs, *configs]
+        self.lrs = [*self.lrs, *lrs]
+        self.steps = [*self.steps, *[0] * len(configs)]
+        self.state = {name: [model.grow(s, index) for index, s in enumerate(states)]
                       for name, states in self.state.items()}
 
     @torch.no_grad()
     def step(self) -> None:
         """One update of every member, in place where torch's is (the gradients are spent)."""
-        self.steps += 1
-        t = self.steps
+        self.steps = [t + 1 for t in self.steps]
         decays = self._each("weight_decay")
         decay = self._column(decays) if any(decays) else None
         if self.kind == "sgd":
@@ -344,9 +402,11 @@ class _StackedOptimizer:
             beta1, beta2 = self._each("beta1"), self._each("beta2")
             one_minus_beta1, beta2_t, one_minus_beta2, step_size, bias2_sqrt, shrink = \
                 self._columns([1 - b for b in beta1], beta2, [1 - b for b in beta2],
-                              [lr_ / (1 - b ** t) for lr_, b in zip(self.lrs, beta1,
-                                                                     strict=True)],
-                              [(1 - b ** t) ** 0.5 for b in beta2],
+                              [lr_ / (1 - b ** t) for lr_, b, t in zip(self.lrs, beta1,
+                                                                        self.steps,
+                                                                        strict=True)],
+                              [(1 - b ** t) ** 0.5 for b, t in zip(beta2, self.steps,
+                                                                   strict=True)],
                               [1 - lr_ * d for lr_, d in zip(self.lrs, decays, strict=True)])
             for p, m, v, (a, b) in zip(self.params, self.state["exp_avg"],
                                        self.state["exp_avg_sq"], self._scratch(), strict=True):
@@ -390,7 +450,7 @@ class _StackedOptimizer:
     def lone_state(self, i: int, model: _StackedMLP,
                    lone_params: Sequence[torch.Tensor]) -> dict[torch.Tensor, dict[str, Any]]:
         """Member i's optimizer state as ``torch.optim`` keeps it, for its checkpoint."""
-        step = torch.tensor(float(self.steps))
+        step = torch.tensor(float(self.steps[i]))
         config = self.configs[i]
         out: dict[torch.Tensor, dict[str, Any]] = {}
         for index, p in enumerate(lone_params):
@@ -413,21 +473,32 @@ class _StackedOptimizer:
 # Training a group
 
 
+Refill = Callable[[int], list[MemberJob]]
+
+
 def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
               direction: str = "maximize", base_dir: str | None = None,
-              data_root: str | None = None) -> list[TrainResult | BaseException]:
+              data_root: str | None = None, refill: Refill | None = None,
+              slots: int | None = None) -> list[TrainResult | BaseException]:
     """Train the jobs' configurations as one group; per job its result, or the exception that
     ended it (the reporter's, e.g. a prune, or ``TrialFailed``). Each job's reporter gets every
     epoch as in a lone trial. Out of memory splits the group in halves, which start again
     (epochs already reported are not reported twice); a member alone out of memory fails.
     A ``KeyboardInterrupt`` stops the whole group.
+
+    ``refill(free)``: called at each epoch boundary while fewer than ``slots`` (default: the
+    jobs given) members train, it returns jobs to join the group there (none: no more). A
+    joining member starts at its epoch 1 while the others go on, with its own batch order, so
+    it still equals its lone trial; its job is added to ``jobs`` (the returned outcomes follow
+    ``jobs``). Why: a pruner removes most of a group within a few epochs, and a group of one or
+    two trains little faster than they would alone.
     """
     if len({group_key(trainer, job.params) for job in jobs}) > 1:
         raise ValueError(f"a group's members must share {', '.join(SHARED)}")
     device, bundle = prepare(trainer, metric, base_dir, data_root)
     try:
-        return _train(trainer, jobs, metric, direction == "minimize", device, bundle,
-                      base_dir)
+        _train(trainer, jobs, metric, direction == "minimize", device, bundle, base_dir,
+               refill, slots or len(jobs))
     except torch.OutOfMemoryError:
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -445,7 +516,7 @@ def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
 
 
 def _member(trainer: TrainerSpec, job: MemberJob, bundle: DataBundle, device: torch.device,
-            minimize: bool, base_dir: str | None) -> _Member:
+            minimize: bool, base_dir: str | None, cohort: _Cohort) -> _Member:
     config = models.full_config(trainer.model, job.params)
     torch.manual_seed(trainer.seed)
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs,
@@ -457,13 +528,21 @@ def _member(trainer: TrainerSpec, job: MemberJob, bundle: DataBundle, device: to
     optimizer = make_optimizer(config, model.parameters(), device)
     widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)][:-1]
     return _Member(job, config, model, optimizer,
-                   Schedule(config, optimizer, trainer.epochs, minimize), dropout, widths)
+                   Schedule(config, optimizer, trainer.epochs, minimize), dropout, widths,
+                   cohort)
+
+
+def _cohort(trainer: TrainerSpec, device: torch.device) -> _Cohort:
+    """The lone trial's batch-order generator, as it stands before its first epoch."""
+    return _Cohort(torch.Generator(device=device).manual_seed(trainer.seed))
 
 
 def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: bool,
-           device: torch.device, bundle: DataBundle,
-           base_dir: str | None) -> list[TrainResult | BaseException]:
-    members = [_member(trainer, job, bundle, device, minimize, base_dir) for job in jobs]
+           device: torch.device, bundle: DataBundle, base_dir: str | None,
+           refill: Refill | None, slots: int) -> None:
+    first_cohort = _cohort(trainer, device)
+    members = [_member(trainer, job, bundle, device, minimize, base_dir, first_cohort)
+               for job in jobs]
     first = members[0].config
     stacked = _StackedMLP(members, math.prod(bundle.input_shape), bundle.n_outputs,
                           bool(first["batch_norm"]), models.activation(first["activation"]),
@@ -471,54 +550,66 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
     optimizer = _StackedOptimizer(first["optimizer"], stacked.params,
                                   [m.config for m in members], bool(first["nesterov"]))
     optimizer.lrs = [m.optimizer.param_groups[0]["lr"] for m in members]  # after warm-up
-    generator = torch.Generator(device=device).manual_seed(trainer.seed)
     autocast = autocast_for(trainer, device)
     active = list(members)
-    started = last_saved = time.perf_counter()
-    for epoch in range(1, trainer.epochs + 1):
-        if not active:
-            break
+    last_saved = time.perf_counter()
+    while active:
         epoch_start = time.perf_counter()
-        train_losses = _train_epoch(trainer, stacked, optimizer, active, bundle, generator,
-                                    autocast)
+        train_losses = _train_epoch(trainer, stacked, optimizer, active, bundle, autocast)
         outputs = _evaluate(stacked, bundle, trainer.eval_batch_size, autocast)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - epoch_start
-        save_all = epoch == trainer.epochs or \
-            time.perf_counter() - last_saved >= CHECKPOINT_SECONDS
+        save_all = time.perf_counter() - last_saved >= CHECKPOINT_SECONDS
         staying: list[int] = []
         for row, member in enumerate(active):
-            save = functools.partial(_save_member, member, stacked, optimizer, row, generator)
-            last = epoch == min(trainer.epochs, member.job.stop_after or trainer.epochs)
-            member.outcome = _end_of_epoch(trainer, member, epoch, metric, minimize, bundle,
+            save = functools.partial(_save_member, member, stacked, optimizer, row)
+            member.outcome = _end_of_epoch(trainer, member, metric, minimize, bundle,
                                            outputs[row], train_losses[row], seconds,
-                                           optimizer.lrs[row], started, last, save_all, save)
+                                           optimizer.lrs[row], len(active), save_all, save)
             if member.outcome is None:
                 staying.append(row)
             else:
                 member.job.end(member.outcome)
         if save_all:
             last_saved = time.perf_counter()
-        if not staying:
-            active = []
-        elif len(staying) < len(active):
-            stacked.keep(staying)
-            optimizer.keep(staying, stacked)
+        if len(staying) < len(active):
+            if staying:
+                stacked.keep(staying)
+                optimizer.keep(staying, stacked)
             active = [active[row] for row in staying]
+        joining = refill(slots - len(active)) if refill and len(active) < slots else []
+        if joining:
+            jobs.extend(joining)
+            cohort = _cohort(trainer, device)
+            new = [_member(trainer, job, bundle, device, minimize, base_dir, cohort)
+                   for job in joining]
+            if active:
+                stacked.add(new)
+                optimizer.add([m.config for m in new],
+                              [m.optimizer.param_groups[0]["lr"] for m in new], stacked)
+            else:  # everyone left: the newcomers make a fresh stacked model
+                stacked = _StackedMLP(new, stacked.n_inputs, stacked.n_outputs,
+                                      stacked.batch_norm, stacked.activation, device)
+                optimizer = _StackedOptimizer(first["optimizer"], stacked.params,
+                                              [m.config for m in new],
+                                              bool(first["nesterov"]))
+            active += new
         for row, member in enumerate(active):
             optimizer.lrs[row] = member.optimizer.param_groups[0]["lr"]
-    return [m.outcome for m in members]  # type: ignore[misc]
 
 
-def _end_of_epoch(trainer: TrainerSpec, member: _Member, epoch: int, metric: str,
-                  minimize: bool, bundle: DataBundle, output: torch.Tensor, train_loss: float,
-                  seconds: float, lr: float, started: float, last: bool, save_all: bool,
-                  save: Callable[[], None]) -> TrainResult | BaseException | None:
+def _end_of_epoch(trainer: TrainerSpec, member: _Member, metric: str, minimize: bool,
+                  bundle: DataBundle, output: torch.Tensor, train_loss: float, seconds: float,
+                  lr: float, together: int, save_all: bool, save: Callable[[], None]
+                  ) -> TrainResult | BaseException | None:
     """A member's epoch as a lone trial ends it: its outcome when it leaves, else None.
     Its checkpoint is saved (before the epoch is reported, as a lone trial's) when the group
-    saves all or the member finishes."""
+    saves all or the member finishes. ``together``: the members that trained this epoch."""
     config = member.config
+    epoch = member.epoch
+    member.epoch += 1
+    last = epoch == min(trainer.epochs, member.job.stop_after or trainer.epochs)
     if not math.isfinite(train_loss):
         return TrialFailed(f"the training loss became {train_loss} in epoch {epoch} "
                            f"(lr={config['lr']}); lower the learning rate range")
@@ -526,7 +617,8 @@ def _end_of_epoch(trainer: TrainerSpec, member: _Member, epoch: int, metric: str
                      target_scale=(bundle.target_mean, bundle.target_std))
     n_train = len(bundle.x_train)
     metrics.update({"train_loss": train_loss, "epoch_seconds": seconds,
-                    "samples_per_second": n_train / seconds if seconds else 0.0, "lr": lr})
+                    "samples_per_second": n_train / seconds if seconds else 0.0, "lr": lr,
+                    "fused_members": float(together)})
     value = metrics[metric]
     if not math.isfinite(value):
         return TrialFailed(f"{metric} became {value} in epoch {epoch}")
@@ -547,13 +639,13 @@ def _end_of_epoch(trainer: TrainerSpec, member: _Member, epoch: int, metric: str
     except Exception as exc:  # the reporter's way to stop a trial: a prune
         return exc
     if stopped or last:
-        return _result(member, stacked_device=output.device, started=started, n_train=n_train,
+        return _result(member, stacked_device=output.device, n_train=n_train,
                        stopped_early=stopped)
     return None
 
 
 def _save_member(member: _Member, stacked: _StackedMLP, optimizer: _StackedOptimizer,
-                 row: int, generator: torch.Generator) -> None:
+                 row: int) -> None:
     if member.job.checkpoint is None:
         return
     stacked.copy_to(row, member.model)
@@ -561,12 +653,12 @@ def _save_member(member: _Member, stacked: _StackedMLP, optimizer: _StackedOptim
     member.optimizer.state.clear()
     member.optimizer.state.update(optimizer.lone_state(row, stacked, lone_params))
     save_checkpoint(member.job.checkpoint, member.model, member.optimizer, member.schedule,
-                    generator, member.progress)
+                    member.cohort.generator, member.progress)
 
 
-def _result(member: _Member, *, stacked_device: torch.device, started: float, n_train: int,
+def _result(member: _Member, *, stacked_device: torch.device, n_train: int,
             stopped_early: bool) -> TrainResult:
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - member.started
     progress = member.progress
     return TrainResult(value=progress.best_value, best_epoch=progress.best_epoch,
                        epochs_run=len(progress.history), history=progress.history,
@@ -602,36 +694,49 @@ def _dropout_noise(active: list[_Member], stacked: _StackedMLP, batch: int,
 
 
 def _train_epoch(trainer: TrainerSpec, stacked: _StackedMLP, optimizer: _StackedOptimizer,
-                 active: list[_Member], bundle: DataBundle, generator: torch.Generator,
-                 autocast: Any) -> list[float]:
-    """One pass over the training data in the lone trial's order; each member's mean loss."""
+                 active: list[_Member], bundle: DataBundle, autocast: Any) -> list[float]:
+    """One pass over the training data, each member in its lone trial's order (one order per
+    cohort); each member's mean loss."""
     x_fit, y_fit, device = bundle.x_train, bundle.y_train, bundle.x_train.device
     batch_size = max(1, int(active[0].config["batch_size"]))
     l1 = torch.tensor([float(m.config["l1"]) for m in active], device=device)
     clip = torch.tensor([float(m.config["grad_clip"]) for m in active], device=device)
     use_l1, use_clip = bool(l1.any()), bool(clip.any())
     augment = Augmentation.of(trainer, active[0].config)  # members share crop and flip
+    augmenting = bundle.is_image and augment.on_images
     stacked.training = True
     n_train = len(x_fit)
-    order = torch.randperm(n_train, device=device, generator=generator)
+    cohorts = list(dict.fromkeys(m.cohort for m in active))
+    orders = [torch.randperm(n_train, device=device, generator=c.generator) for c in cohorts]
+    # Which cohort's batch each member takes (None: one cohort, one batch for all).
+    rows = None if len(cohorts) == 1 else torch.tensor(
+        [cohorts.index(m.cohort) for m in active], device=device)
     loss_sum = torch.zeros(stacked.k, device=device)
     batches = 0
     for start in range(0, n_train, batch_size):
-        idx = order[start:start + batch_size]
-        if len(idx) < 2 and n_train > 1:
+        size = min(batch_size, n_train - start)
+        if size < 2 and n_train > 1:
             continue  # as the lone loop: a batch of one breaks batch norm
-        xb, yb = x_fit[idx], y_fit[idx]
-        if bundle.is_image and augment.on_images:
-            xb = augment.images(xb, generator)
-        noise = _dropout_noise(active, stacked, len(idx), device)
+        xs, ys = [], []
+        for cohort, order in zip(cohorts, orders, strict=True):
+            idx = order[start:start + batch_size]
+            xb = x_fit[idx]
+            xs.append(augment.images(xb, cohort.generator) if augmenting else xb)
+            ys.append(y_fit[idx])
+        if rows is None:
+            x = xs[0].reshape(size, -1).expand(stacked.k, size, -1)
+            y = ys[0].expand(stacked.k, *ys[0].shape)
+        else:
+            x = torch.stack([xb.reshape(size, -1) for xb in xs])[rows]
+            y = torch.stack(ys)[rows]
+        noise = _dropout_noise(active, stacked, size, device)
         with autocast():
-            out = stacked.forward(xb, noise).float()
+            out = stacked.forward(x, noise).float()
             if bundle.task == "classification":
                 losses = nn.functional.cross_entropy(
-                    out.permute(1, 2, 0), yb.unsqueeze(1).expand(-1, stacked.k),
-                    reduction="none").mean(0)
+                    out.permute(1, 2, 0), y.t(), reduction="none").mean(0)
             else:
-                losses = ((out.squeeze(-1) - yb) ** 2).mean(1)
+                losses = ((out.squeeze(-1) - y) ** 2).mean(1)
             if use_l1:
                 losses = losses + l1 * stacked.l1_penalty()
         for p in stacked.params:  # zeroed in place: the buffers are reused, not made anew
@@ -641,7 +746,7 @@ def _train_epoch(trainer: TrainerSpec, stacked: _StackedMLP, optimizer: _Stacked
         if use_clip:
             _clip_per_member(stacked.params, clip)
         optimizer.step()
-        stacked.batches_tracked += 1
+        stacked.batches_tracked = [n + 1 for n in stacked.batches_tracked]
         loss_sum += losses.detach()
         batches += 1
     values: list[float] = (loss_sum / max(1, batches)).tolist()  # the epoch's one host sync
@@ -665,6 +770,7 @@ def _evaluate(stacked: _StackedMLP, bundle: DataBundle, batch_size: int,
     outputs = []
     with torch.inference_mode(), autocast():
         for start in range(0, len(bundle.x_val), batch_size):
-            outputs.append(stacked.forward(bundle.x_val[start:start + batch_size], None)
-                           .float())
+            x = bundle.x_val[start:start + batch_size]
+            x = x.reshape(len(x), -1).expand(stacked.k, len(x), -1)
+            outputs.append(stacked.forward(x, None).float())
     return torch.cat(outputs, dim=1)
