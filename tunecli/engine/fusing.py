@@ -40,6 +40,11 @@ __all__ = ["FusePlan", "fuse_plan", "run_round"]
 # another, while it fixes their structure (benchmarks/README.md, 2 CPU cores: every measured
 # configuration up to 3.3M gained 1.9-4.6x, every one from 8.6M on 0.8-1.3x, e.g. a 2 x 128
 # Fashion-MNIST MLP at batch 128, 15M: 1.3x). CUDA's limit is a first guess, not yet measured.
+# A group is refilled as members leave until it has taken this many times K trials: pruning
+# empties a group within a few epochs, and a group of one or two trains barely faster than
+# its members alone; the bound keeps a search trying new structures (measured in
+# benchmarks/README.md).
+REFILLS = 3
 _AUTO = {"cpu": (8, 4_000_000), "cuda": (16, 2_500_000_000)}
 
 
@@ -51,6 +56,11 @@ class FusePlan:
     k: int
     max_work: int | None = None
     why_alone: str = ""        # why trials train one at a time, when they all do
+    admit: int = 0             # trials one group takes in all, refills included (0: k)
+
+    def __post_init__(self) -> None:
+        if self.admit < self.k:
+            object.__setattr__(self, "admit", self.k)
 
 
 def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
@@ -67,17 +77,23 @@ def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
     if why:
         return FusePlan(1, why_alone=why)
     if fuse != "auto":
-        return FusePlan(int(fuse))
+        return FusePlan(int(fuse), admit=int(fuse) * REFILLS)
     k, max_work = _AUTO.get(device_type, _AUTO["cpu"])
-    return FusePlan(k, max_work)
+    return FusePlan(k, max_work, admit=k * REFILLS)
 
 
 Finish = Callable[[optuna.Trial, TrialState, "float | list[float] | None"], None]
+Member = tuple[optuna.Trial, dict[str, Any]]
 
 
 def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
-              log: Callable[[optuna.Study, FrozenTrial], None], signals: StopSignals) -> None:
-    """Ask up to ``plan.k`` trials (never past the budget), train them, tell each one."""
+              log: Callable[[optuna.Study, FrozenTrial], None], signals: StopSignals,
+              room: Callable[[int], float] = lambda in_flight: math.inf) -> None:
+    """Ask up to ``plan.k`` trials (never past the budget), train them, tell each one; refill
+    the group as members leave, up to ``plan.admit`` trials in all.
+
+    ``room(in_flight)``: how many more trials may start while ``in_flight`` train (the run's
+    timeout and failure limit; 0 stops the refills)."""
     from tunecli.trainer.fused import SHARED, group_key, weights, why_not_fused
     from tunecli.trainer.models import is_layer_width
 
@@ -92,36 +108,70 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
         open_trials.pop(trial.number, None)
         log(study, frozen)
 
-    members: list[tuple[optuna.Trial, dict[str, Any]]] = []
+    def ask(fixed: dict[str, Any] | None) -> Member | None:
+        """A new trial, with ``fixed`` parameters unless another is waiting (None: the budget
+        is spent, or another worker took the slot)."""
+        trials = study.get_trials(deepcopy=False)
+        if _slots_left(trials, spec) <= 0:
+            return None
+        if fixed is not None and not any(t.state == TrialState.WAITING for t in trials):
+            study.enqueue_trial(fixed, skip_if_exists=False)
+        trial = optuna_internals.ask(study)
+        open_trials[trial.number] = trial
+        try:
+            return trial, objective.start(trial)
+        except Surplus:
+            finish(trial, TrialState.FAIL, None)
+            return None
+
+    members: list[Member] = []
+    later: list[Member] = []   # asked to join the group but of another structure
     anchor: dict[str, Any] | None = None
+    fixed: dict[str, Any] | None = None
+    admitted = 0
+
+    def refill(free: int) -> list[Member]:
+        nonlocal admitted
+        joining: list[Member] = []
+        free = int(min(free, plan.admit - admitted, room(plan.k - free)))
+        while len(joining) < free and not signals.requested and not later:
+            member = ask(fixed)
+            if member is None:
+                break
+            if _joins(objective, member, anchor):
+                joining.append(member)
+                admitted += 1
+            else:
+                later.append(member)
+        return joining
 
     try:
         k = plan.k
         while len(members) < k:
-            trials = study.get_trials(deepcopy=False) if members else []
-            if members and _slots_left(trials, spec) <= 0:
+            member = ask(fixed) if members else ask(None)
+            if member is None:
                 break
-            if anchor is not None and not any(t.state == TrialState.WAITING for t in trials):
-                fixed = {name: anchor[name] for name in anchor
-                         if name in SHARED or name == "width" or is_layer_width(name)}
-                study.enqueue_trial(fixed, skip_if_exists=False)
-            trial = optuna_internals.ask(study)
-            open_trials[trial.number] = trial
-            try:
-                params = objective.start(trial)
-            except Surplus:
-                finish(trial, TrialState.FAIL, None)
-                break
-            members.append((trial, params))
+            members.append(member)
+            trial, params = member
             if anchor is None and _fresh(objective, trial) \
                     and why_not_fused(spec.trainer, params) is None:
                 anchor = params
+                fixed = {name: anchor[name] for name in anchor
+                         if name in SHARED or name == "width" or is_layer_width(name)}
                 if plan.max_work is not None and weights(
                         spec.trainer, params, spec.base_dir, objective.data_root) \
                         * _batch_size(spec, params) > plan.max_work:
                     k = len(members)  # too much work to gain: this round trains it alone
+        admitted = sum(1 for member in members if _joins(objective, member, anchor))
         with optuna_internals.heartbeats(study, lambda: list(open_trials.copy().values())):
             for group in _groups(objective, members, group_key, why_not_fused):
+                anchored = any(params is anchor for _, params in group)
+                if len(group) > 1 or (anchored and k > 1):
+                    objective.train_group(group, finish, refill if anchored else None,
+                                          slots=plan.k)
+                else:
+                    _train_alone(objective, *group[0], finish)
+            for group in _groups(objective, later, group_key, why_not_fused):
                 if len(group) > 1:
                     objective.train_group(group, finish)
                 else:
@@ -133,6 +183,17 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
             trial.set_user_attr("fail_reason", reason)
             finish(trial, TrialState.FAIL, None)
         raise
+
+
+def _joins(objective: Objective, member: Member, anchor: dict[str, Any] | None) -> bool:
+    """Whether a trial asked for a refill can join the anchor's group."""
+    from tunecli.trainer.fused import group_key, why_not_fused
+
+    trainer = objective.spec.trainer
+    trial, params = member
+    return anchor is not None and _fresh(objective, trial) \
+        and why_not_fused(trainer, params) is None \
+        and group_key(trainer, params) == group_key(trainer, anchor)
 
 
 def _batch_size(spec: StudySpec, params: dict[str, Any]) -> int:

@@ -157,39 +157,60 @@ class Objective:
                                         value[0] if isinstance(value, list) else value)
 
     def train_group(self, members: list[tuple[optuna.Trial, dict[str, Any]]],
-                    finish: Callable[[optuna.Trial, TrialState, float | None], None]) -> None:
+                    finish: Callable[[optuna.Trial, TrialState, float | None], None],
+                    refill: Callable[[int], list[tuple[optuna.Trial, dict[str, Any]]]]
+                    | None = None, slots: int | None = None) -> None:
         """Train trials of one structure together as one fused model (``trainer.fused``).
 
         Each member is a whole trial: it reports every epoch and may be pruned; ``finish`` is
         called for it as soon as it leaves the group, so it is stored while the rest go on.
+        ``refill(free)`` gives trials to join the group as members leave (up to ``slots`` at a
+        time). Each member records the group (``fused_group``: its first trial) and the trials
+        it trained alongside (``fused_with``).
         """
         from tunecli import trainer
-        from tunecli.trainer.fused import MemberJob
 
-        numbers = [trial.number for trial, _ in members]
-        label = f"trials {numbers[0]}-{numbers[-1]} fused x{len(numbers)}"
-        jobs = []
-        for trial, params in members:
-            trial.set_user_attr("fused_with", [n for n in numbers if n != trial.number])
-            if self.tracker is not None:
-                self.tracker.trial_started(trial.number,
-                                           space.trial_config(self.spec.space, trial.params))
-            reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker,
-                                      self.on_epoch, label, self.may_prune)
-            jobs.append(MemberJob(
-                params, reporter, self.checkpoint_for(trial),
-                stop_after=self.epoch_claims.get(trial.number),
-                on_end=functools.partial(self._member_ended, trial, reporter, finish)))
+        group = _Group(members[0][0].number)
+
+        def join(joining: list[tuple[optuna.Trial, dict[str, Any]]]) -> list[Any]:
+            group.join([trial.number for trial, _ in joining])
+            jobs = [self._member_job(group, trial, params, finish) for trial, params in joining]
+            group.relabel()
+            return jobs
+
+        jobs = join(members)
         with self.signals.interruptible():
             trainer.run_group(self.spec.trainer, jobs, metric=self.spec.metric,
                               direction=self.spec.direction, base_dir=self.spec.base_dir,
-                              data_root=self.data_root)
+                              data_root=self.data_root,
+                              refill=(lambda free: join(refill(free))) if refill else None,
+                              slots=slots)
 
-    def _member_ended(self, trial: optuna.Trial, reporter: _TrialReporter,
+    def _member_job(self, group: _Group, trial: optuna.Trial, params: dict[str, Any],
+                    finish: Callable[[optuna.Trial, TrialState, float | None], None]) -> Any:
+        from tunecli.trainer.fused import MemberJob
+
+        trial.set_user_attr("fused_group", group.first)
+        trial.set_user_attr("fused_with", sorted(group.met[trial.number]))
+        if self.tracker is not None:
+            self.tracker.trial_started(trial.number,
+                                       space.trial_config(self.spec.space, trial.params))
+        reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker,
+                                  self.on_epoch, "", self.may_prune)
+        group.reporters[trial.number] = reporter
+        return MemberJob(params, reporter, self.checkpoint_for(trial),
+                         stop_after=self.epoch_claims.get(trial.number),
+                         on_end=functools.partial(self._member_ended, trial, reporter,
+                                                  group, finish))
+
+    def _member_ended(self, trial: optuna.Trial, reporter: _TrialReporter, group: _Group,
                       finish: Callable[[optuna.Trial, TrialState, float | None], None],
                       outcome: Any) -> None:
+        group.leave(trial.number)
         if reporter.history:
             trial.set_user_attr("history", reporter.history)
+        if sorted(group.met[trial.number]) != trial.user_attrs.get("fused_with"):
+            trial.set_user_attr("fused_with", sorted(group.met[trial.number]))
         if isinstance(outcome, optuna.TrialPruned):
             state, value, tracked = TrialState.PRUNED, None, "pruned"
         elif isinstance(outcome, BaseException):
@@ -252,6 +273,35 @@ class Objective:
         if result.spread:  # trainer.repeats / cv: every run's value and their spread
             trial.set_user_attr("spread", result.spread)
 
+
+class _Group:
+    """Who trains in one fused group now, and whom each member has trained alongside."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.present: list[int] = []
+        self.met: dict[int, set[int]] = {}
+        self.reporters: dict[int, _TrialReporter] = {}
+
+    def join(self, numbers: list[int]) -> None:
+        if numbers and not self.present:  # all left: the newcomers train as a group anew
+            self.first = numbers[0]
+        for number in self.present:
+            self.met[number].update(numbers)
+        for number in numbers:
+            self.met[number] = {*self.present, *numbers} - {number}
+        self.present += numbers
+
+    def leave(self, number: int) -> None:
+        self.present.remove(number)
+        self.relabel()
+
+    def relabel(self) -> None:
+        """The progress line's name for the group: "trials 8-15 fused x8"."""
+        if self.present:
+            label = f"trials {min(self.present)}-{max(self.present)} fused x{len(self.present)}"
+            for number in self.present:
+                self.reporters[number].label = label
 
 _CLAIMS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 

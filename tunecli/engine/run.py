@@ -125,6 +125,15 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
         # guides it. Its startup trials stay diverse, one at a time, as it drew them (anchoring
         # 8 of 10 exploratory trials to one structure measurably slowed the search down).
         startup = samplers.startup_trials(spec)
+
+        def room(in_flight: int) -> float:
+            """Trials a fused group may still take in: none once the timeout has passed,
+            and no more than failures are still tolerated (refreshes the progress)."""
+            if budget.timeout is not None and time.monotonic() - started >= budget.timeout:
+                return 0
+            _show_progress(study, spec, progress, study.get_trials(deepcopy=False))
+            return budget.max_failures - log.failures + 1 - in_flight
+
         while True:
             if signals.requested:  # a signal between trials
                 stopped_by = "interrupted"
@@ -142,7 +151,7 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
                     # run stops at exactly max_failures + 1 failed trials, fused or not.
                     k = min(plan.k, budget.max_failures - log.failures + 1)
                     fusing.run_round(study, objective, dataclasses.replace(plan, k=k), log,
-                                     signals)
+                                     signals, room)
                 else:
                     study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
                                    callbacks=[log], gc_after_trial=False)
@@ -172,17 +181,25 @@ def _device_type(spec: StudySpec) -> str:
     return resolve_device(spec.trainer.device).type
 
 
-def _reason_to_stop(study: optuna.Study, spec: StudySpec, progress: SearchProgress,
-                    failures: int, elapsed: float) -> str:
-    """Why the run stops before another trial ("" to go on); refreshes the progress."""
+def _show_progress(study: optuna.Study, spec: StudySpec, progress: SearchProgress,
+                   trials: list[FrozenTrial]) -> tuple[dict[str, int], int]:
+    """The counts, the best so far and the epochs spent, shown; the counts and epochs."""
     budget = spec.budget
-    trials = study.get_trials(deepcopy=False)
     counts = count_trials(trials)
     best = best_trial(study)
     spent = compute.epochs_spent(trials)
     progress.update(counts, (best.values[0], best.params)
                     if best is not None and best.values else None,
                     (spent, budget.epochs) if budget.epochs is not None else None)
+    return counts, spent
+
+
+def _reason_to_stop(study: optuna.Study, spec: StudySpec, progress: SearchProgress,
+                    failures: int, elapsed: float) -> str:
+    """Why the run stops before another trial ("" to go on); refreshes the progress."""
+    budget = spec.budget
+    trials = study.get_trials(deepcopy=False)
+    counts, spent = _show_progress(study, spec, progress, trials)
     if budget.epochs is not None:
         if spent >= budget.epochs:
             return "budget"

@@ -122,32 +122,40 @@ def _epochs_of(t: FrozenTrial) -> int:
 
 def _seconds_per_epoch(t: FrozenTrial) -> float:
     history = t.user_attrs.get("history") or []
-    times = [h["epoch_seconds"] for h in history if "epoch_seconds" in h]
-    if times:  # a fused member's epoch is its group's: its share is the group's / members
-        return float(sum(times)) / len(times) / (1 + len(t.user_attrs.get("fused_with", [])))
+    # A fused member's epoch is its group's: its share is the group's / the members then.
+    together = 1 + len(t.user_attrs.get("fused_with", []))
+    times = [h["epoch_seconds"] / h.get("fused_members", together) for h in history
+             if "epoch_seconds" in h]
+    if times:
+        return float(sum(times)) / len(times)
     epochs = _epochs_of(t)
     return t.duration.total_seconds() / epochs if t.duration and epochs else 0.0
 
 
-def _fused_group(t: FrozenTrial) -> frozenset[int]:
-    """The numbers of the trials ``t`` trained with as one fused model, its own included."""
-    return frozenset([t.number, *t.user_attrs.get("fused_with", [])])
+def _fused_group(t: FrozenTrial) -> Any:
+    """Which fused group ``t`` trained in: its first trial's number (``fused_group``; studies
+    from before refills: the members' numbers)."""
+    group = t.user_attrs.get("fused_group")
+    return group if group is not None else frozenset([t.number, *t.user_attrs["fused_with"]])
 
 
 def fused_groups(trials: list[FrozenTrial]) -> dict[str, int] | None:
     """How many trials trained in fused groups, in how many groups, the largest's size."""
-    groups = {_fused_group(t) for t in trials if t.user_attrs.get("fused_with")}
+    groups: dict[Any, set[int]] = {}
+    for t in trials:
+        if t.user_attrs.get("fused_with"):
+            groups.setdefault(_fused_group(t), set()).add(t.number)
     if not groups:
         return None
-    return {"trials": len(set().union(*groups)), "groups": len(groups),
-            "largest": max(len(g) for g in groups)}
+    return {"trials": sum(len(g) for g in groups.values()), "groups": len(groups),
+            "largest": max(len(g) for g in groups.values())}
 
 
 def _seconds_spent(trials: list[FrozenTrial]) -> float:
     """Trial time, summed over trials (workers' trials add up), with a fused group's trials,
     which trained at the same time, counted once: from its first start to its last end."""
     spent = 0.0
-    groups: dict[frozenset[int], list[FrozenTrial]] = {}
+    groups: dict[Any, list[FrozenTrial]] = {}
     for t in trials:
         if t.user_attrs.get("fused_with"):
             groups.setdefault(_fused_group(t), []).append(t)

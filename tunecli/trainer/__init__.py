@@ -8,6 +8,7 @@ nothing else of PyTorch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,10 +41,13 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
 
 def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
               direction: str = "maximize", base_dir: str | None = None,
-              data_root: str | None = None) -> list[TrainResult | BaseException]:
-    """Train configurations of one structure together (see ``tunecli.trainer.fused``)."""
+              data_root: str | None = None,
+              refill: Callable[[int], list[MemberJob]] | None = None,
+              slots: int | None = None) -> list[TrainResult | BaseException]:
+    """Train configurations of one structure together, refilled as members leave (see
+    ``tunecli.trainer.fused``)."""
     from tunecli.trainer.fused import run_group as _run_group
 
     return _run_group(trainer, jobs, metric=metric, direction=direction, base_dir=base_dir,
-                      data_root=data_root)
+                      data_root=data_root, refill=refill, slots=slots)
 
