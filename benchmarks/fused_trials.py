@@ -54,7 +54,9 @@ def run_study(study: Path, storage: Path, name: str, seed: int, fuse: str,
     return {"trials": len(finished), "span": span, "per_minute": 60 * len(finished) / span,
             "wall": wall, "best": best,
             "epochs": sum(len(t.intermediate_values) for t in trials),
-            "groups": len({tuple(sorted([t.number, *t.user_attrs.get("fused_with", [])]))
+            # a fused group's trials share fused_group; each lone trial is a group of its own
+            "groups": len({t.user_attrs.get("fused_group", f"alone {t.number}")
+                           if t.user_attrs.get("fused_with") else f"alone {t.number}"
                            for t in trials})}
 
 

@@ -58,6 +58,33 @@ def test_members_are_whole_trials_and_the_budget_is_exact(cli, write_study) -> N
     assert "fused: 7 trials trained in 2 groups of up to 4" in cli("report", "tiny").output
 
 
+def test_a_group_is_refilled_as_members_are_pruned(cli, write_study) -> None:
+    """K = 2 and a pruner that stops half the trials after epoch 1: new trials of the group's
+    structure take the freed slots, so a group holds more than K trials but never trains more
+    than K at once, and the budget is still exact."""
+    text = (FUSED.replace("fuse: 4", "fuse: 2").replace("n_trials: 6", "n_trials: 9")
+            .replace("epochs: 2", "epochs: 4")
+            .replace("n_startup_trials: 2, min_epochs: 1", "n_startup_trials: 1, min_epochs: 1"))
+    result = cli("search", write_study(text))
+    assert result.exit_code == 0, result.output
+    trials = stored()
+    assert finished(trials) == 9 and len(trials) == 9
+    assert any(t.state.name == "PRUNED" for t in trials)
+    found = groups(trials)
+    assert max(len(group) for group in found) > 2, found
+    for group in found:
+        anchored = [t for t in trials if t.number in group
+                    and not {"defaults", "center"} & set(t.user_attrs)]
+        assert len({(t.params["optimizer"], t.params["width"]) for t in anchored}) <= 1
+    for t in trials:
+        together = [epoch["fused_members"] for epoch in t.user_attrs.get("history", [])
+                    if "fused_members" in epoch]
+        assert all(1 <= n <= 2 for n in together), (t.number, together)
+    report = json.loads(cli("report", "tiny", "--format", "json").output)
+    assert report["fused"]["trials"] == sum(len(group) for group in found)
+    assert report["fused"]["groups"] == len(found)
+
+
 def test_fuse_1_trains_one_at_a_time(cli, write_study) -> None:
     result = cli("search", write_study(FUSED), "--fuse", "1")
     assert result.exit_code == 0, result.output
