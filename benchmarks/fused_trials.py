@@ -116,13 +116,15 @@ def step_part(args: argparse.Namespace) -> None:
     n_inputs = bundle.x_train[0].numel()
     peak = _matmul_gflops(device)
     print(f"{args.dataset}: {len(bundle.x_train)} training examples; {args.k} configurations "
-          f"of a 2-layer MLP, {args.epochs} epochs; a 2048^3 fp32 matmul runs at "
-          f"{peak:.0f} GFLOP/s here")
+          f"of a {args.depth}-layer MLP ({args.optimizer}, dropout {args.dropout}), "
+          f"{args.epochs} epochs; a 2048^3 fp32 matmul runs at {peak:.0f} GFLOP/s here")
     print("| width | batch | one at a time | fused | speed-up | fused GFLOP/s | share of matmul |")
     print("|---|---|---|---|---|---|---|")
-    for width, batch in ((64, 32), (128, 128), (256, 32), (512, 64)):
-        configs = [{"depth": 2, "width": width, "batch_size": batch, "lr": 1e-3 * (1 + i / 4)}
-                   for i in range(args.k)]
+    for shape in args.shapes:
+        width, batch = (int(n) for n in shape.split("x"))
+        configs = [{"depth": args.depth, "width": width, "batch_size": batch,
+                    "optimizer": args.optimizer, "dropout": args.dropout,
+                    "lr": 1e-3 * (1 + i / 4)} for i in range(args.k)]
         loop.run(spec, configs[0], _Quiet(), metric="val_accuracy")  # warm-up
         started = time.perf_counter()
         for config in configs:
@@ -135,7 +137,8 @@ def step_part(args: argparse.Namespace) -> None:
         _sync(device)
         together = time.perf_counter() - started
         # Training FLOPs: forward + backward = 3 x (2 x multiply-adds) per example and layer.
-        per_example = n_inputs * width + width * width + width * bundle.n_outputs
+        per_example = (n_inputs * width + (args.depth - 1) * width * width
+                       + width * bundle.n_outputs)
         flops = 6 * per_example * len(bundle.x_train) * args.epochs * args.k
         print(f"| {width} | {batch} | {alone:.2f} s | {together:.2f} s | "
               f"{alone / together:.1f}x | {flops / together / 1e9:.1f} | "
@@ -176,6 +179,11 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--depth", type=int, default=2, help="--step: hidden layers")
+    parser.add_argument("--optimizer", default="adam", help="--step: the members' optimizer")
+    parser.add_argument("--dropout", type=float, default=0.0, help="--step: dropout rate")
+    parser.add_argument("--shapes", nargs="+", default=["64x32", "128x128", "256x32", "512x64"],
+                        help="--step: WIDTHxBATCH per row")
     args = parser.parse_args()
     if args.step:
         step_part(args)

@@ -55,6 +55,7 @@ def test_members_are_whole_trials_and_the_budget_is_exact(cli, write_study) -> N
     data = json.loads(report.output)
     assert data["fused"] == {"trials": 7, "groups": 2, "largest": 4}
     assert sorted(data["trials"][0]["fused_with"]) == [1, 2, 3]
+    assert [t["fused_group"] for t in data["trials"]] == [0, 0, 0, 0, 4, 4, 4]
     assert "fused: 7 trials trained in 2 groups of up to 4" in cli("report", "tiny").output
 
 

@@ -11,6 +11,10 @@ everything else (learning rate, width, dropout, decay, ...) as usual. Trials tha
 (a retry that continues its checkpoint, a trial another worker queued, an optimizer that is not
 fused) train alone. Every member is a whole Optuna trial: it counts against the budget,
 reports each epoch, may be pruned, and is stored as soon as it leaves its group.
+
+Refills: as members leave (pruned, finished, failed), the freed slots go to new trials asked
+the same way, which join the stacked model at the epoch boundary; a group takes up to
+``REFILLS`` x K trials in all, so later rounds still sample new structures.
 """
 
 from __future__ import annotations

@@ -46,8 +46,11 @@ def _trial_row(t: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
         "params_count": t.user_attrs.get("params_count"),
         "fail_reason": t.user_attrs.get("fail_reason"),
         "retry_of": t.user_attrs.get("retry_of"),
-        # The trials it trained with as one fused model (empty: it trained alone).
+        # The trials it trained alongside in one fused model (empty: it trained alone), and
+        # that group's first trial (a refilled group holds more trials than trained at once).
         "fused_with": list(t.user_attrs.get("fused_with", [])),
+        "fused_group": t.user_attrs.get("fused_group") if t.user_attrs.get("fused_with")
+        else None,
         # Several objectives: each by name; measures (params, latency_ms, ...) and constraints.
         "values": (dict(zip(spec.objective_names, map(_clean, t.values), strict=True))
                    if spec.multi_objective and t.values else None),
@@ -334,7 +337,7 @@ def to_csv(data: dict[str, Any]) -> str:
     writer = csv.writer(out)
     writer.writerow(["number", "state", "value", *several,
                      *(["pareto_front"] if several else []), "epochs", "duration_s", *keys,
-                     "fail_reason", "fused_with"])
+                     "fail_reason", "fused_group", "fused_with"])
     for r in data["trials"]:
         values = r.get("values") or {}
         writer.writerow([r["number"], r["state"], "" if r["value"] is None else r["value"],
@@ -343,5 +346,6 @@ def to_csv(data: dict[str, Any]) -> str:
                          *([int(r["number"] in on_front)] if several else []),
                          r["epochs"], r["duration_s"], *(r["params"].get(k, "") for k in keys),
                          r["fail_reason"] or r.get("infeasible") or "",
+                         "" if r.get("fused_group") is None else r["fused_group"],
                          " ".join(str(n) for n in r.get("fused_with", []))])
     return out.getvalue()
