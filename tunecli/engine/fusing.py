@@ -133,6 +133,7 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
     anchor: dict[str, Any] | None = None
     fixed: dict[str, Any] | None = None
     admitted = 0
+    refilling = False  # the anchor's group takes new trials as members leave
 
     def refill(free: int) -> list[Member]:
         nonlocal admitted
@@ -162,15 +163,17 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
                 anchor = params
                 fixed = {name: anchor[name] for name in anchor
                          if name in SHARED or name == "width" or is_layer_width(name)}
+                refilling = plan.k > 1
                 if plan.max_work is not None and weights(
                         spec.trainer, params, spec.base_dir, objective.data_root) \
                         * _batch_size(spec, params) > plan.max_work:
                     k = len(members)  # too much work to gain: this round trains it alone
+                    refilling = False
         admitted = sum(1 for member in members if _joins(objective, member, anchor))
         with optuna_internals.heartbeats(study, lambda: list(open_trials.copy().values())):
             for group in _groups(objective, members, group_key, why_not_fused):
-                anchored = any(params is anchor for _, params in group)
-                if len(group) > 1 or (anchored and k > 1):
+                anchored = refilling and any(params is anchor for _, params in group)
+                if len(group) > 1 or anchored:
                     objective.train_group(group, finish, refill if anchored else None,
                                           slots=plan.k)
                 else:
