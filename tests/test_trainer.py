@@ -328,3 +328,26 @@ def test_checkpoint_continues_after_last_finished_epoch(tmp_path: Path) -> None:
     assert rep.epochs == [3, 4]  # the pruner sees each epoch once
     assert [h["val_loss"] for h in resumed.history] == \
         pytest.approx([h["val_loss"] for h in straight.history])
+
+
+def test_digits_read_from_its_file_equal_scikit_learns_loader() -> None:
+    """The shipped digits are read from scikit-learn's file without importing it; the pixels
+    (scaled to 0-1) and labels are those of ``load_digits``."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from tunecli.spec.models import DatasetSpec
+    from tunecli.trainer import data
+
+    raw = data._digits(DatasetSpec(name="digits"), None, False)
+    bunch = load_digits()
+    assert raw.x.shape == (1797, 1, 8, 8) and raw.x.dtype == np.float32
+    assert np.array_equal(raw.x.reshape(1797, 64), (bunch.data / 16.0).astype(np.float32))
+    assert np.array_equal(raw.y, bunch.target)
+    loads = "from tunecli.spec.models import DatasetSpec; from tunecli.trainer import data; " \
+            "import sys; data._digits(DatasetSpec(name='digits'), None, False); " \
+            "print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", loads], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
