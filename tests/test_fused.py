@@ -190,6 +190,60 @@ def test_members_of_two_cohorts_with_crops_equal_lone_trials() -> None:
         assert_same(job.reporter.metrics, lone(spec, job.params))  # type: ignore[attr-defined]
 
 
+# CNN members differ in channels (padded) and classifier width, and in everything a member may.
+CNN_MEMBERS = [
+    {"channels": 4, "classifier_width": 16, "lr": 0.01, "dropout": 0.2, "l1": 1e-4,
+     "weight_decay": 1e-3, "momentum": 0.9, "init": "kaiming"},
+    {"channels": 6, "classifier_width": 24, "lr": 0.003, "schedule": "cosine", "momentum": 0.0},
+    {"channels": 3, "classifier_width": 12, "lr": 0.005, "grad_clip": 0.5, "dropout": 0.1,
+     "momentum": 0.5},
+]
+
+
+@pytest.mark.parametrize("optimizer", fused.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_cnn_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
+    """The built-in cnn stacked with grouped convolutions: padded channels, per-channel batch
+    norm, a member pruned after epoch 1 and a newcomer (the widest) joining then."""
+    spec = trainer("digits", epochs=3, model="cnn")
+    shared = {"conv_blocks": 2, "kernel_size": 3, "batch_size": 64, "optimizer": optimizer,
+              "batch_norm": batch_norm, "nesterov": optimizer == "sgd"}
+    scale = 0.1 if optimizer == "rmsprop" else 1.0
+    configs = [{**shared, **member, "lr": member["lr"] * scale} for member in CNN_MEMBERS]
+    jobs = [fused.MemberJob(configs[0], Collect(1)), fused.MemberJob(configs[2], Collect())]
+    refill = refill_from([fused.MemberJob(configs[1], Collect())])
+    fused.run_group(spec, jobs, metric="val_accuracy", refill=refill)
+    assert len(jobs) == 3 and len(jobs[0].reporter.metrics) == 1  # type: ignore[attr-defined]
+    for job in jobs:
+        alone = lone(spec, job.params)
+        assert_same(job.reporter.metrics, alone[:len(job.reporter.metrics)])  # type: ignore[attr-defined]
+    assert [len(job.reporter.metrics) for job in jobs] == [1, 3, 3]  # type: ignore[attr-defined]
+
+
+def test_a_cnn_member_checkpoint_continues_alone(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fused CNN member's checkpoint (weights, batch-norm statistics, optimizer state) is the
+    lone format: its retry continues alone and ends where an uninterrupted lone trial ends."""
+    monkeypatch.setattr(fused, "CHECKPOINT_SECONDS", 0.0)  # save after every epoch
+    spec = trainer("digits", epochs=3, model="cnn")
+    configs = [{"channels": c, "classifier_width": 16, "lr": 3e-3, "kernel_size": 3,
+                "conv_blocks": 2, "batch_size": 128} for c in (3, 5)]
+
+    class StopAt2(Collect):
+        def report(self, epoch: int, metrics: dict[str, float]) -> None:
+            super().report(epoch, metrics)
+            if epoch == 2 and self is jobs[-1].reporter:
+                raise KeyboardInterrupt
+
+    jobs = [fused.MemberJob(c, StopAt2(), tmp_path / f"trial-{i}.pt")
+            for i, c in enumerate(configs)]
+    with pytest.raises(KeyboardInterrupt):
+        fused.run_group(spec, jobs, metric="val_accuracy")
+    for job, config in zip(jobs, configs, strict=True):
+        resumed = lone(spec, config, checkpoint=job.checkpoint)
+        assert_same(resumed, lone(spec, config)[2:])
+
+
 def test_early_stopping_is_per_member() -> None:
     spec = trainer(epochs=8, early_stopping=1)
     configs = [{"width": 16, "lr": 0.05, "optimizer": "sgd"},
@@ -248,7 +302,8 @@ def test_checkpoints_are_written_when_members_finish(tmp_path: Path) -> None:
 
 def test_why_not_fused_names_the_reason() -> None:
     assert fused.why_not_fused(trainer(), {"optimizer": "adam"}) is None
-    assert "cnn" in str(fused.why_not_fused(trainer(model="cnn"), {}))
+    assert "lstm" in str(fused.why_not_fused(trainer(model="lstm"), {}))
+    assert fused.why_not_fused(trainer(model="cnn"), {}) is None
     assert "adagrad" in str(fused.why_not_fused(trainer(), {"optimizer": "adagrad"}))
     assert "adabound" in str(fused.why_not_fused(trainer(), {"optimizer": "adabound"}))
     assert "amsgrad" in str(fused.why_not_fused(trainer(), {"amsgrad": True}))

@@ -86,6 +86,45 @@ def test_a_group_is_refilled_as_members_are_pruned(cli, write_study) -> None:
     assert report["fused"]["groups"] == len(found)
 
 
+CNN_STUDY = """\
+name: tiny
+metric: val_accuracy
+direction: maximize
+budget: {n_trials: 6}
+sampler: {type: tpe, seed: 1, n_startup_trials: 0}
+pruner: {type: none}
+trainer:
+  dataset: {name: digits, max_train_samples: 300}
+  model: cnn
+  epochs: 2
+  fuse: auto
+space:
+  lr: {float: [1.0e-3, 1.0e-1], log: true}
+  channels: {int: [2, 6]}
+  classifier_width: {int: [8, 16]}
+  kernel_size: 3
+  optimizer: {choice: [adam, sgd]}
+"""
+
+
+def test_auto_fuses_a_small_cnn(cli, write_study) -> None:
+    """The built-in cnn fuses too (grouped convolutions): a round's members share its
+    structure, channels and classifier width; each is a whole trial."""
+    result = cli("search", write_study(CNN_STUDY))
+    assert result.exit_code == 0, result.output
+    assert "fused trials: up to 8 configurations" in result.output
+    trials = stored()
+    assert finished(trials) == 6 and len(trials) == 6
+    found = groups(trials)
+    assert found and max(len(group) for group in found) >= 3
+    for group in found:
+        anchored = [t for t in trials if t.number in group
+                    and not {"defaults", "center"} & set(t.user_attrs)]
+        assert len({(t.params["optimizer"], t.params["channels"],
+                     t.params["classifier_width"]) for t in anchored}) <= 1
+    assert all(len(t.intermediate_values) == 2 for t in trials)
+
+
 def test_fuse_1_trains_one_at_a_time(cli, write_study) -> None:
     result = cli("search", write_study(FUSED), "--fuse", "1")
     assert result.exit_code == 0, result.output

@@ -98,7 +98,13 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
 
     ``room(in_flight)``: how many more trials may start while ``in_flight`` train (the run's
     timeout and failure limit; 0 stops the refills)."""
-    from tunecli.trainer.fused import SHARED, group_key, weights, why_not_fused
+    from tunecli.trainer.fused import (
+        SHARED_BY_MODEL,
+        WIDTHS_BY_MODEL,
+        group_key,
+        why_not_fused,
+        work_per_example,
+    )
     from tunecli.trainer.models import is_layer_width
 
     spec = objective.spec
@@ -161,10 +167,12 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
             if anchor is None and _fresh(objective, trial) \
                     and why_not_fused(spec.trainer, params) is None:
                 anchor = params
+                model = spec.trainer.model
                 fixed = {name: anchor[name] for name in anchor
-                         if name in SHARED or name == "width" or is_layer_width(name)}
+                         if name in SHARED_BY_MODEL[model] or name in WIDTHS_BY_MODEL[model]
+                         or (model == "mlp" and is_layer_width(name))}
                 refilling = plan.k > 1
-                if plan.max_work is not None and weights(
+                if plan.max_work is not None and work_per_example(
                         spec.trainer, params, spec.base_dir, objective.data_root) \
                         * _batch_size(spec, params) > plan.max_work:
                     k = len(members)  # too much work to gain: this round trains it alone

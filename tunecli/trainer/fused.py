@@ -1,23 +1,30 @@
-"""Fused trials: K configurations of one MLP structure trained together as one batched model.
+"""Fused trials: K configurations of one MLP or CNN structure trained as one batched model.
 
 Why: a small model leaves the machine idle; one step is a few tiny matrix products plus Python
 and optimizer overhead. Stacking the K members' weights (``[K, in, out]``, one batched matmul
-per layer) and updating them with one batched optimizer trains all K for the price of about one.
+per linear layer; one ``groups=K`` convolution over the members' channels side by side per
+convolution layer) and updating them with one batched optimizer trains all K for about the
+price of one.
 
-What members share (``SHARED``): depth, batch size, optimizer, activation, batch norm,
-Nesterov, AMSGrad, crop and flip. The rest is per member: learning rate, momentum, betas, weight
-decay, L1, dropout, gradient clipping, the schedule and its settings, the initialisation and the
-widths. The other augmentations (``ALONE``) train one trial at a time.
+What members share (``SHARED_BY_MODEL``): depth (an MLP) or conv blocks and kernel size (a
+CNN), batch size, optimizer, activation, batch norm, Nesterov, AMSGrad, crop and flip. The rest
+is per member: learning rate, momentum, betas, weight decay, L1, dropout, gradient clipping, the
+schedule and its settings, the initialisation and the widths (units, channels). The other
+augmentations (``ALONE``) train one trial at a time.
 Widths are padded to the widest member; the padding starts at zero and every activation maps 0
-to 0, so padded units stay zero, get zero gradients and change nothing (batch norm included: a
-zero column normalises to zero).
+to 0, so padded units and channels stay zero, get zero gradients and change nothing (batch
+norm included: a zero column normalises to zero).
+
+Members may join a running group at an epoch boundary (``refill``): members that joined
+together form a cohort with its own batch order, and step counts are per member.
 
 Exactness: a member starts from the very weights its lone trial would (built the same way from
-the same seed), sees the same batches (one seed, one order), draws its dropout masks from its
-own generator holding the state the lone trial's global generator would hold, and takes the
-same optimizer steps with its own hyperparameters. Its per-epoch metrics then equal a lone run's
-up to float rounding, which ``tests/test_fused.py`` checks. Each member writes the lone
-checkpoint format, so a retry after a crash continues alone from it.
+the same seed), sees the same batches (its cohort's generator, seeded as the lone trial's),
+draws its dropout masks from its own generator holding the state the lone trial's global
+generator would hold, and takes the same optimizer steps with its own hyperparameters. Its
+per-epoch metrics then equal a lone run's up to float rounding, which ``tests/test_fused.py``
+checks. Each member writes the lone checkpoint format, so a retry after a crash continues alone
+from it.
 """
 
 from __future__ import annotations
@@ -53,11 +60,16 @@ from tunecli.trainer.optim import Schedule, make_optimizer
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec
 
-__all__ = ["SHARED", "ALONE", "FUSABLE_OPTIMIZERS", "MemberJob", "why_not_fused", "group_key",
-           "weights", "run_group"]
+__all__ = ["SHARED", "SHARED_BY_MODEL", "WIDTHS_BY_MODEL", "ALONE", "FUSABLE_OPTIMIZERS",
+           "MemberJob", "why_not_fused", "group_key", "work_per_example", "run_group"]
 
-SHARED = ("depth", "batch_size", "optimizer", "activation", "batch_norm", "nesterov", "amsgrad",
-          "crop", "flip")
+_COMMON = ("batch_size", "optimizer", "activation", "batch_norm", "nesterov", "amsgrad", "crop",
+           "flip")
+# What one stacked model's members must share, per fused model; and the widths a round fixes
+# for its members too (they may differ, padded, but the padding costs the widest's work).
+SHARED_BY_MODEL = {"mlp": ("depth", *_COMMON), "cnn": ("conv_blocks", "kernel_size", *_COMMON)}
+WIDTHS_BY_MODEL = {"mlp": ("width",), "cnn": ("channels", "classifier_width")}
+SHARED = SHARED_BY_MODEL["mlp"]
 ALONE = ("rotate", "translate", "cutout", "mixup", "label_smoothing")  # not in the fused step
 FUSABLE_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 _BN_EPS, _BN_MOMENTUM = 1e-5, 0.1      # nn.BatchNorm1d's defaults, as the lone model uses
@@ -70,8 +82,9 @@ CHECKPOINT_SECONDS = 10.0
 
 def why_not_fused(trainer: TrainerSpec, params: dict[str, Any]) -> str | None:
     """Why this configuration trains alone (None: it can join a group)."""
-    if trainer.model != "mlp":
-        return f"model {trainer.model!r} is trained one trial at a time (only mlp is fused)"
+    if trainer.model not in SHARED_BY_MODEL:
+        return (f"model {trainer.model!r} is trained one trial at a time (fused: "
+                f"{', '.join(SHARED_BY_MODEL)})")
     if trainer.compile:
         return "trainer.compile is on: compiled models are trained one at a time"
     if trainer.cv or trainer.repeats > 1:
@@ -88,20 +101,37 @@ def why_not_fused(trainer: TrainerSpec, params: dict[str, Any]) -> str | None:
     return None
 
 
-def weights(trainer: TrainerSpec, params: dict[str, Any], base_dir: str | None = None,
-            data_root: str | None = None) -> int:
-    """The configuration's weight count: an MLP's multiply-adds per example, about (how
-    ``auto`` tells a model too large to gain from fusion)."""
+def work_per_example(trainer: TrainerSpec, params: dict[str, Any],
+                     base_dir: str | None = None, data_root: str | None = None) -> int:
+    """The multiply-adds of one example's forward pass through the configuration's model (how
+    ``auto`` tells a model too large to gain from fusion): an MLP's weights, a CNN's
+    convolutions at each layer's image size."""
     _, bundle = prepare(trainer, "val_loss", base_dir, data_root)
     config = models.full_config(trainer.model, params)
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs, base_dir)
-    return models.count_parameters(model)
+    total = 0
+
+    def count(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            total += output[0].numel() * module.in_channels * math.prod(module.kernel_size) \
+                // module.groups
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, *bundle.input_shape))
+    for hook in hooks:
+        hook.remove()
+    return total
 
 
 def group_key(trainer: TrainerSpec, params: dict[str, Any]) -> tuple[Any, ...]:
     """Configurations with equal keys can train as one group."""
     config = models.full_config(trainer.model, params)
-    return tuple(config[name] for name in SHARED)
+    return tuple(config[name] for name in SHARED_BY_MODEL[trainer.model])
 
 
 @dataclass
@@ -141,7 +171,6 @@ class _Member:
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     dropout_generator: torch.Generator
-    widths: list[int]
     cohort: _Cohort
     started: float = field(default_factory=time.perf_counter)
     epoch: int = 1              # the epoch it trains next
@@ -153,82 +182,164 @@ class _Member:
 # The stacked model and its optimizer
 
 
-class _StackedMLP:
-    """K MLPs of one depth as stacked tensors, in the lone model's parameter order."""
+@dataclass(frozen=True)
+class _Layer:
+    """One linear or convolution layer of the shared structure, as the lone model has it."""
 
-    def __init__(self, members: Sequence[_Member], n_inputs: int, n_outputs: int,
-                 batch_norm: bool, activation: nn.Module, device: torch.device) -> None:
+    conv: bool
+    bias: bool = True
+    kernel: int = 1             # convolutions: the square kernel, padded by kernel // 2
+    pool: bool = False          # convolutions: a 2 x 2 max-pool after the activation
+    norm: bool = False          # batch norm after it (1-d for linear, 2-d for convolutions)
+    last: bool = False          # the output layer: no activation
+
+
+def _structure(model: nn.Module) -> list[_Layer]:
+    """The layers of a built-in MLP or CNN, read from the lone model's modules in order."""
+    found: list[dict[str, Any]] = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            found.append({"conv": True, "kernel": int(module.kernel_size[0]),
+                          "bias": module.bias is not None})
+        elif isinstance(module, nn.Linear):
+            found.append({"conv": False, "bias": module.bias is not None})
+        elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            found[-1]["norm"] = True
+        elif isinstance(module, nn.MaxPool2d):
+            found[-1]["pool"] = True
+    found[-1]["last"] = True
+    return [_Layer(**layer) for layer in found]
+
+
+def _sizes(model: nn.Module) -> list[tuple[int, int]]:
+    """(inputs, outputs) of each layer: features for linear layers, channels for convolutions."""
+    return [(m.in_channels, m.out_channels) if isinstance(m, nn.Conv2d)
+            else (m.in_features, m.out_features) for m in model.modules()
+            if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+class _StackedModel:
+    """K MLPs (or K CNNs) of one structure as stacked tensors, in the lone model's parameter
+    order. Widths (units, channels) may differ: each tensor is padded to the widest member.
+
+    Layouts, member first: a linear weight ``[K, in, out]``; a convolution's ``[K, out,
+    in * kernel^2]`` (viewed as ``groups=K`` weights for one ``conv2d`` over the members'
+    channels side by side); biases and batch-norm scales ``[K, 1, out]``. All are 3-d, so the
+    optimizer's per-member ``[K, 1, 1]`` columns fit every parameter.
+    """
+
+    def __init__(self, members: Sequence[_Member], activation: nn.Module,
+                 device: torch.device) -> None:
         self.k = len(members)
         self.training = True  # False: batch norm uses its running statistics
-        self.batch_norm = batch_norm
         self.activation = activation
-        depth = len(members[0].widths)
-        self.n_inputs, self.n_outputs = n_inputs, n_outputs
-        sizes = [[n_inputs, *m.widths, n_outputs] for m in members]
-        self.layer_in = [[s[layer] for s in sizes] for layer in range(depth + 1)]
-        self.layer_out = [[s[layer + 1] for s in sizes] for layer in range(depth + 1)]
+        self.structure = _structure(members[0].model)
+        self.convolutional = self.structure[0].conv
+        sizes = [_sizes(m.model) for m in members]
+        self.layer_in = [[s[layer][0] for s in sizes] for layer in range(len(self.structure))]
+        self.layer_out = [[s[layer][1] for s in sizes] for layer in range(len(self.structure))]
         self.params: list[torch.Tensor] = []
         self.kinds: list[tuple[str, int]] = []    # ("weight" | "vector", layer) per parameter
         self.running: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.norm_layers: list[int] = []          # the layer of each ``running`` entry
         self.batches_tracked = [0] * self.k   # per member: members may join later
         lone = [[p.detach() for p in m.model.parameters()] for m in members]
-        # Per layer, where its weight, bias and batch-norm scale and shift are in ``params``.
+        # Per layer, where its weight, bias and batch-norm scale and shift are in ``params``,
+        # in the order the lone model's parameters come.
         self.layers: list[dict[str, int]] = []
-        for layer in range(depth + 1):
-            width = max(self.layer_out[layer])
-            hidden = layer < depth
-            roles = (["weight", "gamma", "beta"] if hidden and batch_norm
-                     else ["weight", "bias"])  # a bias before batch norm is redundant
+        for layer, spec in enumerate(self.structure):
+            roles = ["weight", "bias"] if spec.bias else ["weight"]
+            if spec.norm:
+                roles += ["gamma", "beta"]
             self.layers.append({})
             for role in roles:
                 kind = "weight" if role == "weight" else "vector"
-                shape = (max(self.layer_in[layer]), width) if kind == "weight" else (1, width)
-                stacked = torch.zeros(self.k, *shape, device=device)
+                stacked = torch.zeros(self.k, *self._shape(kind, layer), device=device)
                 position = len(self.params)
                 for i in range(self.k):
-                    self._view(stacked, i, kind, layer).copy_(
-                        lone[i][position].t() if kind == "weight" else lone[i][position])
+                    self._view(stacked, i, kind, layer).copy_(self._stacked_layout(
+                        lone[i][position], kind, layer))
                 self.layers[-1][role] = position
                 self.params.append(stacked.requires_grad_())
                 self.kinds.append((kind, layer))
-            if hidden and batch_norm:
+            if spec.norm:
+                width = max(self.layer_out[layer])
                 self.running.append((torch.zeros(self.k, 1, width, device=device),
                                      torch.ones(self.k, 1, width, device=device)))
+                self.norm_layers.append(layer)
+        self.hidden = [layer for layer, spec in enumerate(self.structure)
+                       if not spec.conv and not spec.last]   # where dropout applies
+
+    def _shape(self, kind: str, layer: int) -> tuple[int, int]:
+        width = max(self.layer_out[layer])
+        if kind == "vector":
+            return (1, width)
+        spec = self.structure[layer]
+        if spec.conv:
+            return (width, max(self.layer_in[layer]) * spec.kernel ** 2)
+        return (max(self.layer_in[layer]), width)
+
+    def _stacked_layout(self, lone: torch.Tensor, kind: str, layer: int) -> torch.Tensor:
+        """A lone parameter in the stacked layout of its kind."""
+        if kind == "vector" or self.structure[layer].conv:
+            return lone
+        return lone.t()
 
     def _view(self, stacked: torch.Tensor, i: int, kind: str, layer: int) -> torch.Tensor:
-        """Member i's part of a stacked tensor, in the stacked layout (``[in, out]``)."""
-        if kind == "weight":
-            return stacked[i, :self.layer_in[layer][i], :self.layer_out[layer][i]]
-        return stacked[i, 0, :self.layer_out[layer][i]]
+        """Member i's part of a stacked tensor (lone shape for convolutions, ``[in, out]``
+        for linear weights)."""
+        out = self.layer_out[layer][i]
+        if kind == "vector":
+            return stacked[i, 0, :out]
+        spec = self.structure[layer]
+        if spec.conv:
+            k = spec.kernel
+            return stacked[i].view(stacked.shape[1], -1, k, k)[:out, :self.layer_in[layer][i]]
+        return stacked[i, :self.layer_in[layer][i], :out]
 
     def lone_view(self, stacked: torch.Tensor, index: int, i: int) -> torch.Tensor:
         """Member i's part of the stacked tensor of parameter ``index``, in the lone layout."""
         kind, layer = self.kinds[index]
         view = self._view(stacked, i, kind, layer)
-        return view.t() if kind == "weight" else view
+        return view.t() if kind == "weight" and not self.structure[layer].conv else view
 
     def forward(self, h: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
-        """``h``: each member's batch, ``[K, batch, inputs]`` (an expanded view when they
-        share one) -> ``[K, batch, outputs]``."""
-        for layer, roles in enumerate(self.layers):
+        """``h``: each member's batch, ``[K, batch, inputs]`` for an MLP, ``[K, batch, C, H,
+        W]`` for a CNN (an expanded view when they share one) -> ``[K, batch, outputs]``."""
+        batch = h.shape[1]
+        if self.convolutional:  # the members' channels side by side: [batch, K * C, H, W]
+            h = h.transpose(0, 1).reshape(batch, -1, *h.shape[3:])
+        for layer, (spec, roles) in enumerate(zip(self.structure, self.layers, strict=True)):
             weight = self.params[roles["weight"]]
-            if "bias" in roles:
-                h = torch.baddbmm(self.params[roles["bias"]], h, weight)
+            bias = self.params[roles["bias"]] if "bias" in roles else None
+            if spec.conv:
+                h = nn.functional.conv2d(
+                    h, weight.reshape(self.k * weight.shape[1], -1, spec.kernel, spec.kernel),
+                    None if bias is None else bias.reshape(-1), padding=spec.kernel // 2,
+                    groups=self.k)
             else:
-                h = torch.bmm(h, weight)
-            if layer == len(self.layers) - 1:
+                if h.dim() == 4:  # after the convolutions: each member's features, flattened
+                    h = h.reshape(batch, self.k, -1).transpose(0, 1)
+                h = torch.bmm(h, weight) if bias is None else torch.baddbmm(bias, h, weight)
+            if spec.last:
                 return h
-            if self.batch_norm:
+            if spec.norm:
                 h = self._normalise(h, layer, self.params[roles["gamma"]],
                                     self.params[roles["beta"]])
             h = self.activation(h)
-            if noise is not None:
-                h = h * noise[layer]
-        raise AssertionError("an MLP has an output layer")
+            if spec.pool:
+                h = nn.functional.max_pool2d(h, 2)
+            if noise is not None and layer in self.hidden:
+                h = h * noise[self.hidden.index(layer)]
+        raise AssertionError("a model has an output layer")
 
     def _normalise(self, h: torch.Tensor, layer: int, gamma: torch.Tensor,
                    beta: torch.Tensor) -> torch.Tensor:
-        running_mean, running_var = self.running[layer]
+        running_mean, running_var = self.running[self.norm_layers.index(layer)]
+        if self.structure[layer].conv:  # per channel, as nn.BatchNorm2d
+            return nn.functional.batch_norm(
+                h, running_mean.view(-1), running_var.view(-1), gamma.reshape(-1),
+                beta.reshape(-1), self.training, _BN_MOMENTUM, _BN_EPS)
         if not self.training:
             return (h - running_mean) * torch.rsqrt(running_var + _BN_EPS) * gamma + beta
         mean = h.mean(1, keepdim=True)
@@ -240,7 +351,7 @@ class _StackedMLP:
         return (h - mean) * torch.rsqrt(var + _BN_EPS) * gamma + beta
 
     def l1_penalty(self) -> torch.Tensor:
-        """Per member: the sum of |weight| over its linear layers ([K])."""
+        """Per member: the sum of |weight| over its linear and convolution layers ([K])."""
         return sum(p.abs().sum((1, 2)) for p, (kind, _) in zip(self.params, self.kinds,
                                                                   strict=True)
                    if kind == "weight")  # type: ignore[return-value]
@@ -248,22 +359,23 @@ class _StackedMLP:
     def keep(self, rows: list[int]) -> None:
         """Only members ``rows`` go on (the others left: pruned, failed, stopped); the padding
         shrinks to the widest member left."""
+        self.k = len(rows)
         self.layer_in = [[sizes[i] for i in rows] for sizes in self.layer_in]
         self.layer_out = [[sizes[i] for i in rows] for sizes in self.layer_out]
         self.params = [self.select(p.detach(), rows, index).requires_grad_()
                        for index, p in enumerate(self.params)]
-        self.running = [(self._narrow(m.index_select(0, self._rows(rows, m)), layer),
-                         self._narrow(v.index_select(0, self._rows(rows, v)), layer))
-                        for layer, (m, v) in enumerate(self.running)]
+        self.running = [(self._resize(m.index_select(0, self._rows(rows, m)), "vector", layer),
+                         self._resize(v.index_select(0, self._rows(rows, v)), "vector", layer))
+                        for layer, (m, v) in zip(self.norm_layers, self.running, strict=True)]
         self.batches_tracked = [self.batches_tracked[i] for i in rows]
-        self.k = len(rows)
 
     def add(self, members: Sequence[_Member]) -> None:
         """New members join at an epoch boundary (rows after the others), from their lone
         models' initial weights; the padding grows to the widest member."""
-        for layer in range(len(self.layers)):
-            self.layer_in[layer] += [[self.n_inputs, *m.widths][layer] for m in members]
-            self.layer_out[layer] += [[*m.widths, self.n_outputs][layer] for m in members]
+        for member in members:
+            for layer, (size_in, size_out) in enumerate(_sizes(member.model)):
+                self.layer_in[layer].append(size_in)
+                self.layer_out[layer].append(size_out)
         old = self.k
         self.k += len(members)
         lone = [[p.detach() for p in m.model.parameters()] for m in members]
@@ -273,54 +385,64 @@ class _StackedMLP:
             kind, layer = self.kinds[index]
             for j, weights_ in enumerate(lone):
                 self._view(grown, old + j, kind, layer).copy_(
-                    weights_[index].t() if kind == "weight" else weights_[index])
+                    self._stacked_layout(weights_[index], kind, layer))
             params.append(grown.requires_grad_())
         self.params = params
-        self.running = [(self._grow_to(m, (1, max(self.layer_out[layer])), 0.0),
-                         self._grow_to(v, (1, max(self.layer_out[layer])), 1.0))
-                        for layer, (m, v) in enumerate(self.running)]
+        self.running = [(self._resize(m, "vector", layer, 0.0),
+                         self._resize(v, "vector", layer, 1.0))
+                        for layer, (m, v) in zip(self.norm_layers, self.running, strict=True)]
         self.batches_tracked += [0] * len(members)
 
     def grow(self, t: torch.Tensor, index: int) -> torch.Tensor:
         """A tensor shaped as parameter ``index`` for the members before ``add``: zero rows
         for the new ones, zero padding to the new widths (the optimizer grows its state so)."""
         kind, layer = self.kinds[index]
-        width = max(self.layer_out[layer])
-        return self._grow_to(t, (max(self.layer_in[layer]), width) if kind == "weight"
-                             else (1, width), 0.0)
-
-    def _grow_to(self, t: torch.Tensor, shape: tuple[int, int], fill: float) -> torch.Tensor:
-        out = torch.full((self.k, *shape), fill, dtype=t.dtype, device=t.device)
-        out[:t.shape[0], :t.shape[1], :t.shape[2]] = t
-        return out
-
-    @staticmethod
-    def _rows(rows: list[int], like: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(rows, device=like.device)
-
-    def _narrow(self, t: torch.Tensor, layer: int, kind: str = "vector") -> torch.Tensor:
-        width = max(self.layer_out[layer])
-        if kind == "weight":
-            return t[:, :max(self.layer_in[layer]), :width].contiguous()
-        return t[:, :, :width].contiguous()
+        return self._resize(t, kind, layer)
 
     def select(self, t: torch.Tensor, rows: list[int], index: int) -> torch.Tensor:
         """Rows ``rows`` of a tensor shaped as parameter ``index``, cut to the new padding
         (``keep`` must have set the sizes; the optimizer cuts its state with this too)."""
         kind, layer = self.kinds[index]
-        return self._narrow(t.index_select(0, self._rows(rows, t)), layer, kind)
+        return self._resize(t.index_select(0, self._rows(rows, t)), kind, layer)
+
+    @staticmethod
+    def _rows(rows: list[int], like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(rows, device=like.device)
+
+    def _resize(self, t: torch.Tensor, kind: str, layer: int, fill: float = 0.0
+                ) -> torch.Tensor:
+        """``t`` (rows for the first members) in the current sizes: cut or padded with
+        ``fill`` to the widest member, rows after its own filled."""
+        shape = self._shape(kind, layer)
+        spec = self.structure[layer]
+        if kind == "weight" and spec.conv:  # pad and cut per channel, not the flat row
+            k2 = spec.kernel ** 2
+            old = t.view(t.shape[0], t.shape[1], -1, k2)
+            out = torch.full((self.k, shape[0], shape[1] // k2, k2), fill, dtype=t.dtype,
+                             device=t.device)
+            rows, outs, ins = (min(a, b) for a, b in zip(old.shape[:3], out.shape[:3],
+                                                           strict=True))
+            out[:rows, :outs, :ins] = old[:rows, :outs, :ins]
+            return out.view(self.k, *shape)
+        out = torch.full((self.k, *shape), fill, dtype=t.dtype, device=t.device)
+        rows, first, second = (min(a, b) for a, b in zip(t.shape, out.shape, strict=True))
+        out[:rows, :first, :second] = t[:rows, :first, :second]
+        return out
 
     def copy_to(self, i: int, model: nn.Module) -> None:
         """Member i's weights and batch-norm statistics into its lone model (checkpoints)."""
         with torch.no_grad():
             for index, p in enumerate(model.parameters()):
                 p.copy_(self.lone_view(self.params[index], index, i))
-            norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
-            for norm, (mean, var), width in zip(norms, self.running, [
-                    sizes[i] for sizes in self.layer_out], strict=False):
+            norms = [m for m in model.modules()
+                     if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+            for norm, (mean, var), layer in zip(norms, self.running, self.norm_layers,
+                                                strict=True):
+                width = self.layer_out[layer][i]
                 norm.running_mean.copy_(mean[i, 0, :width])  # type: ignore[union-attr]
                 norm.running_var.copy_(var[i, 0, :width])  # type: ignore[union-attr]
-                norm.num_batches_tracked.fill_(self.batches_tracked[i])  # type: ignore[union-attr]
+                norm.num_batches_tracked.fill_(  # type: ignore[union-attr]
+                    self.batches_tracked[i])
 
 
 def _grad(p: torch.Tensor) -> torch.Tensor:
@@ -357,8 +479,8 @@ class _StackedOptimizer:
     def _each(self, name: str) -> list[float]:
         return [float(c[name]) for c in self.configs]
 
-    def keep(self, rows: list[int], model: _StackedMLP) -> None:
-        """Follows ``_StackedMLP.keep`` (called after it)."""
+    def keep(self, rows: list[int], model: _StackedModel) -> None:
+        """Follows ``_StackedModel.keep`` (called after it)."""
         self.params = model.params
         self.configs = [self.configs[i] for i in rows]
         self.lrs = [self.lrs[i] for i in rows]
@@ -366,8 +488,8 @@ class _StackedOptimizer:
         self.state = {name: [model.select(s, rows, index) for index, s in enumerate(states)]
                       for name, states in self.state.items()}
 
-    def add(self, configs: list[dict[str, Any]], lrs: list[float], model: _StackedMLP) -> None:
-        """Follows ``_StackedMLP.add``: the new members start with empty state."""
+    def add(self, configs: list[dict[str, Any]], lrs: list[float], model: _StackedModel) -> None:
+        """Follows ``_StackedModel.add``: the new members start with empty state."""
         self.params = model.params
         self.configs = [*self.configs, *configs]
         self.lrs = [*self.lrs, *lrs]
@@ -447,7 +569,7 @@ class _StackedOptimizer:
         table = torch.tensor(values, dtype=torch.float32).view(len(values), -1, 1, 1)
         return list(table.to(self.params[0].device, non_blocking=True).unbind(0))
 
-    def lone_state(self, i: int, model: _StackedMLP,
+    def lone_state(self, i: int, model: _StackedModel,
                    lone_params: Sequence[torch.Tensor]) -> dict[torch.Tensor, dict[str, Any]]:
         """Member i's optimizer state as ``torch.optim`` keeps it, for its checkpoint."""
         step = torch.tensor(float(self.steps[i]))
@@ -494,7 +616,8 @@ def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
     two trains little faster than they would alone.
     """
     if len({group_key(trainer, job.params) for job in jobs}) > 1:
-        raise ValueError(f"a group's members must share {', '.join(SHARED)}")
+        raise ValueError(f"a group's members must share "
+                         f"{', '.join(SHARED_BY_MODEL[trainer.model])}")
     device, bundle = prepare(trainer, metric, base_dir, data_root)
     try:
         _train(trainer, jobs, metric, direction == "minimize", device, bundle, base_dir,
@@ -526,10 +649,8 @@ def _member(trainer: TrainerSpec, job: MemberJob, bundle: DataBundle, device: to
     dropout.set_state(torch.get_rng_state() if device.type == "cpu"
                       else torch.cuda.get_rng_state(device))
     optimizer = make_optimizer(config, model.parameters(), device)
-    widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)][:-1]
     return _Member(job, config, model, optimizer,
-                   Schedule(config, optimizer, trainer.epochs, minimize), dropout, widths,
-                   cohort)
+                   Schedule(config, optimizer, trainer.epochs, minimize), dropout, cohort)
 
 
 def _cohort(trainer: TrainerSpec, device: torch.device) -> _Cohort:
@@ -544,9 +665,7 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
     members = [_member(trainer, job, bundle, device, minimize, base_dir, first_cohort)
                for job in jobs]
     first = members[0].config
-    stacked = _StackedMLP(members, math.prod(bundle.input_shape), bundle.n_outputs,
-                          bool(first["batch_norm"]), models.activation(first["activation"]),
-                          device)
+    stacked = _StackedModel(members, models.activation(first["activation"]), device)
     optimizer = _StackedOptimizer(first["optimizer"], stacked.params,
                                   [m.config for m in members], bool(first["nesterov"]))
     optimizer.lrs = [m.optimizer.param_groups[0]["lr"] for m in members]  # after warm-up
@@ -589,8 +708,7 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
                 optimizer.add([m.config for m in new],
                               [m.optimizer.param_groups[0]["lr"] for m in new], stacked)
             else:  # everyone left: the newcomers make a fresh stacked model
-                stacked = _StackedMLP(new, stacked.n_inputs, stacked.n_outputs,
-                                      stacked.batch_norm, stacked.activation, device)
+                stacked = _StackedModel(new, stacked.activation, device)
                 optimizer = _StackedOptimizer(first["optimizer"], stacked.params,
                                               [m.config for m in new],
                                               bool(first["nesterov"]))
@@ -644,7 +762,7 @@ def _end_of_epoch(trainer: TrainerSpec, member: _Member, metric: str, minimize: 
     return None
 
 
-def _save_member(member: _Member, stacked: _StackedMLP, optimizer: _StackedOptimizer,
+def _save_member(member: _Member, stacked: _StackedModel, optimizer: _StackedOptimizer,
                  row: int) -> None:
     if member.job.checkpoint is None:
         return
@@ -670,7 +788,7 @@ def _result(member: _Member, *, stacked_device: torch.device, n_train: int,
                        config=member.config)
 
 
-def _dropout_noise(active: list[_Member], stacked: _StackedMLP, batch: int,
+def _dropout_noise(active: list[_Member], stacked: _StackedModel, batch: int,
                    device: torch.device) -> list[torch.Tensor] | None:
     """Per hidden layer, each member's dropout mask scaled by 1/(1-p), drawn as the lone
     trial's ``nn.Dropout`` draws it (``bernoulli_`` then ``div_``), zero over the padding."""
@@ -678,22 +796,19 @@ def _dropout_noise(active: list[_Member], stacked: _StackedMLP, batch: int,
     if not any(rates):
         return None
     noise = []
-    for layer in range(len(stacked.layer_out) - 1):
+    for layer in stacked.hidden:
         widths = stacked.layer_out[layer]
-        mask = torch.zeros(len(active), batch, max(widths), device=device)
-        for row, member in enumerate(active):
-            p = rates[row]
-            part = mask[row, :, :widths[row]]
-            if p:
-                part.copy_(torch.empty(batch, widths[row], device=device)
-                           .bernoulli_(1 - p, generator=member.dropout_generator).div_(1 - p))
-            else:
-                part.fill_(1.0)
-        noise.append(mask)
+        masks = []
+        for member, p, width in zip(active, rates, widths, strict=True):
+            mask = (torch.empty(batch, width, device=device)
+                    .bernoulli_(1 - p, generator=member.dropout_generator).div_(1 - p) if p
+                    else torch.ones(batch, width, device=device))
+            masks.append(nn.functional.pad(mask, (0, max(widths) - width)))
+        noise.append(torch.stack(masks))
     return noise
 
 
-def _train_epoch(trainer: TrainerSpec, stacked: _StackedMLP, optimizer: _StackedOptimizer,
+def _train_epoch(trainer: TrainerSpec, stacked: _StackedModel, optimizer: _StackedOptimizer,
                  active: list[_Member], bundle: DataBundle, autocast: Any) -> list[float]:
     """One pass over the training data, each member in its lone trial's order (one order per
     cohort); each member's mean loss."""
@@ -723,11 +838,12 @@ def _train_epoch(trainer: TrainerSpec, stacked: _StackedMLP, optimizer: _Stacked
             xb = x_fit[idx]
             xs.append(augment.images(xb, cohort.generator) if augmenting else xb)
             ys.append(y_fit[idx])
+        shape = xs[0].shape[1:] if stacked.convolutional else (-1,)
         if rows is None:
-            x = xs[0].reshape(size, -1).expand(stacked.k, size, -1)
+            x = xs[0].reshape(size, *shape).expand(stacked.k, size, *shape)
             y = ys[0].expand(stacked.k, *ys[0].shape)
         else:
-            x = torch.stack([xb.reshape(size, -1) for xb in xs])[rows]
+            x = torch.stack([xb.reshape(size, *shape) for xb in xs])[rows]
             y = torch.stack(ys)[rows]
         noise = _dropout_noise(active, stacked, size, device)
         with autocast():
@@ -763,7 +879,7 @@ def _clip_per_member(params: list[torch.Tensor], clip: torch.Tensor) -> None:
             p.grad.mul_(coef.view(-1, 1, 1))  # type: ignore[union-attr]
 
 
-def _evaluate(stacked: _StackedMLP, bundle: DataBundle, batch_size: int,
+def _evaluate(stacked: _StackedModel, bundle: DataBundle, batch_size: int,
               autocast: Any) -> torch.Tensor:
     """Every member's outputs on the validation part: ``[K, n_val, outputs]``."""
     stacked.training = False
@@ -771,6 +887,7 @@ def _evaluate(stacked: _StackedMLP, bundle: DataBundle, batch_size: int,
     with torch.inference_mode(), autocast():
         for start in range(0, len(bundle.x_val), batch_size):
             x = bundle.x_val[start:start + batch_size]
-            x = x.reshape(len(x), -1).expand(stacked.k, len(x), -1)
+            shape = x.shape[1:] if stacked.convolutional else (-1,)
+            x = x.reshape(len(x), *shape).expand(stacked.k, len(x), *shape)
             outputs.append(stacked.forward(x, None).float())
     return torch.cat(outputs, dim=1)
