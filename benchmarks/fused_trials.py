@@ -11,7 +11,8 @@ loading, paid once by both, are left out; wall time is printed as context.
     python benchmarks/fused_trials.py studies/digits.yaml --seeds 0 1 2
     python benchmarks/fused_trials.py studies/fashion-mnist.yaml --data-root ../shared/data
 
-``step``: the trainer alone: K configurations of one width trained one after another
+``step``: the trainer alone: K configurations of one width (an MLP's units or a CNN's first
+channels, ``--model``) trained one after another
 (``trainer.loop.run``) against one fused group (``trainer.fused.run_group``), per width and
 batch size, with the fused step's achieved GFLOP/s against a large matmul's on this machine.
 
@@ -109,22 +110,25 @@ def step_part(args: argparse.Namespace) -> None:
 
     device = torch.device(args.device)
     spec = TrainerSpec.model_validate({"dataset": args.dataset, "epochs": args.epochs,
-                                       "device": args.device,
+                                       "device": args.device, "model": args.model,
                                        **({"data_root": args.data_root}
                                           if args.data_root else {})})
     _, bundle = loop.prepare(spec, "val_accuracy", None, None)
-    n_inputs = bundle.x_train[0].numel()
     peak = _matmul_gflops(device)
+    layers = f"{args.depth}-layer MLP" if args.model == "mlp" else \
+        f"{args.depth}-block CNN (3x3 kernels, 64-unit classifier; width = first channels)"
     print(f"{args.dataset}: {len(bundle.x_train)} training examples; {args.k} configurations "
-          f"of a {args.depth}-layer MLP ({args.optimizer}, dropout {args.dropout}), "
+          f"of a {layers} ({args.optimizer}, dropout {args.dropout}), "
           f"{args.epochs} epochs; a 2048^3 fp32 matmul runs at {peak:.0f} GFLOP/s here")
     print("| width | batch | one at a time | fused | speed-up | fused GFLOP/s | share of matmul |")
     print("|---|---|---|---|---|---|---|")
     for shape in args.shapes:
         width, batch = (int(n) for n in shape.split("x"))
-        configs = [{"depth": args.depth, "width": width, "batch_size": batch,
-                    "optimizer": args.optimizer, "dropout": args.dropout,
-                    "lr": 1e-3 * (1 + i / 4)} for i in range(args.k)]
+        structure = ({"depth": args.depth, "width": width} if args.model == "mlp" else
+                     {"conv_blocks": args.depth, "channels": width, "kernel_size": 3,
+                      "classifier_width": 64})
+        configs = [{**structure, "batch_size": batch, "optimizer": args.optimizer,
+                    "dropout": args.dropout, "lr": 1e-3 * (1 + i / 4)} for i in range(args.k)]
         loop.run(spec, configs[0], _Quiet(), metric="val_accuracy")  # warm-up
         started = time.perf_counter()
         for config in configs:
@@ -137,8 +141,7 @@ def step_part(args: argparse.Namespace) -> None:
         _sync(device)
         together = time.perf_counter() - started
         # Training FLOPs: forward + backward = 3 x (2 x multiply-adds) per example and layer.
-        per_example = (n_inputs * width + (args.depth - 1) * width * width
-                       + width * bundle.n_outputs)
+        per_example = fused.work_per_example(spec, configs[0])
         flops = 6 * per_example * len(bundle.x_train) * args.epochs * args.k
         print(f"| {width} | {batch} | {alone:.2f} s | {together:.2f} s | "
               f"{alone / together:.1f}x | {flops / together / 1e9:.1f} | "
@@ -179,7 +182,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--depth", type=int, default=2, help="--step: hidden layers")
+    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="--step: model")
+    parser.add_argument("--depth", type=int, default=2,
+                        help="--step: hidden layers (an MLP) or conv blocks (a CNN)")
     parser.add_argument("--optimizer", default="adam", help="--step: the members' optimizer")
     parser.add_argument("--dropout", type=float, default=0.0, help="--step: dropout rate")
     parser.add_argument("--shapes", nargs="+", default=["64x32", "128x128", "256x32", "512x64"],
