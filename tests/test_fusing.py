@@ -4,6 +4,7 @@ fusion is chosen (or not) with a reason the user can read."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -224,3 +225,45 @@ def test_kill_9_inside_a_group_loses_no_finished_member(cli, write_study,
     for t in retries:
         assert t.params == lost[t.user_attrs["retry_of"]]
         assert t.state.name == "COMPLETE" and len(t.intermediate_values) == 150
+
+
+def test_kill_9_inside_a_refilled_group_loses_no_finished_member(write_study,
+                                                                  subprocess_env) -> None:
+    """K = 2 under a pruner: kill -9 once a trial that joined a running group (a refill) has
+    trained; the resume retries what was lost, keeps what finished, ends at exactly n_trials."""
+    text = (FUSED.replace("fuse: 4", "fuse: 2").replace("n_trials: 6", "n_trials: 10")
+            .replace("epochs: 2", "epochs: 60").replace("n_samples: 300", "n_samples: 200")
+            .replace("n_startup_trials: 2, min_epochs: 1", "n_startup_trials: 1, min_epochs: 1"))
+    path = write_study(text)
+    proc = subprocess.Popen([*tunecli_command(), "search", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=subprocess_env)
+    deadline = time.time() + 300
+    study = None
+    try:
+        while True:  # the observable moment: a trial that joined a running group has trained
+            assert proc.poll() is None, "the search ended before a refilled group was seen"
+            assert time.time() < deadline
+            trials = []
+            with contextlib.suppress(Exception):  # the search may still be creating the file
+                study = study or optuna.load_study(study_name="tiny",
+                                                   storage="sqlite:///tunecli.db")
+                trials = study.get_trials(deepcopy=False)
+            # K = 2: a group's first two trials are g and g + 1; later numbers joined by refill
+            if any(t.state.name == "RUNNING" and t.intermediate_values
+                   and t.number >= t.user_attrs.get("fused_group", t.number) + 2
+                   for t in trials):
+                break
+            time.sleep(0.01)
+    finally:
+        kill_and_wait(proc.pid)
+    before = {t.number: (t.state.name, t.value) for t in stored()
+              if t.state.name in ("COMPLETE", "PRUNED")}
+    assert {t.number for t in stored() if t.state.name == "RUNNING"}
+    resumed = subprocess.run([*tunecli_command(), "resume", "tiny"], capture_output=True,
+                             text=True, env=subprocess_env, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    trials = stored()
+    assert finished(trials) == 10
+    assert {t.number: (t.state.name, t.value) for t in trials if t.number in before} == before
+    assert any("retry_of" in t.user_attrs for t in trials)  # what was lost was retried
