@@ -220,30 +220,6 @@ def test_cnn_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None
     assert [len(job.reporter.metrics) for job in jobs] == [1, 3, 3]  # type: ignore[attr-defined]
 
 
-def test_a_cnn_member_checkpoint_continues_alone(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fused CNN member's checkpoint (weights, batch-norm statistics, optimizer state) is the
-    lone format: its retry continues alone and ends where an uninterrupted lone trial ends."""
-    monkeypatch.setattr(fused, "CHECKPOINT_SECONDS", 0.0)  # save after every epoch
-    spec = trainer("digits", epochs=3, model="cnn")
-    configs = [{"channels": c, "classifier_width": 16, "lr": 3e-3, "kernel_size": 3,
-                "conv_blocks": 2, "batch_size": 128} for c in (3, 5)]
-
-    class StopAt2(Collect):
-        def report(self, epoch: int, metrics: dict[str, float]) -> None:
-            super().report(epoch, metrics)
-            if epoch == 2 and self is jobs[-1].reporter:
-                raise KeyboardInterrupt
-
-    jobs = [fused.MemberJob(c, StopAt2(), tmp_path / f"trial-{i}.pt")
-            for i, c in enumerate(configs)]
-    with pytest.raises(KeyboardInterrupt):
-        fused.run_group(spec, jobs, metric="val_accuracy")
-    for job, config in zip(jobs, configs, strict=True):
-        resumed = lone(spec, config, checkpoint=job.checkpoint)
-        assert_same(resumed, lone(spec, config)[2:])
-
-
 def test_early_stopping_is_per_member() -> None:
     spec = trainer(epochs=8, early_stopping=1)
     configs = [{"width": 16, "lr": 0.05, "optimizer": "sgd"},
@@ -257,15 +233,25 @@ def test_early_stopping_is_per_member() -> None:
         assert outcome.epochs_run == len(alone)
 
 
-def test_a_member_checkpoint_continues_alone(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+CHECKPOINTED = {  # model -> (trainer settings, members)
+    "mlp": ({}, [{"width": 16, "lr": 0.01, "beta1": 0.8, "schedule": "cosine", "batch_norm": True},
+                 {"width": 24, "lr": 0.003, "weight_decay": 0.01, "batch_norm": True},
+                 {"width": 8, "lr": 0.02, "schedule": "plateau", "batch_norm": True}]),
+    "cnn": ({"data": "digits", "epochs": 3, "model": "cnn"},
+            [{"channels": c, "classifier_width": 16, "lr": 3e-3, "kernel_size": 3,
+              "conv_blocks": 2, "batch_size": 128} for c in (3, 5)]),
+}
+
+
+@pytest.mark.parametrize("model", sorted(CHECKPOINTED))
+def test_a_member_checkpoint_continues_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            model: str) -> None:
     """A group stopped after epoch 2 (as by Ctrl-C); each member's retry continues alone from
-    its checkpoint and ends where an uninterrupted lone trial ends."""
+    its checkpoint (weights, batch-norm statistics, optimizer state: the lone format) and ends
+    where an uninterrupted lone trial ends."""
     monkeypatch.setattr(fused, "CHECKPOINT_SECONDS", 0.0)  # save after every epoch
-    spec = trainer()
-    configs = [{"width": 16, "lr": 0.01, "beta1": 0.8, "schedule": "cosine", "batch_norm": True},
-               {"width": 24, "lr": 0.003, "weight_decay": 0.01, "batch_norm": True},
-               {"width": 8, "lr": 0.02, "schedule": "plateau", "batch_norm": True}]
+    settings, configs = CHECKPOINTED[model]
+    spec = trainer(**settings)
 
     class StopAt2(Collect):
         def report(self, epoch: int, metrics: dict[str, float]) -> None:
