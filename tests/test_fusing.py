@@ -87,13 +87,10 @@ def test_a_group_is_refilled_as_members_are_pruned(cli, write_study) -> None:
     assert report["fused"]["groups"] == len(found)
 
 
-CNN_STUDY = """\
-name: tiny
-metric: val_accuracy
-direction: maximize
-budget: {n_trials: 6}
-sampler: {type: tpe, seed: 1, n_startup_trials: 0}
-pruner: {type: none}
+# TINY_STUDY's name, budget and sampler (no startup trials: fused from trial 0), no pruner.
+CNN_STUDY = TINY_STUDY.split("trainer:")[0].replace(
+    "n_startup_trials: 3", "n_startup_trials: 0").replace(
+    "{type: median, n_startup_trials: 2, min_epochs: 1}", "{type: none}") + """\
 trainer:
   dataset: {name: digits, max_train_samples: 300}
   model: cnn

@@ -60,11 +60,7 @@ class FusePlan:
     k: int
     max_work: int | None = None
     why_alone: str = ""        # why trials train one at a time, when they all do
-    admit: int = 0             # trials one group takes in all, refills included (0: k)
-
-    def __post_init__(self) -> None:
-        if self.admit < self.k:
-            object.__setattr__(self, "admit", self.k)
+    admit: int = 0             # trials one group takes in all, refills included (k > 1 only)
 
 
 def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
@@ -101,7 +97,6 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
     from tunecli.trainer.fused import (
         SHARED_BY_MODEL,
         WIDTHS_BY_MODEL,
-        group_key,
         why_not_fused,
         work_per_example,
     )
@@ -179,18 +174,15 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
                     refilling = False
         admitted = sum(1 for member in members if _joins(objective, member, anchor))
         with optuna_internals.heartbeats(study, lambda: list(open_trials.copy().values())):
-            for group in _groups(objective, members, group_key, why_not_fused):
-                anchored = refilling and any(params is anchor for _, params in group)
-                if len(group) > 1 or anchored:
-                    objective.train_group(group, finish, refill if anchored else None,
-                                          slots=plan.k)
-                else:
-                    _train_alone(objective, *group[0], finish)
-            for group in _groups(objective, later, group_key, why_not_fused):
-                if len(group) > 1:
-                    objective.train_group(group, finish)
-                else:
-                    _train_alone(objective, *group[0], finish)
+            # The round's own members, then those a refill asked that could not join.
+            for asked in (members, later):
+                for group in _groups(objective, asked):
+                    anchored = refilling and any(params is anchor for _, params in group)
+                    if len(group) > 1 or anchored:
+                        objective.train_group(group, finish, refill if anchored else None,
+                                              slots=plan.k)
+                    else:
+                        _train_alone(objective, *group[0], finish)
     except BaseException as exc:
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
             f"{type(exc).__name__}: {exc}"
@@ -202,13 +194,22 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
 
 def _joins(objective: Objective, member: Member, anchor: dict[str, Any] | None) -> bool:
     """Whether a trial asked for a refill can join the anchor's group."""
+    from tunecli.trainer.fused import group_key
+
+    key = _group_of(objective, *member)
+    return anchor is not None and key is not None \
+        and key == group_key(objective.spec.trainer, anchor)
+
+
+def _group_of(objective: Objective, trial: optuna.Trial, params: dict[str, Any]) -> Any:
+    """The group ``trial`` can train in (``group_key``), or None: it trains alone (a retry
+    that continues its checkpoint, or a configuration that is not fused)."""
     from tunecli.trainer.fused import group_key, why_not_fused
 
     trainer = objective.spec.trainer
-    trial, params = member
-    return anchor is not None and _fresh(objective, trial) \
-        and why_not_fused(trainer, params) is None \
-        and group_key(trainer, params) == group_key(trainer, anchor)
+    if not _fresh(objective, trial) or why_not_fused(trainer, params):
+        return None
+    return group_key(trainer, params)
 
 
 def _batch_size(spec: StudySpec, params: dict[str, Any]) -> int:
@@ -235,18 +236,16 @@ def _fresh(objective: Objective, trial: optuna.Trial) -> bool:
     return path is None or not path.exists()
 
 
-def _groups(objective: Objective, members: list[tuple[optuna.Trial, dict[str, Any]]],
-            group_key: Any, why_not_fused: Any) -> list[list[tuple[optuna.Trial,
-                                                                  dict[str, Any]]]]:
+def _groups(objective: Objective, members: list[Member]) -> list[list[Member]]:
     """Members of one structure together; retries and unfusable ones alone."""
-    groups: dict[Any, list[tuple[optuna.Trial, dict[str, Any]]]] = {}
+    groups: dict[Any, list[Member]] = {}
     alone = []
     for trial, params in members:
-        if not _fresh(objective, trial) or why_not_fused(objective.spec.trainer, params):
+        key = _group_of(objective, trial, params)
+        if key is None:
             alone.append([(trial, params)])
         else:
-            groups.setdefault(group_key(objective.spec.trainer, params), []).append(
-                (trial, params))
+            groups.setdefault(key, []).append((trial, params))
     return [*groups.values(), *alone]
 
 

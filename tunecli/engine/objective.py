@@ -209,8 +209,9 @@ class Objective:
         group.leave(trial.number)
         if reporter.history:
             trial.set_user_attr("history", reporter.history)
-        if sorted(group.met[trial.number]) != trial.user_attrs.get("fused_with"):
-            trial.set_user_attr("fused_with", sorted(group.met[trial.number]))
+        fused_with = sorted(group.met[trial.number])
+        if fused_with != trial.user_attrs.get("fused_with"):
+            trial.set_user_attr("fused_with", fused_with)
         if isinstance(outcome, optuna.TrialPruned):
             state, value, tracked = TrialState.PRUNED, None, "pruned"
         elif isinstance(outcome, BaseException):

@@ -488,11 +488,12 @@ class _StackedOptimizer:
         self.state = {name: [model.select(s, rows, index) for index, s in enumerate(states)]
                       for name, states in self.state.items()}
 
-    def add(self, configs: list[dict[str, Any]], lrs: list[float], model: _StackedModel) -> None:
-        """Follows ``_StackedModel.add``: the new members start with empty state."""
+    def add(self, configs: list[dict[str, Any]], model: _StackedModel) -> None:
+        """Follows ``_StackedModel.add``: the new members start with empty state (their rates
+        as ``__init__`` takes them, until the caller sets ``lrs``)."""
         self.params = model.params
         self.configs = [*self.configs, *configs]
-        self.lrs = [*self.lrs, *lrs]
+        self.lrs = [*self.lrs, *(float(c["lr"]) for c in configs)]
         self.steps = [*self.steps, *[0] * len(configs)]
         self.state = {name: [model.grow(s, index) for index, s in enumerate(states)]
                       for name, states in self.state.items()}
@@ -665,14 +666,20 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
     members = [_member(trainer, job, bundle, device, minimize, base_dir, first_cohort)
                for job in jobs]
     first = members[0].config
-    stacked = _StackedModel(members, models.activation(first["activation"]), device)
-    optimizer = _StackedOptimizer(first["optimizer"], stacked.params,
-                                  [m.config for m in members], bool(first["nesterov"]))
-    optimizer.lrs = [m.optimizer.param_groups[0]["lr"] for m in members]  # after warm-up
+    activation = models.activation(first["activation"])
+
+    def stack(group: list[_Member]) -> tuple[_StackedModel, _StackedOptimizer]:
+        model = _StackedModel(group, activation, device)
+        return model, _StackedOptimizer(first["optimizer"], model.params,
+                                        [m.config for m in group], bool(first["nesterov"]))
+
+    stacked, optimizer = stack(members)
     autocast = autocast_for(trainer, device)
     active = list(members)
     last_saved = time.perf_counter()
     while active:
+        # Each member's rate as its lone schedule set it (warm-up included) for this epoch.
+        optimizer.lrs = [m.optimizer.param_groups[0]["lr"] for m in active]
         epoch_start = time.perf_counter()
         train_losses = _train_epoch(trainer, stacked, optimizer, active, bundle, autocast)
         outputs = _evaluate(stacked, bundle, trainer.eval_batch_size, autocast)
@@ -705,16 +712,10 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
                    for job in joining]
             if active:
                 stacked.add(new)
-                optimizer.add([m.config for m in new],
-                              [m.optimizer.param_groups[0]["lr"] for m in new], stacked)
+                optimizer.add([m.config for m in new], stacked)
             else:  # everyone left: the newcomers make a fresh stacked model
-                stacked = _StackedModel(new, stacked.activation, device)
-                optimizer = _StackedOptimizer(first["optimizer"], stacked.params,
-                                              [m.config for m in new],
-                                              bool(first["nesterov"]))
+                stacked, optimizer = stack(new)
             active += new
-        for row, member in enumerate(active):
-            optimizer.lrs[row] = member.optimizer.param_groups[0]["lr"]
 
 
 def _end_of_epoch(trainer: TrainerSpec, member: _Member, metric: str, minimize: bool,
