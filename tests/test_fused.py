@@ -220,6 +220,54 @@ def test_cnn_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None
     assert [len(job.reporter.metrics) for job in jobs] == [1, 3, 3]  # type: ignore[attr-defined]
 
 
+USER_MODEL = str(Path(__file__).parent / "user_models.py")
+# A user model's members share its own settings (hidden) and differ in what the loop applies.
+USER_MEMBERS = [
+    {"lr": 0.01, "l1": 1e-4, "weight_decay": 1e-3, "momentum": 0.9, "beta1": 0.8},
+    {"lr": 0.003, "schedule": "cosine", "momentum": 0.0, "beta2": 0.99},
+    {"lr": 0.005, "grad_clip": 0.5, "schedule": "step", "step_size": 1, "gamma": 0.5,
+     "momentum": 0.5},
+]
+
+
+@pytest.mark.parametrize("optimizer", fused.FUSABLE_OPTIMIZERS)
+def test_user_model_members_equal_lone_trials(optimizer: str) -> None:
+    """A user model fused through torch.func (batch-norm buffers stacked and updated per
+    member): a member pruned after epoch 1 and a newcomer joining then still equal their
+    lone trials. Synthetic data, as the built-in batch-norm tests: with batch norm, a digits
+    pixel that is constant within a batch gets a gradient that is zero up to float rounding,
+    which Adam turns into steps of about lr, so its path would follow rounding noise."""
+    spec = trainer(epochs=3, model=f"{USER_MODEL}:build", fuse=4)
+    shared = {"hidden": 24, "batch_size": 64, "optimizer": optimizer,
+              "nesterov": optimizer == "sgd"}
+    scale = 0.1 if optimizer == "rmsprop" else 1.0
+    configs = [{**shared, **member, "lr": member["lr"] * scale} for member in USER_MEMBERS]
+    assert fused.why_not_fused(spec, configs[0]) is None
+    assert fused.why_not_functional(spec, configs[0]) is None
+    jobs = [fused.MemberJob(configs[0], Collect(1)), fused.MemberJob(configs[2], Collect())]
+    refill = refill_from([fused.MemberJob(configs[1], Collect())])
+    fused.run_group(spec, jobs, metric="val_accuracy", refill=refill)
+    assert [len(job.reporter.metrics) for job in jobs] == [1, 3, 3]  # type: ignore[attr-defined]
+    for job in jobs:
+        alone = lone(spec, job.params)
+        assert_same(job.reporter.metrics, alone[:len(job.reporter.metrics)])  # type: ignore[attr-defined]
+
+
+def test_user_models_torch_func_cannot_run_are_named_with_the_reason() -> None:
+    def why(name: str, fuse: Any = 4) -> str | None:
+        spec = trainer("digits", model=f"{USER_MODEL}:{name}", fuse=fuse)
+        return fused.why_not_fused(spec, {}) or fused.why_not_functional(spec, {})
+
+    assert why("build") is None
+    assert "auto does not fuse" in str(why("build", "auto"))
+    assert "draws random numbers" in str(why("with_dropout"))
+    assert "cannot be fused through torch.func" in str(why("itemising"))
+    spec = trainer("digits", model=f"{USER_MODEL}:build", fuse=4)
+    assert fused.group_key(spec, {"hidden": 8, "lr": 0.1}) == \
+        fused.group_key(spec, {"hidden": 8, "lr": 0.2, "schedule": "cosine"})
+    assert fused.group_key(spec, {"hidden": 8}) != fused.group_key(spec, {"hidden": 9})
+
+
 def test_early_stopping_is_per_member() -> None:
     spec = trainer(epochs=8, early_stopping=1)
     configs = [{"width": 16, "lr": 0.05, "optimizer": "sgd"},
@@ -233,6 +281,7 @@ def test_early_stopping_is_per_member() -> None:
         assert outcome.epochs_run == len(alone)
 
 
+USER_MODEL = str(Path(__file__).parent / "user_models.py")
 CHECKPOINTED = {  # model -> (trainer settings, members)
     "mlp": ({}, [{"width": 16, "lr": 0.01, "beta1": 0.8, "schedule": "cosine", "batch_norm": True},
                  {"width": 24, "lr": 0.003, "weight_decay": 0.01, "batch_norm": True},
@@ -240,6 +289,8 @@ CHECKPOINTED = {  # model -> (trainer settings, members)
     "cnn": ({"data": "digits", "epochs": 3, "model": "cnn"},
             [{"channels": c, "classifier_width": 16, "lr": 3e-3, "kernel_size": 3,
               "conv_blocks": 2, "batch_size": 128} for c in (3, 5)]),
+    "user": ({"model": f"{USER_MODEL}:build", "fuse": 2},
+             [{"hidden": 12, "lr": lr, "schedule": "cosine"} for lr in (3e-3, 1e-2)]),
 }
 
 

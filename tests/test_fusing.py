@@ -154,6 +154,42 @@ def test_a_user_model_trains_alone_with_a_reason(cli, write_study, tmp_path: Pat
     assert not groups(stored())
 
 
+USER_MODELS = Path(__file__).parent / "user_models.py"
+
+
+def user_study(function: str) -> str:
+    """FUSED with one of tests/user_models.py's models (``hidden`` is its own setting)."""
+    return FUSED.replace("model: mlp", f"model: {USER_MODELS}:{function}").replace(
+        "  width: {int: [8, 32]}\n", "  hidden: {choice: [8, 16]}\n")
+
+
+def test_a_user_model_fuses_through_torch_func_when_asked(cli, write_study) -> None:
+    result = cli("search", write_study(user_study("build")), "--n-trials", "6")
+    assert result.exit_code == 0, result.output
+    assert "fused trials: up to 4 configurations" in result.output
+    assert "one at a time" not in result.output
+    trials = stored()
+    assert finished(trials) == 6 and len(trials) == 6
+    found = groups(trials)
+    assert found and max(len(group) for group in found) >= 2
+    for group in found:
+        members = [t for t in trials if t.number in group]
+        anchored = [t for t in members if not {"defaults", "center"} & set(t.user_attrs)]
+        assert len({(t.params["hidden"], t.params["optimizer"]) for t in anchored}) == 1
+        assert len({t.params["lr"] for t in members}) == len(members)
+
+
+def test_a_user_model_torch_func_cannot_run_trains_alone_saying_why_once(cli, write_study
+                                                                        ) -> None:
+    result = cli("search", write_study(user_study("with_dropout")), "--n-trials", "6")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("trials train one at a time") == 1, result.output
+    assert "cannot be fused through torch.func (it draws random numbers" in result.output
+    trials = stored()
+    assert finished(trials) == 6 and len(trials) == 6
+    assert not groups(trials)
+
+
 def test_auto_fuses_small_models_and_leaves_wide_ones_alone(cli, write_study) -> None:
     small = FUSED.replace("fuse: 4", "fuse: auto")
     assert cli("search", write_study(small), "--n-trials", "4").exit_code == 0

@@ -88,19 +88,20 @@ Member = tuple[optuna.Trial, dict[str, Any]]
 
 def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
               log: Callable[[optuna.Study, FrozenTrial], None], signals: StopSignals,
-              room: Callable[[int], float] = lambda in_flight: math.inf) -> None:
+              room: Callable[[int], float] = lambda in_flight: math.inf,
+              unfusable: Callable[[str], None] = lambda why: None) -> None:
     """Ask up to ``plan.k`` trials (never past the budget), train them, tell each one; refill
     the group as members leave, up to ``plan.admit`` trials in all.
 
     ``room(in_flight)``: how many more trials may start while ``in_flight`` train (the run's
-    timeout and failure limit; 0 stops the refills)."""
+    timeout and failure limit; 0 stops the refills). ``unfusable(why)``: the user model
+    cannot be fused through torch.func (this round's trial then trains alone)."""
     from tunecli.trainer.fused import (
-        SHARED_BY_MODEL,
-        WIDTHS_BY_MODEL,
+        round_fixes,
+        why_not_functional,
         why_not_fused,
         work_per_example,
     )
-    from tunecli.trainer.models import is_layer_width
 
     spec = objective.spec
     open_trials: dict[int, optuna.Trial] = {}
@@ -161,11 +162,15 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
             trial, params = member
             if anchor is None and _fresh(objective, trial) \
                     and why_not_fused(spec.trainer, params) is None:
+                problem = why_not_functional(spec.trainer, params, spec.base_dir,
+                                             objective.data_root)
+                if problem is not None:
+                    unfusable(problem)
+                    k = len(members)
+                    continue
                 anchor = params
-                model = spec.trainer.model
                 fixed = {name: anchor[name] for name in anchor
-                         if name in SHARED_BY_MODEL[model] or name in WIDTHS_BY_MODEL[model]
-                         or (model == "mlp" and is_layer_width(name))}
+                         if round_fixes(spec.trainer.model, name)}
                 refilling = plan.k > 1
                 if plan.max_work is not None and work_per_example(
                         spec.trainer, params, spec.base_dir, objective.data_root) \
@@ -204,10 +209,11 @@ def _joins(objective: Objective, member: Member, anchor: dict[str, Any] | None) 
 def _group_of(objective: Objective, trial: optuna.Trial, params: dict[str, Any]) -> Any:
     """The group ``trial`` can train in (``group_key``), or None: it trains alone (a retry
     that continues its checkpoint, or a configuration that is not fused)."""
-    from tunecli.trainer.fused import group_key, why_not_fused
+    from tunecli.trainer.fused import group_key, why_not_functional, why_not_fused
 
     trainer = objective.spec.trainer
-    if not _fresh(objective, trial) or why_not_fused(trainer, params):
+    if not _fresh(objective, trial) or why_not_fused(trainer, params) \
+            or why_not_functional(trainer, params, objective.spec.base_dir, objective.data_root):
         return None
     return group_key(trainer, params)
 

@@ -134,6 +134,13 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
             _show_progress(study, spec, progress, study.get_trials(deepcopy=False))
             return budget.max_failures - log.failures + 1 - in_flight
 
+        def unfusable(why: str) -> None:
+            """The user model cannot be fused: said once, and the rest train one at a time."""
+            nonlocal plan
+            console.print(f"trials train one at a time: {escape(why)}", highlight=False,
+                          soft_wrap=True)
+            plan = fusing.FusePlan(1, why_alone=why)
+
         while True:
             if signals.requested:  # a signal between trials
                 stopped_by = "interrupted"
@@ -151,7 +158,7 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
                     # run stops at exactly max_failures + 1 failed trials, fused or not.
                     k = min(plan.k, budget.max_failures - log.failures + 1)
                     fusing.run_round(study, objective, dataclasses.replace(plan, k=k), log,
-                                     signals, room)
+                                     signals, room, unfusable)
                 else:
                     study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
                                    callbacks=[log], gc_after_trial=False)

@@ -60,8 +60,9 @@ from tunecli.trainer.optim import Schedule, make_optimizer
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec
 
-__all__ = ["SHARED", "SHARED_BY_MODEL", "WIDTHS_BY_MODEL", "ALONE", "FUSABLE_OPTIMIZERS",
-           "MemberJob", "why_not_fused", "group_key", "work_per_example", "run_group"]
+__all__ = ["SHARED", "SHARED_BY_MODEL", "WIDTHS_BY_MODEL", "PER_MEMBER", "ALONE",
+           "FUSABLE_OPTIMIZERS", "MemberJob", "why_not_fused", "why_not_functional",
+           "group_key", "round_fixes", "work_per_example", "run_group"]
 
 _COMMON = ("batch_size", "optimizer", "activation", "batch_norm", "nesterov", "amsgrad", "crop",
            "flip")
@@ -70,6 +71,10 @@ _COMMON = ("batch_size", "optimizer", "activation", "batch_norm", "nesterov", "a
 SHARED_BY_MODEL = {"mlp": ("depth", *_COMMON), "cnn": ("conv_blocks", "kernel_size", *_COMMON)}
 WIDTHS_BY_MODEL = {"mlp": ("width",), "cnn": ("channels", "classifier_width")}
 SHARED = SHARED_BY_MODEL["mlp"]
+# A user model's members may differ only in what the training loop applies itself (the
+# optimizer's and the schedule's settings); anything else its builder may read, so they share it.
+PER_MEMBER = ("lr", "momentum", "beta1", "beta2", "weight_decay", "l1", "grad_clip", "schedule",
+              "step_size", "gamma", "plateau_patience", "warmup_epochs")
 ALONE = ("rotate", "translate", "cutout", "mixup", "label_smoothing")  # not in the fused step
 FUSABLE_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 _BN_EPS, _BN_MOMENTUM = 1e-5, 0.1      # nn.BatchNorm1d's defaults, as the lone model uses
@@ -82,9 +87,13 @@ CHECKPOINT_SECONDS = 10.0
 
 def why_not_fused(trainer: TrainerSpec, params: dict[str, Any]) -> str | None:
     """Why this configuration trains alone (None: it can join a group)."""
-    if trainer.model not in SHARED_BY_MODEL:
+    if trainer.model in models.MODELS and trainer.model not in SHARED_BY_MODEL:
         return (f"model {trainer.model!r} is trained one trial at a time (fused: "
-                f"{', '.join(SHARED_BY_MODEL)})")
+                f"{', '.join(SHARED_BY_MODEL)} and, with trainer.fuse: K, user models)")
+    if trainer.model not in models.MODELS and trainer.fuse == "auto":
+        return (f"model {trainer.model!r} is a user model, which auto does not fuse (it fuses "
+                f"the built-in {' and '.join(SHARED_BY_MODEL)}); set trainer.fuse: K (--fuse K) "
+                "to fuse it through torch.func")
     if trainer.compile:
         return "trainer.compile is on: compiled models are trained one at a time"
     if trainer.cv or trainer.repeats > 1:
@@ -131,7 +140,61 @@ def work_per_example(trainer: TrainerSpec, params: dict[str, Any],
 def group_key(trainer: TrainerSpec, params: dict[str, Any]) -> tuple[Any, ...]:
     """Configurations with equal keys can train as one group."""
     config = models.full_config(trainer.model, params)
+    if trainer.model not in SHARED_BY_MODEL:  # a user model: all but PER_MEMBER
+        return tuple(sorted((name, repr(value)) for name, value in config.items()
+                            if name not in PER_MEMBER))
     return tuple(config[name] for name in SHARED_BY_MODEL[trainer.model])
+
+
+def round_fixes(model: str, name: str) -> bool:
+    """Whether a fused round fixes parameter ``name`` for its later members: what they must
+    share, and a built-in model's widths (they may differ, padded, but the padding costs the
+    widest's work)."""
+    if model not in SHARED_BY_MODEL:
+        return name not in PER_MEMBER
+    return name in SHARED_BY_MODEL[model] or name in WIDTHS_BY_MODEL[model] \
+        or (model == "mlp" and models.is_layer_width(name))
+
+
+_PROBED: dict[tuple[Any, ...], str | None] = {}
+
+
+def why_not_functional(trainer: TrainerSpec, params: dict[str, Any],
+                       base_dir: str | None = None, data_root: str | None = None
+                       ) -> str | None:
+    """Why this user model cannot be fused through ``torch.func`` (None: it can, and always
+    for the built-in models, which are stacked directly). Probed once per structure: two
+    copies take a training step and an evaluation under ``vmap``, which refuses random draws
+    (dropout: members could not draw their lone trials' masks) and in-place writes to state
+    that is not the model's parameters or buffers."""
+    if trainer.model in models.MODELS:
+        return None
+    key = (trainer.model, base_dir, data_root, group_key(trainer, params))
+    if key not in _PROBED:
+        _PROBED[key] = _probe(trainer, params, base_dir, data_root)
+    return _PROBED[key]
+
+
+def _probe(trainer: TrainerSpec, params: dict[str, Any], base_dir: str | None,
+           data_root: str | None) -> str | None:
+    device, bundle = prepare(trainer, "val_loss", base_dir, data_root)
+    config = models.full_config(trainer.model, params)
+    try:
+        built = [models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs,
+                              base_dir).to(device) for _ in range(2)]
+        stacked = _FunctionalStack(built, device)
+        x = bundle.x_train[:2]
+        stacked.forward(x.expand(2, *x.shape), None).float().sum().backward()  # type: ignore[no-untyped-call]
+        stacked.training = False
+        with torch.no_grad():
+            stacked.forward(x.expand(2, *x.shape), None)
+    except Exception as exc:  # user code: anything it raises means "train it alone"
+        text = (str(exc).strip().splitlines() or [""])[0][:200]
+        why = (" (it draws random numbers in training, e.g. dropout, which fused members could"
+               " not draw as their lone trials do)" if "random" in text else "")
+        return (f"model {trainer.model!r} cannot be fused through torch.func{why}: "
+                f"{type(exc).__name__}: {text}")
+    return None
 
 
 @dataclass
@@ -228,14 +291,15 @@ class _StackedModel:
     optimizer's per-member ``[K, 1, 1]`` columns fit every parameter.
     """
 
-    def __init__(self, members: Sequence[_Member], activation: nn.Module,
+    def __init__(self, lone_models: Sequence[nn.Module], activation: nn.Module,
                  device: torch.device) -> None:
-        self.k = len(members)
+        self.k = len(lone_models)
         self.training = True  # False: batch norm uses its running statistics
         self.activation = activation
-        self.structure = _structure(members[0].model)
+        self.structure = _structure(lone_models[0])
         self.convolutional = self.structure[0].conv
-        sizes = [_sizes(m.model) for m in members]
+        self.flat_inputs = not self.convolutional  # an MLP takes each example flattened
+        sizes = [_sizes(m) for m in lone_models]
         self.layer_in = [[s[layer][0] for s in sizes] for layer in range(len(self.structure))]
         self.layer_out = [[s[layer][1] for s in sizes] for layer in range(len(self.structure))]
         self.params: list[torch.Tensor] = []
@@ -243,7 +307,7 @@ class _StackedModel:
         self.running: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.norm_layers: list[int] = []          # the layer of each ``running`` entry
         self.batches_tracked = [0] * self.k   # per member: members may join later
-        lone = [[p.detach() for p in m.model.parameters()] for m in members]
+        lone = [[p.detach() for p in m.parameters()] for m in lone_models]
         # Per layer, where its weight, bias and batch-norm scale and shift are in ``params``,
         # in the order the lone model's parameters come.
         self.layers: list[dict[str, int]] = []
@@ -369,16 +433,16 @@ class _StackedModel:
                         for layer, (m, v) in zip(self.norm_layers, self.running, strict=True)]
         self.batches_tracked = [self.batches_tracked[i] for i in rows]
 
-    def add(self, members: Sequence[_Member]) -> None:
+    def add(self, lone_models: Sequence[nn.Module]) -> None:
         """New members join at an epoch boundary (rows after the others), from their lone
         models' initial weights; the padding grows to the widest member."""
-        for member in members:
-            for layer, (size_in, size_out) in enumerate(_sizes(member.model)):
+        for model in lone_models:
+            for layer, (size_in, size_out) in enumerate(_sizes(model)):
                 self.layer_in[layer].append(size_in)
                 self.layer_out[layer].append(size_out)
         old = self.k
-        self.k += len(members)
-        lone = [[p.detach() for p in m.model.parameters()] for m in members]
+        self.k += len(lone_models)
+        lone = [[p.detach() for p in m.parameters()] for m in lone_models]
         params = []
         for index, p in enumerate(self.params):
             grown = self.grow(p.detach(), index)
@@ -391,7 +455,7 @@ class _StackedModel:
         self.running = [(self._resize(m, "vector", layer, 0.0),
                          self._resize(v, "vector", layer, 1.0))
                         for layer, (m, v) in zip(self.norm_layers, self.running, strict=True)]
-        self.batches_tracked += [0] * len(members)
+        self.batches_tracked += [0] * len(lone_models)
 
     def grow(self, t: torch.Tensor, index: int) -> torch.Tensor:
         """A tensor shaped as parameter ``index`` for the members before ``add``: zero rows
@@ -445,6 +509,107 @@ class _StackedModel:
                     self.batches_tracked[i])
 
 
+class _FunctionalStack:
+    """K user models of one structure through ``torch.func``: one ``vmap`` of
+    ``functional_call`` over the members' stacked parameters and buffers runs all K.
+
+    The same interface as ``_StackedModel``. Each parameter is stacked member-first and
+    flattened, ``[K, 1, numel]`` (3-d as ``_StackedModel``'s, so the optimizer's per-member
+    columns fit), and viewed in its own shape for the call; buffers (batch-norm statistics)
+    are ``[K, *shape]`` and updated in place by the call, as the lone model updates its own.
+    Members share every parameter shape (``group_key``: all but ``PER_MEMBER``).
+    """
+
+    flat_inputs = False   # each member gets the examples as its lone model does
+    hidden: list[int] = []  # no dropout from outside (a model drawing random numbers is alone)
+    layer_out: list[list[int]] = []
+
+    def __init__(self, lone_models: Sequence[nn.Module], device: torch.device) -> None:
+        import copy
+
+        self.base = copy.deepcopy(lone_models[0])  # the module each call runs
+        named = list(self.base.named_parameters())
+        self.names = [name for name, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.weights = [p.ndim > 1 for _, p in named]  # L1's, as the lone loop's penalty
+        self.buffer_names = [name for name, _ in self.base.named_buffers()]
+        self.params = [torch.empty(0, 1, p.numel(), device=device) for _, p in named]
+        self.buffers = [torch.empty(0, *b.shape, dtype=b.dtype, device=device)
+                        for b in self.base.buffers()]
+        self.k = 0
+        self.training = True
+        self.batches_tracked: list[int] = []  # in the buffers here; kept for the interface
+        self.add(lone_models)
+
+    def add(self, lone_models: Sequence[nn.Module]) -> None:
+        """New members join (rows after the others) from their lone models' initial state."""
+        for model in lone_models:
+            shapes = [p.shape for p in model.parameters()]
+            if shapes != self.shapes:
+                raise ValueError(f"a fused user model's members must have equal parameter "
+                                 f"shapes: {shapes} against {self.shapes}")
+        self.params = [torch.cat([p.detach(), *(list(m.parameters())[index].detach()
+                                                .reshape(1, 1, -1) for m in lone_models)]
+                                 ).requires_grad_() for index, p in enumerate(self.params)]
+        self.buffers = [torch.cat([b, *(list(m.buffers())[index].unsqueeze(0)
+                                        for m in lone_models)])
+                        for index, b in enumerate(self.buffers)]
+        self.k += len(lone_models)
+        self.batches_tracked += [0] * len(lone_models)
+
+    def forward(self, h: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
+        """``h``: each member's batch, ``[K, batch, *input]`` -> ``[K, batch, outputs]``."""
+        from torch.func import functional_call, vmap
+
+        self.base.train(self.training)
+        params = {name: p.view(self.k, *shape)
+                  for name, p, shape in zip(self.names, self.params, self.shapes, strict=True)}
+        buffers = dict(zip(self.buffer_names, self.buffers, strict=True))
+
+        def one(params_: dict[str, torch.Tensor], buffers_: dict[str, torch.Tensor],
+                x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = functional_call(self.base, (params_, buffers_), (x,))
+            return out
+
+        out: torch.Tensor = vmap(one, randomness="error")(params, buffers, h)
+        return out
+
+    def l1_penalty(self) -> torch.Tensor:
+        """Per member: the sum of |weight| over its parameters of two or more dimensions."""
+        return sum(p.abs().sum((1, 2)) for p, weight in zip(self.params, self.weights,
+                                                             strict=True)
+                   if weight)  # type: ignore[return-value]
+
+    def keep(self, rows: list[int]) -> None:
+        """Only members ``rows`` go on."""
+        self.k = len(rows)
+        self.params = [self.select(p.detach(), rows, 0).requires_grad_() for p in self.params]
+        self.buffers = [self.select(b, rows, 0) for b in self.buffers]
+        self.batches_tracked = [self.batches_tracked[i] for i in rows]
+
+    def grow(self, t: torch.Tensor, index: int) -> torch.Tensor:
+        """``t`` with zero rows for the members ``add`` brought in (the optimizer's state)."""
+        return torch.cat([t, t.new_zeros(self.k - len(t), *t.shape[1:])])
+
+    def select(self, t: torch.Tensor, rows: list[int], index: int) -> torch.Tensor:
+        return t.index_select(0, torch.tensor(rows, device=t.device))
+
+    def lone_view(self, stacked: torch.Tensor, index: int, i: int) -> torch.Tensor:
+        """Member i's part of a tensor shaped as parameter ``index``, in the lone shape."""
+        return stacked[i, 0].view(self.shapes[index])
+
+    def copy_to(self, i: int, model: nn.Module) -> None:
+        """Member i's parameters and buffers into its lone model (checkpoints)."""
+        with torch.no_grad():
+            for index, p in enumerate(model.parameters()):
+                p.copy_(self.lone_view(self.params[index], index, i))
+            for buffer, stacked in zip(model.buffers(), self.buffers, strict=True):
+                buffer.copy_(stacked[i])
+
+
+_Stack = _StackedModel | _FunctionalStack
+
+
 def _grad(p: torch.Tensor) -> torch.Tensor:
     assert p.grad is not None  # every member's parameter takes part in its loss
     return p.grad
@@ -479,7 +644,7 @@ class _StackedOptimizer:
     def _each(self, name: str) -> list[float]:
         return [float(c[name]) for c in self.configs]
 
-    def keep(self, rows: list[int], model: _StackedModel) -> None:
+    def keep(self, rows: list[int], model: _Stack) -> None:
         """Follows ``_StackedModel.keep`` (called after it)."""
         self.params = model.params
         self.configs = [self.configs[i] for i in rows]
@@ -488,7 +653,7 @@ class _StackedOptimizer:
         self.state = {name: [model.select(s, rows, index) for index, s in enumerate(states)]
                       for name, states in self.state.items()}
 
-    def add(self, configs: list[dict[str, Any]], model: _StackedModel) -> None:
+    def add(self, configs: list[dict[str, Any]], model: _Stack) -> None:
         """Follows ``_StackedModel.add``: the new members start with empty state (their rates
         as ``__init__`` takes them, until the caller sets ``lrs``)."""
         self.params = model.params
@@ -570,7 +735,7 @@ class _StackedOptimizer:
         table = torch.tensor(values, dtype=torch.float32).view(len(values), -1, 1, 1)
         return list(table.to(self.params[0].device, non_blocking=True).unbind(0))
 
-    def lone_state(self, i: int, model: _StackedModel,
+    def lone_state(self, i: int, model: _Stack,
                    lone_params: Sequence[torch.Tensor]) -> dict[torch.Tensor, dict[str, Any]]:
         """Member i's optimizer state as ``torch.optim`` keeps it, for its checkpoint."""
         step = torch.tensor(float(self.steps[i]))
@@ -617,8 +782,9 @@ def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
     two trains little faster than they would alone.
     """
     if len({group_key(trainer, job.params) for job in jobs}) > 1:
-        raise ValueError(f"a group's members must share "
-                         f"{', '.join(SHARED_BY_MODEL[trainer.model])}")
+        shared = SHARED_BY_MODEL.get(trainer.model)
+        raise ValueError("a group's members must share " + (
+            ", ".join(shared) if shared else f"all but {', '.join(PER_MEMBER)}"))
     device, bundle = prepare(trainer, metric, base_dir, data_root)
     try:
         _train(trainer, jobs, metric, direction == "minimize", device, bundle, base_dir,
@@ -666,10 +832,12 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
     members = [_member(trainer, job, bundle, device, minimize, base_dir, first_cohort)
                for job in jobs]
     first = members[0].config
-    activation = models.activation(first["activation"])
 
-    def stack(group: list[_Member]) -> tuple[_StackedModel, _StackedOptimizer]:
-        model = _StackedModel(group, activation, device)
+    def stack(group: list[_Member]) -> tuple[_Stack, _StackedOptimizer]:
+        lone_models = [m.model for m in group]
+        model: _Stack = (
+            _StackedModel(lone_models, models.activation(first["activation"]), device)
+            if trainer.model in SHARED_BY_MODEL else _FunctionalStack(lone_models, device))
         return model, _StackedOptimizer(first["optimizer"], model.params,
                                         [m.config for m in group], bool(first["nesterov"]))
 
@@ -711,7 +879,7 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
             new = [_member(trainer, job, bundle, device, minimize, base_dir, cohort)
                    for job in joining]
             if active:
-                stacked.add(new)
+                stacked.add([m.model for m in new])
                 optimizer.add([m.config for m in new], stacked)
             else:  # everyone left: the newcomers make a fresh stacked model
                 stacked, optimizer = stack(new)
@@ -763,7 +931,7 @@ def _end_of_epoch(trainer: TrainerSpec, member: _Member, metric: str, minimize: 
     return None
 
 
-def _save_member(member: _Member, stacked: _StackedModel, optimizer: _StackedOptimizer,
+def _save_member(member: _Member, stacked: _Stack, optimizer: _StackedOptimizer,
                  row: int) -> None:
     if member.job.checkpoint is None:
         return
@@ -789,10 +957,12 @@ def _result(member: _Member, *, stacked_device: torch.device, n_train: int,
                        config=member.config)
 
 
-def _dropout_noise(active: list[_Member], stacked: _StackedModel, batch: int,
+def _dropout_noise(active: list[_Member], stacked: _Stack, batch: int,
                    device: torch.device) -> list[torch.Tensor] | None:
     """Per hidden layer, each member's dropout mask scaled by 1/(1-p), drawn as the lone
     trial's ``nn.Dropout`` draws it (``bernoulli_`` then ``div_``), zero over the padding."""
+    if not stacked.hidden:
+        return None
     rates = [float(m.config["dropout"]) for m in active]
     if not any(rates):
         return None
@@ -809,7 +979,7 @@ def _dropout_noise(active: list[_Member], stacked: _StackedModel, batch: int,
     return noise
 
 
-def _train_epoch(trainer: TrainerSpec, stacked: _StackedModel, optimizer: _StackedOptimizer,
+def _train_epoch(trainer: TrainerSpec, stacked: _Stack, optimizer: _StackedOptimizer,
                  active: list[_Member], bundle: DataBundle, autocast: Any) -> list[float]:
     """One pass over the training data, each member in its lone trial's order (one order per
     cohort); each member's mean loss."""
@@ -839,7 +1009,7 @@ def _train_epoch(trainer: TrainerSpec, stacked: _StackedModel, optimizer: _Stack
             xb = x_fit[idx]
             xs.append(augment.images(xb, cohort.generator) if augmenting else xb)
             ys.append(y_fit[idx])
-        shape = xs[0].shape[1:] if stacked.convolutional else (-1,)
+        shape = (-1,) if stacked.flat_inputs else xs[0].shape[1:]
         if rows is None:
             x = xs[0].reshape(size, *shape).expand(stacked.k, size, *shape)
             y = ys[0].expand(stacked.k, *ys[0].shape)
@@ -880,7 +1050,7 @@ def _clip_per_member(params: list[torch.Tensor], clip: torch.Tensor) -> None:
             p.grad.mul_(coef.view(-1, 1, 1))  # type: ignore[union-attr]
 
 
-def _evaluate(stacked: _StackedModel, bundle: DataBundle, batch_size: int,
+def _evaluate(stacked: _Stack, bundle: DataBundle, batch_size: int,
               autocast: Any) -> torch.Tensor:
     """Every member's outputs on the validation part: ``[K, n_val, outputs]``."""
     stacked.training = False
@@ -888,7 +1058,7 @@ def _evaluate(stacked: _StackedModel, bundle: DataBundle, batch_size: int,
     with torch.inference_mode(), autocast():
         for start in range(0, len(bundle.x_val), batch_size):
             x = bundle.x_val[start:start + batch_size]
-            shape = x.shape[1:] if stacked.convolutional else (-1,)
+            shape = (-1,) if stacked.flat_inputs else x.shape[1:]
             x = x.reshape(len(x), *shape).expand(stacked.k, len(x), *shape)
             outputs.append(stacked.forward(x, None).float())
     return torch.cat(outputs, dim=1)
