@@ -109,14 +109,17 @@ def step_part(args: argparse.Namespace) -> None:
     from tunecli.trainer import fused, loop
 
     device = torch.device(args.device)
+    user = args.model not in ("mlp", "cnn")
     spec = TrainerSpec.model_validate({"dataset": args.dataset, "epochs": args.epochs,
                                        "device": args.device, "model": args.model,
+                                       "fuse": args.k if user else "auto",
                                        **({"data_root": args.data_root}
                                           if args.data_root else {})})
     _, bundle = loop.prepare(spec, "val_accuracy", None, None)
     peak = _matmul_gflops(device)
-    layers = f"{args.depth}-layer MLP" if args.model == "mlp" else \
-        f"{args.depth}-block CNN (3x3 kernels, 64-unit classifier; width = first channels)"
+    layers = (f"{args.depth}-layer MLP" if args.model == "mlp" else
+              f"{args.depth}-block CNN (3x3 kernels, 64-unit classifier; width = first channels)"
+              if args.model == "cnn" else f"user model {args.model} (width = hidden)")
     print(f"{args.dataset}: {len(bundle.x_train)} training examples; {args.k} configurations "
           f"of a {layers} ({args.optimizer}, dropout {args.dropout}), "
           f"{args.epochs} epochs; a 2048^3 fp32 matmul runs at {peak:.0f} GFLOP/s here")
@@ -126,10 +129,12 @@ def step_part(args: argparse.Namespace) -> None:
         width, batch = (int(n) for n in shape.split("x"))
         structure = ({"depth": args.depth, "width": width} if args.model == "mlp" else
                      {"conv_blocks": args.depth, "channels": width, "kernel_size": 3,
-                      "classifier_width": 64})
+                      "classifier_width": 64} if args.model == "cnn" else {"hidden": width})
         configs = [{**structure, "batch_size": batch, "optimizer": args.optimizer,
                     "dropout": args.dropout, "lr": 1e-3 * (1 + i / 4)} for i in range(args.k)]
-        loop.run(spec, configs[0], _Quiet(), metric="val_accuracy")  # warm-up
+        loop.run(spec, configs[0], _Quiet(), metric="val_accuracy")  # warm-ups
+        fused.run_group(spec, [fused.MemberJob(c, _Quiet()) for c in configs[:2]],
+                        metric="val_accuracy")
         started = time.perf_counter()
         for config in configs:
             loop.run(spec, config, _Quiet(), metric="val_accuracy")
@@ -182,7 +187,10 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="--step: model")
+    parser.add_argument("--model", default="mlp",
+                        help="--step: mlp, cnn, or a user model 'file.py:function' (fused "
+                             "through torch.func; its width is params['hidden'], as "
+                             "examples/custom_model.py reads it)")
     parser.add_argument("--depth", type=int, default=2,
                         help="--step: hidden layers (an MLP) or conv blocks (a CNN)")
     parser.add_argument("--optimizer", default="adam", help="--step: the members' optimizer")

@@ -1,8 +1,9 @@
 """Rounds of fused trials: ask K trials, train those of one structure together, tell each.
 
 How K is chosen (``trainer.fuse``): 1 turns fusion off; a number is taken as given; ``auto``
-fuses the built-in MLP where the widest model the space allows is small enough to gain
-(measured in ``benchmarks/fused_trials.py``), with K from the device.
+fuses the built-in MLP and CNN where a round's first model is small enough to gain
+(measured in ``benchmarks/fused_trials.py``), with K from the device; a user model fuses only
+when K is given, through ``torch.func``, once a probe shows ``vmap`` can run it.
 
 Grouping: the round's first fresh trial is sampled freely; the later ones are asked with its
 shared settings (depth, batch size, optimizer, activation, batch norm, Nesterov: what one

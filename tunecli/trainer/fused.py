@@ -1,4 +1,4 @@
-"""Fused trials: K configurations of one MLP or CNN structure trained as one batched model.
+"""Fused trials: K configurations of one model structure trained as one batched model.
 
 Why: a small model leaves the machine idle; one step is a few tiny matrix products plus Python
 and optimizer overhead. Stacking the K members' weights (``[K, in, out]``, one batched matmul
@@ -14,6 +14,10 @@ augmentations (``ALONE``) train one trial at a time.
 Widths are padded to the widest member; the padding starts at zero and every activation maps 0
 to 0, so padded units and channels stay zero, get zero gradients and change nothing (batch
 norm included: a zero column normalises to zero).
+
+A user model (``module:function``) is stacked through ``torch.func`` instead
+(``_FunctionalStack``: one ``vmap`` of ``functional_call``); its members share all but
+``PER_MEMBER``, and ``why_not_functional`` probes whether ``vmap`` can run it.
 
 Members may join a running group at an epoch boundary (``refill``): members that joined
 together form a cohort with its own batch order, and step counts are per member.
