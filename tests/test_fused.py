@@ -262,6 +262,7 @@ def test_user_models_torch_func_cannot_run_are_named_with_the_reason() -> None:
     assert "auto does not fuse" in str(why("build", "auto"))
     assert "draws random numbers" in str(why("with_dropout"))
     assert "cannot be fused through torch.func" in str(why("itemising"))
+    assert "parameter spare.weight takes no part" in str(why("unused_layer"))
     spec = trainer("digits", model=f"{USER_MODEL}:build", fuse=4)
     assert fused.group_key(spec, {"hidden": 8, "lr": 0.1}) == \
         fused.group_key(spec, {"hidden": 8, "lr": 0.2, "schedule": "cosine"})

@@ -56,3 +56,20 @@ class Itemising(nn.Module):
 def itemising(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int
               ) -> nn.Module:
     return Itemising(math.prod(input_shape), n_outputs)
+
+
+class Unused(nn.Module):
+    """Has a layer its forward pass never calls, so that layer gets no gradient."""
+
+    def __init__(self, n_inputs: int, n_outputs: int) -> None:
+        super().__init__()
+        self.out = nn.Linear(n_inputs, n_outputs)
+        self.spare = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x.flatten(1))
+
+
+def unused_layer(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int
+                 ) -> nn.Module:
+    return Unused(math.prod(input_shape), n_outputs)

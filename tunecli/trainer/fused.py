@@ -189,6 +189,11 @@ def _probe(trainer: TrainerSpec, params: dict[str, Any], base_dir: str | None,
         stacked = _FunctionalStack(built, device)
         x = bundle.x_train[:2]
         stacked.forward(x.expand(2, *x.shape), None).float().sum().backward()  # type: ignore[no-untyped-call]
+        unused = [name for name, p in zip(stacked.names, stacked.params, strict=True)
+                  if p.grad is None]
+        if unused:  # the fused optimizer steps every parameter; torch's skips these
+            return (f"model {trainer.model!r} cannot be fused through torch.func: parameter "
+                    f"{unused[0]} takes no part in the output")
         stacked.training = False
         with torch.no_grad():
             stacked.forward(x.expand(2, *x.shape), None)
@@ -552,11 +557,12 @@ class _FunctionalStack:
             if shapes != self.shapes:
                 raise ValueError(f"a fused user model's members must have equal parameter "
                                  f"shapes: {shapes} against {self.shapes}")
-        self.params = [torch.cat([p.detach(), *(list(m.parameters())[index].detach()
-                                                .reshape(1, 1, -1) for m in lone_models)]
-                                 ).requires_grad_() for index, p in enumerate(self.params)]
-        self.buffers = [torch.cat([b, *(list(m.buffers())[index].unsqueeze(0)
-                                        for m in lone_models)])
+        params = [list(m.parameters()) for m in lone_models]
+        buffers = [list(m.buffers()) for m in lone_models]
+        self.params = [torch.cat([p.detach(), *(ps[index].detach().reshape(1, 1, -1)
+                                                for ps in params)]).requires_grad_()
+                       for index, p in enumerate(self.params)]
+        self.buffers = [torch.cat([b, *(bs[index].unsqueeze(0) for bs in buffers)])
                         for index, b in enumerate(self.buffers)]
         self.k += len(lone_models)
         self.batches_tracked += [0] * len(lone_models)
