@@ -95,3 +95,72 @@ def test_heartbeats_keep_hand_asked_trials_alive(tmp_path: Path) -> None:
             time.sleep(0.01)
     optuna.storages.fail_stale_trials(study)
     assert [t.state for t in study.get_trials()] == [TrialState.RUNNING] * 2
+
+
+def _two_processes(tmp_path: Path) -> tuple[optuna.Study, optuna.Study]:
+    """One study opened twice, as two processes open it (each its own cache)."""
+    from tunecli.engine.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    here = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=False))
+    there = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat=False))
+    return here, there
+
+
+def test_trials_running_here_are_kept_not_read_and_others_changes_are_seen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials this process runs stay current from its own writes without being read back;
+    another process's trials and what it does to ours are read as before."""
+    from optuna.storages._rdb.models import TrialModel
+
+    here, there = _two_processes(tmp_path)
+    x = optuna.distributions.FloatDistribution(0, 1)
+    mine = [here.ask({"x": x}) for _ in range(3)]
+    theirs = there.ask({"x": x})
+    read: list[int] = []
+    original = here._storage._backend._build_frozen_trial_from_trial_model  # type: ignore[attr-defined]
+
+    def counted(model: TrialModel) -> object:
+        read.append(model.number)
+        return original(model)
+
+    monkeypatch.setattr(here._storage._backend, "_build_frozen_trial_from_trial_model",  # type: ignore[attr-defined]
+                        counted)
+    mine[0].report(0.5, 1)
+    mine[1].set_user_attr("fused_group", 0)
+    mine[2].storage.set_trial_system_attr(mine[2]._trial_id, "claim", 3)
+    theirs.report(0.7, 1)
+    trials = here.get_trials(deepcopy=False)
+    assert read == [theirs.number]  # its own running trials are not read back
+    assert trials[mine[0].number].intermediate_values == {1: 0.5}
+    assert trials[mine[1].number].user_attrs == {"fused_group": 0}
+    assert trials[mine[2].number].system_attrs["claim"] == 3
+    assert trials[theirs.number].intermediate_values == {1: 0.7}
+    assert [t.params["x"] for t in trials[:3]] == [t.params["x"] for t in mine]
+    # Finished out of order (a later trial first): each is read once more, as finished.
+    here.tell(mine[2], 0.9)
+    here.get_trials(deepcopy=False)
+    here.tell(mine[0], state=TrialState.PRUNED)
+    states = [t.state for t in here.get_trials(deepcopy=False)]
+    assert states[:3] == [TrialState.PRUNED, TrialState.RUNNING, TrialState.COMPLETE]
+    assert [t.state for t in there.get_trials()][:3] == states[:3]
+    # Another process fails ours (as a stale heartbeat would): our next write fails, and from
+    # then on we read the trial as it is.
+    there._storage.set_trial_state_values(mine[1]._trial_id, TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        mine[1].report(0.1, 2)
+    assert here.get_trials(deepcopy=False)[mine[1].number].state == TrialState.FAIL
+
+
+def test_a_queued_trial_taken_here_is_kept_with_its_fixed_parameters(tmp_path: Path) -> None:
+    here, there = _two_processes(tmp_path)
+    there.enqueue_trial({"x": 0.25})
+    trial = here.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert trial.params == {"x": 0.25}
+    trial.report(0.3, 1)
+    kept = here.get_trials(deepcopy=False)[trial.number]
+    assert (kept.state, kept.params, kept.intermediate_values) == \
+        (TrialState.RUNNING, {"x": 0.25}, {1: 0.3})
+    here.tell(trial, 1.0)
+    assert here.get_trials()[trial.number].state == TrialState.COMPLETE
+    assert there.get_trials()[trial.number].value == 1.0

@@ -7,6 +7,8 @@ spec: as a user attribute it made every row of ``optuna studies`` thousands of c
 Everything else uses public calls: trials are found by ``number``, finished with ``study.tell``,
 and grid points read from ``FrozenTrial.system_attrs``. Fused trials are asked and told by hand,
 not through ``study.optimize``, so they start Optuna's heartbeat themselves (``heartbeats``).
+A database storage is opened through ``RunningHere``, Optuna's own cache extended to keep the
+trials this process runs, which Optuna would read back from the database on every read.
 A test
 (``tests/test_optuna_internals.py``) pins this module to the installed Optuna, so a release that
 moves these internals breaks that test, not resume.
@@ -14,16 +16,20 @@ moves these internals breaks that test, not resume.
 
 from __future__ import annotations
 
+import copy
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["set_trial_user_attr", "study_system_attrs", "set_study_system_attr", "ask",
-           "heartbeats"]
+           "heartbeats", "RunningHere"]
 
 
 def set_trial_user_attr(study: optuna.Study, number: int, key: str, value: Any) -> None:
@@ -78,3 +84,164 @@ def heartbeats(study: optuna.Study, trials: Callable[[], list[optuna.Trial]]) ->
     finally:
         stop.set()
         thread.join()
+
+
+class RunningHere(_CachedStorage):
+    """Optuna's cache of a database storage, which also keeps the trials this process runs.
+
+    Why: Optuna's cache re-reads every unfinished trial from the database on each
+    ``get_all_trials`` (the sampler and pruner call it several times a trial), with all its
+    parameters, attributes and intermediate values; a fused group runs K trials at once, so
+    each read loaded K trials that only this process writes (1.7 s of a 9 s digits search).
+    Here a trial this process created or took from the queue is kept up to date from its own
+    writes and left out of the reads. It is read again once it finishes, or when a write to it
+    fails (another process finished it, e.g. failed it for a stale heartbeat), so every
+    change another process makes is seen as before.
+    """
+
+    def __init__(self, backend: optuna.storages.RDBStorage) -> None:
+        super().__init__(backend)
+        self._running_here: set[int] = set()
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._running_here = set()  # a copy in another process runs none of them
+
+    def _own(self, trial_id: int) -> None:
+        study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+        self._running_here.add(trial_id)
+        # Read again when it finishes, whatever finished meanwhile.
+        self._studies[study_id].unfinished_trial_ids.add(trial_id)
+
+    def _update(self, trial_id: int, write: Callable[[], None],
+                change: Callable[[FrozenTrial], None]) -> None:
+        """Write to the database; then apply the same change to the kept copy."""
+        try:
+            write()
+        except BaseException:
+            self._running_here.discard(trial_id)
+            raise
+        with self._lock:
+            if trial_id in self._running_here:
+                study_id, number = self._trial_id_to_study_id_and_number[trial_id]
+                trials = self._studies[study_id].trials
+                trial = copy.copy(trials[number])  # others may hold the old one
+                change(trial)
+                trials[number] = trial
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            with self._lock:
+                self._own(trial_id)
+        return trial_id
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        try:
+            taken = super().set_trial_state_values(trial_id, state, values)
+        except BaseException:
+            self._running_here.discard(trial_id)
+            raise
+        with self._lock:
+            if state.is_finished():
+                self._running_here.discard(trial_id)
+            elif state == TrialState.RUNNING and taken and \
+                    trial_id in self._trial_id_to_study_id_and_number:
+                # Taken from the queue (which Optuna read through this cache): read it once.
+                study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+                self._add_trials_to_cache(study_id, [self._backend.get_trial(trial_id)])
+                self._own(trial_id)
+        return taken
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: BaseDistribution) -> None:
+        def change(trial: FrozenTrial) -> None:
+            trial._params = {**trial._params,
+                             param_name: distribution.to_external_repr(param_value_internal)}
+            trial._distributions = {**trial._distributions, param_name: distribution}
+
+        self._update(trial_id, lambda: super(RunningHere, self).set_trial_param(
+            trial_id, param_name, param_value_internal, distribution), change)
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int,
+                                     intermediate_value: float) -> None:
+        def change(trial: FrozenTrial) -> None:
+            trial.intermediate_values = {**trial.intermediate_values, step: intermediate_value}
+
+        self._update(trial_id, lambda: super(RunningHere, self).set_trial_intermediate_value(
+            trial_id, step, intermediate_value), change)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        def change(trial: FrozenTrial) -> None:
+            trial._user_attrs = {**trial._user_attrs, key: value}
+
+        self._update(trial_id, lambda: super(RunningHere, self).set_trial_user_attr(
+            trial_id, key, value), change)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        def change(trial: FrozenTrial) -> None:
+            trial._system_attrs = {**trial._system_attrs, key: value}
+
+        self._update(trial_id, lambda: super(RunningHere, self).set_trial_system_attr(
+            trial_id, key, value), change)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            if trial_id in self._running_here:
+                study_id, number = self._trial_id_to_study_id_and_number[trial_id]
+                return self._studies[study_id].trials[number]
+        return super().get_trial(trial_id)
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        """As Optuna's, but the trials running here are not read."""
+        with self._lock:
+            if study_id not in self._studies:
+                self._studies[study_id] = _StudyInfo()
+            study = self._studies[study_id]
+            here = {trial_id for trial_id in self._running_here
+                    if self._trial_id_to_study_id_and_number[trial_id][0] == study_id}
+            trials = _trials_but(self._backend, study_id, study.unfinished_trial_ids - here,
+                                 study.last_finished_trial_id, here)
+            if not trials:
+                return
+            self._add_trials_to_cache(study_id, trials)
+            for trial in trials:
+                if not trial.state.is_finished():
+                    study.unfinished_trial_ids.add(trial._trial_id)
+                    continue
+                study.last_finished_trial_id = max(study.last_finished_trial_id,
+                                                   trial._trial_id)
+                study.unfinished_trial_ids.discard(trial._trial_id)
+
+
+def _trials_but(backend: optuna.storages.RDBStorage, study_id: int, included: set[int],
+                greater_than: int, excluded: set[int]) -> list[FrozenTrial]:
+    """``RDBStorage._get_trials`` (the trials in ``included`` or after ``greater_than``) but
+    for those in ``excluded``."""
+    if not excluded:
+        return backend._get_trials(study_id, None, included, greater_than)
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from sqlalchemy import orm
+
+    included = {trial_id for trial_id in included if trial_id <= greater_than}
+    model = models.TrialModel
+    with _rdb_session(backend) as session:
+        wanted = model.trial_id > greater_than
+        if included:
+            wanted = sqlalchemy.or_(model.trial_id.in_(included), wanted)
+        found = (session.query(model)
+                 .options(orm.selectinload(model.params), orm.selectinload(model.values),
+                          orm.selectinload(model.user_attributes),
+                          orm.selectinload(model.system_attributes),
+                          orm.selectinload(model.intermediate_values))
+                 .filter(model.study_id == study_id, model.trial_id.notin_(excluded), wanted)
+                 .order_by(model.trial_id).all())
+        return [backend._build_frozen_trial_from_trial_model(trial) for trial in found]
+
+
+def _rdb_session(backend: optuna.storages.RDBStorage) -> Any:
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    return _create_scoped_session(backend.scoped_session)

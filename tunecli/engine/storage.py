@@ -150,7 +150,9 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> Ba
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         if url.startswith("sqlite:"):
             _sqlite_pragmas(storage)
-        return storage
+        from tunecli.engine.optuna_internals import RunningHere
+
+        return RunningHere(storage)
     except SpecError:
         raise
     except ImportError as exc:
