@@ -9,6 +9,10 @@ Use it from a study file (path relative to the study file):
 
 Every space parameter reaches ``params``, so the model may define its own hyperparameters;
 the training loop's own (lr, batch_size, optimizer, ...) are in ``params`` too.
+
+``tunecli search studies/custom-model.yaml --fuse 4`` trains four of its trials at a time as one
+batched model through ``torch.func`` (members share ``hidden`` and ``residual``, and differ in
+lr and the other optimizer settings); a model ``vmap`` cannot run trains alone, saying why.
 """
 
 from __future__ import annotations
