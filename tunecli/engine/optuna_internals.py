@@ -113,14 +113,21 @@ class RunningHere(_CachedStorage):
         # Read again when it finishes, whatever finished meanwhile.
         self._studies[study_id].unfinished_trial_ids.add(trial_id)
 
-    def _update(self, trial_id: int, write: Callable[[], None],
-                change: Callable[[FrozenTrial], None]) -> None:
-        """Write to the database; then apply the same change to the kept copy."""
+    @contextmanager
+    def _writing(self, trial_id: int) -> Iterator[None]:
+        """A write to ``trial_id``; if it fails (another process may have finished the
+        trial), the trial is read from the database from then on."""
         try:
-            write()
+            yield
         except BaseException:
             self._running_here.discard(trial_id)
             raise
+
+    def _update(self, trial_id: int, write: Callable[[], None],
+                change: Callable[[FrozenTrial], None]) -> None:
+        """Write to the database; then apply the same change to the kept copy."""
+        with self._writing(trial_id):
+            write()
         with self._lock:
             if trial_id in self._running_here:
                 study_id, number = self._trial_id_to_study_id_and_number[trial_id]
@@ -138,11 +145,8 @@ class RunningHere(_CachedStorage):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
-        try:
+        with self._writing(trial_id):
             taken = super().set_trial_state_values(trial_id, state, values)
-        except BaseException:
-            self._running_here.discard(trial_id)
-            raise
         with self._lock:
             if state.is_finished():
                 self._running_here.discard(trial_id)
