@@ -41,7 +41,9 @@ def test_search_report_export_and_run_again(cli, write_study, tmp_path: Path) ->
     result = cli("search", write_study())
     assert result.exit_code == 0, result.output
     assert "report: tunecli report tiny" in result.output
-    assert "resume: tunecli resume tiny" in result.output
+    # the budget is met: resume would do nothing, so it is not offered
+    assert "Stopped: the budget is met." in result.output
+    assert "resume" not in result.output
     assert "Best trial #" in result.output
     assert finished(stored()) == 6
 

@@ -35,7 +35,7 @@ def test_the_budget_is_spent_exactly_and_no_trial_starts_after(cli, write_study,
     # six whole trials of 3 epochs, and one cut to the 2 left, which completes
     assert sorted(trained(t) for t in trials) == [2, 3, 3, 3, 3, 3, 3]
     assert all(t.state.name == "COMPLETE" for t in trials)
-    assert "budget reached" in result.output
+    assert "the budget is met" in result.output
     report = json.loads(cli("report", "tiny", "--format", "json").output)
     assert report["compute"] == {"epochs_spent": 20, "epochs_budget": 20}
     assert "compute: 20 of 20 epochs spent" in cli("report", "tiny").output

@@ -43,7 +43,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 
 def test_default_study_finishes_with_a_good_model(searched) -> None:
-    assert "Stopped: budget reached." in searched["output"]
+    assert "Stopped: the budget is met." in searched["output"]
     data = json.loads(_run("report", "digits", "--storage", searched["storage"],
                            "--format", "json").output)
     assert data["counts"]["complete"] + data["counts"]["pruned"] == 40

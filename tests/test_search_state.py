@@ -194,7 +194,7 @@ def test_a_data_root_given_by_option_is_stored(cli, tmp_path: Path, monkeypatch)
     result = cli("search", tmp_path / "fm.yaml", "--data-root", tmp_path / "root")
     assert result.exit_code == 0, result.output
     # the printed next commands run as printed, from another folder too, without the option
-    assert "tunecli train tiny" in result.output and "tunecli resume tiny" in result.output
+    assert "tunecli train tiny" in result.output and "tunecli report tiny" in result.output
     monkeypatch.chdir(tmp_path / "root")
     storage = tmp_path / "tunecli.db"
     assert cli("resume", "tiny", "--n-trials", "2", "--storage", storage).exit_code == 0

@@ -5,6 +5,8 @@
 - ``TrialFailed``: one trial could not finish (NaN loss, out of memory). It is recorded and the
   study goes on.
 - ``StudyFailed``: the study as a whole cannot go on (every trial fails). Exit 1.
+- ``TrialCut``: the run stopped a trial at an epoch boundary (its time limit). Not a failure of
+  the configuration: the trial counts as lost, and ``resume`` continues it from that epoch.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["TunecliError", "SpecError", "SpecErrors", "TrialFailed", "StudyFailed", "EXIT_OK",
+from tunecli import attrs
+
+__all__ = ["TunecliError", "SpecError", "SpecErrors", "TrialFailed", "TrialCut", "StudyFailed",
+           "EXIT_OK",
            "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "did_you_mean"]
 
 EXIT_OK = 0
@@ -76,6 +81,15 @@ class TrialFailed(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class TrialCut(Exception):
+    """The run's time limit passed: the trial stops after the epoch it just stored, with its
+    checkpoint kept, so that ``resume`` continues it from there."""
+
+    def __init__(self, epoch: int) -> None:
+        self.reason = f"{attrs.TIME_LIMIT} after epoch {epoch}"
+        super().__init__(self.reason)
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:

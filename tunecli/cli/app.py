@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 the study failed, 2 bad input, 130 interrupted (resume con
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -94,6 +95,16 @@ def guard(action: Callable[[], T]) -> T:
             raise
         err_console.print("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:  # the reader went away (| head): what it wanted, it got
+        _silence_stdout()
+        raise typer.Exit(0) from None
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so the flush at exit does not fail a second time
+    on the closed pipe (Python's documented way to end quietly on SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def check_keep(keep: str) -> str:
@@ -127,11 +138,12 @@ def storage_option(url: str) -> str:
     return "" if url == DEFAULT_URL else f" --storage '{describe(url)}'"
 
 
-def commands(name: str, url: str) -> str:
+def commands(name: str, url: str, *, resume: bool = True) -> str:
+    """The next commands: report and train, and resume where it would do something."""
     storage = storage_option(url)
     return (f"  report: tunecli report {name}{storage} --html {name}-report.html\n"
-            f"  train:  tunecli train {name}{storage}\n"
-            f"  resume: tunecli resume {name}{storage}")
+            f"  train:  tunecli train {name}{storage}"
+            + (f"\n  resume: tunecli resume {name}{storage}" if resume else ""))
 
 
 def interrupted(spec: Any, url: str) -> NoReturn:
@@ -141,16 +153,18 @@ def interrupted(spec: Any, url: str) -> NoReturn:
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def summary(study: Any, spec: Any, url: str, stopped: str | None = None) -> None:
-    """What a finished search prints: the report, why it stopped, what to run next."""
+def summary(study: Any, spec: Any, url: str, stopped: str | None = None, *,
+            resume: bool = True) -> None:
+    """What a finished search prints: the report, why it stopped, what to run next
+    (``resume``: whether continuing the study would do anything)."""
     from tunecli.reports import summary as report
     from tunecli.reports import terminal
 
     console.print()
     terminal.show(console, report.summary(study, spec), top=5)
     if stopped:
-        console.print(f"Stopped: {stopped}.")
-    console.print(commands(spec.name, url), highlight=False, soft_wrap=True)
+        console.print(f"Stopped: {escape(stopped)}.", soft_wrap=True)
+    console.print(commands(spec.name, url, resume=resume), highlight=False, soft_wrap=True)
 
 
 def fuse_value(fuse: str | None) -> str | int | None:

@@ -33,9 +33,21 @@ from tunecli.cli.app import (
 from tunecli.engine.tracking import Tracking
 from tunecli.errors import EXIT_INTERRUPTED, SpecError
 
-_STOP_REASONS = {"budget": "budget reached", "timeout": "timeout reached",
-                 "grid": "every grid point was tried",
+_STOP_REASONS = {"budget": "the budget is met", "grid": "every grid point was tried",
                  "elsewhere": "the last trials are running in other workers"}
+
+
+def _why_stopped(outcome: Any, spec: Any) -> tuple[str, bool]:
+    """Why the run stopped, in words, and whether ``resume`` would continue anything."""
+    if outcome.stopped_by != "timeout":
+        return _STOP_REASONS.get(outcome.stopped_by, outcome.stopped_by), False
+    text = f"the time limit ({spec.budget.timeout:g}s) was reached"
+    cut = outcome.extra.get("cut", 0)
+    if cut:
+        text += (f"; {cut} running trial{'s were' if cut > 1 else ' was'} stopped after "
+                 "its last stored epoch, and tunecli resume continues "
+                 f"{'them' if cut > 1 else 'it'} from there (--timeout sets a new limit)")
+    return text, True
 
 
 def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
@@ -54,7 +66,8 @@ def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep
         interrupted(spec, url)
     if outcome.stopped_by == "interrupted":
         interrupted(spec, url)
-    summary(study, spec, url, _STOP_REASONS.get(outcome.stopped_by, outcome.stopped_by))
+    stopped, resume_continues = _why_stopped(outcome, spec)
+    summary(study, spec, url, stopped, resume=resume_continues)
 
 
 def search(
@@ -162,9 +175,12 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
     if EXIT_INTERRUPTED in codes:
         interrupted(spec, url)
     recovery.reap_lost_trials(study)  # a killed worker's trial: failed, queued for resume
-    summary(study, spec, url)
+    counts = recovery.count_trials(study.get_trials())
+    met = grid_exhausted(study) or (spec.budget.n_trials is not None
+                                    and counts["finished"] >= spec.budget.n_trials)
+    summary(study, spec, url, resume=not met)
     problem, failed = workers_module.problem(
-        codes, recovery.count_trials(study.get_trials()), spec.budget.n_trials,
+        codes, counts, spec.budget.n_trials,
         spec.budget.timeout is not None or grid_exhausted(study))
     if failed:
         err_console.print(f"[red]study incomplete:[/] {problem}. Continue it with: tunecli "

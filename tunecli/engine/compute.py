@@ -21,20 +21,22 @@ from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
+from tunecli import attrs
+
 __all__ = ["epochs_spent", "epochs_of", "epochs_reported", "claim", "in_use", "epochs_in_use"]
 
-CLAIM_ATTR = "epoch_claim"
+CLAIM_ATTR = attrs.EPOCH_CLAIM
 
 
 def epochs_reported(trial: FrozenTrial) -> int:
     """Epochs the trial finished and reported. Multi-objective trials cannot report to
     Optuna (``Trial.report`` raises): they count their epochs themselves."""
-    return len(trial.intermediate_values) or int(trial.user_attrs.get("epochs_done", 0))
+    return len(trial.intermediate_values) or int(trial.user_attrs.get(attrs.EPOCHS_DONE, 0))
 
 
 def epochs_of(trial: FrozenTrial) -> int:
     """Epochs a finished, failed or lost trial trained (running ones: so far)."""
-    if trial.user_attrs.get("surplus"):
+    if trial.user_attrs.get(attrs.SURPLUS):
         return 0
     reported = epochs_reported(trial)
     if trial.state == TrialState.FAIL:
@@ -48,7 +50,7 @@ def epochs_spent(trials: Iterable[FrozenTrial]) -> int:
 
 def in_use(trial: FrozenTrial, epochs_per_trial: int) -> int:
     """What a trial takes from the budget: spent if it is over, its claim while it runs."""
-    if trial.user_attrs.get("surplus") or trial.state == TrialState.WAITING:
+    if trial.user_attrs.get(attrs.SURPLUS) or trial.state == TrialState.WAITING:
         return 0
     if trial.state == TrialState.RUNNING:
         return int(trial.user_attrs.get(CLAIM_ATTR, epochs_per_trial))

@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 
+from tunecli import attrs
 from tunecli.errors import SpecError, did_you_mean
 from tunecli.spec.models import ParamSpec, StudySpec
 from tunecli.spec.yamlio import load_yaml_file
@@ -92,7 +93,7 @@ def enqueue(study: optuna.Study, configs: list[dict[str, Any]]) -> int:
     for config in configs:
         if any(all(p.get(k) == v for k, v in config.items()) for p in known):
             continue
-        study.enqueue_trial(config, user_attrs={"enqueued": True}, skip_if_exists=True)
+        study.enqueue_trial(config, user_attrs={attrs.ENQUEUED: True}, skip_if_exists=True)
         known.append(config)
         queued += 1
     return queued

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.engine import compute, optuna_internals
+from tunecli.engine import compute, optuna_internals, outcome
 from tunecli.engine.objective import Objective, Surplus
 from tunecli.engine.recovery import count_trials
 from tunecli.engine.signals import StopSignals
-from tunecli.errors import TrialFailed
+from tunecli.errors import TrialCut, TrialFailed
 
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec
@@ -73,7 +73,7 @@ def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
     why = why_not_fused(spec.trainer, {})
     if spec.multi_objective or spec.constraints:  # measured and checked per trial, alone
         why = "studies with several objectives or constraints are trained one at a time"
-    if spec.sampler.type == "grid":  # Optuna's grid sampler stops the study from inside tell
+    if spec.sampler.type == "grid":  # a round fixes its members' structure; grid points are set
         why = "the grid sampler is run one trial at a time"
     if why:
         return FusePlan(1, why_alone=why)
@@ -190,11 +190,8 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
                     else:
                         _train_alone(objective, *group[0], finish)
     except BaseException as exc:
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
-            f"{type(exc).__name__}: {exc}"
         for trial in list(open_trials.values()):
-            trial.set_user_attr("fail_reason", reason)
-            finish(trial, TrialState.FAIL, None)
+            finish(trial, outcome.record_failure(trial, exc), None)
         raise
 
 
@@ -263,7 +260,7 @@ def _train_alone(objective: Objective, trial: optuna.Trial, params: dict[str, An
         value = objective.train(trial, params)
     except optuna.TrialPruned:
         finish(trial, TrialState.PRUNED, None)
-    except (TrialFailed, Surplus):
+    except (TrialFailed, TrialCut, Surplus):
         finish(trial, TrialState.FAIL, None)
     else:
         finish(trial, TrialState.COMPLETE, value)

@@ -7,6 +7,7 @@ a ``SpecError`` or an interrupt stops the search.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.engine import compute, objectives, space
+from tunecli import attrs
+from tunecli.engine import compute, objectives, outcome, space
 from tunecli.engine.recovery import worker_id
-from tunecli.engine.samplers import may_prune_at
+from tunecli.engine.samplers import grid_claim_lost, may_prune_at
 from tunecli.engine.signals import StopSignals
 from tunecli.engine.tracking import Tracker
-from tunecli.errors import SpecError, TrialFailed
+from tunecli.errors import SpecError, TrialCut, TrialFailed
 
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec  # types only: the spec imports the registries
@@ -38,9 +40,11 @@ class _TrialReporter:
                  tracker: Tracker | None = None,
                  on_epoch: Callable[[str, int, float | None], None] | None = None,
                  label: str = "", may_prune: Callable[[int], bool] = lambda epoch: True,
-                 several: StudySpec | None = None, measures: dict[str, float] | None = None
-                 ) -> None:
+                 several: StudySpec | None = None, measures: dict[str, float] | None = None,
+                 deadline: float | None = None, last_epoch: int = 0) -> None:
         self.trial = trial
+        self.deadline = deadline    # time.monotonic() at which the run's time limit passes
+        self.last_epoch = last_epoch
         self.several = several      # a multi-objective study's spec: pruned by dominance
         self.measures = measures or {}
         self.may_prune = may_prune
@@ -66,6 +70,9 @@ class _TrialReporter:
                 prune = self.may_prune(epoch) and self.trial.should_prune()
         if prune:
             raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+        if (self.deadline is not None and epoch < self.last_epoch
+                and time.monotonic() >= self.deadline):
+            raise TrialCut(epoch)  # stored and checkpointed: resume continues after it
 
     def _dominated(self, epoch: int) -> bool:
         """Multi-objective pruning (Optuna has none): see ``objectives.dominated_at``."""
@@ -82,7 +89,7 @@ class _TrialReporter:
                                      self.measures)
         if len(by) < objectives.DOMINATORS:
             return False
-        self.trial.set_user_attr("pruned_by", by[:5])
+        self.trial.set_user_attr(attrs.PRUNED_BY, by[:5])
         return True
 
 
@@ -101,12 +108,22 @@ class Objective:
         self.epoch_claims: dict[int, int] = {}
         # (what trains: "trial 7" or a fused group, epoch, latest metric) after each epoch
         self.on_epoch: Callable[[str, int, float | None], None] | None = None
+        # time.monotonic() when the run's time limit passes: running trials stop at the next
+        # epoch boundary (``TrialCut``)
+        self.deadline: float | None = None
+
+    def _reporter(self, trial: optuna.Trial, label: str = "",
+                  several: StudySpec | None = None) -> _TrialReporter:
+        last = self.epoch_claims.get(trial.number) or self.spec.trainer.epochs
+        return _TrialReporter(trial, self.spec.metric, self.signals, self.tracker,
+                              self.on_epoch, label, self.may_prune, several,
+                              deadline=self.deadline, last_epoch=last)
 
     def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
         """One checkpoint per configuration: a retry continues its original trial's file."""
         if self.checkpoints is None:
             return None
-        root = trial.user_attrs.get("retry_of", trial.number)
+        root = trial.user_attrs.get(attrs.RETRY_OF, trial.number)
         return self.checkpoints / f"trial-{root}.pt"
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
@@ -115,22 +132,23 @@ class Objective:
     def start(self, trial: optuna.Trial) -> dict[str, Any]:
         """Claim a budget slot and sample the space: the trial's parameters. Raises
         ``Surplus`` when the budget (or this grid point) was taken by another worker."""
-        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr(attrs.WORKER, worker_id())
         budget = self.spec.budget
+        if grid_claim_lost(trial):
+            trial.set_user_attr(attrs.SURPLUS, True)
+            raise Surplus()
         if budget.n_trials is not None and _claims_before(trial) >= budget.n_trials:
-            trial.set_user_attr("surplus", True)
+            trial.set_user_attr(attrs.SURPLUS, True)
             raise Surplus()
         if budget.epochs is not None:
             epochs = compute.claim(trial.number, trial.study.get_trials(deepcopy=False),
                                    budget.epochs, self.spec.trainer.epochs)
             if epochs == 0:
-                trial.set_user_attr("surplus", True)
+                trial.set_user_attr(attrs.SURPLUS, True)
                 raise Surplus()
             trial.set_user_attr(compute.CLAIM_ATTR, epochs)
             self.epoch_claims[trial.number] = epochs
-        params = space.suggest(trial, self.spec.space)
-        _drop_if_grid_point_taken(trial)
-        return params
+        return space.suggest(trial, self.spec.space)
 
     def train(self, trial: optuna.Trial, params: dict[str, Any]) -> float | list[float]:
         """Train one trial alone; its value(s) (raises as ``study.optimize`` expects)."""
@@ -146,8 +164,8 @@ class Objective:
         except optuna.TrialPruned:
             state = "pruned"
             raise
-        except KeyboardInterrupt:
-            state = "interrupted"
+        except (KeyboardInterrupt, TrialCut) as exc:
+            state = outcome.state_word(*outcome.ended(exc))
             raise
         except Surplus:
             self.tracker.discard(trial.number)  # never a trial of its own: no run
@@ -190,13 +208,12 @@ class Objective:
                     finish: Callable[[optuna.Trial, TrialState, float | None], None]) -> Any:
         from tunecli.trainer.fused import MemberJob
 
-        trial.set_user_attr("fused_group", group.first)
-        trial.set_user_attr("fused_with", sorted(group.met[trial.number]))
+        trial.set_user_attr(attrs.FUSED_GROUP, group.first)
+        trial.set_user_attr(attrs.FUSED_WITH, sorted(group.met[trial.number]))
         if self.tracker is not None:
             self.tracker.trial_started(trial.number,
                                        space.trial_config(self.spec.space, trial.params))
-        reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker,
-                                  self.on_epoch, "", self.may_prune)
+        reporter = self._reporter(trial)
         group.reporters[trial.number] = reporter
         return MemberJob(params, reporter, self.checkpoint_for(trial),
                          stop_after=self.epoch_claims.get(trial.number),
@@ -205,32 +222,29 @@ class Objective:
 
     def _member_ended(self, trial: optuna.Trial, reporter: _TrialReporter, group: _Group,
                       finish: Callable[[optuna.Trial, TrialState, float | None], None],
-                      outcome: Any) -> None:
+                      ended: Any) -> None:
         group.leave(trial.number)
         if reporter.history:
-            trial.set_user_attr("history", reporter.history)
+            trial.set_user_attr(attrs.HISTORY, reporter.history)
         fused_with = sorted(group.met[trial.number])
-        if fused_with != trial.user_attrs.get("fused_with"):
-            trial.set_user_attr("fused_with", fused_with)
-        if isinstance(outcome, optuna.TrialPruned):
-            state, value, tracked = TrialState.PRUNED, None, "pruned"
-        elif isinstance(outcome, BaseException):
-            reason = (outcome.reason if isinstance(outcome, TrialFailed)
-                      else f"{type(outcome).__name__}: {outcome}")
-            trial.set_user_attr("fail_reason", reason)
-            state, value, tracked = TrialState.FAIL, None, "fail"
+        if fused_with != trial.user_attrs.get(attrs.FUSED_WITH):
+            trial.set_user_attr(attrs.FUSED_WITH, fused_with)
+        value = None
+        if isinstance(ended, BaseException):
+            state = outcome.record_failure(trial, ended)
         else:
-            self._store_result(trial, outcome)
-            state, value, tracked = TrialState.COMPLETE, float(outcome.value), "complete"
+            self._store_result(trial, ended)
+            state, value = TrialState.COMPLETE, float(ended.value)
         if self.tracker is not None:
-            self.tracker.trial_finished(trial.number, tracked, value)
+            self.tracker.trial_finished(trial.number,
+                                        outcome.state_word(state, outcome.ended(ended)[1]),
+                                        value)
         finish(trial, state, value)
 
     def _train(self, trial: optuna.Trial, params: dict[str, Any]) -> float | list[float]:
         from tunecli import trainer
 
-        reporter = _TrialReporter(trial, self.spec.metric, self.signals, self.tracker,
-                                  self.on_epoch, f"trial {trial.number}", self.may_prune,
+        reporter = self._reporter(trial, f"trial {trial.number}",
                                   self.spec if self.spec.multi_objective else None)
         try:
             with self.signals.interruptible():
@@ -242,37 +256,30 @@ class Objective:
                                      base_dir=self.spec.base_dir, data_root=self.data_root,
                                      checkpoint=self.checkpoint_for(trial),
                                      stop_after=self.epoch_claims.get(trial.number))
-        except TrialFailed as exc:
-            trial.set_user_attr("fail_reason", exc.reason)
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")
-            raise
-        except (optuna.TrialPruned, SpecError):
+        except (optuna.TrialPruned, SpecError, TrialFailed, TrialCut, KeyboardInterrupt) as exc:
+            outcome.record_failure(trial, exc)
             raise
         except Exception as exc:  # a bug in user code fails this trial, not the study
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            outcome.record_failure(trial, exc)
             raise TrialFailed(f"{type(exc).__name__}: {exc}") from exc
         finally:
             if reporter.history:
-                trial.set_user_attr("history", reporter.history)
-        # Again: an earlier trial may have registered this point only after the first check.
-        _drop_if_grid_point_taken(trial)
+                trial.set_user_attr(attrs.HISTORY, reporter.history)
         self._store_result(trial, result)
         return objectives.values_after_training(trial, self.spec, float(result.value), measures,
                                                 result.train_seconds)
 
     @staticmethod
     def _store_result(trial: optuna.Trial, result: Any) -> None:
-        trial.set_user_attr("history", result.history)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("params_count", result.params_count)
-        trial.set_user_attr("device", result.device)
-        trial.set_user_attr("samples_per_second", round(result.samples_per_second, 1))
-        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
+        trial.set_user_attr(attrs.HISTORY, result.history)
+        trial.set_user_attr(attrs.BEST_EPOCH, result.best_epoch)
+        trial.set_user_attr(attrs.EPOCHS_RUN, result.epochs_run)
+        trial.set_user_attr(attrs.PARAMS_COUNT, result.params_count)
+        trial.set_user_attr(attrs.DEVICE, result.device)
+        trial.set_user_attr(attrs.SAMPLES_PER_SECOND, round(result.samples_per_second, 1))
+        trial.set_user_attr(attrs.TRAIN_SECONDS, round(result.train_seconds, 3))
         if result.spread:  # trainer.repeats / cv: every run's value and their spread
-            trial.set_user_attr("spread", result.spread)
+            trial.set_user_attr(attrs.SPREAD, result.spread)
 
 
 class _Group:
@@ -307,23 +314,7 @@ class _Group:
 _CLAIMS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
-def _drop_if_grid_point_taken(trial: optuna.Trial) -> None:
-    """Grid search with several workers: Optuna may hand two racing workers the same point;
-    the trial with the lower number keeps it, this one becomes surplus."""
-    if not isinstance(trial.study.sampler, optuna.samplers.GridSampler):
-        return
-    others = trial.study.get_trials(deepcopy=False, states=_CLAIMS)
-    mine = next((t.system_attrs.get("grid_id") for t in others if t.number == trial.number),
-                None)
-    if any(t.number < trial.number and not t.user_attrs.get("surplus")
-           and (t.params == trial.params or (mine is not None
-                                             and t.system_attrs.get("grid_id") == mine))
-           for t in others):
-        trial.set_user_attr("surplus", True)
-        raise Surplus()
-
-
 def _claims_before(trial: optuna.Trial) -> int:
     """Finished or running trials that started before this one (this worker's race check)."""
     return sum(1 for t in trial.study.get_trials(deepcopy=False, states=_CLAIMS)
-               if t.number < trial.number and not t.user_attrs.get("surplus"))
+               if t.number < trial.number and not t.user_attrs.get(attrs.SURPLUS))

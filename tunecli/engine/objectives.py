@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tunecli import attrs
 from tunecli.errors import SpecError
 
 if TYPE_CHECKING:
@@ -32,9 +33,9 @@ __all__ = ["MEASURES_ATTR", "EPOCHS_ATTR", "Infeasible", "needs_measures", "befo
            "values_after_training", "dominated_at", "primary", "pareto_front",
            "DOMINATORS"]
 
-MEASURES_ATTR = "measures"
-EPOCHS_ATTR = "epochs_done"     # multi-objective trials cannot report: their epoch count
-INFEASIBLE_ATTR = "infeasible"
+MEASURES_ATTR = attrs.MEASURES
+EPOCHS_ATTR = attrs.EPOCHS_DONE
+INFEASIBLE_ATTR = attrs.INFEASIBLE
 # Finished trials that must dominate a trial at an epoch before it is stopped.
 DOMINATORS = 2
 
@@ -123,7 +124,7 @@ def dominated_at(spec: StudySpec, trials: list[FrozenTrial], number: int, epoch:
     for t in trials:
         if t.number == number or t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             continue
-        their_history = t.user_attrs.get("history") or []
+        their_history = t.user_attrs.get(attrs.HISTORY) or []
         theirs = _best_until(their_history, spec.metric, epoch, minimize)
         if theirs is None or len(their_history) < epoch:
             continue
@@ -165,7 +166,7 @@ def epoch_curve(trial: FrozenTrial, metric: str) -> tuple[list[int], list[float]
     if trial.intermediate_values:
         steps = sorted(trial.intermediate_values)
         return steps, [trial.intermediate_values[s] for s in steps]
-    rows = [r for r in trial.user_attrs.get("history") or []
+    rows = [r for r in trial.user_attrs.get(attrs.HISTORY) or []
             if isinstance(r.get(metric), (int, float))]
     return [int(r["epoch"]) for r in rows], [float(r[metric]) for r in rows]
 

@@ -18,6 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tunecli import attrs
+
 __all__ = ["SearchProgress", "format_params"]
 
 
@@ -90,8 +92,8 @@ class SearchProgress:
         from tunecli.engine.recovery import count_trials
 
         running = sorted((t for t in trials if t.state.name == "RUNNING"
-                          and t.user_attrs.get("worker")),
-                         key=lambda t: str(t.user_attrs["worker"]))
+                          and t.user_attrs.get(attrs.WORKER)),
+                         key=lambda t: str(t.user_attrs[attrs.WORKER]))
         best = [t for t in trials if t.state.name == "COMPLETE" and t.values]
         pick = min if self.minimize else max
         top = pick(best, key=lambda t: t.values[0]) if best else None

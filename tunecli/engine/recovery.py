@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tunecli import attrs
 from tunecli.engine.optuna_internals import set_trial_user_attr
 
 __all__ = ["MAX_RETRIES", "HOST", "worker_id", "kind_of", "count_trials", "reap_lost_trials",
@@ -28,7 +29,6 @@ __all__ = ["MAX_RETRIES", "HOST", "worker_id", "kind_of", "count_trials", "reap_
 
 MAX_RETRIES = 3
 HOST = socket.gethostname()
-_LOST_REASONS = ("lost", "interrupted")
 
 
 def worker_id() -> str:
@@ -39,7 +39,7 @@ def worker_id() -> str:
 def is_lost(trial: FrozenTrial) -> bool:
     """Failed because its process stopped, not because of its configuration."""
     return (trial.state == TrialState.FAIL
-            and str(trial.user_attrs.get("fail_reason", "lost")).startswith(_LOST_REASONS))
+            and str(trial.user_attrs.get(attrs.FAIL_REASON, "lost")).startswith(attrs.LOST_REASONS))
 
 
 def kind_of(trial: FrozenTrial) -> str | None:
@@ -47,7 +47,7 @@ def kind_of(trial: FrozenTrial) -> str | None:
 
     Finished means complete + pruned, everywhere: the budget, progress, report, list and JSON.
     """
-    if trial.user_attrs.get("surplus"):
+    if trial.user_attrs.get(attrs.SURPLUS):
         return None  # a worker lost the race for the last slot; never trained
     if trial.state == TrialState.FAIL:
         return "lost" if is_lost(trial) else "failed"
@@ -84,11 +84,11 @@ def reap_lost_trials(study: optuna.Study) -> int:
     """Fail RUNNING trials whose worker process on this host is gone; queue their retries."""
     reaped = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        host, _, pid = str(trial.user_attrs.get(attrs.WORKER, "")).rpartition(":")
         if host == HOST and pid.isdigit() and int(pid) != os.getpid() \
                 and not pid_alive(int(pid)):
             try:
-                set_trial_user_attr(study, trial.number, "fail_reason",
+                set_trial_user_attr(study, trial.number, attrs.FAIL_REASON,
                                     "lost: its worker process ended")
                 study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 reaped += 1
@@ -106,19 +106,20 @@ def queue_retries(study: optuna.Study) -> None:
     continues) and ``replaces`` (the lost trial it stands in for, so it is queued only once).
     """
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("replaces", t.user_attrs.get("retry_of"))
-               for t in trials if "retry_of" in t.user_attrs}
+    retried = {t.user_attrs.get(attrs.REPLACES, t.user_attrs.get(attrs.RETRY_OF))
+               for t in trials if attrs.RETRY_OF in t.user_attrs}
     attempts: dict[int, int] = {}
     for t in trials:
-        if "retry_of" in t.user_attrs:
-            attempts[t.user_attrs["retry_of"]] = attempts.get(t.user_attrs["retry_of"], 0) + 1
+        if attrs.RETRY_OF in t.user_attrs:
+            root = t.user_attrs[attrs.RETRY_OF]
+            attempts[root] = attempts.get(root, 0) + 1
     for t in trials:
         if kind_of(t) != "lost":
             continue
-        root = t.user_attrs.get("retry_of", t.number)
+        root = t.user_attrs.get(attrs.RETRY_OF, t.number)
         if t.number in retried or attempts.get(root, 0) >= MAX_RETRIES:
             continue
-        study.enqueue_trial(t.params, user_attrs={"retry_of": root, "replaces": t.number},
+        study.enqueue_trial(t.params, user_attrs={attrs.RETRY_OF: root, attrs.REPLACES: t.number},
                             skip_if_exists=False)
         retried.add(t.number)
         attempts[root] = attempts.get(root, 0) + 1

@@ -19,7 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
 
-from tunecli.engine import compute, fusing, samplers
+from tunecli import attrs
+from tunecli.engine import compute, fusing, outcome, samplers
 from tunecli.engine import storage as storage_module
 from tunecli.engine.objective import Objective, Surplus
 from tunecli.engine.objectives import primary
@@ -29,7 +30,7 @@ from tunecli.engine.samplers import grid_exhausted
 from tunecli.engine.signals import StopSignals
 from tunecli.engine.study import best_trial, quiet_optuna
 from tunecli.engine.tracking import Tracking
-from tunecli.errors import StudyFailed, TrialFailed
+from tunecli.errors import StudyFailed, TrialCut, TrialFailed
 from tunecli.spec.models import StudySpec
 
 __all__ = ["run", "RunOutcome"]
@@ -59,17 +60,23 @@ class _TrialLog:
         self.progress = progress
         self.failures = 0
         self.last_failure = ""
+        self.cut = 0                # trials stopped by the time limit, to be continued
 
     def __call__(self, study: optuna.Study, frozen: FrozenTrial) -> None:
-        if frozen.user_attrs.get("surplus"):
+        if frozen.user_attrs.get(attrs.SURPLUS):
             return
         seconds = frozen.duration.total_seconds() if frozen.duration else 0.0
         note = ""
-        if frozen.state == TrialState.FAIL and not is_lost(frozen):
+        reason = frozen.user_attrs.get(attrs.FAIL_REASON)
+        state = outcome.state_word(frozen.state, reason)
+        if state == "cut":
+            self.cut += 1
+            note = f"after epoch {len(frozen.intermediate_values)}: tunecli resume continues it"
+        elif frozen.state == TrialState.FAIL and not is_lost(frozen):
             self.failures += 1
-            self.last_failure = str(frozen.user_attrs.get("fail_reason", "unknown error"))
+            self.last_failure = str(frozen.user_attrs.get(attrs.FAIL_REASON, "unknown error"))
             note = f"[red]{escape(self.last_failure)}[/]"
-        elif frozen.state == TrialState.PRUNED and frozen.user_attrs.get("infeasible"):
+        elif frozen.state == TrialState.PRUNED and frozen.user_attrs.get(attrs.INFEASIBLE):
             note = f"infeasible, not trained: {escape(frozen.user_attrs['infeasible'])}"
         elif frozen.state == TrialState.PRUNED:
             last = frozen.last_step  # a multi-objective trial counts its own epochs
@@ -78,13 +85,13 @@ class _TrialLog:
             names = self.objective.spec.objective_names[1:]
             note = " ".join(f"{n}={v:.4g}" for n, v in zip(names, frozen.values[1:],
                                                            strict=True))
-        group = frozen.user_attrs.get("fused_with")
+        group = frozen.user_attrs.get(attrs.FUSED_WITH)
         if group:
             numbers = sorted([frozen.number, *group])
             note += f"{' ' if note else ''}[dim](fused x{len(numbers)}: trials "\
                     f"{numbers[0]}-{numbers[-1]})[/]"
         value = primary(frozen) if frozen.state == TrialState.COMPLETE else None
-        self.progress.trial_done(frozen.number, frozen.state.name.lower(), value,
+        self.progress.trial_done(frozen.number, state, value,
                                  frozen.params, seconds, note)
         _tidy_checkpoints(study, self.objective, frozen, self.keep)
 
@@ -100,10 +107,14 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
     reap_lost_trials(study)
     folder = storage_module.study_folder(url, spec.name) / "checkpoints" if checkpoints else None
     signals = StopSignals()
-    tracker = tracking.open(spec.name, spec.metric) if tracking else None
+    tracker = tracking.open(spec.name, spec.metric, lambda text: console.print(
+        f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)) \
+        if tracking else None
     objective = Objective(spec, data_root, folder, signals, tracker)
     budget = spec.budget
     started = time.monotonic()
+    if budget.timeout is not None:
+        objective.deadline = started + budget.timeout
     counts = count_trials(study.get_trials(deepcopy=False))
     plan = fusing.fuse_plan(spec, _device_type(spec))
     if plan.why_alone:
@@ -160,12 +171,12 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
                     fusing.run_round(study, objective, dataclasses.replace(plan, k=k), log,
                                      signals, room, unfusable)
                 else:
-                    study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
+                    study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus, TrialCut),
                                    callbacks=[log], gc_after_trial=False)
             except KeyboardInterrupt:
                 stopped_by = "interrupted"
                 break
-        if stopped_by == "interrupted":
+        if stopped_by == "interrupted" or log.cut:
             queue_retries(study)
         counts = count_trials(study.get_trials(deepcopy=False))
     failures, last_failure = log.failures, log.last_failure
@@ -175,7 +186,7 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
     if stopped_by == "failures":
         raise StudyFailed(f"stopped after {failures} failed trials (budget.max_failures is "
                           f"{budget.max_failures}); the last failed because: {last_failure}")
-    return RunOutcome(study, counts, stopped_by, failures, last_failure)
+    return RunOutcome(study, counts, stopped_by, failures, last_failure, {"cut": log.cut})
 
 
 def _epochs_in_use(study: optuna.Study, spec: StudySpec) -> int:
@@ -254,6 +265,6 @@ def _tidy_checkpoints(study: optuna.Study, objective: Objective, frozen: FrozenT
 def _is_pending(study: optuna.Study, checkpoint: Path) -> bool:
     number = int(checkpoint.stem.split("-")[1])
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        if t.user_attrs.get("retry_of", t.number) == number:
+        if t.user_attrs.get(attrs.RETRY_OF, t.number) == number:
             return True
     return False

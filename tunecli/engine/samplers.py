@@ -10,7 +10,9 @@ run, worker or machine, so that none of them replays the random draws of another
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 import secrets
 import warnings
 from collections.abc import Callable
@@ -21,14 +23,16 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 
+from tunecli import attrs
+
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec  # types only: the spec imports the registries
 
 
 __all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "check_sampler_fits",
-           "run_seed", "grid_exhausted"]
+           "run_seed", "grid_exhausted", "grid_claim_lost", "queue_grid", "QueuedGrid"]
 
-_MAX_GRID_POINTS = 100_000
+_MAX_GRID_POINTS = 10_000  # each point is queued as a trial when the study is created
 # QMC, PatientPruner and friends are "experimental" in Optuna; users chose them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -61,9 +65,17 @@ def _random(spec: StudySpec, seed: int | None) -> BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed, **spec.sampler.options)
 
 
+class QueuedGrid(optuna.samplers.RandomSampler):
+    """Grid search whose points wait in the study's queue, put there once when the study is
+    created (``queue_grid``). Optuna's storages hand each waiting trial to exactly one worker,
+    so no point runs twice under any concurrency; Optuna's own ``GridSampler`` picks its next
+    point from the trials it last read, and racing workers could pick the same one. A trial
+    that did not come from the queue means the grid was used up: it becomes surplus
+    (``grid_claim_lost``); this sampler is never asked for a parameter of a grid point."""
+
+
 def _grid(spec: StudySpec, seed: int | None) -> BaseSampler:
-    return optuna.samplers.GridSampler(grid_search_space(spec), seed=seed,
-                                       **spec.sampler.options)
+    return QueuedGrid(seed=seed)
 
 
 def _cmaes(spec: StudySpec, seed: int | None) -> BaseSampler:
@@ -262,9 +274,59 @@ def may_prune_at(spec: StudySpec) -> Callable[[int], bool]:
 
 
 def grid_exhausted(study: optuna.Study) -> bool:
-    """A grid search that has tried (or is trying) every point: nothing is left to run."""
-    return isinstance(study.sampler, optuna.samplers.GridSampler) and \
-        study.sampler.is_exhausted(study)
+    """A grid search whose queue is empty: every point is tried or being tried elsewhere."""
+    return isinstance(study.sampler, QueuedGrid) and not study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+
+
+def grid_claim_lost(trial: optuna.Trial) -> bool:
+    """In a grid search every trial comes from the queue (a grid point, a lost trial's retry,
+    an ``--enqueue``'d configuration); a fresh one means another worker took the last point."""
+    return isinstance(trial.study.sampler, QueuedGrid) and not any(
+        key in trial.user_attrs for key in (attrs.GRID_POINT, attrs.RETRY_OF, attrs.ENQUEUED))
+
+
+def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
+    """Every point of the grid, in an order shuffled by ``sampler.seed`` (a budget smaller
+    than the grid then tries a spread sample of it, as Optuna's GridSampler did)."""
+    from tunecli.engine.space import is_active
+
+    space = grid_search_space(spec)
+    searched = spec.searched()
+    fixed = {name: p.value for name, p in spec.space.items() if name not in searched}
+    points: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for values in itertools.product(*space.values()):
+        point: dict[str, Any] = {}
+        for name, value in zip(space, values, strict=True):
+            # a conditional parameter only where it applies, so no configuration repeats
+            if is_active(searched[name], {**fixed, **point}):
+                point[name] = value
+        points.setdefault(tuple(point.items()), point)
+    ordered = list(points.values())
+    random.Random(spec.sampler.seed).shuffle(ordered)
+    return ordered
+
+
+def queue_grid(study: optuna.Study, spec: StudySpec, *, creating: bool) -> int:
+    """Queue the grid's points (how many were queued). The process that creates the study
+    does it before any trial runs. A study made by an older tunecli, which has finished trials
+    but nothing queued, gets the points it has not tried yet when a run opens it."""
+    if spec.sampler.type != "grid" or study.user_attrs.get(attrs.GRID_QUEUED):
+        return 0
+    trials = study.get_trials(deepcopy=False)
+    done = {tuple(sorted(t.params.items())) for t in trials
+            if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                           optuna.trial.TrialState.RUNNING)}
+    if not creating and not done:
+        return 0  # another process is creating it this moment, and queues the points
+    study.set_user_attr(attrs.GRID_QUEUED, True)
+    queued = 0
+    for number, point in enumerate(grid_points(spec)):
+        if tuple(sorted(point.items())) not in done:
+            study.enqueue_trial(point, user_attrs={attrs.GRID_POINT: number},
+                                skip_if_exists=False)
+            queued += 1
+    return queued
 
 
 def grid_search_space(spec: StudySpec) -> dict[str, list[Any]]:
@@ -274,6 +336,7 @@ def grid_search_space(spec: StudySpec) -> dict[str, list[Any]]:
 
 
 def grid_size(spec: StudySpec) -> int:
+    """The points before conditional parameters are folded (an upper bound, cheap to count)."""
     return math.prod(len(v) for v in grid_search_space(spec).values())
 
 
@@ -292,7 +355,11 @@ def check_sampler_fits(spec: StudySpec, fail: Callable[..., Any]) -> None:
         if size > _MAX_GRID_POINTS:
             fail("sampler.type", f"the grid has {size} points, more than {_MAX_GRID_POINTS}",
                  "Lower sampler.grid_points, add steps, or use tpe.")
-            return  # Optuna's GridSampler would enumerate every point just to be built
+            return
+        if spec.sampler.options:
+            fail("sampler.options", "a grid search takes no sampler options",
+                 "Remove sampler.options; the grid comes from the space and grid_points.")
+            return
     for start in ("defaults_first", "center_first"):
         if spec.sampler.type == "grid" and getattr(spec.sampler, start):
             fail(f"sampler.{start}", "a grid search tries its own points, in order",

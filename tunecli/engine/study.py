@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from tunecli import attrs
 from tunecli.engine import samplers
 from tunecli.engine import storage as storage_module
 from tunecli.engine.optuna_internals import set_study_system_attr, study_system_attrs
@@ -107,10 +108,11 @@ def open_for_search(spec: StudySpec, url: str, source: str, *,
             pass  # another process created it a moment ago: continue it below
         else:
             store_spec(study, spec.stored())
-            study.set_user_attr("tunecli:metric", spec.metric)
+            study.set_user_attr(attrs.STUDY_METRIC, spec.metric)
             if not known_first:
                 for mark, config in samplers.starting_points(spec):
                     study.enqueue_trial(config, user_attrs={mark: True})
+            samplers.queue_grid(study, spec, creating=True)
             _drop_stale_checkpoints(url, spec.name)
             return study
     study = optuna.load_study(study_name=spec.name, storage=storage,
@@ -128,6 +130,7 @@ def open_for_search(spec: StudySpec, url: str, source: str, *,
                         fix="Run it under a new name with --name NEW (or --fork), or undo "
                             "the change to continue the stored study.")
     store_spec(study, spec.stored())  # budget/sampler changes are allowed
+    samplers.queue_grid(study, spec, creating=False)
     return study
 
 

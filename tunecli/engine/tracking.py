@@ -13,7 +13,11 @@ stops the search before anything runs (exit 2).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +49,7 @@ class Tracking:
     def check(self) -> None:
         if self.tensorboard is not None:
             check_available()
+            _check_writable(self.tensorboard)
         if self.wandb is not None:
             check_wandb()
 
@@ -53,13 +58,51 @@ class Tracking:
         return ((["--tensorboard", str(self.tensorboard.resolve())] if self.tensorboard
                  else []) + (["--wandb", self.wandb] if self.wandb else []))
 
-    def open(self, study_name: str, metric: str) -> Tracker | None:
+    def open(self, study_name: str, metric: str,
+             warn: Callable[[str], None] = print) -> Tracker | None:
+        """The trackers asked for, each guarded: one that fails mid-study (its server went
+        away) is said once through ``warn`` and dropped; the search goes on."""
         trackers: list[Tracker] = []
         if self.tensorboard is not None:
-            trackers.append(TensorBoardLog(self.tensorboard, study_name, metric))
+            trackers.append(_Guarded(TensorBoardLog(self.tensorboard, study_name, metric),
+                                     "--tensorboard", warn))
         if self.wandb is not None:
-            trackers.append(WandbLog(self.wandb, study_name, metric))
+            trackers.append(_Guarded(WandbLog(self.wandb, study_name, metric), "--wandb",
+                                     warn))
         return trackers[0] if len(trackers) == 1 else _Both(trackers) if trackers else None
+
+
+class _Guarded:
+    """A tracker whose failure stops its logging, never the search: trials are stored by
+    Optuna whatever happens to a logger."""
+
+    def __init__(self, tracker: Tracker, option: str, warn: Callable[[str], None]) -> None:
+        self.tracker: Tracker | None = tracker
+        self.option = option
+        self.warn = warn
+
+    def _call(self, method: str, *args: Any) -> None:
+        if self.tracker is None:
+            return
+        try:
+            getattr(self.tracker, method)(*args)
+        except Exception as exc:
+            self.tracker = None
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            self.warn(f"{self.option} stopped logging ({type(exc).__name__}: {first}); the "
+                      "search goes on without it")
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        self._call("trial_started", number, params)
+
+    def epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        self._call("epoch", number, epoch, metrics)
+
+    def trial_finished(self, number: int, state: str, value: float | None) -> None:
+        self._call("trial_finished", number, state, value)
+
+    def discard(self, number: int) -> None:
+        self._call("discard", number)
 
 
 class _Both:
@@ -85,14 +128,29 @@ class _Both:
             tracker.discard(number)
 
 
+_OFFLINE_MODES = ("offline", "dryrun", "disabled")
+
+
 def check_wandb() -> None:
+    """Fail before the search starts if W&B cannot log: not installed, or online (its default)
+    with no API key, where every trial's ``wandb.init`` would fail. Nothing is sent: the key is
+    looked for where W&B looks (WANDB_API_KEY, its settings files, .netrc), not verified."""
     try:
-        import wandb  # noqa: F401
+        import wandb
     except ImportError:
         raise SpecError("--wandb needs the wandb package, which is not installed",
                         source="--wandb",
                         fix="pip install 'tunecli[wandb]' (or pip install wandb), or drop "
                             "--wandb.") from None
+    if wandb.setup().settings.mode in _OFFLINE_MODES:
+        return
+    with contextlib.redirect_stderr(io.StringIO()):  # its notes on where it found the key
+        logged_in = wandb.login(verify=False, prompt=False)
+    if not logged_in:
+        raise SpecError("W&B is online (its default) but no API key is configured",
+                        source="--wandb",
+                        fix="Run wandb login (or set WANDB_API_KEY), or set WANDB_MODE=offline "
+                            "to log on disk and upload later with wandb sync.")
 
 
 def check_available() -> None:
@@ -104,6 +162,18 @@ def check_available() -> None:
                         source="--tensorboard",
                         fix="pip install 'tunecli[tensorboard]' (or pip install tensorboard), "
                             "or drop --tensorboard.") from None
+
+
+def _check_writable(folder: Path) -> None:
+    """The TensorBoard folder can be made and written to, said before anything runs."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SpecError(f"cannot write to {folder} ({exc.strerror or exc})",
+                        source="--tensorboard",
+                        fix="Give a folder you can write to.") from None
 
 
 def _hparam(value: Any) -> bool | int | float | str:

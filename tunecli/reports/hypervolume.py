@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
+from tunecli import attrs
 from tunecli.engine import compute
 
 __all__ = ["reference_point", "hypervolume", "hypervolume_curve"]
@@ -56,7 +57,7 @@ def hypervolume_curve(trials: Sequence[FrozenTrial], directions: Sequence[str],
     """Hypervolume after each finished trial, in the order they finished, against trials
     finished and epochs trained (pruned trials add their epochs, not a point)."""
     done = sorted((t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                   and t.datetime_complete and not t.user_attrs.get("surplus")),
+                   and t.datetime_complete and not t.user_attrs.get(attrs.SURPLUS)),
                   key=lambda t: (t.datetime_complete, t.number))
     curve: dict[str, list[float]] = {"trials": [], "epochs": [], "hypervolume": []}
     epochs = 0

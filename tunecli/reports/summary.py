@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tunecli import attrs
 from tunecli.engine import compute, space
 from tunecli.engine.objectives import first_objective
 from tunecli.engine.recovery import count_trials, kind_of
@@ -40,29 +41,29 @@ def _trial_row(t: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
         "state": t.state.name.lower(),
         "value": _clean(t.values[0]) if t.state == TrialState.COMPLETE and t.values else None,
         "last_value": _clean(t.intermediate_values[t.last_step]) if t.last_step else None,
-        "epochs": t.user_attrs.get("epochs_run", compute.epochs_reported(t)),
+        "epochs": t.user_attrs.get(attrs.EPOCHS_RUN, compute.epochs_reported(t)),
         "params": space.trial_config(spec.space, t.params),
         "duration_s": round(t.duration.total_seconds(), 3) if t.duration else None,
-        "params_count": t.user_attrs.get("params_count"),
-        "fail_reason": t.user_attrs.get("fail_reason"),
-        "retry_of": t.user_attrs.get("retry_of"),
+        attrs.PARAMS_COUNT: t.user_attrs.get(attrs.PARAMS_COUNT),
+        attrs.FAIL_REASON: t.user_attrs.get(attrs.FAIL_REASON),
+        attrs.RETRY_OF: t.user_attrs.get(attrs.RETRY_OF),
         # The trials it trained alongside in one fused model (empty: it trained alone), and
         # that group's first trial (a refilled group holds more trials than trained at once).
-        "fused_with": list(t.user_attrs.get("fused_with", [])),
-        "fused_group": t.user_attrs.get("fused_group") if t.user_attrs.get("fused_with")
+        attrs.FUSED_WITH: list(t.user_attrs.get(attrs.FUSED_WITH, [])),
+        attrs.FUSED_GROUP: t.user_attrs.get(attrs.FUSED_GROUP) if t.user_attrs.get(attrs.FUSED_WITH)
         else None,
         # Several objectives: each by name; measures (params, latency_ms, ...) and constraints.
         "values": (dict(zip(spec.objective_names, map(_clean, t.values), strict=True))
                    if spec.multi_objective and t.values else None),
-        "measures": t.user_attrs.get("measures"),
+        attrs.MEASURES: t.user_attrs.get(attrs.MEASURES),
         "feasible": all(v <= 0 for v in t.constraints.values()) if t.constraints else None,
-        "infeasible": t.user_attrs.get("infeasible"),
+        attrs.INFEASIBLE: t.user_attrs.get(attrs.INFEASIBLE),
     }
 
 
 def reported_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The study's trials without the surplus ones (a worker's lost race, never trained)."""
-    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(attrs.SURPLUS)]
 
 
 def summary(study: optuna.Study, spec: StudySpec, *,
@@ -84,9 +85,9 @@ def summary(study: optuna.Study, spec: StudySpec, *,
             "number": best.number,
             "value": _clean(best.values[0]),
             "params": space.trial_config(spec.space, best.params),
-            "best_epoch": best.user_attrs.get("best_epoch"),
-            "spread": best.user_attrs.get("spread"),  # trainer.repeats / cv
-            "history": best.user_attrs.get("history", []),
+            attrs.BEST_EPOCH: best.user_attrs.get(attrs.BEST_EPOCH),
+            attrs.SPREAD: best.user_attrs.get(attrs.SPREAD),  # trainer.repeats / cv
+            attrs.HISTORY: best.user_attrs.get(attrs.HISTORY, []),
         },
         "epochs": effort(trials, spec.trainer.epochs),
         "failures": failure_reasons(trials),
@@ -112,7 +113,7 @@ def failure_reasons(trials: list[FrozenTrial]) -> list[dict[str, Any]]:
     for t in trials:
         if kind_of(t) != "failed":
             continue
-        reason = str(t.user_attrs.get("fail_reason", "unknown error"))
+        reason = str(t.user_attrs.get(attrs.FAIL_REASON, "unknown error"))
         group = groups.setdefault(_NUMBER_RE.sub("#", reason),
                                   {"reason": reason, "count": 0, "example": t.number})
         group["count"] += 1
@@ -120,13 +121,13 @@ def failure_reasons(trials: list[FrozenTrial]) -> list[dict[str, Any]]:
 
 
 def _epochs_of(t: FrozenTrial) -> int:
-    return int(t.user_attrs.get("epochs_run", compute.epochs_reported(t)))
+    return int(t.user_attrs.get(attrs.EPOCHS_RUN, compute.epochs_reported(t)))
 
 
 def _seconds_per_epoch(t: FrozenTrial) -> float:
-    history = t.user_attrs.get("history") or []
+    history = t.user_attrs.get(attrs.HISTORY) or []
     # A fused member's epoch is its group's: its share is the group's / the members then.
-    together = 1 + len(t.user_attrs.get("fused_with", []))
+    together = 1 + len(t.user_attrs.get(attrs.FUSED_WITH, []))
     times = [h["epoch_seconds"] / h.get("fused_members", together) for h in history
              if "epoch_seconds" in h]
     if times:
@@ -138,15 +139,15 @@ def _seconds_per_epoch(t: FrozenTrial) -> float:
 def _fused_group(t: FrozenTrial) -> Any:
     """Which fused group ``t`` trained in: its first trial's number (``fused_group``; studies
     from before refills: the members' numbers)."""
-    group = t.user_attrs.get("fused_group")
-    return group if group is not None else frozenset([t.number, *t.user_attrs["fused_with"]])
+    group = t.user_attrs.get(attrs.FUSED_GROUP)
+    return group if group is not None else frozenset([t.number, *t.user_attrs[attrs.FUSED_WITH]])
 
 
 def fused_groups(trials: list[FrozenTrial]) -> dict[str, int] | None:
     """How many trials trained in fused groups, in how many groups, the largest's size."""
     groups: dict[Any, set[int]] = {}
     for t in trials:
-        if t.user_attrs.get("fused_with"):
+        if t.user_attrs.get(attrs.FUSED_WITH):
             groups.setdefault(_fused_group(t), set()).add(t.number)
     if not groups:
         return None
@@ -160,7 +161,7 @@ def _seconds_spent(trials: list[FrozenTrial]) -> float:
     spent = 0.0
     groups: dict[Any, list[FrozenTrial]] = {}
     for t in trials:
-        if t.user_attrs.get("fused_with"):
+        if t.user_attrs.get(attrs.FUSED_WITH):
             groups.setdefault(_fused_group(t), []).append(t)
         elif t.duration:
             spent += t.duration.total_seconds()
@@ -184,9 +185,9 @@ def effort(trials: list[FrozenTrial], epochs_per_trial: int) -> dict[str, Any]:
     saved_s = {"pruning": 0.0, "early_stopping": 0.0, "constraints": 0.0}
     for t in finished:
         # A trial cut short by the compute budget (its claim) saved nothing: it could not run.
-        allowed = min(epochs_per_trial, int(t.user_attrs.get("epoch_claim", epochs_per_trial)))
+        allowed = min(epochs_per_trial, int(t.user_attrs.get(attrs.EPOCH_CLAIM, epochs_per_trial)))
         left = max(0, allowed - _epochs_of(t))
-        cause = ("constraints" if t.user_attrs.get("infeasible") else
+        cause = ("constraints" if t.user_attrs.get(attrs.INFEASIBLE) else
                  "pruning" if t.state == TrialState.PRUNED else "early_stopping")
         saved[cause] += left
         saved_s[cause] += left * _seconds_per_epoch(t)

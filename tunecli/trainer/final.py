@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tunecli import __version__
+from tunecli import __version__, attrs
 from tunecli import spec as spec_module
 from tunecli.engine import space
 from tunecli.errors import SpecError
@@ -82,7 +82,7 @@ def from_study(name: str, url: str, trial_number: int | None = None,
                             source=f"study '{name}'", fix="Run or resume the study first.")
     else:
         trial = _completed_trial(study, trial_number, name)
-    best_epoch = trial.user_attrs.get("best_epoch")
+    best_epoch = trial.user_attrs.get(attrs.BEST_EPOCH)
     return Choice(spec, space.trial_config(spec.space, trial.params),
                   epochs or spec.trainer.final_epochs or best_epoch or spec.trainer.epochs,
                   f"{name}-trial{trial.number}", f"study '{name}' trial #{trial.number}",

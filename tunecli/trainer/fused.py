@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from tunecli.errors import TrialFailed
+from tunecli.errors import TrialCut, TrialFailed
 from tunecli.trainer import models
 from tunecli.trainer.augment import Augmentation
 from tunecli.trainer.data import DataBundle
@@ -933,6 +933,10 @@ def _end_of_epoch(trainer: TrainerSpec, member: _Member, metric: str, minimize: 
         if epoch > member.job.reported:
             member.job.reporter.report(epoch, metrics)
             member.job.reported = epoch
+    except TrialCut as exc:  # the time limit: its retry continues from this epoch
+        if not (save_all or stopped or last):
+            save()
+        return exc
     except Exception as exc:  # the reporter's way to stop a trial: a prune
         return exc
     if stopped or last:

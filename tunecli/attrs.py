@@ -1,0 +1,49 @@
+"""The names tunecli stores on Optuna trials and studies, in one place.
+
+Trials' user attributes are what ``optuna`` and optuna-dashboard show beside each trial, and what
+``report``, ``resume`` and other workers read back, so a key is a stored format: rename one and
+older studies read differently. A leaf: it imports nothing.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "WORKER", "FAIL_REASON", "SURPLUS", "RETRY_OF", "REPLACES", "ENQUEUED", "GRID_POINT",
+    "HISTORY", "BEST_EPOCH", "EPOCHS_RUN", "PARAMS_COUNT", "DEVICE", "SAMPLES_PER_SECOND",
+    "TRAIN_SECONDS", "SPREAD", "FUSED_GROUP", "FUSED_WITH", "EPOCH_CLAIM", "EPOCHS_DONE",
+    "MEASURES", "INFEASIBLE", "PRUNED_BY", "STUDY_METRIC", "GRID_QUEUED",
+    "LOST_REASONS", "INTERRUPTED", "TIME_LIMIT",
+]
+
+# A trial's user attributes
+WORKER = "worker"                    # host:pid of the process that trains it
+FAIL_REASON = "fail_reason"          # why it failed; LOST_REASONS mark a trial to retry
+SURPLUS = "surplus"                  # a worker's lost race: never trained, left out of reports
+RETRY_OF = "retry_of"                # the first trial of this configuration (its checkpoint)
+REPLACES = "replaces"                # the lost trial a retry stands in for
+ENQUEUED = "enqueued"                # a configuration given with --enqueue or --from
+GRID_POINT = "grid_point"            # the index of a queued grid point
+HISTORY = "history"                  # every epoch's metrics
+BEST_EPOCH = "best_epoch"
+EPOCHS_RUN = "epochs_run"
+PARAMS_COUNT = "params_count"
+DEVICE = "device"
+SAMPLES_PER_SECOND = "samples_per_second"
+TRAIN_SECONDS = "train_seconds"
+SPREAD = "spread"                    # trainer.repeats / cv: each run's value and the spread
+FUSED_GROUP = "fused_group"          # a fused group's first trial
+FUSED_WITH = "fused_with"            # the trials it trained alongside
+EPOCH_CLAIM = "epoch_claim"          # budget.epochs: the epochs it may train
+EPOCHS_DONE = "epochs_done"          # multi-objective trials cannot report: their epoch count
+MEASURES = "measures"                # params, FLOPs, latency measured before training
+INFEASIBLE = "infeasible"            # broke a constraint before training: why
+PRUNED_BY = "pruned_by"              # multi-objective pruning: the trials that dominated it
+
+# A study's user attributes
+STUDY_METRIC = "tunecli:metric"
+GRID_QUEUED = "tunecli:grid_queued"  # the grid's points are in the queue
+
+# How a lost trial's FAIL_REASON begins: its process stopped, not its configuration failed
+INTERRUPTED = "interrupted"
+TIME_LIMIT = "interrupted: the time limit was reached"
+LOST_REASONS = ("lost", INTERRUPTED)
