@@ -66,6 +66,17 @@ def grid_study(widest: int) -> str:
             + f"space:\n  lr: {{choice: [0.01, 0.03]}}\n  width: {{int: [8, {widest}]}}\n")
 
 
+# Tests that start real processes (workers, kills, signals, PostgreSQL, the browser) are the
+# `slow` subset; `pytest -m "not slow"` is the everyday run. One rule, by what the test uses.
+_SLOW_FIXTURES = {"subprocess_env", "postgres_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _private_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)

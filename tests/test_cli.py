@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -301,3 +302,17 @@ def test_a_study_of_an_older_tunecli_still_reads(cli, write_study) -> None:
     result = cli("resume", "old", "--n-trials", "2")
     assert result.exit_code == 0, result.output
     assert finished(stored(name="old")) == 2
+
+
+@pytest.mark.parametrize("command", [["report", "tiny"], ["list"],
+                                     ["report", "tiny", "--format", "json"]])
+def test_output_to_a_closed_pipe_ends_quietly(cli, write_study, subprocess_env,
+                                              command: list[str]) -> None:
+    """`tunecli report NAME | head -1`: the reader is gone before anything is written."""
+    assert cli("search", write_study(), "--n-trials", "2").exit_code == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    result = subprocess.run([*tunecli_command(), *command], stdout=write_end,
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env, timeout=120)
+    os.close(write_end)
+    assert result.returncode == 0 and result.stderr == ""

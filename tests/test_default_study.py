@@ -19,6 +19,8 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import browser_command, needs_browser, render_in_browser
+
+pytestmark = pytest.mark.slow  # runs the default study, a minute or two
 from tunecli.cli import app
 
 REPO = Path(__file__).resolve().parents[1]

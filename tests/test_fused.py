@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import Collect
-from tunecli.errors import TrialFailed
+from tunecli.errors import TrialCut, TrialFailed
 from tunecli.spec import TrainerSpec
 from tunecli.trainer import fused, loop
 
@@ -394,3 +394,28 @@ def test_a_member_out_of_memory_alone_fails_alone(monkeypatch) -> None:
     jobs = [fused.MemberJob({"width": w}, Collect()) for w in (8, 16)]
     outcomes = fused.run_group(trainer(), jobs, metric="val_accuracy")
     assert all(isinstance(o, TrialFailed) and "out of memory" in o.reason for o in outcomes)
+
+
+class _CutAt(Collect):
+    """The run's time limit, as the engine's reporter raises it after epoch ``at``."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
+        super().report(epoch, metrics)
+        if epoch == self.at:
+            raise TrialCut(epoch)
+
+
+def test_members_cut_by_the_time_limit_keep_a_checkpoint_of_that_epoch(tmp_path: Path) -> None:
+    """Between the group's periodic saves, a member stopped by the time limit still saves the
+    epoch it stored, so its retry continues from exactly there."""
+    spec = trainer(epochs=6)
+    jobs = [fused.MemberJob(c, _CutAt(2), checkpoint=tmp_path / f"m{i}.pt")
+            for i, c in enumerate(MEMBERS[:3])]
+    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        assert isinstance(outcome, TrialCut) and "after epoch 2" in outcome.reason
+        assert torch.load(job.checkpoint, weights_only=True)["epoch"] == 2  # type: ignore[arg-type]

@@ -162,3 +162,25 @@ def test_postgres_workers_from_two_processes(write_study, postgres_url, subproce
     points = [tuple(sorted(t.params.items())) for t in trials
               if not t.user_attrs.get("surplus")]  # a lost race: no parameters drawn
     assert len(points) == len(set(points))
+
+
+@pytest.mark.postgres
+def test_postgres_grid_from_two_processes_never_repeats_a_point(write_study, postgres_url,
+                                                                subprocess_env) -> None:
+    """Two `tunecli search` processes (as on two machines) share one grid on PostgreSQL."""
+    path = write_study(gated(grid_study(widest=11).replace("n_trials: 6", "n_trials: 50")))
+    first = subprocess.run([*tunecli_command(), "search", str(path), "--storage", postgres_url,
+                            "--n-trials", "1"], capture_output=True, text=True,
+                           env=subprocess_env, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    env = gate_env(subprocess_env, Path.cwd() / "gate", meet=2)  # both certainly train
+    procs = [subprocess.Popen([*tunecli_command(), "resume", "tiny", "--storage", postgres_url],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    trials = optuna.load_study(study_name="tiny", storage=postgres_url).get_trials()
+    points = [(t.params["lr"], t.params["width"]) for t in trials
+              if t.state.name in ("COMPLETE", "PRUNED")]
+    assert sorted(points) == sorted(set(points)) and len(points) == 8
+    assert len({t.user_attrs["worker"] for t in trials if t.params}) >= 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import optuna
 import pytest
 
-from tests.conftest import stored
+from tests.conftest import finished, stored
 
 wandb = pytest.importorskip("wandb")
 _BLOCK, _HEADER = 32768, 7  # the .wandb file is a LevelDB-style log after a 7-byte header
@@ -112,3 +113,54 @@ def test_missing_wandb_stops_before_anything_runs(cli, write_study, tmp_path: Pa
     assert result.exit_code == 2
     assert "--wandb needs the wandb package" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "tunecli.db").exists()
+
+
+def test_online_without_a_key_stops_before_anything_runs(write_study, tmp_path: Path,
+                                                         subprocess_env) -> None:
+    """W&B's default (online) and no key anywhere W&B looks: exit 2, one line, nothing stored.
+    A real process, as W&B reads its settings once per process; nothing reaches the network."""
+    from tests.conftest import tunecli_command
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in subprocess_env.items() if not k.startswith("WANDB_")}
+    env.update({"HOME": str(home), "NETRC": str(home / ".netrc"), "WANDB_MODE": "online",
+                "WANDB_CONFIG_DIR": str(home / "wandb-config"), "WANDB_DIR": str(tmp_path)})
+    result = subprocess.run([*tunecli_command(), "search", str(write_study()), "--wandb",
+                             "tuning"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "wandb login" in lines[0] and "WANDB_MODE=offline" in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "tunecli.db").exists()
+
+
+class _FailingTracker:
+    """A tracker whose server went away after the first trial."""
+
+    calls = 0
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        type(self).calls += 1
+        if type(self).calls > 1:
+            raise ConnectionError("the W&B server went away")
+
+    def epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def trial_finished(self, number: int, state: str, value: float | None) -> None: ...
+
+    def discard(self, number: int) -> None: ...
+
+
+def test_a_tracker_that_fails_mid_study_warns_once_and_the_study_goes_on(
+        cli, write_study, monkeypatch) -> None:
+    from tunecli.engine import tracking
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(tracking, "WandbLog", lambda *args: _FailingTracker())
+    result = cli("search", write_study(), "--wandb", "tuning")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("--wandb stopped logging (ConnectionError: the W&B server went "
+                               "away)") == 1
+    assert finished(stored()) == 6

@@ -25,7 +25,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console(highlight=False)
+
+
+class _Console(Console):
+    """Rich's console, except that a reader who closed the pipe (``| head``) ends the command
+    quietly with exit 0: rich's own choice is exit 1, which scripts read as a failure."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _silence_stdout()
+        raise SystemExit(0)
+
+
+console = _Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 _state = {"debug": False}
 
