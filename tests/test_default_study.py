@@ -19,9 +19,9 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import browser_command, needs_browser, render_in_browser
+from tunecli.cli import app
 
 pytestmark = pytest.mark.slow  # runs the default study, a minute or two
-from tunecli.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 # Where the browser's screenshot is kept for people to look at (CI artifact / test output).
