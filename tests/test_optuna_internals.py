@@ -164,3 +164,47 @@ def test_a_queued_trial_taken_here_is_kept_with_its_fixed_parameters(tmp_path: P
     here.tell(trial, 1.0)
     assert here.get_trials()[trial.number].state == TrialState.COMPLETE
     assert there.get_trials()[trial.number].value == 1.0
+
+
+def test_the_installed_optuna_is_a_tested_release() -> None:
+    """pyproject's range, TESTED and what CI installs agree: a new Optuna is tested first."""
+    from tunecli.engine import optuna_internals
+
+    assert optuna_internals.untested() is None, optuna.__version__
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert f'"optuna>={optuna_internals.TESTED[0]},' in pyproject
+
+
+@pytest.mark.parametrize("dimensions", [1, 2, 3])
+def test_our_hypervolume_equals_optunas(dimensions: int) -> None:
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    from tunecli.engine.optuna_internals import _swept_hypervolume
+
+    rng = np.random.default_rng(dimensions)
+    for _ in range(10):
+        losses = rng.random((12, dimensions))
+        reference = np.full(dimensions, 1.1)
+        ours = _swept_hypervolume([tuple(row) for row in losses], tuple(reference))
+        assert ours == pytest.approx(float(compute_hypervolume(losses, reference)), rel=1e-9)
+
+
+def test_an_untested_optuna_switches_the_internals_off_and_says_so_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from tunecli.engine import optuna_internals
+    from tunecli.engine.storage import open_storage
+
+    monkeypatch.setattr(optuna, "__version__", "5.9.0")
+    monkeypatch.setattr(optuna_internals, "_said", [])
+    with pytest.warns(UserWarning, match="tested with Optuna 5.0 and this is 5.9.0") as said:
+        storage = open_storage(f"sqlite:///{tmp_path / 'x.db'}")
+        value = optuna_internals.compute_hypervolume(np.array([[0.5, 0.5]]), np.array([1., 1.]))
+    assert sum("tested with Optuna" in str(w.message) for w in said) == 1
+    assert not isinstance(storage, optuna_internals.RunningHere)
+    assert value == pytest.approx(0.25)
+    study = optuna.create_study(storage=storage)  # Optuna's own cache, working as ever
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
+    assert len(study.trials) == 3

@@ -9,9 +9,13 @@ and grid points read from ``FrozenTrial.system_attrs``. Fused trials are asked a
 not through ``study.optimize``, so they start Optuna's heartbeat themselves (``heartbeats``).
 A database storage is opened through ``RunningHere``, Optuna's own cache extended to keep the
 trials this process runs, which Optuna would read back from the database on every read.
-A test
-(``tests/test_optuna_internals.py``) pins this module to the installed Optuna, so a release that
-moves these internals breaks that test, not resume.
+Hypervolumes (``reports/hypervolume.py``) are Optuna's
+``optuna._hypervolume.compute_hypervolume``. A test (``tests/test_optuna_internals.py``) pins
+this module to the installed Optuna. On an Optuna release it was not tested with (``TESTED``),
+what only speeds things up or has a public equivalent switches itself off, said once
+(``untested``): ``RunningHere`` gives way to Optuna's own cache, hypervolumes are computed by
+tunecli's own exact sweep. The attribute reads and writes above have no public equivalent and
+stay.
 """
 
 from __future__ import annotations
@@ -28,8 +32,60 @@ from optuna.distributions import BaseDistribution
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["set_trial_user_attr", "study_system_attrs", "set_study_system_attr", "ask",
-           "heartbeats", "RunningHere"]
+__all__ = ["TESTED", "untested", "set_trial_user_attr", "study_system_attrs",
+           "set_study_system_attr", "ask", "heartbeats", "RunningHere", "cached",
+           "compute_hypervolume"]
+
+TESTED = ("5.0",)  # the Optuna minor releases the test suite has run on (pyproject agrees)
+_said: list[str] = []
+
+
+def untested() -> str | None:
+    """Why the internals are off (Optuna is a release they were not tested with), said once
+    per process as a warning; None on a tested release."""
+    version = optuna.__version__
+    if ".".join(version.split(".")[:2]) in TESTED:
+        return None
+    why = (f"tunecli was tested with Optuna {', '.join(TESTED)} and this is {version}: it "
+           "uses Optuna's public behaviour where it would reach past it (slower storage reads)")
+    if not _said:
+        _said.append(why)
+        warnings.warn(why, stacklevel=2)
+    return why
+
+
+def cached(storage: optuna.storages.RDBStorage) -> optuna.storages.BaseStorage:
+    """A database storage as tunecli reads it: through ``RunningHere``, or on an untested
+    Optuna as it is (Optuna then wraps it in its own cache)."""
+    return storage if untested() else RunningHere(storage)
+
+
+def compute_hypervolume(losses: Any, reference: Any) -> float:
+    """The hypervolume that ``losses`` (rows of objectives, to minimise, each within
+    ``reference``) dominate: Optuna's, or on an untested Optuna an exact sweep of our own."""
+    if untested() is None:
+        from optuna._hypervolume import compute_hypervolume as optunas
+
+        return float(optunas(losses, reference))
+    return _swept_hypervolume([tuple(map(float, row)) for row in losses],
+                              tuple(map(float, reference)))
+
+
+def _swept_hypervolume(points: list[tuple[float, ...]], reference: tuple[float, ...]) -> float:
+    """Exact, by slicing along the last objective: each slab between two consecutive values
+    adds its height times the (d-1)-dimensional volume of the points below it."""
+    if not points:
+        return 0.0
+    if len(reference) == 1:
+        return reference[0] - min(p[0] for p in points)
+    ordered = sorted(points, key=lambda p: p[-1])
+    total = 0.0
+    for i, point in enumerate(ordered):
+        top = ordered[i + 1][-1] if i + 1 < len(ordered) else reference[-1]
+        if top > point[-1]:
+            total += (top - point[-1]) * _swept_hypervolume(
+                [p[:-1] for p in ordered[:i + 1]], reference[:-1])
+    return total
 
 
 def set_trial_user_attr(study: optuna.Study, number: int, key: str, value: Any) -> None:

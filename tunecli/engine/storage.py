@@ -150,9 +150,9 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> Ba
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         if url.startswith("sqlite:"):
             _sqlite_pragmas(storage)
-        from tunecli.engine.optuna_internals import RunningHere
+        from tunecli.engine.optuna_internals import cached
 
-        return RunningHere(storage)
+        return cached(storage)
     except SpecError:
         raise
     except ImportError as exc:

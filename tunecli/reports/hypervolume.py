@@ -43,7 +43,7 @@ def reference_point(trial_lists: Sequence[Sequence[FrozenTrial]],
 
 def hypervolume(trials: Sequence[FrozenTrial], directions: Sequence[str],
                 reference: np.ndarray) -> float:
-    from optuna._hypervolume import compute_hypervolume
+    from tunecli.engine.optuna_internals import compute_hypervolume
 
     losses = _losses(trials, directions)
     losses = losses[(losses <= reference).all(axis=1)] if len(losses) else losses
