@@ -334,9 +334,9 @@ def test_the_shipped_custom_model_study_resumes_from_another_folder(cli, tmp_pat
                  "--storage", "runs.db")
     assert result.exit_code == 0, result.output
     # the printed next commands name the storage by its absolute path: they run from anywhere
-    line = next(x for x in result.output.splitlines() if "resume:" in x)
-    assert line.split("resume:")[1].strip() == \
-        f"tunecli resume digits-custom-model --storage 'sqlite:///{tmp_path / 'runs.db'}'"
+    line = next(x for x in result.output.splitlines() if "train:" in x)
+    assert line.split("train:")[1].strip() == \
+        f"tunecli train digits-custom-model --storage 'sqlite:///{tmp_path / 'runs.db'}'"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
