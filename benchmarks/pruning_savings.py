@@ -56,7 +56,7 @@ def main() -> None:
         storage = f"sqlite:///{Path(folder) / 'bench.db'}"
         wall = {"pruned": _search(study_file, storage, "pruned", extra),
                 "baseline": _search(study_file, storage, "baseline",
-                                    extra + ["--set", "pruner.type=none"])}
+                                    [*extra, "--set", "pruner.type=none"])}
         data = compare.comparison([study_module.load(n, storage) for n in ("pruned",
                                                                            "baseline")])
     console = Console(width=100)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import sys
 import tempfile
@@ -76,10 +77,8 @@ def main() -> None:
                     str(Path(folder) / "overhead.db"), "--name", "overhead", "--seed",
                     str(args.seed), "--set", f"trainer.fuse={args.fuse}"]
         started = time.perf_counter()
-        try:
+        with contextlib.suppress(SystemExit):
             tunecli_main()
-        except SystemExit:
-            pass
         total = time.perf_counter() - started
     print(f"\n{args.study.name}, fuse {args.fuse}, seed {args.seed}: {total:.1f} s in all "
           "(imports, data and the final report included)")

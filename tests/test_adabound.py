@@ -101,7 +101,7 @@ def test_a_schedule_lowers_final_lr_in_proportion() -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be > 0"):
         AdaBound([torch.nn.Parameter(torch.ones(1))], final_lr=0.0)
 
 

@@ -218,7 +218,7 @@ def test_the_corpus_is_large_enough() -> None:
 
 
 @pytest.mark.parametrize("command", ["validate", "search"])
-@pytest.mark.parametrize("case,edits,files,words", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("case", "edits", "files", "words"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_exits_2_with_one_line_and_stores_nothing(cli, tmp_path, command, case, edits,
                                                            files, words) -> None:
     _write(tmp_path, edits, files)

@@ -147,7 +147,7 @@ def test_every_trial_failing_exits_1(cli, write_study) -> None:
         Path("r.html").read_text()
 
 
-@pytest.mark.parametrize("args,words", [
+@pytest.mark.parametrize(("args", "words"), [
     (["report", "nosuch"], "no study named 'nosuch'"),
     (["resume", "nosuch"], "no study named 'nosuch'"),
     (["report", "tiny", "--format", "xml"], "--format"),
@@ -193,7 +193,7 @@ def test_optuna_cli_reads_a_tunecli_study(cli, write_study, tmp_path: Path) -> N
     assert json.loads(best)["number"] >= 0
 
 
-@pytest.mark.parametrize("sig,sampler", [(signal.SIGINT, "tpe"), (signal.SIGTERM, "random"),
+@pytest.mark.parametrize(("sig", "sampler"), [(signal.SIGINT, "tpe"), (signal.SIGTERM, "random"),
                                          (signal.SIGTERM, "qmc"), (signal.SIGINT, "hyperopt-tpe")])
 def test_interrupted_search_resumes_to_exactly_the_budget(write_study, tmp_path: Path,
                                                           subprocess_env, sig, sampler) -> None:
@@ -261,7 +261,7 @@ def test_set_overrides_any_key_of_the_file(cli, write_study) -> None:
                and 8 <= t.params["width"] <= 9 for t in study.trials)
 
 
-@pytest.mark.parametrize("assignment,words", [
+@pytest.mark.parametrize(("assignment", "words"), [
     ("pruner", "--set: 'pruner' is not KEY=VALUE"),
     ("pruner.typo=3", "pruner.typo: unknown key 'typo'. Did you mean 'type'?"),
     ("space.lr.log=maybe", "space.lr.log"),

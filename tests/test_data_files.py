@@ -40,7 +40,7 @@ def write_csv(path: Path, body: list[list[str]], delimiter: str = ",", header=("
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding))
 
 
-@pytest.mark.parametrize("variant,options", [
+@pytest.mark.parametrize(("variant", "options"), [
     ("semicolons", ""), ("tabs", ""), ("bom-and-target-first", ", target: y"),
     ("latin-1", ", encoding: latin-1"), ("missing-drop", ", missing: drop"),
     ("missing-mean", ", missing: mean"), ("categorical", ", categorical: [colour]"),
@@ -167,7 +167,7 @@ def test_minimizing_accuracy_is_warned_about(cli, tmp_path: Path) -> None:
         result.output
 
 
-@pytest.mark.parametrize("args,words", [
+@pytest.mark.parametrize(("args", "words"), [
     (["report", "t", "--export", "."], "--export: . is a folder"),
     (["report", "t", "--html", "."], "--html: . is a folder"),
     (["--debug", "search", "nothere.yaml"], "file not found"),

@@ -28,7 +28,7 @@ def test_enqueued_configurations_run_first_and_once(cli, write_study, tmp_path: 
     assert "queued 0 of 2" in again.output and len(stored()) == 4
 
 
-@pytest.mark.parametrize("text,words", [
+@pytest.mark.parametrize(("text", "words"), [
     ("{lr: 5.0}", "lr: 5.0 is outside the space. Give in [0.001, 0.1]"),
     ("- {lrr: 0.01}", "[0].lrr: 'lrr' is not a searched parameter"),
     ("- {optimizer: adamw}", "outside the space. Give one of ['adam', 'sgd']"),
@@ -60,7 +60,7 @@ def test_a_new_model_based_study_starts_from_the_defaults_then_the_centre(cli,
         ["defaults"], ["center"], [], []]
 
 
-@pytest.mark.parametrize("sets,marks", [
+@pytest.mark.parametrize(("sets", "marks"), [
     ([], ["defaults", "center"]),
     (["--set", "sampler.type=random"], []),
     (["--set", "sampler.center_first=false"], ["defaults"]),
@@ -118,7 +118,7 @@ def test_from_keeps_only_what_fits_the_new_space(cli, write_study, tmp_path: Pat
     assert 40 <= trial.params["width"] <= 64  # the old width is outside: sampled afresh
 
 
-@pytest.mark.parametrize("args,words", [
+@pytest.mark.parametrize(("args", "words"), [
     (["--from", "nosuch"], "no study 'nosuch'"),
     (["--from", "tiny"], "--from names this study ('tiny')"),
 ])

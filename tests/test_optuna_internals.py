@@ -201,7 +201,7 @@ def test_an_untested_optuna_switches_the_internals_off_and_says_so_once(
     monkeypatch.setattr(optuna_internals, "_said", [])
     with pytest.warns(UserWarning, match="tested with Optuna 5.0 and this is 5.9.0") as said:
         storage = open_storage(f"sqlite:///{tmp_path / 'x.db'}")
-        value = optuna_internals.compute_hypervolume(np.array([[0.5, 0.5]]), np.array([1., 1.]))
+    value = optuna_internals.compute_hypervolume(np.array([[0.5, 0.5]]), np.array([1., 1.]))
     assert sum("tested with Optuna" in str(w.message) for w in said) == 1
     assert not isinstance(storage, optuna_internals.RunningHere)
     assert value == pytest.approx(0.25)

@@ -86,7 +86,7 @@ def test_a_study_with_cv_stores_and_shows_the_spread(cli, write_study, tmp_path:
     assert "(mean of 3 folds:" in result.output
 
 
-@pytest.mark.parametrize("extra,words", [
+@pytest.mark.parametrize(("extra", "words"), [
     ("\n  cv: 3\n  repeats: 2", "trainer.repeats: trainer.repeats and trainer.cv are both set"),
     ("\n  repeats: 2", "budget.epochs: budget.epochs counts one run's epochs"),
 ])

@@ -98,7 +98,7 @@ def test_effort_counts_what_pruning_and_early_stopping_saved() -> None:
     assert line.startswith("epochs trained 19 of 30 (37% saved: pruning 23%, early stopping 13%)")
 
 
-@pytest.mark.parametrize("n,auto", [(30, "fanova"), (45, "ped-anova")])
+@pytest.mark.parametrize(("n", "auto"), [(30, "fanova"), (45, "ped-anova")])
 def test_importances_weigh_the_parameter_that_matters_and_name_conditionals(n, auto) -> None:
     import random
 
@@ -117,7 +117,7 @@ def test_importances_weigh_the_parameter_that_matters_and_name_conditionals(n, a
         imp = report.importances(study, SPEC, method)
         assert imp["method"] == (auto if method == "auto" else method)
         assert imp["n_trials"] == n
-        assert list(imp["values"])[0] == "x", (method, imp)
+        assert next(iter(imp["values"])) == "x", (method, imp)
         assert imp["values"]["x"] > imp["values"]["noise"]
         assert imp["left_out"] == ["extra"]
 

@@ -22,7 +22,8 @@ def run_study(tmp_path: Path, text: str) -> optuna.Study:
     spec = spec_module.load(path)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     study = study_module.open_for_search(spec, url, str(path))
-    run(study, spec, url, Console(file=open(tmp_path / "log", "w")))
+    with (tmp_path / "log").open("w") as log:
+        run(study, spec, url, Console(file=log))
     return study
 
 

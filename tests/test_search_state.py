@@ -87,7 +87,7 @@ def test_workers_draw_no_configuration_twice(write_study, tmp_path: Path, subpro
 
 # --- options and --set --------------------------------------------------------------------
 
-@pytest.mark.parametrize("args,key,expected", [
+@pytest.mark.parametrize(("args", "key", "expected"), [
     (["--set", "budget.n_trials=2"], ("budget", "n_trials"), 2),
     (["--set", "budget.n_trials=3", "--n-trials", "2"], ("budget", "n_trials"), 2),
     (["--set", "budget.timeout=1h"], ("budget", "timeout"), 3600.0),
@@ -279,7 +279,7 @@ def test_grid_with_workers_lists_exactly_its_points(cli, write_study, subprocess
 
 # --- hyperopt's quantised values ----------------------------------------------------------
 
-@pytest.mark.parametrize("entry,grid", [
+@pytest.mark.parametrize(("entry", "grid"), [
     ({"int": [1, 8], "step": 2}, [1, 3, 5, 7]),
     ({"float": [0.05, 0.5], "step": 0.1}, [0.05, 0.15, 0.25, 0.35, 0.45]),
     ({"int": [2, 5]}, [2, 3, 4, 5]),

@@ -42,7 +42,7 @@ def test_images_row_by_row(tmp_path: Path, monkeypatch) -> None:
     assert bundle.input_shape == (28, 28) and not bundle.is_image
     assert bundle.x_test.shape == (40, 28, 28)
     # each class's stripe is one row: a time step stands out, as the image row did
-    result, rep = train(dataset, "gru", {"hidden_size": 16}, epochs=4,
+    _result, rep = train(dataset, "gru", {"hidden_size": 16}, epochs=4,
                         data_root=str(tmp_path / "root"))
     assert len(rep.metrics) == 4 and rep.metrics[-1]["train_loss"] < rep.metrics[0]["train_loss"]
 
@@ -102,7 +102,7 @@ def test_tensors_from_npz_and_pt(tmp_path: Path) -> None:
     assert bundle.task == "regression" and bundle.input_shape == (6,)
 
 
-@pytest.mark.parametrize("save,words", [
+@pytest.mark.parametrize(("save", "words"), [
     (lambda p: np.savez(p / "d.npz", x=np.zeros((5, 2))), "holds ['x'], not x and y"),
     (lambda p: np.savez(p / "d.npz", x=np.zeros((5, 2)), y=np.zeros(4, dtype=int)),
      "5 examples but 4 targets"),

@@ -44,7 +44,7 @@ def test_distribution_is_what_suggest_asks_for() -> None:
         assert frozen.distributions[name] == space.distribution(SPACE[name])
 
 
-@pytest.mark.parametrize("entry,points,expected", [
+@pytest.mark.parametrize(("entry", "points", "expected"), [
     ({"int": [1, 8], "step": 2}, 5, [1, 3, 5, 7]),
     ({"float": [0.0, 0.3], "step": 0.1}, 5, [0.0, 0.1, 0.2, 0.3]),
     ({"float": [1e-3, 1e-1], "log": True}, 3, [1e-3, 1e-2, 1e-1]),

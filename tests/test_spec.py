@@ -62,7 +62,7 @@ def test_durations() -> None:
     assert spec_module.parse_duration("1h30m") == 5400
     assert spec_module.parse_duration("90s") == 90
     assert spec_module.parse_duration(12) == 12
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a duration"):
         spec_module.parse_duration("soon")
 
 
@@ -122,7 +122,7 @@ BAD_STUDIES = [
 ]
 
 
-@pytest.mark.parametrize("text,path,words", BAD_STUDIES)
+@pytest.mark.parametrize(("text", "path", "words"), BAD_STUDIES)
 def test_bad_study_gives_one_line_with_path_and_fix(tmp_path: Path, text: str, path: str,
                                                      words: str) -> None:
     with pytest.raises(SpecError) as info:
@@ -134,7 +134,7 @@ def test_bad_study_gives_one_line_with_path_and_fix(tmp_path: Path, text: str, p
     assert words in line, line
 
 
-@pytest.mark.parametrize("text,words", [
+@pytest.mark.parametrize(("text", "words"), [
     pytest.param("", "empty", id="empty-file"),
     pytest.param("- a\n- b\n", "mapping", id="not-a-mapping"),
     pytest.param("name: a\nname: b\n", "written twice", id="duplicate-key"),

@@ -10,7 +10,7 @@ from tunecli.engine import storage
 from tunecli.errors import SpecError
 
 
-@pytest.mark.parametrize("given,url", [
+@pytest.mark.parametrize(("given", "url"), [
     (None, "sqlite:///tunecli.db"),
     ("runs.db", "sqlite:///runs.db"),
     ("runs.sqlite3", "sqlite:///runs.sqlite3"),
@@ -28,7 +28,7 @@ def test_the_option_wins_over_the_environment_and_the_file(monkeypatch) -> None:
 
 
 def test_a_path_without_a_storage_suffix_is_refused() -> None:
-    with pytest.raises(SpecError, match="results.db"):
+    with pytest.raises(SpecError, match=r"results\.db"):
         storage.resolve_url("results.txt")
 
 

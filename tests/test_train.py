@@ -72,7 +72,7 @@ def test_train_a_regression_config_reports_regression_metrics(cli, write_study,
     assert len(info["normalization"]["mean"]) == 5
 
 
-@pytest.mark.parametrize("args,words", [
+@pytest.mark.parametrize(("args", "words"), [
     (["study.yaml"], "space.lr: 'lr' is still a search range"),
     (["tiny", "--trial", "99"], "study 'tiny' has no trial #99"),
     (["study.yaml", "--trial", "0"], "--trial picks a trial of a stored study"),

@@ -132,7 +132,7 @@ def test_missing_data_root_says_where_files_go(tmp_path: Path) -> None:
         train(TrainerSpec.model_validate({"dataset": "mnist"}))
 
 
-@pytest.mark.parametrize("task,metric", [("classification", "val_f1"),
+@pytest.mark.parametrize(("task", "metric"), [("classification", "val_f1"),
                                          ("regression", "val_r2")])
 def test_csv(tmp_path: Path, task: str, metric: str) -> None:
     rng = np.random.default_rng(0)
@@ -202,7 +202,7 @@ def test_every_optimizer(optimizer: str) -> None:
     assert result.value > 0.6
 
 
-@pytest.mark.parametrize("model,params", [
+@pytest.mark.parametrize(("model", "params"), [
     ("mlp", {"depth": 2, "width": 64}), ("cnn", {"conv_blocks": 1, "channels": 16}),
 ])
 def test_every_init_draws_its_distribution_and_trains(model: str, params: dict) -> None:
@@ -294,7 +294,7 @@ def test_early_stopping_stops() -> None:
 
 
 def test_nan_loss_fails_the_trial() -> None:
-    with pytest.raises(TrialFailed, match="nan|inf"):
+    with pytest.raises(TrialFailed, match=r"nan|inf"):
         train(synthetic(), {"lr": 1e12, "optimizer": "sgd", "momentum": 0.9})
 
 

@@ -25,7 +25,7 @@ def test_plan_refuses_a_bad_device_list() -> None:
         workers.plan(None, "0,gpu1", 1)
 
 
-@pytest.mark.parametrize("codes,counts,budget,early,failed,words", [
+@pytest.mark.parametrize(("codes", "counts", "budget", "early", "failed", "words"), [
     ([0, 0], {"finished": 4}, 4, False, False, ""),
     ([0, -9], {"finished": 4}, 4, False, False, "worker 2 was killed by SIGKILL"),
     ([0, -9], {"finished": 3}, 4, False, True, "3 of 4 trials finished"),

@@ -15,7 +15,7 @@ def test_yaml_12_scalars() -> None:
     assert data["a"] == [1e-5, 10, "on", "yes", True, "1:30", 16, 0.5]
 
 
-@pytest.mark.parametrize("text,words", [
+@pytest.mark.parametrize(("text", "words"), [
     ("a: 1\na: 2\n", "written twice"),
     ("a: !!python/object:os.system x\n", "not allowed"),
     ("a:\n\tb: 1\n", "tabs"),

@@ -8,11 +8,33 @@ older studies read differently. A leaf: it imports nothing.
 from __future__ import annotations
 
 __all__ = [
-    "WORKER", "FAIL_REASON", "SURPLUS", "RETRY_OF", "REPLACES", "ENQUEUED", "GRID_POINT",
-    "HISTORY", "BEST_EPOCH", "EPOCHS_RUN", "PARAMS_COUNT", "DEVICE", "SAMPLES_PER_SECOND",
-    "TRAIN_SECONDS", "SPREAD", "FUSED_GROUP", "FUSED_WITH", "EPOCH_CLAIM", "EPOCHS_DONE",
-    "MEASURES", "INFEASIBLE", "PRUNED_BY", "STUDY_METRIC", "GRID_QUEUED",
-    "LOST_REASONS", "INTERRUPTED", "TIME_LIMIT",
+    "BEST_EPOCH",
+    "DEVICE",
+    "ENQUEUED",
+    "EPOCHS_DONE",
+    "EPOCHS_RUN",
+    "EPOCH_CLAIM",
+    "FAIL_REASON",
+    "FUSED_GROUP",
+    "FUSED_WITH",
+    "GRID_POINT",
+    "GRID_QUEUED",
+    "HISTORY",
+    "INFEASIBLE",
+    "INTERRUPTED",
+    "LOST_REASONS",
+    "MEASURES",
+    "PARAMS_COUNT",
+    "PRUNED_BY",
+    "REPLACES",
+    "RETRY_OF",
+    "SAMPLES_PER_SECOND",
+    "SPREAD",
+    "STUDY_METRIC",
+    "SURPLUS",
+    "TIME_LIMIT",
+    "TRAIN_SECONDS",
+    "WORKER",
 ]
 
 # A trial's user attributes

@@ -16,9 +16,19 @@ from collections.abc import Iterable
 
 from tunecli import attrs
 
-__all__ = ["TunecliError", "SpecError", "SpecErrors", "TrialFailed", "TrialCut", "StudyFailed",
-           "EXIT_OK",
-           "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "did_you_mean"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "SpecError",
+    "SpecErrors",
+    "StudyFailed",
+    "TrialCut",
+    "TrialFailed",
+    "TunecliError",
+    "did_you_mean",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1

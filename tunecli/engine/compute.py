@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunecli import attrs
 
-__all__ = ["epochs_spent", "epochs_of", "epochs_reported", "claim", "in_use", "epochs_in_use"]
+__all__ = ["claim", "epochs_in_use", "epochs_of", "epochs_reported", "epochs_spent", "in_use"]
 
 CLAIM_ATTR = attrs.EPOCH_CLAIM
 

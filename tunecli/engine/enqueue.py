@@ -21,7 +21,7 @@ from tunecli.errors import SpecError, did_you_mean
 from tunecli.spec.models import ParamSpec, StudySpec
 from tunecli.spec.yamlio import load_yaml_file
 
-__all__ = ["read_configurations", "top_configurations", "enqueue"]
+__all__ = ["enqueue", "read_configurations", "top_configurations"]
 
 
 def _problem(param: ParamSpec, value: Any) -> str | None:

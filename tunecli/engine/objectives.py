@@ -29,9 +29,18 @@ from tunecli.errors import SpecError
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec
 
-__all__ = ["MEASURES_ATTR", "EPOCHS_ATTR", "Infeasible", "needs_measures", "before_training",
-           "values_after_training", "dominated_at", "primary", "pareto_front",
-           "DOMINATORS"]
+__all__ = [
+    "DOMINATORS",
+    "EPOCHS_ATTR",
+    "MEASURES_ATTR",
+    "Infeasible",
+    "before_training",
+    "dominated_at",
+    "needs_measures",
+    "pareto_front",
+    "primary",
+    "values_after_training",
+]
 
 MEASURES_ATTR = attrs.MEASURES
 EPOCHS_ATTR = attrs.EPOCHS_DONE

@@ -32,9 +32,18 @@ from optuna.distributions import BaseDistribution
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["TESTED", "untested", "set_trial_user_attr", "study_system_attrs",
-           "set_study_system_attr", "ask", "heartbeats", "RunningHere", "cached",
-           "compute_hypervolume"]
+__all__ = [
+    "TESTED",
+    "RunningHere",
+    "ask",
+    "cached",
+    "compute_hypervolume",
+    "heartbeats",
+    "set_study_system_attr",
+    "set_trial_user_attr",
+    "study_system_attrs",
+    "untested",
+]
 
 TESTED = ("5.0",)  # the Optuna minor releases the test suite has run on (pyproject agrees)
 _said: list[str] = []

@@ -24,8 +24,17 @@ from optuna.trial import FrozenTrial, TrialState
 from tunecli import attrs
 from tunecli.engine.optuna_internals import set_trial_user_attr
 
-__all__ = ["MAX_RETRIES", "HOST", "worker_id", "kind_of", "count_trials", "reap_lost_trials",
-           "queue_retries", "is_lost", "pid_alive"]
+__all__ = [
+    "HOST",
+    "MAX_RETRIES",
+    "count_trials",
+    "is_lost",
+    "kind_of",
+    "pid_alive",
+    "queue_retries",
+    "reap_lost_trials",
+    "worker_id",
+]
 
 MAX_RETRIES = 3
 HOST = socket.gethostname()

@@ -33,7 +33,7 @@ from tunecli.engine.tracking import Tracking
 from tunecli.errors import StudyFailed, TrialCut, TrialFailed
 from tunecli.spec.models import StudySpec
 
-__all__ = ["run", "RunOutcome"]
+__all__ = ["RunOutcome", "run"]
 
 
 @dataclass

@@ -29,8 +29,18 @@ if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec  # types only: the spec imports the registries
 
 
-__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "check_sampler_fits",
-           "run_seed", "grid_exhausted", "grid_claim_lost", "queue_grid", "QueuedGrid"]
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "QueuedGrid",
+    "check_sampler_fits",
+    "grid_claim_lost",
+    "grid_exhausted",
+    "make_pruner",
+    "make_sampler",
+    "queue_grid",
+    "run_seed",
+]
 
 _MAX_GRID_POINTS = 10_000  # each point is queued as a trial when the study is created
 # QMC, PatientPruner and friends are "experimental" in Optuna; users chose them knowingly.

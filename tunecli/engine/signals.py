@@ -36,10 +36,8 @@ class StopSignals:
                 raise Interrupted(f"signal {signum}")
 
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread (some test runners)
                 self.previous[sig] = signal.signal(sig, handler)
-            except ValueError:  # not the main thread (e.g. some test runners)
-                pass
         return self
 
     def __exit__(self, *exc: Any) -> None:

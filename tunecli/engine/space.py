@@ -17,8 +17,17 @@ if TYPE_CHECKING:
     from tunecli.spec.models import ParamSpec  # types only: the spec imports the registries
 
 
-__all__ = ["suggest", "is_active", "describe", "grid_values", "trial_config", "first_config",
-           "center_config", "default_config", "distribution"]
+__all__ = [
+    "center_config",
+    "default_config",
+    "describe",
+    "distribution",
+    "first_config",
+    "grid_values",
+    "is_active",
+    "suggest",
+    "trial_config",
+]
 
 
 def is_active(param: ParamSpec, values: Mapping[str, Any]) -> bool:

@@ -22,8 +22,16 @@ from optuna.storages import BaseStorage
 
 from tunecli.errors import SpecError
 
-__all__ = ["DEFAULT_URL", "ENV_VAR", "resolve_url", "mask", "describe", "open_storage",
-           "study_folder", "local_file"]
+__all__ = [
+    "DEFAULT_URL",
+    "ENV_VAR",
+    "describe",
+    "local_file",
+    "mask",
+    "open_storage",
+    "resolve_url",
+    "study_folder",
+]
 
 DEFAULT_URL = "sqlite:///tunecli.db"
 ENV_VAR = "TUNECLI_STORAGE"
@@ -163,7 +171,7 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> Ba
             scheme, f"Install the SQLAlchemy driver for {scheme}.")
         raise SpecError(f"cannot open storage {mask(url)}: missing driver ({exc})",
                         source="--storage", fix=fix) from None
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
+    except Exception as exc:
         reason = mask(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise SpecError(f"cannot open storage {mask(url)} ({reason})", source="--storage",
                         fix="Check the URL, that the server runs, and the credentials.") from None

@@ -23,9 +23,17 @@ from tunecli.spec.diff import objective_diff
 from tunecli.spec.loading import from_stored
 from tunecli.spec.models import StudySpec
 
-__all__ = ["SPEC_ATTR", "open_for_search", "load", "study_names", "best_trial", "stored_spec",
-           "store_spec",
-           "with_resolved_data_root", "quiet_optuna"]
+__all__ = [
+    "SPEC_ATTR",
+    "best_trial",
+    "load",
+    "open_for_search",
+    "quiet_optuna",
+    "store_spec",
+    "stored_spec",
+    "study_names",
+    "with_resolved_data_root",
+]
 
 SPEC_ATTR = "tunecli:spec"
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from tunecli.errors import SpecError
 
-__all__ = ["Tracking", "Tracker", "TensorBoardLog", "WandbLog", "check_available"]
+__all__ = ["TensorBoardLog", "Tracker", "Tracking", "WandbLog", "check_available"]
 
 
 class Tracker(Protocol):

@@ -8,6 +8,7 @@ stop together at ``n_trials`` finished trials. GPUs are shared out through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 
 from tunecli.errors import EXIT_INTERRUPTED, SpecError
 
-__all__ = ["plan", "run_workers", "problem"]
+__all__ = ["plan", "problem", "run_workers"]
 
 
 def plan(workers: int | None, devices: str | None, per_device: int) -> list[dict[str, str]]:
@@ -76,17 +77,16 @@ def run_workers(name: str, url: str, envs: list[dict[str, str]], extra_args: lis
                 break
             if on_tick is not None:
                 on_tick()
-            try:  # a signal runs `forward`, then the wait goes on (PEP 475)
+            # a signal runs `forward`, then the wait goes on (PEP 475)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 running[0].wait(timeout=_TICK_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for reader in readers:
         reader.join()
     codes = [proc.returncode for proc in procs]
-    return codes + [EXIT_INTERRUPTED] if interrupted else codes
+    return [*codes, EXIT_INTERRUPTED] if interrupted else codes
 
 
 _TICK_SECONDS = 1.0

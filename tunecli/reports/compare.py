@@ -40,9 +40,9 @@ def best_so_far(trials: list[FrozenTrial], direction: str) -> dict[str, list[flo
     for k, t in enumerate(done, start=1):
         epochs += int(t.user_attrs.get(attrs.EPOCHS_RUN, compute.epochs_reported(t)))
         value = t.values[0] if t.state == TrialState.COMPLETE and t.values else None
-        if value is not None:
-            if best is None or (value > best if direction == "maximize" else value < best):
-                best = value
+        if value is not None and (best is None or (value > best if direction == "maximize"
+                                                   else value < best)):
+            best = value
         if best is not None:
             curve["trials"].append(k)
             curve["epochs"].append(epochs)

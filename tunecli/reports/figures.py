@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunecli.engine.objectives import epoch_curve, first_objective
 
-__all__ = ["study_figures", "learning_curves", "slices", "comparison"]
+__all__ = ["comparison", "learning_curves", "slices", "study_figures"]
 
 # The states in Optuna's own timeline colours (blue, orange, red), so a pruned trial looks the
 # same in every figure of the report.

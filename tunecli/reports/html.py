@@ -25,7 +25,7 @@ from tunecli.reports.summary import (
 )
 from tunecli.spec import StudySpec
 
-__all__ = ["study_report", "comparison_report", "write"]
+__all__ = ["comparison_report", "study_report", "write"]
 
 _STYLE = """
 body { font: 15px/1.5 system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 0;

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunecli import attrs
 from tunecli.engine import compute
 
-__all__ = ["reference_point", "hypervolume", "hypervolume_curve"]
+__all__ = ["hypervolume", "hypervolume_curve", "reference_point"]
 
 
 def _feasible(t: FrozenTrial) -> bool:

@@ -25,8 +25,19 @@ from tunecli.engine.recovery import count_trials, kind_of
 from tunecli.engine.study import best_trial
 from tunecli.spec import StudySpec
 
-__all__ = ["IMPORTANCE_METHODS", "importance_evaluator", "summary", "importances", "effort",
-           "effort_line", "to_json", "to_csv", "reported_trials", "ranked", "format_value"]
+__all__ = [
+    "IMPORTANCE_METHODS",
+    "effort",
+    "effort_line",
+    "format_value",
+    "importance_evaluator",
+    "importances",
+    "ranked",
+    "reported_trials",
+    "summary",
+    "to_csv",
+    "to_json",
+]
 
 
 def _clean(value: Any) -> Any:

@@ -28,6 +28,20 @@ from tunecli.spec.models import (
 from tunecli.spec.overrides import parse_assignments
 from tunecli.spec.schema import json_schema
 
-__all__ = ["StudySpec", "ParamSpec", "BudgetSpec", "SamplerSpec", "PrunerSpec", "TrainerSpec",
-           "DatasetSpec", "AugmentSpec", "load", "validate", "from_stored", "json_schema",
-           "objective_diff", "parse_duration", "parse_assignments"]
+__all__ = [
+    "AugmentSpec",
+    "BudgetSpec",
+    "DatasetSpec",
+    "ParamSpec",
+    "PrunerSpec",
+    "SamplerSpec",
+    "StudySpec",
+    "TrainerSpec",
+    "from_stored",
+    "json_schema",
+    "load",
+    "objective_diff",
+    "parse_assignments",
+    "parse_duration",
+    "validate",
+]

@@ -14,7 +14,7 @@ from tunecli.errors import SpecError, SpecErrors, did_you_mean
 from tunecli.spec.models import ParamSpec, StudySpec
 from tunecli.trainer import data, models
 
-__all__ = ["check_spec", "check_values", "warnings", "Problems", "ACCURACY_LIKE"]
+__all__ = ["ACCURACY_LIKE", "Problems", "check_spec", "check_values", "warnings"]
 
 # Metrics where bigger is better; minimizing one is almost always a slip.
 ACCURACY_LIKE = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_r2")

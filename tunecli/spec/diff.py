@@ -6,6 +6,7 @@ data and the model may not (their trials could not be compared).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,12 +27,10 @@ _MACHINE_LOCAL = {("trainer", "data_root"), ("trainer", "device"), ("trainer", "
 def _objective_view(stored: dict[str, Any]) -> dict[str, Any]:
     # With this version's defaults filled in, so a study stored before a key existed still
     # matches a file that leaves the key at its default.
-    try:
+    with contextlib.suppress(ValidationError):
         stored = StudySpec.model_validate({k: v for k, v in stored.items()
                                            if k != "base_dir"}).model_dump(mode="json",
                                                                            by_alias=True)
-    except ValidationError:
-        pass
     view = {k: stored.get(k) for k in ("metric", "direction", "objectives", "constraints",
                                        "space", "trainer")}
     trainer = dict(view["trainer"] or {})

@@ -22,7 +22,7 @@ from tunecli.spec.overrides import set_dotted
 from tunecli.spec.wording import raise_validation
 from tunecli.spec.yamlio import load_yaml_file
 
-__all__ = ["load", "validate", "from_stored"]
+__all__ = ["from_stored", "load", "validate"]
 
 
 def validate(raw: Any, source: str, overrides: dict[str, Any] | None = None,

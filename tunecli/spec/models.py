@@ -19,9 +19,21 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["StudySpec", "ParamSpec", "BudgetSpec", "SamplerSpec", "PrunerSpec", "TrainerSpec",
-           "DatasetSpec", "AugmentSpec", "ObjectiveSpec", "Constraint", "Scalar",
-           "parse_duration", "DURATION_SCHEMA_PATTERN"]
+__all__ = [
+    "DURATION_SCHEMA_PATTERN",
+    "AugmentSpec",
+    "BudgetSpec",
+    "Constraint",
+    "DatasetSpec",
+    "ObjectiveSpec",
+    "ParamSpec",
+    "PrunerSpec",
+    "SamplerSpec",
+    "Scalar",
+    "StudySpec",
+    "TrainerSpec",
+    "parse_duration",
+]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"

@@ -12,7 +12,7 @@ from tunecli.errors import SpecError
 from tunecli.spec.checks import Problems, check_values
 from tunecli.spec.models import StudySpec
 
-__all__ = ["preflight", "describe_data"]
+__all__ = ["describe_data", "preflight"]
 
 
 def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, Any]:

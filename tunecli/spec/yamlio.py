@@ -15,7 +15,7 @@ import yaml
 
 from tunecli.errors import SpecError
 
-__all__ = ["load_yaml_file", "dump_yaml"]
+__all__ = ["dump_yaml", "load_yaml_file"]
 
 _FLOAT_RE = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -94,12 +94,12 @@ def load_yaml_file(path: Path) -> Any:
 
 def load_yaml_text(text: str, source: str) -> Any:
     try:
-        return yaml.load(text, Loader=_StudyLoader)  # noqa: S506 - _StudyLoader is a SafeLoader
+        return yaml.load(text, Loader=_StudyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = exc.problem or "invalid YAML"
-        if "found character '\\t'" in problem or "\t" in text and "tab" in problem.lower():
+        if "found character '\\t'" in problem or ("\t" in text and "tab" in problem.lower()):
             fix = "Indent with spaces; YAML does not allow tabs."
         elif exc.problem and "could not determine a constructor" in exc.problem:
             problem = f"the YAML tag {problem.split('tag ')[-1].strip()} is not allowed"

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from tunecli.spec.models import TrainerSpec
 
-__all__ = ["Augmentation", "IMAGE_KEYS", "LABEL_KEYS"]
+__all__ = ["IMAGE_KEYS", "LABEL_KEYS", "Augmentation"]
 
 IMAGE_KEYS = ("crop", "flip", "rotate", "translate", "cutout")
 LABEL_KEYS = ("mixup", "label_smoothing")  # classification only

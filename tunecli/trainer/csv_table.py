@@ -23,7 +23,7 @@ from tunecli.errors import SpecError, did_you_mean
 if TYPE_CHECKING:
     from tunecli.spec.models import DatasetSpec  # types only: the spec imports the registries
 
-__all__ = ["read_csv", "CsvTable"]
+__all__ = ["CsvTable", "read_csv"]
 
 _DELIMITERS = ",;\t|"
 _MISSING_WORDS = {"", "nan", "na", "n/a", "null", "none", "inf", "-inf", "+inf", "infinity",

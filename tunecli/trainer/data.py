@@ -23,8 +23,16 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: `report` and `val
 
     from tunecli.spec.models import DatasetSpec  # types only: the spec imports the registries
 
-__all__ = ["DATASETS", "DataBundle", "RawData", "load", "with_base_dir",
-           "resolve_data_root", "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "DATASETS",
+    "REGRESSION_METRICS",
+    "DataBundle",
+    "RawData",
+    "load",
+    "resolve_data_root",
+    "with_base_dir",
+]
 
 CLASSIFICATION_METRICS = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_loss",
                           "train_loss")

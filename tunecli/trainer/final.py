@@ -32,7 +32,7 @@ from tunecli.engine import space
 from tunecli.errors import SpecError
 from tunecli.spec import StudySpec
 
-__all__ = ["Choice", "from_file", "from_study", "train", "load_model"]
+__all__ = ["Choice", "from_file", "from_study", "load_model", "train"]
 
 
 @dataclass

@@ -47,26 +47,33 @@ import torch
 from torch import nn
 
 from tunecli.errors import TrialCut, TrialFailed
+from tunecli.trainer import epochs as epoch_end
 from tunecli.trainer import models
 from tunecli.trainer.augment import Augmentation
 from tunecli.trainer.data import DataBundle
-from tunecli.trainer.loop import (
-    Progress,
-    Reporter,
-    TrainResult,
-    autocast_for,
-    prepare,
-    save_checkpoint,
-)
+from tunecli.trainer.epochs import Progress, Reporter, TrainResult
+from tunecli.trainer.loop import autocast_for, prepare, save_checkpoint
 from tunecli.trainer.metrics import scores
 from tunecli.trainer.optim import Schedule, make_optimizer
 
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec
 
-__all__ = ["SHARED", "SHARED_BY_MODEL", "WIDTHS_BY_MODEL", "PER_MEMBER", "ALONE",
-           "FUSABLE_OPTIMIZERS", "MemberJob", "why_not_fused", "why_not_functional",
-           "group_key", "round_fixes", "work_per_example", "run_group"]
+__all__ = [
+    "ALONE",
+    "FUSABLE_OPTIMIZERS",
+    "PER_MEMBER",
+    "SHARED",
+    "SHARED_BY_MODEL",
+    "WIDTHS_BY_MODEL",
+    "MemberJob",
+    "group_key",
+    "round_fixes",
+    "run_group",
+    "why_not_functional",
+    "why_not_fused",
+    "work_per_example",
+]
 
 _COMMON = ("batch_size", "optimizer", "activation", "batch_norm", "nesterov", "amsgrad", "crop",
            "flip")
@@ -530,10 +537,10 @@ class _FunctionalStack:
     """
 
     flat_inputs = False   # each member gets the examples as its lone model does
-    hidden: list[int] = []  # no dropout from outside (a model drawing random numbers is alone)
-    layer_out: list[list[int]] = []
 
     def __init__(self, lone_models: Sequence[nn.Module], device: torch.device) -> None:
+        self.hidden: list[int] = []  # no dropout from outside (random draws train alone)
+        self.layer_out: list[list[int]] = []
         import copy
 
         self.base = copy.deepcopy(lone_models[0])  # the module each call runs
@@ -800,13 +807,11 @@ def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
         _train(trainer, jobs, metric, direction == "minimize", device, bundle, base_dir,
                refill, slots or len(jobs))
     except torch.OutOfMemoryError:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
         going = [job for job in jobs if job.outcome is None]
+        failure = epoch_end.out_of_memory(device, going[0].params.get("batch_size")
+                                          if going else None)
         if len(going) == 1:
-            going[0].end(TrialFailed(
-                f"out of memory on {device} with batch_size {going[0].params.get('batch_size')}"
-                "; lower batch_size or the model size"))
+            going[0].end(failure)
         elif going:
             half = len(going) // 2
             for part in (going[:half], going[half:]):
@@ -907,26 +912,23 @@ def _end_of_epoch(trainer: TrainerSpec, member: _Member, metric: str, minimize: 
     epoch = member.epoch
     member.epoch += 1
     last = epoch == min(trainer.epochs, member.job.stop_after or trainer.epochs)
-    if not math.isfinite(train_loss):
-        return TrialFailed(f"the training loss became {train_loss} in epoch {epoch} "
-                           f"(lr={config['lr']}); lower the learning rate range")
-    metrics = scores(output, bundle.y_val, bundle.task, bundle.n_outputs,
-                     target_scale=(bundle.target_mean, bundle.target_std))
+    failure = epoch_end.diverged(train_loss, epoch, config["lr"])
+    if failure is not None:
+        return failure
     n_train = len(bundle.x_train)
-    metrics.update({"train_loss": train_loss, "epoch_seconds": seconds,
-                    "samples_per_second": n_train / seconds if seconds else 0.0, "lr": lr,
-                    "fused_members": float(together)})
-    value = metrics[metric]
-    if not math.isfinite(value):
-        return TrialFailed(f"{metric} became {value} in epoch {epoch}")
+    metrics = epoch_end.epoch_metrics(
+        scores(output, bundle.y_val, bundle.task, bundle.n_outputs,
+               target_scale=(bundle.target_mean, bundle.target_std)),
+        train_loss, seconds, n_train, lr, fused_members=float(together))
     progress = member.progress
-    progress.track(epoch, value, minimize)
-    progress.history.append({"epoch": epoch, **metrics})
-    progress.next_epoch = epoch + 1
+    try:
+        progress.record(epoch, metrics, metric, metrics[metric], minimize)
+    except TrialFailed as exc:
+        return exc
     with warnings.catch_warnings():  # the holder optimizer never steps; the stacked one does
         warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler"))
-        member.schedule.step(epoch, value)
-    stopped = bool(trainer.early_stopping and progress.since_best >= trainer.early_stopping)
+        member.schedule.step(epoch, metrics[metric])
+    stopped = progress.stalled(trainer.early_stopping)
     if save_all or stopped or last:
         save()
     try:
@@ -959,16 +961,11 @@ def _save_member(member: _Member, stacked: _Stack, optimizer: _StackedOptimizer,
 
 def _result(member: _Member, *, stacked_device: torch.device, n_train: int,
             stopped_early: bool) -> TrainResult:
-    elapsed = time.perf_counter() - member.started
-    progress = member.progress
-    return TrainResult(value=progress.best_value, best_epoch=progress.best_epoch,
-                       epochs_run=len(progress.history), history=progress.history,
-                       params_count=models.count_parameters(member.model),
-                       device=str(stacked_device),
-                       samples_per_second=n_train * len(progress.history) / elapsed
-                       if elapsed else 0.0,
-                       stopped_early=stopped_early, train_seconds=elapsed,
-                       config=member.config)
+    return epoch_end.result(member.progress,
+                            params_count=models.count_parameters(member.model),
+                            device=stacked_device, seen=n_train * len(member.progress.history),
+                            elapsed=time.perf_counter() - member.started,
+                            stopped_early=stopped_early, config=member.config)
 
 
 def _dropout_noise(active: list[_Member], stacked: _Stack, batch: int,

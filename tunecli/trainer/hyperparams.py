@@ -14,8 +14,21 @@ from typing import Any
 
 from tunecli.trainer.optim import OPTIMIZERS, SCHEDULES  # the registries give the choices
 
-__all__ = ["Hyperparameter", "LOOP", "LOOP_DEFAULTS", "OPTIMIZERS", "SCHEDULES", "ACTIVATIONS",
-           "INITS", "MLP", "CNN", "RNN", "TRANSFORMER", "LAYER_WIDTH", "markdown_table"]
+__all__ = [
+    "ACTIVATIONS",
+    "CNN",
+    "INITS",
+    "LAYER_WIDTH",
+    "LOOP",
+    "LOOP_DEFAULTS",
+    "MLP",
+    "OPTIMIZERS",
+    "RNN",
+    "SCHEDULES",
+    "TRANSFORMER",
+    "Hyperparameter",
+    "markdown_table",
+]
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "elu", "leaky_relu")
 INITS = ("default", "kaiming", "xavier", "orthogonal")  # weight initialisation schemes

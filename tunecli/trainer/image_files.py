@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_mnist_family", "read_cifar10", "cache_root"]
+__all__ = ["cache_root", "read_cifar10", "read_mnist_family"]
 
 Split = tuple[np.ndarray, np.ndarray]   # images (N, C, H, W) uint8, labels (N,) int64
 _IDX_TYPES = {0x08: np.uint8}

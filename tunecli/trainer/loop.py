@@ -8,56 +8,38 @@ to the ``Reporter``, which may stop the trial (pruning) by raising.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tunecli.errors import SpecError, TrialFailed
+from tunecli.errors import SpecError
 from tunecli.trainer import data as data_sets
+from tunecli.trainer import epochs as epoch_end
 from tunecli.trainer import models
 from tunecli.trainer.augment import Augmentation
+from tunecli.trainer.epochs import Progress, Reporter, TrainResult
 from tunecli.trainer.metrics import evaluate
 from tunecli.trainer.optim import Schedule, make_optimizer
 
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec  # types only: the spec imports the registries
 
-__all__ = ["Reporter", "TrainResult", "Progress", "run", "resolve_device", "prepare",
-           "autocast_for", "save_checkpoint"]
-
-
-class Reporter(Protocol):
-    """Receives each epoch's metrics; raising (e.g. optuna.TrialPruned) stops the trial."""
-
-    def report(self, epoch: int, metrics: dict[str, float]) -> None: ...
-
-
-@dataclass
-class TrainResult:
-    value: float                 # the metric at the best epoch
-    best_epoch: int
-    epochs_run: int
-    history: list[dict[str, float]]
-    params_count: int
-    device: str
-    samples_per_second: float
-    stopped_early: bool = False
-    train_seconds: float = 0.0
-    # Final training only: metrics on the held-out test part, measured once at the end.
-    test_metrics: dict[str, float] = field(default_factory=dict)
-    # The whole configuration trained: loop and model defaults with the given params on top.
-    config: dict[str, Any] = field(default_factory=dict)
-    # The trained weights (of the last epoch), for `tunecli train`; never stored in Optuna.
-    state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
-    # trainer.repeats / cv: {"kind", "runs", "values" (each run at the best epoch), "std"}
-    spread: dict[str, Any] = field(default_factory=dict)
+__all__ = [
+    "Progress",
+    "Reporter",
+    "TrainResult",
+    "autocast_for",
+    "prepare",
+    "resolve_device",
+    "run",
+    "save_checkpoint",
+]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,24 +98,6 @@ class _Setup:
     n_params: int
 
 
-@dataclass
-class Progress:
-    """Where a trial stands: what its checkpoint saves and a retry restores."""
-
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_value: float = math.nan
-    best_epoch: int = 0
-    since_best: int = 0
-    next_epoch: int = 1
-
-    def track(self, epoch: int, value: float, minimize: bool) -> None:
-        if math.isnan(self.best_value) or (value < self.best_value if minimize
-                                           else value > self.best_value):
-            self.best_value, self.best_epoch, self.since_best = value, epoch, 0
-        else:
-            self.since_best += 1
-
-
 def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
         direction: str = "maximize", base_dir: str | None = None,
         data_root: str | None = None, checkpoint: Path | None = None,
@@ -181,65 +145,49 @@ def training(trainer: TrainerSpec, params: dict[str, Any], *, metric: str,
     stopped_early = False
     started = time.perf_counter()
     seen = 0
+    patience = None if final or not early_stopping else trainer.early_stopping
+    ranked_by = "train_loss" if final else metric
     try:
         last = epochs if stop_after is None else min(epochs, stop_after)
         for epoch in range(progress.next_epoch, last + 1):
-            metrics, value = _epoch(setup, trainer, epoch, metric, final)
+            metrics = _epoch(setup, trainer, epoch, final)
             seen += len(setup.x_fit)
-            progress.track(epoch, value, minimize)
-            progress.history.append({"epoch": epoch, **metrics})
-            progress.next_epoch = epoch + 1
-            setup.schedule.step(epoch, value)
+            progress.record(epoch, metrics, ranked_by, metrics[ranked_by], minimize)
+            setup.schedule.step(epoch, metrics[ranked_by])
             if checkpoint is not None:
                 _save(checkpoint, setup, progress)
             stop = yield epoch, metrics  # a driver of several runs may send True: stop now
-            if stop or (not final and early_stopping and trainer.early_stopping
-                        and progress.since_best >= trainer.early_stopping):
+            if stop or progress.stalled(patience):
                 stopped_early = True
                 break
     except torch.OutOfMemoryError:
         batch_size, n_params = setup.batch_size, setup.n_params
         del setup
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        raise TrialFailed(f"out of memory on {device} with batch_size {batch_size} and "
-                          f"{n_params:,} parameters; lower batch_size or the model size") \
-            from None
+        raise epoch_end.out_of_memory(device, batch_size, n_params) from None
     elapsed = time.perf_counter() - started
     test_metrics = evaluate(setup.model, bundle.x_test, bundle.y_test, bundle.task,
                             bundle.n_outputs, trainer.eval_batch_size, setup.autocast,
                             prefix="test", target_scale=target_scale) if final else {}
-    return TrainResult(value=progress.best_value, best_epoch=progress.best_epoch,
-                       epochs_run=len(progress.history), history=progress.history,
-                       params_count=setup.n_params, device=str(device),
-                       samples_per_second=seen / elapsed if elapsed else 0.0,
-                       stopped_early=stopped_early, train_seconds=elapsed,
-                       test_metrics=test_metrics, config=setup.config,
-                       state_dict={k: v.detach().cpu()
-                                   for k, v in setup.model.state_dict().items()})
+    return epoch_end.result(progress, params_count=setup.n_params, device=device, seen=seen,
+                            elapsed=elapsed, stopped_early=stopped_early, config=setup.config,
+                            test_metrics=test_metrics,
+                            state_dict={k: v.detach().cpu()
+                                        for k, v in setup.model.state_dict().items()})
 
 
-def _epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, metric: str,
-           final: bool) -> tuple[dict[str, float], float]:
-    """Train one epoch and evaluate it: its metrics, and the value that ranks epochs."""
+def _epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, final: bool) -> dict[str, float]:
+    """Train one epoch and evaluate it: its metrics."""
     bundle = setup.bundle
     epoch_start = time.perf_counter()
     train_loss = _train_epoch(setup, trainer, epoch)
-    metrics = {} if final else evaluate(setup.model, bundle.x_val, bundle.y_val, bundle.task,
-                                        bundle.n_outputs, trainer.eval_batch_size,
-                                        setup.autocast,
-                                        target_scale=(bundle.target_mean, bundle.target_std))
+    scores = {} if final else evaluate(setup.model, bundle.x_val, bundle.y_val, bundle.task,
+                                       bundle.n_outputs, trainer.eval_batch_size,
+                                       setup.autocast,
+                                       target_scale=(bundle.target_mean, bundle.target_std))
     if setup.device.type == "cuda":
         torch.cuda.synchronize(setup.device)
-    seconds = time.perf_counter() - epoch_start
-    n_train = len(setup.x_fit)
-    metrics.update({"train_loss": train_loss, "epoch_seconds": seconds,
-                    "samples_per_second": n_train / seconds if seconds else 0.0,
-                    "lr": setup.optimizer.param_groups[0]["lr"]})
-    value = train_loss if final else metrics[metric]
-    if not math.isfinite(value):
-        raise TrialFailed(f"{metric} became {value} in epoch {epoch}")
-    return metrics, value
+    return epoch_end.epoch_metrics(scores, train_loss, time.perf_counter() - epoch_start,
+                                   len(setup.x_fit), setup.optimizer.param_groups[0]["lr"])
 
 
 def autocast_for(trainer: TrainerSpec, device: torch.device) -> Any:
@@ -347,7 +295,7 @@ def _train_epoch(setup: _Setup, trainer: TrainerSpec, epoch: int) -> float:
         loss_sum += loss.detach()
         batches += 1
     train_loss = (loss_sum / max(1, batches)).item()  # the epoch's one host sync
-    if not math.isfinite(train_loss):
-        raise TrialFailed(f"the training loss became {train_loss} in epoch {epoch} "
-                          f"(lr={setup.config['lr']}); lower the learning rate range")
+    failure = epoch_end.diverged(train_loss, epoch, setup.config["lr"])
+    if failure is not None:
+        raise failure
     return train_loss

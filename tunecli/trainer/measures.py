@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # torch is imported where a model is measured: validate needs
     import torch
     from torch import nn
 
-__all__ = ["MEASURES", "BEFORE_TRAINING", "measure", "measure_config", "describe"]
+__all__ = ["BEFORE_TRAINING", "MEASURES", "describe", "measure", "measure_config"]
 
 MEASURES = {
     "params": "trainable parameters",

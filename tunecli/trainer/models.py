@@ -35,9 +35,20 @@ from tunecli.trainer.hyperparams import (
     Hyperparameter,
 )
 
-__all__ = ["MODELS", "ModelEntry", "build", "builder_for", "known_hyperparameters",
-           "is_layer_width", "activation", "resolve_user_model", "count_parameters",
-           "defaults_for", "full_config", "initialise"]
+__all__ = [
+    "MODELS",
+    "ModelEntry",
+    "activation",
+    "build",
+    "builder_for",
+    "count_parameters",
+    "defaults_for",
+    "full_config",
+    "initialise",
+    "is_layer_width",
+    "known_hyperparameters",
+    "resolve_user_model",
+]
 
 if TYPE_CHECKING:  # torch is imported where models are built: `report` and `validate` skip it
     from torch import nn

@@ -16,7 +16,7 @@ from tunecli.errors import SpecError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "Schedule"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "Schedule", "make_optimizer"]
 
 OptimizerFactory = Callable[[dict[str, Any], Any, dict[str, Any]], "torch.optim.Optimizer"]
 

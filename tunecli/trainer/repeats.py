@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from tunecli.spec.models import TrainerSpec
-from tunecli.trainer.loop import Progress, Reporter, TrainResult, training
+from tunecli.trainer.epochs import Progress, Reporter, TrainResult
+from tunecli.trainer.loop import training
 
 __all__ = ["run_repeated", "runs_of"]
 
@@ -92,10 +93,9 @@ def run_repeated(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporte
             break
         mean = {key: statistics.fmean(row[key] for row in rows) for key in rows[0]}
         mean[f"{metric}_std"] = statistics.pstdev(row[metric] for row in rows)
-        progress.track(epoch, mean[metric], minimize)
-        progress.history.append({"epoch": epoch, **mean})
+        progress.record(epoch, mean, metric, mean[metric], minimize)
         reporter.report(epoch, mean)  # may prune: every run stops with the trial
-        stop = bool(trainer.early_stopping and progress.since_best >= trainer.early_stopping)
+        stop = progress.stalled(trainer.early_stopping)
     first = results[0]
     at_best = [values[progress.best_epoch - 1] for values in per_run
                if len(values) >= progress.best_epoch] if progress.best_epoch else []

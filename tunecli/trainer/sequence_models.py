@@ -22,7 +22,7 @@ from torch import nn
 from tunecli.errors import SpecError
 from tunecli.trainer.models import initialise
 
-__all__ = ["build_lstm", "build_gru", "build_transformer", "sequence_shape"]
+__all__ = ["build_gru", "build_lstm", "build_transformer", "sequence_shape"]
 
 
 def sequence_shape(model: str, input_shape: tuple[int, ...]) -> tuple[int, int]:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from tunecli.spec.models import DatasetSpec
     from tunecli.trainer.data import RawData
 
-__all__ = ["rows_as_sequence", "csv_windows", "read_tensors"]
+__all__ = ["csv_windows", "read_tensors", "rows_as_sequence"]
 
 
 def rows_as_sequence(raw: RawData) -> RawData:
