@@ -106,7 +106,7 @@ def step_part(args: argparse.Namespace) -> None:
     import torch
 
     from tunecli.spec import TrainerSpec
-    from tunecli.trainer import fused, loop
+    from tunecli.trainer import fused, fusion, loop
 
     device = torch.device(args.device)
     user = args.model not in ("mlp", "cnn")
@@ -146,7 +146,7 @@ def step_part(args: argparse.Namespace) -> None:
         _sync(device)
         together = time.perf_counter() - started
         # Training FLOPs: forward + backward = 3 x (2 x multiply-adds) per example and layer.
-        per_example = fused.work_per_example(spec, configs[0])
+        per_example = fusion.work_per_example(spec, configs[0])
         flops = 6 * per_example * len(bundle.x_train) * args.epochs * args.k
         print(f"| {width} | {batch} | {alone:.2f} s | {together:.2f} s | "
               f"{alone / together:.1f}x | {flops / together / 1e9:.1f} | "

@@ -13,7 +13,7 @@ import torch
 from tests.conftest import Collect
 from tunecli.errors import TrialCut, TrialFailed
 from tunecli.spec import TrainerSpec
-from tunecli.trainer import fused, loop
+from tunecli.trainer import fused, fusion, loop
 
 COMPARED = ("val_loss", "val_accuracy", "train_loss", "lr")
 
@@ -54,7 +54,7 @@ MEMBERS = [
 ]
 
 
-@pytest.mark.parametrize("optimizer", fused.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", fusion.FUSABLE_OPTIMIZERS)
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
     spec = trainer()
@@ -138,7 +138,7 @@ def refill_from(waiting: list[fused.MemberJob]) -> Any:
     return refill
 
 
-@pytest.mark.parametrize("optimizer", fused.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", fusion.FUSABLE_OPTIMIZERS)
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_members_that_join_later_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
     """A pruned member's slot is refilled at the epoch boundary: the newcomers (one wider than
@@ -200,7 +200,7 @@ CNN_MEMBERS = [
 ]
 
 
-@pytest.mark.parametrize("optimizer", fused.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", fusion.FUSABLE_OPTIMIZERS)
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_cnn_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
     """The built-in cnn stacked with grouped convolutions: padded channels, per-channel batch
@@ -230,7 +230,7 @@ USER_MEMBERS = [
 ]
 
 
-@pytest.mark.parametrize("optimizer", fused.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", fusion.FUSABLE_OPTIMIZERS)
 def test_user_model_members_equal_lone_trials(optimizer: str) -> None:
     """A user model fused through torch.func (batch-norm buffers stacked and updated per
     member): a member pruned after epoch 1 and a newcomer joining then still equal their
@@ -242,8 +242,8 @@ def test_user_model_members_equal_lone_trials(optimizer: str) -> None:
               "nesterov": optimizer == "sgd"}
     scale = 0.1 if optimizer == "rmsprop" else 1.0
     configs = [{**shared, **member, "lr": member["lr"] * scale} for member in USER_MEMBERS]
-    assert fused.why_not_fused(spec, configs[0]) is None
-    assert fused.why_not_functional(spec, configs[0]) is None
+    assert fusion.why_not_fused(spec, configs[0]) is None
+    assert fusion.why_not_functional(spec, configs[0]) is None
     jobs = [fused.MemberJob(configs[0], Collect(1)), fused.MemberJob(configs[2], Collect())]
     refill = refill_from([fused.MemberJob(configs[1], Collect())])
     fused.run_group(spec, jobs, metric="val_accuracy", refill=refill)
@@ -256,7 +256,7 @@ def test_user_model_members_equal_lone_trials(optimizer: str) -> None:
 def test_user_models_torch_func_cannot_run_are_named_with_the_reason() -> None:
     def why(name: str, fuse: Any = 4) -> str | None:
         spec = trainer("digits", model=f"{USER_MODEL}:{name}", fuse=fuse)
-        return fused.why_not_fused(spec, {}) or fused.why_not_functional(spec, {})
+        return fusion.why_not_fused(spec, {}) or fusion.why_not_functional(spec, {})
 
     assert why("build") is None
     assert "auto does not fuse" in str(why("build", "auto"))
@@ -264,9 +264,9 @@ def test_user_models_torch_func_cannot_run_are_named_with_the_reason() -> None:
     assert "cannot be fused through torch.func" in str(why("itemising"))
     assert "parameter spare.weight takes no part" in str(why("unused_layer"))
     spec = trainer("digits", model=f"{USER_MODEL}:build", fuse=4)
-    assert fused.group_key(spec, {"hidden": 8, "lr": 0.1}) == \
-        fused.group_key(spec, {"hidden": 8, "lr": 0.2, "schedule": "cosine"})
-    assert fused.group_key(spec, {"hidden": 8}) != fused.group_key(spec, {"hidden": 9})
+    assert fusion.group_key(spec, {"hidden": 8, "lr": 0.1}) == \
+        fusion.group_key(spec, {"hidden": 8, "lr": 0.2, "schedule": "cosine"})
+    assert fusion.group_key(spec, {"hidden": 8}) != fusion.group_key(spec, {"hidden": 9})
 
 
 def test_early_stopping_is_per_member() -> None:
@@ -339,15 +339,15 @@ def test_checkpoints_are_written_when_members_finish(tmp_path: Path) -> None:
 
 
 def test_why_not_fused_names_the_reason() -> None:
-    assert fused.why_not_fused(trainer(), {"optimizer": "adam"}) is None
-    assert "lstm" in str(fused.why_not_fused(trainer(model="lstm"), {}))
-    assert fused.why_not_fused(trainer(model="cnn"), {}) is None
-    assert "adagrad" in str(fused.why_not_fused(trainer(), {"optimizer": "adagrad"}))
-    assert "adabound" in str(fused.why_not_fused(trainer(), {"optimizer": "adabound"}))
-    assert "amsgrad" in str(fused.why_not_fused(trainer(), {"amsgrad": True}))
-    assert fused.group_key(trainer(), {"lr": 0.1, "width": 3}) == \
-        fused.group_key(trainer(), {"lr": 0.2, "width": 9})
-    assert fused.group_key(trainer(), {"depth": 1}) != fused.group_key(trainer(), {"depth": 2})
+    assert fusion.why_not_fused(trainer(), {"optimizer": "adam"}) is None
+    assert "lstm" in str(fusion.why_not_fused(trainer(model="lstm"), {}))
+    assert fusion.why_not_fused(trainer(model="cnn"), {}) is None
+    assert "adagrad" in str(fusion.why_not_fused(trainer(), {"optimizer": "adagrad"}))
+    assert "adabound" in str(fusion.why_not_fused(trainer(), {"optimizer": "adabound"}))
+    assert "amsgrad" in str(fusion.why_not_fused(trainer(), {"amsgrad": True}))
+    assert fusion.group_key(trainer(), {"lr": 0.1, "width": 3}) == \
+        fusion.group_key(trainer(), {"lr": 0.2, "width": 9})
+    assert fusion.group_key(trainer(), {"depth": 1}) != fusion.group_key(trainer(), {"depth": 2})
 
 
 def test_the_widest_member_leaving_shrinks_the_group() -> None:

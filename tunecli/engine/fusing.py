@@ -68,7 +68,7 @@ def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
     fuse = spec.trainer.fuse
     if fuse == 1:
         return FusePlan(1)
-    from tunecli.trainer.fused import why_not_fused
+    from tunecli.trainer.fusion import why_not_fused
 
     why = why_not_fused(spec.trainer, {})
     if spec.multi_objective or spec.constraints:  # measured and checked per trial, alone
@@ -97,7 +97,7 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
     ``room(in_flight)``: how many more trials may start while ``in_flight`` train (the run's
     timeout and failure limit; 0 stops the refills). ``unfusable(why)``: the user model
     cannot be fused through torch.func (this round's trial then trains alone)."""
-    from tunecli.trainer.fused import (
+    from tunecli.trainer.fusion import (
         round_fixes,
         why_not_functional,
         why_not_fused,
@@ -197,7 +197,7 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
 
 def _joins(objective: Objective, member: Member, anchor: dict[str, Any] | None) -> bool:
     """Whether a trial asked for a refill can join the anchor's group."""
-    from tunecli.trainer.fused import group_key
+    from tunecli.trainer.fusion import group_key
 
     key = _group_of(objective, *member)
     return anchor is not None and key is not None \
@@ -207,7 +207,7 @@ def _joins(objective: Objective, member: Member, anchor: dict[str, Any] | None) 
 def _group_of(objective: Objective, trial: optuna.Trial, params: dict[str, Any]) -> Any:
     """The group ``trial`` can train in (``group_key``), or None: it trains alone (a retry
     that continues its checkpoint, or a configuration that is not fused)."""
-    from tunecli.trainer.fused import group_key, why_not_functional, why_not_fused
+    from tunecli.trainer.fusion import group_key, why_not_functional, why_not_fused
 
     trainer = objective.spec.trainer
     if not _fresh(objective, trial) or why_not_fused(trainer, params) \
