@@ -37,7 +37,7 @@ from tunecli.errors import TrialCut, TrialFailed
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec
 
-__all__ = ["FusePlan", "fuse_plan", "run_round"]
+__all__ = ["FusePlan", "FusedRound", "fuse_plan", "run_round"]
 
 # auto, per device kind: K, and the most work per step (weights x batch size, about one
 # step's multiply-adds per member) worth fusing. Above it one trial's matrix products already
@@ -97,102 +97,128 @@ def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
     ``room(in_flight)``: how many more trials may start while ``in_flight`` train (the run's
     timeout and failure limit; 0 stops the refills). ``unfusable(why)``: the user model
     cannot be fused through torch.func (this round's trial then trains alone)."""
-    from tunecli.trainer.fusion import (
-        round_fixes,
-        why_not_functional,
-        why_not_fused,
-        work_per_example,
-    )
+    FusedRound(study, objective, plan, log, signals, room, unfusable).run()
 
-    spec = objective.spec
-    open_trials: dict[int, optuna.Trial] = {}
 
-    def finish(trial: optuna.Trial, state: TrialState, value: float | list[float] | None
-               ) -> None:
-        with signals.held():  # a signal must not cut a storage write in half
-            frozen = study.tell(trial, value if state == TrialState.COMPLETE else None,
-                                state=None if state == TrialState.COMPLETE else state)
-        open_trials.pop(trial.number, None)
-        log(study, frozen)
+class FusedRound:
+    """One round: its trials, the anchor (the first fresh trial, whose structure the group
+    takes), the settings fixed for later members and how many trials the group admitted."""
 
-    def ask(fixed: dict[str, Any] | None) -> Member | None:
+    def __init__(self, study: optuna.Study, objective: Objective, plan: FusePlan,
+                 log: Callable[[optuna.Study, FrozenTrial], None], signals: StopSignals,
+                 room: Callable[[int], float], unfusable: Callable[[str], None]) -> None:
+        self.study, self.objective, self.plan = study, objective, plan
+        self.log, self.signals, self.room, self.unfusable = log, signals, room, unfusable
+        self.open_trials: dict[int, optuna.Trial] = {}  # asked and not yet told
+        self.members: list[Member] = []
+        self.later: list[Member] = []    # asked to join the group but of another structure
+        self.anchor: dict[str, Any] | None = None
+        self.fixed: dict[str, Any] | None = None
+        self.admitted = 0
+        self.refilling = False           # the anchor's group takes new trials as members leave
+
+    def run(self) -> None:
+        try:
+            self._ask_members()
+            with optuna_internals.heartbeats(
+                    self.study, lambda: list(self.open_trials.copy().values())):
+                # The round's own members, then those a refill asked that could not join.
+                for asked in (self.members, self.later):
+                    for group in _groups(self.objective, asked):
+                        self._train(group)
+        except BaseException as exc:
+            for trial in list(self.open_trials.values()):
+                self.finish(trial, outcome.record_failure(trial, exc), None)
+            raise
+
+    def finish(self, trial: optuna.Trial, state: TrialState,
+               value: float | list[float] | None) -> None:
+        """Tell Optuna how ``trial`` ended, at once, while the rest of its group trains on."""
+        with self.signals.held():  # a signal must not cut a storage write in half
+            frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None,
+                                     state=None if state == TrialState.COMPLETE else state)
+        self.open_trials.pop(trial.number, None)
+        self.log(self.study, frozen)
+
+    def ask(self, fixed: dict[str, Any] | None) -> Member | None:
         """A new trial, with ``fixed`` parameters unless another is waiting (None: the budget
         is spent, or another worker took the slot)."""
-        trials = study.get_trials(deepcopy=False)
-        if _slots_left(trials, spec) <= 0:
+        trials = self.study.get_trials(deepcopy=False)
+        if _slots_left(trials, self.objective.spec) <= 0:
             return None
         if fixed is not None and not any(t.state == TrialState.WAITING for t in trials):
-            study.enqueue_trial(fixed, skip_if_exists=False)
-        trial = optuna_internals.ask(study)
-        open_trials[trial.number] = trial
+            self.study.enqueue_trial(fixed, skip_if_exists=False)
+        trial = optuna_internals.ask(self.study)
+        self.open_trials[trial.number] = trial
         try:
-            return trial, objective.start(trial)
+            return trial, self.objective.start(trial)
         except Surplus:
-            finish(trial, TrialState.FAIL, None)
+            self.finish(trial, TrialState.FAIL, None)
             return None
 
-    members: list[Member] = []
-    later: list[Member] = []   # asked to join the group but of another structure
-    anchor: dict[str, Any] | None = None
-    fixed: dict[str, Any] | None = None
-    admitted = 0
-    refilling = False  # the anchor's group takes new trials as members leave
-
-    def refill(free: int) -> list[Member]:
-        nonlocal admitted
+    def refill(self, free: int) -> list[Member]:
+        """Trials to join the anchor's group in ``free`` slots at an epoch boundary."""
         joining: list[Member] = []
-        free = int(min(free, plan.admit - admitted, room(plan.k - free)))
-        while len(joining) < free and not signals.requested and not later:
-            member = ask(fixed)
+        free = int(min(free, self.plan.admit - self.admitted, self.room(self.plan.k - free)))
+        while len(joining) < free and not self.signals.requested and not self.later:
+            member = self.ask(self.fixed)
             if member is None:
                 break
-            if _joins(objective, member, anchor):
+            if _joins(self.objective, member, self.anchor):
                 joining.append(member)
-                admitted += 1
+                self.admitted += 1
             else:
-                later.append(member)
+                self.later.append(member)
         return joining
 
-    try:
-        k = plan.k
-        while len(members) < k:
-            member = ask(fixed) if members else ask(None)
+    def _ask_members(self) -> None:
+        """Up to K trials: the first sampled freely, the rest with the anchor's structure."""
+        k = self.plan.k
+        while len(self.members) < k:
+            member = self.ask(self.fixed) if self.members else self.ask(None)
             if member is None:
                 break
-            members.append(member)
-            trial, params = member
-            if anchor is None and _fresh(objective, trial) \
-                    and why_not_fused(spec.trainer, params) is None:
-                problem = why_not_functional(spec.trainer, params, spec.base_dir,
-                                             objective.data_root)
-                if problem is not None:
-                    unfusable(problem)
-                    k = len(members)
-                    continue
-                anchor = params
-                fixed = {name: anchor[name] for name in anchor
-                         if round_fixes(spec.trainer.model, name)}
-                refilling = plan.k > 1
-                if plan.max_work is not None and work_per_example(
-                        spec.trainer, params, spec.base_dir, objective.data_root) \
-                        * _batch_size(spec, params) > plan.max_work:
-                    k = len(members)  # too much work to gain: this round trains it alone
-                    refilling = False
-        admitted = sum(1 for member in members if _joins(objective, member, anchor))
-        with optuna_internals.heartbeats(study, lambda: list(open_trials.copy().values())):
-            # The round's own members, then those a refill asked that could not join.
-            for asked in (members, later):
-                for group in _groups(objective, asked):
-                    anchored = refilling and any(params is anchor for _, params in group)
-                    if len(group) > 1 or anchored:
-                        objective.train_group(group, finish, refill if anchored else None,
-                                              slots=plan.k)
-                    else:
-                        _train_alone(objective, *group[0], finish)
-    except BaseException as exc:
-        for trial in list(open_trials.values()):
-            finish(trial, outcome.record_failure(trial, exc), None)
-        raise
+            self.members.append(member)
+            if self.anchor is None and not self._anchored(*member):
+                k = len(self.members)  # it trains alone: the round ends with it
+        self.admitted = sum(1 for member in self.members
+                            if _joins(self.objective, member, self.anchor))
+
+    def _anchored(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
+        """Make ``trial`` the anchor if it can lead a group; False: the round stops growing
+        (a user model torch.func cannot run, or a model too large to gain)."""
+        from tunecli.trainer.fusion import (
+            round_fixes,
+            why_not_functional,
+            why_not_fused,
+            work_per_example,
+        )
+
+        spec, data_root = self.objective.spec, self.objective.data_root
+        if not _fresh(self.objective, trial) or why_not_fused(spec.trainer, params) is not None:
+            return True  # not an anchor; the next asked trial may be
+        problem = why_not_functional(spec.trainer, params, spec.base_dir, data_root)
+        if problem is not None:
+            self.unfusable(problem)
+            return False
+        self.anchor = params
+        self.fixed = {name: params[name] for name in params
+                      if round_fixes(spec.trainer.model, name)}
+        self.refilling = self.plan.k > 1
+        if self.plan.max_work is not None and work_per_example(
+                spec.trainer, params, spec.base_dir, data_root) \
+                * _batch_size(spec, params) > self.plan.max_work:
+            self.refilling = False  # too much work to gain: this round trains it alone
+            return False
+        return True
+
+    def _train(self, group: list[Member]) -> None:
+        anchored = self.refilling and any(params is self.anchor for _, params in group)
+        if len(group) > 1 or anchored:
+            self.objective.train_group(group, self.finish, self.refill if anchored else None,
+                                       slots=self.plan.k)
+        else:
+            _train_alone(self.objective, *group[0], self.finish)
 
 
 def _joins(objective: Objective, member: Member, anchor: dict[str, Any] | None) -> bool:
