@@ -111,82 +111,107 @@ def run(study: optuna.Study, spec: StudySpec, url: str, console: Console, *,
         f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)) \
         if tracking else None
     objective = Objective(spec, data_root, folder, signals, tracker)
-    budget = spec.budget
-    started = time.monotonic()
-    if budget.timeout is not None:
-        objective.deadline = started + budget.timeout
-    counts = count_trials(study.get_trials(deepcopy=False))
-    plan = fusing.fuse_plan(spec, _device_type(spec))
-    if plan.why_alone:
-        console.print(f"trials train one at a time: {escape(plan.why_alone)}", highlight=False,
-                      soft_wrap=True)
-    elif plan.k > 1:
-        after = samplers.startup_trials(spec)
-        console.print(f"fused trials: up to {plan.k} configurations train together as one "
-                      "batched model" + (f" after the sampler's {after} startup trials"
-                                         if after else "") + " (--fuse 1 turns it off)",
-                      highlight=False)
-    with SearchProgress(console, spec.name, spec.metric, budget.n_trials, budget.timeout,
-                        counts["finished"]) as progress, signals:
-        log = _TrialLog(objective, keep_checkpoints, progress)
-        epochs = spec.trainer.epochs
+    finished = count_trials(study.get_trials(deepcopy=False))["finished"]
+    with SearchProgress(console, spec.name, spec.metric, spec.budget.n_trials,
+                        spec.budget.timeout, finished) as progress, signals:
+        search = _Search(study, objective, console, progress,
+                         _TrialLog(objective, keep_checkpoints, progress))
+        stopped_by = search.run()
+        if stopped_by == "interrupted" or search.log.cut:
+            queue_retries(study)
+        counts = count_trials(study.get_trials(deepcopy=False))
+    log = search.log
+    if stopped_by != "interrupted" and counts["complete"] == 0 and log.failures:
+        raise StudyFailed(f"no trial completed; {log.failures} failed, the last because: "
+                          f"{log.last_failure}")
+    if stopped_by == "failures":
+        raise StudyFailed(f"stopped after {log.failures} failed trials (budget.max_failures "
+                          f"is {spec.budget.max_failures}); the last failed because: "
+                          f"{log.last_failure}")
+    return RunOutcome(study, counts, stopped_by, log.failures, log.last_failure,
+                      {"cut": log.cut})
+
+
+class _Search:
+    """One run's loop: a trial (or a fused round) at a time until a reason to stop."""
+
+    def __init__(self, study: optuna.Study, objective: Objective, console: Console,
+                 progress: SearchProgress, log: _TrialLog) -> None:
+        self.study, self.objective, self.spec = study, objective, objective.spec
+        self.console, self.progress, self.log = console, progress, log
+        self.started = time.monotonic()
+        budget = self.spec.budget
+        if budget.timeout is not None:
+            objective.deadline = self.started + budget.timeout
+        epochs = self.spec.trainer.epochs
         objective.on_epoch = lambda label, epoch, value: progress.epoch(label, epoch, epochs,
                                                                          value)
+        self.plan = fusing.fuse_plan(self.spec, _device_type(self.spec))
         # Fused rounds fix a structure for K trials: they begin once the sampler's model
         # guides it. Its startup trials stay diverse, one at a time, as it drew them (anchoring
         # 8 of 10 exploratory trials to one structure measurably slowed the search down).
-        startup = samplers.startup_trials(spec)
+        self.startup = samplers.startup_trials(self.spec)
+        self._say_plan()
 
-        def room(in_flight: int) -> float:
-            """Trials a fused group may still take in: none once the timeout has passed,
-            and no more than failures are still tolerated (refreshes the progress)."""
-            if budget.timeout is not None and time.monotonic() - started >= budget.timeout:
-                return 0
-            _show_progress(study, spec, progress, study.get_trials(deepcopy=False))
-            return budget.max_failures - log.failures + 1 - in_flight
+    def _say_plan(self) -> None:
+        if self.plan.why_alone:
+            self._alone(self.plan.why_alone)
+        elif self.plan.k > 1:
+            after = self.startup
+            self.console.print(f"fused trials: up to {self.plan.k} configurations train "
+                               "together as one batched model"
+                               + (f" after the sampler's {after} startup trials" if after
+                                  else "") + " (--fuse 1 turns it off)", highlight=False)
 
-        def unfusable(why: str) -> None:
-            """The user model cannot be fused: said once, and the rest train one at a time."""
-            nonlocal plan
-            console.print(f"trials train one at a time: {escape(why)}", highlight=False,
-                          soft_wrap=True)
-            plan = fusing.FusePlan(1, why_alone=why)
+    def _alone(self, why: str) -> None:
+        self.console.print(f"trials train one at a time: {escape(why)}", highlight=False,
+                           soft_wrap=True)
 
+    def run(self) -> str:
+        """Trials until the budget, the timeout, the grid or the failure limit stops the run
+        (or a signal): why it stopped."""
         while True:
-            if signals.requested:  # a signal between trials
-                stopped_by = "interrupted"
-                break
-            stopped_by = _reason_to_stop(study, spec, progress, log.failures,
-                                         time.monotonic() - started)
+            if self.objective.signals.requested:  # a signal between trials
+                return "interrupted"
+            stopped_by = _reason_to_stop(self.study, self.spec, self.progress,
+                                         self.log.failures, time.monotonic() - self.started)
             if stopped_by:
-                break
-            if startup and plan.k > 1:
-                finished = count_trials(study.get_trials(deepcopy=False))["finished"]
-                startup = 0 if finished >= startup else startup
+                return stopped_by
             try:
-                if plan.k > 1 and not startup:
-                    # A round holds no more trials than failures are still tolerated, so a
-                    # run stops at exactly max_failures + 1 failed trials, fused or not.
-                    k = min(plan.k, budget.max_failures - log.failures + 1)
-                    fusing.run_round(study, objective, dataclasses.replace(plan, k=k), log,
-                                     signals, room, unfusable)
-                else:
-                    study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus, TrialCut),
-                                   callbacks=[log], gc_after_trial=False)
+                self._next()
             except KeyboardInterrupt:
-                stopped_by = "interrupted"
-                break
-        if stopped_by == "interrupted" or log.cut:
-            queue_retries(study)
-        counts = count_trials(study.get_trials(deepcopy=False))
-    failures, last_failure = log.failures, log.last_failure
-    if stopped_by != "interrupted" and counts["complete"] == 0 and failures:
-        raise StudyFailed(f"no trial completed; {failures} failed, the last because: "
-                          f"{last_failure}")
-    if stopped_by == "failures":
-        raise StudyFailed(f"stopped after {failures} failed trials (budget.max_failures is "
-                          f"{budget.max_failures}); the last failed because: {last_failure}")
-    return RunOutcome(study, counts, stopped_by, failures, last_failure, {"cut": log.cut})
+                return "interrupted"
+
+    def _next(self) -> None:
+        """One trial, or one fused round once the sampler's startup trials are done."""
+        if self.startup and self.plan.k > 1:
+            finished = count_trials(self.study.get_trials(deepcopy=False))["finished"]
+            self.startup = 0 if finished >= self.startup else self.startup
+        if self.plan.k > 1 and not self.startup:
+            # A round holds no more trials than failures are still tolerated, so a run stops
+            # at exactly max_failures + 1 failed trials, fused or not.
+            k = min(self.plan.k, self.spec.budget.max_failures - self.log.failures + 1)
+            fusing.run_round(self.study, self.objective, dataclasses.replace(self.plan, k=k),
+                             self.log, self.objective.signals, self.room, self.unfusable)
+        else:
+            self.study.optimize(self.objective, n_trials=1,
+                                catch=(TrialFailed, Surplus, TrialCut), callbacks=[self.log],
+                                gc_after_trial=False)
+
+    def room(self, in_flight: int) -> float:
+        """Trials a fused group may still take in: none once the timeout has passed, and no
+        more than failures are still tolerated (refreshes the progress)."""
+        budget = self.spec.budget
+        if budget.timeout is not None and time.monotonic() - self.started >= budget.timeout:
+            return 0
+        _show_progress(self.study, self.spec, self.progress,
+                       self.study.get_trials(deepcopy=False))
+        return budget.max_failures - self.log.failures + 1 - in_flight
+
+    def unfusable(self, why: str) -> None:
+        """The user model cannot be fused: said once, and the rest train one at a time."""
+        self._alone(why)
+        self.plan = fusing.FusePlan(1, why_alone=why)
 
 
 def _epochs_in_use(study: optuna.Study, spec: StudySpec) -> int:

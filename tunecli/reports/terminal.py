@@ -67,6 +67,21 @@ def _front_table(console: Console, data: dict[str, Any]) -> None:
 def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     """The terminal report (fits 100 columns): counts, effort saved, best configuration,
     parameter importances, the top trials."""
+    _counts(console, data)
+    _constraints(console, data)
+    if data.get("front") is not None:
+        _front_table(console, data)
+    best = data["best"]
+    if best is None:
+        console.print("No trial has completed yet.")
+        return
+    _best(console, data, best)
+    _importances(console, data.get("importances"))
+    _leaders(console, data, ranked(data)[:top])
+
+
+def _counts(console: Console, data: dict[str, Any]) -> None:
+    """The counts, the effort saved, the compute spent, the fused groups, the failures."""
     c = data["counts"]
     console.print(f"[bold]{data['study']}[/]: {_aims(data)}  "
                   f"finished {c['finished']} (complete {c['complete']}, pruned {c['pruned']})  "
@@ -90,13 +105,9 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     for group in data.get("failures") or []:
         console.print(f"[red]failed ×{group['count']}[/] (e.g. trial #{group['example']}): "
                       f"{escape(group['reason'])}", highlight=False, soft_wrap=True)
-    _constraints(console, data)
-    if data.get("front") is not None:
-        _front_table(console, data)
-    best = data["best"]
-    if best is None:
-        console.print("No trial has completed yet.")
-        return
+
+
+def _best(console: Console, data: dict[str, Any], best: dict[str, Any]) -> None:
     spread = best.get("spread")
     console.print(f"[bold]Best trial #{best['number']}[/]: {data['metric']} = "
                   f"{format_value(best['value'])}"
@@ -112,28 +123,35 @@ def show(console: Console, data: dict[str, Any], top: int = 10) -> None:
     for key, value in best["params"].items():
         table.add_row(key, format_value(value))
     console.print(table)
-    imp = data.get("importances")
-    if imp:
-        if imp["values"]:
-            console.print(f"[bold]Parameter importances[/] ({imp['method']}, "
-                          f"{imp['n_trials']} completed trials)", highlight=False)
-            console.print(_importance_table(imp))
-            if imp["note"]:
-                console.print(f"  {imp['note']}", highlight=False)
-            if imp["left_out"]:
-                console.print(f"  not weighed (conditional, absent from some trials): "
-                              f"{', '.join(imp['left_out'])}", highlight=False)
-        elif imp["note"]:
+
+
+def _importances(console: Console, imp: dict[str, Any] | None) -> None:
+    if not imp:
+        return
+    if not imp["values"]:
+        if imp["note"]:
             console.print(f"Parameter importances: {imp['note']}", highlight=False)
-    leaders = ranked(data)[:top]
-    if len(leaders) > 1:
-        console.print(f"[bold]Top {len(leaders)} trials[/]")
-        table = Table(box=None, padding=(0, 1, 0, 1))
-        table.add_column("#", justify="right")
-        table.add_column(data["metric"], justify="right")
-        table.add_column("epochs", justify="right")
-        table.add_column("parameters", overflow="fold", max_width=72)
-        for r in leaders:
-            table.add_row(str(r["number"]), format_value(r["value"]), str(r["epochs"]),
-                          format_params(r["params"], limit=len(r["params"])))
-        console.print(table)
+        return
+    console.print(f"[bold]Parameter importances[/] ({imp['method']}, "
+                  f"{imp['n_trials']} completed trials)", highlight=False)
+    console.print(_importance_table(imp))
+    if imp["note"]:
+        console.print(f"  {imp['note']}", highlight=False)
+    if imp["left_out"]:
+        console.print(f"  not weighed (conditional, absent from some trials): "
+                      f"{', '.join(imp['left_out'])}", highlight=False)
+
+
+def _leaders(console: Console, data: dict[str, Any], leaders: list[dict[str, Any]]) -> None:
+    if len(leaders) <= 1:
+        return
+    console.print(f"[bold]Top {len(leaders)} trials[/]")
+    table = Table(box=None, padding=(0, 1, 0, 1))
+    table.add_column("#", justify="right")
+    table.add_column(data["metric"], justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("parameters", overflow="fold", max_width=72)
+    for r in leaders:
+        table.add_row(str(r["number"]), format_value(r["value"]), str(r["epochs"]),
+                      format_params(r["params"], limit=len(r["params"])))
+    console.print(table)

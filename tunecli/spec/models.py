@@ -123,24 +123,7 @@ class ParamSpec(_Strict):
                              f"choice: [...] or value: x (found {', '.join(given) or 'none'})")
         bounds = self.float_ or self.int_
         if bounds is not None:
-            low, high = bounds
-            if not (math.isfinite(low) and math.isfinite(high)):
-                raise ValueError("bounds must be finite numbers")
-            if low > high:
-                raise ValueError(f"low {low} is greater than high {high}; write [{high}, {low}]")
-            if low == high:
-                raise ValueError(f"low and high are both {low}; write value: {low} to fix it")
-            if self.log and low <= 0:
-                example = "1" if self.int_ is not None else "1e-8"
-                raise ValueError(f"a log scale needs bounds > 0 (low is {low}); raise low, "
-                                 f"e.g. to {example}, or set log: false")
-            if self.step is not None:
-                if self.log:
-                    raise ValueError("step and log cannot be combined; drop one of them")
-                if self.step <= 0:
-                    raise ValueError("step must be greater than 0")
-                if self.int_ is not None and self.step != int(self.step):
-                    raise ValueError("an int parameter needs a whole-number step")
+            self._check_range(*bounds)
         elif self.log or self.step is not None:
             raise ValueError("log and step apply only to float and int parameters")
         if self.choice is not None and not self.choice:
@@ -148,6 +131,27 @@ class ParamSpec(_Strict):
         if self.choice is not None and len({repr(c) for c in self.choice}) != len(self.choice):
             raise ValueError("choice lists a value twice")
         return self
+
+    def _check_range(self, low: float, high: float) -> None:
+        """A float or int range, with its log scale and step."""
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("bounds must be finite numbers")
+        if low > high:
+            raise ValueError(f"low {low} is greater than high {high}; write [{high}, {low}]")
+        if low == high:
+            raise ValueError(f"low and high are both {low}; write value: {low} to fix it")
+        if self.log and low <= 0:
+            example = "1" if self.int_ is not None else "1e-8"
+            raise ValueError(f"a log scale needs bounds > 0 (low is {low}); raise low, "
+                             f"e.g. to {example}, or set log: false")
+        if self.step is None:
+            return
+        if self.log:
+            raise ValueError("step and log cannot be combined; drop one of them")
+        if self.step <= 0:
+            raise ValueError("step must be greater than 0")
+        if self.int_ is not None and self.step != int(self.step):
+            raise ValueError("an int parameter needs a whole-number step")
 
 
 class BudgetSpec(_Strict):

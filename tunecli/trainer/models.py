@@ -103,17 +103,22 @@ def initialise(model: nn.Module, scheme: str, activation_name: str) -> nn.Module
             nn.init.orthogonal_(weight, gain=gain)
 
     for layer in model.modules():
-        if isinstance(layer, nn.Linear | nn.Conv1d | nn.Conv2d):
-            draw(layer.weight)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.RNNBase | nn.MultiheadAttention):
-            for name, param in layer.named_parameters(recurse=False):
-                if name.startswith("bias") or name.endswith("bias"):
-                    nn.init.zeros_(param)
-                elif param.dim() >= 2:
-                    draw(param)
+        for name, param in _initialised(layer):
+            if name.startswith("bias") or name.endswith("bias"):
+                nn.init.zeros_(param)
+            elif param.dim() >= 2:
+                draw(param)
     return model
+
+
+def _initialised(layer: Any) -> list[tuple[str, Any]]:
+    """The parameters ``initialise`` re-draws: those of linear, convolution, recurrent and
+    attention layers (their own, not their children's)."""
+    from torch import nn
+
+    if isinstance(layer, nn.Linear | nn.Conv1d | nn.Conv2d | nn.RNNBase | nn.MultiheadAttention):
+        return list(layer.named_parameters(recurse=False))
+    return []
 
 
 def build_mlp(params: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:

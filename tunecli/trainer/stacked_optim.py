@@ -78,57 +78,68 @@ class StackedOptimizer:
         decays = self._each("weight_decay")
         decay = self._column(decays) if any(decays) else None
         if self.kind == "sgd":
-            momenta = self._each("momentum")
-            lr, momentum = self._columns(self.lrs, momenta)
-            nesterov = [self.nesterov and m > 0 for m in momenta]
-            for p, buf in zip(self.params, self.state["momentum_buffer"], strict=True):
-                g = _grad(p)
-                if decay is not None:
-                    g.addcmul_(p, decay)
-                buf.mul_(momentum).add_(g)
-                if all(nesterov):
-                    g.addcmul_(buf, momentum)
-                elif any(nesterov):
-                    g = torch.where(self._column([float(n) for n in nesterov]) > 0,
-                                    g.addcmul(buf, momentum), buf)
-                else:
-                    g = buf
-                p.sub_(g.mul_(lr) if g is not buf else torch.mul(buf, lr, out=_grad(p)))
+            self._sgd(decay)
         elif self.kind in ("adam", "adamw"):
-            beta1, beta2 = self._each("beta1"), self._each("beta2")
-            one_minus_beta1, beta2_t, one_minus_beta2, step_size, bias2_sqrt, shrink = \
-                self._columns([1 - b for b in beta1], beta2, [1 - b for b in beta2],
-                              [lr_ / (1 - b ** t) for lr_, b, t in zip(self.lrs, beta1,
-                                                                        self.steps,
-                                                                        strict=True)],
-                              [(1 - b ** t) ** 0.5 for b, t in zip(beta2, self.steps,
-                                                                   strict=True)],
-                              [1 - lr_ * d for lr_, d in zip(self.lrs, decays, strict=True)])
-            for p, m, v, (a, b) in zip(self.params, self.state["exp_avg"],
-                                       self.state["exp_avg_sq"], self._scratch(), strict=True):
-                g = _grad(p)
-                if self.kind == "adamw":
-                    if decay is not None:
-                        p.mul_(shrink)
-                elif decay is not None:
+            self._adam(decays, decay)
+        else:
+            self._rmsprop(decay)
+
+    def _sgd(self, decay: torch.Tensor | None) -> None:
+        momenta = self._each("momentum")
+        lr, momentum = self._columns(self.lrs, momenta)
+        nesterov = [self.nesterov and m > 0 for m in momenta]
+        for p, buf in zip(self.params, self.state["momentum_buffer"], strict=True):
+            g = _grad(p)
+            if decay is not None:
+                g.addcmul_(p, decay)
+            buf.mul_(momentum).add_(g)
+            if all(nesterov):
+                g.addcmul_(buf, momentum)
+            elif any(nesterov):
+                g = torch.where(self._column([float(n) for n in nesterov]) > 0,
+                                g.addcmul(buf, momentum), buf)
+            else:
+                g = buf
+            p.sub_(g.mul_(lr) if g is not buf else torch.mul(buf, lr, out=_grad(p)))
+
+    def _adam(self, decays: list[float], decay: torch.Tensor | None) -> None:
+        """Adam, or AdamW (decoupled decay: the weights shrink before the step)."""
+        beta1, beta2 = self._each("beta1"), self._each("beta2")
+        one_minus_beta1, beta2_t, one_minus_beta2, step_size, bias2_sqrt, shrink = \
+            self._columns([1 - b for b in beta1], beta2, [1 - b for b in beta2],
+                          [lr_ / (1 - b ** t) for lr_, b, t in zip(self.lrs, beta1,
+                                                                    self.steps,
+                                                                    strict=True)],
+                          [(1 - b ** t) ** 0.5 for b, t in zip(beta2, self.steps,
+                                                               strict=True)],
+                          [1 - lr_ * d for lr_, d in zip(self.lrs, decays, strict=True)])
+        decoupled = self.kind == "adamw"
+        for p, m, v, (a, b) in zip(self.params, self.state["exp_avg"],
+                                   self.state["exp_avg_sq"], self._scratch(), strict=True):
+            g = _grad(p)
+            if decay is not None:
+                if decoupled:
+                    p.mul_(shrink)
+                else:
                     g.addcmul_(p, decay)
-                m.lerp_(g, one_minus_beta1)
-                torch.mul(g, one_minus_beta2, out=a)
-                v.mul_(beta2_t).addcmul_(a, g)  # addcmul's order: (c * g) * g
-                torch.sqrt(v, out=a).div_(bias2_sqrt).add_(_ADAM_EPS)
-                torch.mul(m, step_size, out=b).neg_()
-                p.addcdiv_(b, a)
-        else:  # rmsprop
-            lr, momentum = self._columns(self.lrs, self._each("momentum"))
-            for p, square, buf, (a, _) in zip(self.params, self.state["square_avg"],
-                                              self.state["momentum_buffer"], self._scratch(),
-                                              strict=True):
-                g = _grad(p)
-                if decay is not None:
-                    g.addcmul_(p, decay)
-                square.mul_(_RMSPROP_ALPHA).addcmul_(g, g, value=1 - _RMSPROP_ALPHA)
-                buf.mul_(momentum).addcdiv_(g, torch.sqrt(square, out=a).add_(_RMSPROP_EPS))
-                p.sub_(torch.mul(buf, lr, out=a))
+            m.lerp_(g, one_minus_beta1)
+            torch.mul(g, one_minus_beta2, out=a)
+            v.mul_(beta2_t).addcmul_(a, g)  # addcmul's order: (c * g) * g
+            torch.sqrt(v, out=a).div_(bias2_sqrt).add_(_ADAM_EPS)
+            torch.mul(m, step_size, out=b).neg_()
+            p.addcdiv_(b, a)
+
+    def _rmsprop(self, decay: torch.Tensor | None) -> None:
+        lr, momentum = self._columns(self.lrs, self._each("momentum"))
+        for p, square, buf, (a, _) in zip(self.params, self.state["square_avg"],
+                                          self.state["momentum_buffer"], self._scratch(),
+                                          strict=True):
+            g = _grad(p)
+            if decay is not None:
+                g.addcmul_(p, decay)
+            square.mul_(_RMSPROP_ALPHA).addcmul_(g, g, value=1 - _RMSPROP_ALPHA)
+            buf.mul_(momentum).addcdiv_(g, torch.sqrt(square, out=a).add_(_RMSPROP_EPS))
+            p.sub_(torch.mul(buf, lr, out=a))
 
     def _scratch(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Two work tensors per parameter, kept between steps: a large temporary made anew on
