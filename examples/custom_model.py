@@ -21,7 +21,7 @@ import math
 
 from torch import nn
 
-from tunecli.trainer.hyperparams import Hyperparameter
+from tunecli.catalogue import Hyperparameter
 
 # Optional: declare the model's own hyperparameters as tunecli declares its built-in ones, and
 # `tunecli validate`/`search` check the study's values against them before anything runs.

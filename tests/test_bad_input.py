@@ -152,7 +152,7 @@ CASES = [
      {"m.py": "def build(params, input_shape, n_outputs):\n    return 3\n"}, "no function 'make'"),
     ("mnist-no-root", {CSV_DATASET: "dataset: mnist"}, {}, "--data-root DIR or TUNECLI_DATA"),
     ("user-model-declared-range", {"model: mlp": "model: m.py:build", "+space": "  hidden: 0\n"},
-     {"m.py": "from torch import nn\nfrom tunecli.trainer.hyperparams import Hyperparameter\n"
+     {"m.py": "from torch import nn\nfrom tunecli.catalogue import Hyperparameter\n"
               "HYPERPARAMETERS = {'hidden': Hyperparameter('hidden', 'int', 8, 'units', low=1)}\n"
               "def build(params, input_shape, n_outputs):\n"
               "    return nn.Linear(input_shape[0], n_outputs)\n"},

@@ -11,7 +11,7 @@ import optuna
 import pytest
 import yaml
 
-from tunecli.trainer.hyperparams import CNN, LOOP, MLP, RNN, TRANSFORMER, markdown_table
+from tunecli.catalogue import CNN, LOOP, MLP, RNN, TRANSFORMER, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

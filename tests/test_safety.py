@@ -174,9 +174,9 @@ def test_postgres_grid_from_two_processes_never_repeats_a_point(write_study, pos
                            env=subprocess_env, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     env = gate_env(subprocess_env, Path.cwd() / "gate", meet=2)  # both certainly train
-    procs = [subprocess.Popen([*tunecli_command(), "resume", "tiny", "--storage", postgres_url],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=env) for _ in range(2)]
+    procs = [subprocess.Popen([*tunecli_command(), "resume", "tiny", "--storage", postgres_url,
+                               "--n-trials", "50"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     trials = optuna.load_study(study_name="tiny", storage=postgres_url).get_trials()

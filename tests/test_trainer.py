@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from tunecli.catalogue import OPTIMIZERS, SCHEDULES
 from tunecli.errors import SpecError, TrialFailed
 from tunecli.spec import TrainerSpec
 from tunecli.trainer import data as data_sets
 from tunecli.trainer import loop, metrics
-from tunecli.trainer.hyperparams import OPTIMIZERS, SCHEDULES
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -208,8 +208,8 @@ def test_every_optimizer(optimizer: str) -> None:
 def test_every_init_draws_its_distribution_and_trains(model: str, params: dict) -> None:
     from torch import nn
 
+    from tunecli.catalogue import INITS
     from tunecli.trainer import models
-    from tunecli.trainer.hyperparams import INITS
 
     def layers(init: str) -> list[nn.Module]:
         torch.manual_seed(0)
@@ -256,7 +256,7 @@ def test_every_schedule_with_warmup(schedule: str) -> None:
 def test_plateau_schedule_decays_when_the_metric_stalls() -> None:
     import torch
 
-    from tunecli.trainer.hyperparams import LOOP_DEFAULTS
+    from tunecli.catalogue import LOOP_DEFAULTS
     from tunecli.trainer.optim import Schedule
 
     weight = torch.nn.Parameter(torch.zeros(1))

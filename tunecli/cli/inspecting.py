@@ -33,10 +33,12 @@ def validate(
     """Run every check search makes before its first trial; train nothing, store nothing."""
     def body() -> None:
         from tunecli import spec as spec_module
-        from tunecli.engine import space
-        from tunecli.spec import checks, preflight
+        from tunecli.engine import preflight, space
+        from tunecli.spec import checks
 
         spec = spec_module.load(study_file)
+        if no_data:
+            preflight.check_engine(spec, str(study_file))
         loaded = None if no_data else preflight.preflight(spec, data_root, str(study_file))
         for warning in checks.warnings(spec):
             err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)

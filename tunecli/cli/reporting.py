@@ -130,6 +130,7 @@ def train(
 ) -> None:
     """Train one configuration on training + validation data, test it once, save the model."""
     def body() -> None:
+        from tunecli.engine import choice as choosing
         from tunecli.engine.storage import resolve_url
         from tunecli.trainer import final
 
@@ -140,12 +141,13 @@ def train(
                 raise SpecError(f"{option} picks a trial of a stored study, not of a file",
                                 source=option, fix=f"Run tunecli train STUDY_NAME {option} "
                                                    "..., or drop it.")
-            choice = final.from_file(path, epochs)
+            choice = choosing.from_file(path, epochs)
         else:
             if trial is not None and pick is not None:
                 raise SpecError("--trial and --pick both choose the trial", source="--pick",
                                 fix="Keep one of them.")
-            choice = final.from_study(source, resolve_url(storage), trial, epochs, pick)
+            choice = choosing.from_study(source, resolve_url(storage), trial, epochs,
+                                          pick)
         target = out if out is not None else Path("models") / choice.label
         if target.is_dir() or not target.name:
             raise SpecError(f"{target} is a folder", source="--out",

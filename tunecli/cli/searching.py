@@ -108,9 +108,10 @@ def search(
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
         from tunecli import spec as spec_module
+        from tunecli.engine import preflight
         from tunecli.engine import study as study_module
         from tunecli.engine.storage import resolve_url
-        from tunecli.spec import checks, preflight
+        from tunecli.spec import checks
 
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)
@@ -289,9 +290,9 @@ def resume(
 ) -> None:
     """Continue a stopped or crashed study to its budget (lost trials are retried)."""
     def body() -> None:
+        from tunecli.engine import preflight
         from tunecli.engine import study as study_module
         from tunecli.engine.storage import resolve_url
-        from tunecli.spec import preflight
 
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)

@@ -11,7 +11,6 @@ run, worker or machine, so that none of them replays the random draws of another
 from __future__ import annotations
 
 import itertools
-import math
 import random
 import secrets
 import warnings
@@ -24,6 +23,8 @@ from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 
 from tunecli import attrs
+from tunecli.spec import grid
+from tunecli.spec.checks import OWN_KEYS
 
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec  # types only: the spec imports the registries
@@ -33,7 +34,7 @@ __all__ = [
     "PRUNERS",
     "SAMPLERS",
     "QueuedGrid",
-    "check_sampler_fits",
+    "check_options",
     "grid_claim_lost",
     "grid_exhausted",
     "make_pruner",
@@ -42,7 +43,6 @@ __all__ = [
     "run_seed",
 ]
 
-_MAX_GRID_POINTS = 10_000  # each point is queued as a trial when the study is created
 # QMC, PatientPruner and friends are "experimental" in Optuna; users chose them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -153,8 +153,8 @@ def starting_points(spec: StudySpec) -> list[tuple[str, dict[str, Any]]]:
     Measured on the "Time to a good model" Fashion-MNIST set-up (benchmarks/README.md): the
     defaults alone met random search's median final best in 6 of 10 seeds, the centre in 2 of
     5; on digits the centre met it in 3 of 5, the defaults in none."""
+    from tunecli.catalogue import LOOP_DEFAULTS
     from tunecli.engine import space
-    from tunecli.trainer.hyperparams import LOOP_DEFAULTS
     from tunecli.trainer.models import defaults_for
 
     points: list[tuple[str, dict[str, Any]]] = []
@@ -301,7 +301,7 @@ def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
     than the grid then tries a spread sample of it, as Optuna's GridSampler did)."""
     from tunecli.engine.space import is_active
 
-    space = grid_search_space(spec)
+    space = grid.grid_search_space(spec)
     searched = spec.searched()
     fixed = {name: p.value for name, p in spec.space.items() if name not in searched}
     points: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -339,47 +339,11 @@ def queue_grid(study: optuna.Study, spec: StudySpec, *, creating: bool) -> int:
     return queued
 
 
-def grid_search_space(spec: StudySpec) -> dict[str, list[Any]]:
-    from tunecli.engine.space import grid_values
-
-    return {name: grid_values(p, spec.sampler.grid_points) for name, p in spec.searched().items()}
-
-
-def grid_size(spec: StudySpec) -> int:
-    """The points before conditional parameters are folded (an upper bound, cheap to count)."""
-    return math.prod(len(v) for v in grid_search_space(spec).values())
-
-
-# Samplers that cannot search several objectives (Optuna's CMA-ES, Hyperopt's TPE).
-SINGLE_OBJECTIVE_ONLY = ("hyperopt-tpe", "cmaes")
-
-
-def check_sampler_fits(spec: StudySpec, fail: Callable[..., Any]) -> None:
-    """Problems only visible once the sampler meets the space, reported as spec errors."""
-    if spec.multi_objective and spec.sampler.type in SINGLE_OBJECTIVE_ONLY:
-        fail("sampler.type", f"the {spec.sampler.type} sampler searches one objective, and "
-             f"this study has {len(spec.objective_names)}", "Use tpe, gp, nsga2 or random.")
-        return
-    if spec.sampler.type == "grid":
-        size = grid_size(spec)
-        if size > _MAX_GRID_POINTS:
-            fail("sampler.type", f"the grid has {size} points, more than {_MAX_GRID_POINTS}",
-                 "Lower sampler.grid_points, add steps, or use tpe.")
-            return
-        if spec.sampler.options:
-            fail("sampler.options", "a grid search takes no sampler options",
-                 "Remove sampler.options; the grid comes from the space and grid_points.")
-            return
-    for start in ("defaults_first", "center_first"):
-        if spec.sampler.type == "grid" and getattr(spec.sampler, start):
-            fail(f"sampler.{start}", "a grid search tries its own points, in order",
-                 f"Remove sampler.{start}, or use tpe.")
-    own_keys = [key for key in spec.sampler.options
-                if key in ("seed", "n_startup_trials", "search_space")]
-    for key in own_keys:
-        fail(f"sampler.options.{key}", f"'{key}' has its own key", f"Write sampler.{key} instead.")
-    if own_keys:
-        return  # building the sampler would only fail again on the same keys
+def check_options(spec: StudySpec, fail: Callable[..., Any]) -> None:
+    """Whether Optuna takes ``sampler.options`` and ``pruner.options``: it is asked by building
+    both (the spec's own checks, without Optuna, have already run)."""
+    if spec.sampler.type == "grid" or any(key in spec.sampler.options for key in OWN_KEYS):
+        return  # a grid takes none; own keys were named by the spec's checks
     for where, factory in (("sampler", make_sampler), ("pruner", make_pruner)):
         try:
             factory(spec)

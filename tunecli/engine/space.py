@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from tunecli.spec.grid import grid_values
+
 if TYPE_CHECKING:
     from tunecli.spec.models import ParamSpec  # types only: the spec imports the registries
 
@@ -175,35 +177,6 @@ def _on_grid(param: ParamSpec, x: float) -> Any:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def grid_values(param: ParamSpec, points: int) -> list[Any]:
-    """The values a grid search tries for one parameter."""
-    if param.kind == "choice":
-        return list(param.choice or [])
-    if param.kind == "int":
-        low, high = param.int_  # type: ignore[misc]
-        step = int(param.step or 1)
-        values = list(range(low, high + 1, step))
-        if param.log or len(values) > points * 4:
-            # A wide integer range becomes `points` spread values, like a float axis.
-            raw = _spread(low, high, points, param.log)
-            values = sorted({int(round(v)) for v in raw})
-        return values
-    if param.kind == "float":
-        low, high = param.float_  # type: ignore[misc]
-        if param.step:
-            count = int(math.floor((high - low) / param.step + 1e-9)) + 1
-            return [round(low + i * param.step, 12) for i in range(count)]
-        return _spread(low, high, points, param.log)
-    return [param.value]
-
-
-def _spread(low: float, high: float, points: int, log: bool) -> list[float]:
-    if log:
-        a, b = math.log(low), math.log(high)
-        return [float(math.exp(a + (b - a) * i / (points - 1))) for i in range(points)]
-    return [float(low + (high - low) * i / (points - 1)) for i in range(points)]
 
 
 def describe(param: ParamSpec) -> str:

@@ -73,8 +73,10 @@ def _trial_row(t: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
 
 
 def reported_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's trials without the surplus ones (a worker's lost race, never trained)."""
-    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(attrs.SURPLUS)]
+    """The study's trials without the surplus ones (a worker's lost race, never trained) and
+    the waiting ones (queued: a grid's points past the budget, a retry not yet started)."""
+    return [t for t in study.get_trials(deepcopy=False)
+            if not t.user_attrs.get(attrs.SURPLUS) and t.state != TrialState.WAITING]
 
 
 def summary(study: optuna.Study, spec: StudySpec, *,

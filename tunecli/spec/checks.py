@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunecli.engine import samplers
+from tunecli import catalogue
 from tunecli.errors import SpecError, SpecErrors, did_you_mean
+from tunecli.spec.grid import MAX_GRID_POINTS, grid_size
 from tunecli.spec.models import ParamSpec, StudySpec
-from tunecli.trainer import data, models
+
+# Keys a sampler has of its own, which sampler.options must not repeat
+OWN_KEYS = ("seed", "n_startup_trials", "search_space")
+# Samplers that cannot search several objectives (Optuna's CMA-ES, Hyperopt's TPE)
+SINGLE_OBJECTIVE_ONLY = ("hyperopt-tpe", "cmaes")
 
 __all__ = ["ACCURACY_LIKE", "Problems", "check_spec", "check_values", "warnings"]
 
@@ -43,26 +48,27 @@ def check_spec(spec: StudySpec, source: str) -> None:
     add = problems.add
     known_types = True
     for path, label, name, registry in (
-            ("sampler.type", "sampler", spec.sampler.type, samplers.SAMPLERS),
-            ("pruner.type", "pruner", spec.pruner.type, samplers.PRUNERS),
-            ("trainer.dataset.name", "data set", spec.trainer.dataset.name, data.DATASETS)):
+            ("sampler.type", "sampler", spec.sampler.type, catalogue.SAMPLERS),
+            ("pruner.type", "pruner", spec.pruner.type, catalogue.PRUNERS),
+            ("trainer.dataset.name", "data set", spec.trainer.dataset.name,
+             catalogue.DATASETS)):
         if name not in registry:
             known_types = False
             add(path, f"unknown {label} '{name}'",
                 did_you_mean(name, registry) or f"Choose one of: {', '.join(registry)}.")
 
-    metrics = dict.fromkeys(data.CLASSIFICATION_METRICS + data.REGRESSION_METRICS)
+    metrics = dict.fromkeys(catalogue.CLASSIFICATION_METRICS + catalogue.REGRESSION_METRICS)
     if spec.metric not in metrics:
         add("metric", f"unknown metric '{spec.metric}'",
             did_you_mean(spec.metric, metrics) or f"Choose one of: {', '.join(metrics)}.")
 
     _check_objectives(spec, problems, metrics)
     model = spec.trainer.model
-    builtin = model in models.MODELS
+    builtin = model in catalogue.MODELS
     if not builtin and ":" not in model:
         add("trainer.model", f"unknown model '{model}'",
-            did_you_mean(model, models.MODELS)
-            or f"Choose one of: {', '.join(models.MODELS)}, or 'package.module:function'.")
+            did_you_mean(model, catalogue.MODELS)
+            or f"Choose one of: {', '.join(catalogue.MODELS)}, or 'package.module:function'.")
     dataset = spec.trainer.dataset
     if dataset.name in ("csv", "csv-sequence", "tensors") and not dataset.path:
         example = "data.npz" if dataset.name == "tensors" else "my_data.csv"
@@ -83,14 +89,41 @@ def check_spec(spec: StudySpec, source: str) -> None:
     if spec.pruner.max_epochs is not None and spec.pruner.max_epochs > spec.trainer.epochs:
         add("pruner.max_epochs", "is larger than trainer.epochs", "Lower it or raise the epochs.")
     if known_types and not problems.errors:
-        samplers.check_sampler_fits(spec, lambda path, message, fix="": add(path, message, fix))
+        _check_sampler(spec, add)
     problems.raise_if_any()
+
+
+def _check_sampler(spec: StudySpec, fail: Any) -> None:
+    """Problems only visible once the sampler meets the space and the objectives (whether
+    Optuna takes the options is asked in ``engine/preflight``)."""
+    if spec.multi_objective and spec.sampler.type in SINGLE_OBJECTIVE_ONLY:
+        fail("sampler.type", f"the {spec.sampler.type} sampler searches one objective, and "
+             f"this study has {len(spec.objective_names)}", "Use tpe, gp, nsga2 or random.")
+        return
+    if spec.sampler.type == "grid":
+        size = grid_size(spec)
+        if size > MAX_GRID_POINTS:
+            fail("sampler.type", f"the grid has {size} points, more than {MAX_GRID_POINTS}",
+                 "Lower sampler.grid_points, add steps, or use tpe.")
+            return
+        if spec.sampler.options:
+            fail("sampler.options", "a grid search takes no sampler options",
+                 "Remove sampler.options; the grid comes from the space and grid_points.")
+            return
+        for start in ("defaults_first", "center_first"):
+            if getattr(spec.sampler, start):
+                fail(f"sampler.{start}", "a grid search tries its own points, in order",
+                     f"Remove sampler.{start}, or use tpe.")
+    for key in spec.sampler.options:
+        if key in OWN_KEYS:
+            fail(f"sampler.options.{key}", f"'{key}' has its own key",
+                 f"Write sampler.{key} instead.")
 
 
 def _check_objectives(spec: StudySpec, problems: Problems, metrics: dict[str, None]) -> None:
     """Objectives after the first are measures; constraints name a measure or the first
     objective."""
-    from tunecli.trainer.measures import MEASURES
+    from tunecli.catalogue import MEASURES
 
     for i, objective in enumerate(spec.objectives or []):
         if i == 0:
@@ -123,16 +156,16 @@ def _check_objectives(spec: StudySpec, problems: Problems, metrics: dict[str, No
 
 def _check_space(spec: StudySpec, problems: Problems, builtin: bool) -> None:
     model = spec.trainer.model
-    known = models.known_hyperparameters(model) if builtin else None
+    known = catalogue.known_hyperparameters(model) if builtin else None
     seen: list[str] = []
     for name, param in spec.space.items():
         where = f"space.{name}"
         if known is not None and name not in known and not (
-                model == "mlp" and models.is_layer_width(name)):
+                model == "mlp" and catalogue.is_layer_width(name)):
             problems.add(where, f"'{name}' is not a hyperparameter of the {model} model or the "
                          "training loop",
                          did_you_mean(name, known) or f"Known: {', '.join(sorted(known))}.")
-        entry = models.hyperparameter(model, name)
+        entry = catalogue.hyperparameter(model, name)
         if entry is not None:
             check_values(entry, param, where, problems)
         for parent, wanted in (param.when or {}).items():

@@ -1,14 +1,13 @@
 """The JSON Schema of study files, for editors: what ``load`` accepts, shorthands and the
-registries' names included (a test validates every file in studies/ against it)."""
+catalogue's names included (a test validates every file in studies/ against it)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from tunecli.engine import samplers
+from tunecli import catalogue
 from tunecli.spec.models import DURATION_SCHEMA_PATTERN, StudySpec
-from tunecli.trainer import data
 
 __all__ = ["json_schema"]
 
@@ -24,17 +23,18 @@ def json_schema() -> dict[str, Any]:
     def names(node: dict[str, Any], values: Iterable[str]) -> None:
         node["enum"] = list(values)
 
-    names(props["metric"], dict.fromkeys(data.CLASSIFICATION_METRICS + data.REGRESSION_METRICS))
-    names(defs["SamplerSpec"]["properties"]["type"], samplers.SAMPLERS)
-    names(defs["PrunerSpec"]["properties"]["type"], samplers.PRUNERS)
-    names(defs["DatasetSpec"]["properties"]["name"], data.DATASETS)
+    names(props["metric"], dict.fromkeys(catalogue.CLASSIFICATION_METRICS
+                                           + catalogue.REGRESSION_METRICS))
+    names(defs["SamplerSpec"]["properties"]["type"], catalogue.SAMPLERS)
+    names(defs["PrunerSpec"]["properties"]["type"], catalogue.PRUNERS)
+    names(defs["DatasetSpec"]["properties"]["name"], catalogue.DATASETS)
     timeout = defs["BudgetSpec"]["properties"]["timeout"]
     timeout["anyOf"] = [{"type": "number", "exclusiveMinimum": 0},
                         {"type": "string", "pattern": DURATION_SCHEMA_PATTERN},
                         {"type": "null"}]
     trainer = defs["TrainerSpec"]["properties"]
     trainer["dataset"] = {"anyOf": [{"$ref": "#/$defs/DatasetSpec"},
-                                    {"type": "string", "enum": list(data.DATASETS)}],
+                                    {"type": "string", "enum": list(catalogue.DATASETS)}],
                           "description": "a data set name, or a mapping with name and options"}
     scalar = [{"type": t} for t in ("string", "number", "boolean", "null")]
     props["space"]["additionalProperties"] = {

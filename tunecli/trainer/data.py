@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tunecli.catalogue import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from tunecli.errors import SpecError
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: `report` and `validate` skip it
@@ -34,9 +35,6 @@ __all__ = [
     "with_base_dir",
 ]
 
-CLASSIFICATION_METRICS = ("val_accuracy", "val_f1", "val_precision", "val_recall", "val_loss",
-                          "train_loss")
-REGRESSION_METRICS = ("val_mse", "val_rmse", "val_mae", "val_r2", "val_loss", "train_loss")
 
 
 @dataclass

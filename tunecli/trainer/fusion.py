@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from tunecli.catalogue import is_layer_width
 from tunecli.trainer import models
 from tunecli.trainer.loop import prepare
 
@@ -111,7 +112,7 @@ def round_fixes(model: str, name: str) -> bool:
     if model not in SHARED_BY_MODEL:
         return name not in PER_MEMBER
     return name in SHARED_BY_MODEL[model] or name in WIDTHS_BY_MODEL[model] \
-        or (model == "mlp" and models.is_layer_width(name))
+        or (model == "mlp" and is_layer_width(name))
 
 
 _PROBED: dict[tuple[Any, ...], str | None] = {}

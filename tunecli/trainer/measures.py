@@ -24,21 +24,15 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
+from tunecli.catalogue import MEASURED_BEFORE_TRAINING as BEFORE_TRAINING
+from tunecli.catalogue import MEASURES
+
 if TYPE_CHECKING:  # torch is imported where a model is measured: validate needs the names only
     import torch
     from torch import nn
 
 __all__ = ["BEFORE_TRAINING", "MEASURES", "describe", "measure", "measure_config"]
 
-MEASURES = {
-    "params": "trainable parameters",
-    "flops": "forward FLOPs per example",
-    "latency_ms": "batch-1 inference time (ms)",
-    "latency_batch_ms": "inference time of one batch of batch_size (ms)",
-    "peak_memory_mb": "peak memory of one training step (MB)",
-    "train_seconds": "training time of the trial (s)",
-}
-BEFORE_TRAINING = ("params", "flops", "latency_ms", "latency_batch_ms", "peak_memory_mb")
 
 _WARMUP, _RUNS, _MIN_SECONDS = 3, 25, 0.05
 

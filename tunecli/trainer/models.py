@@ -15,25 +15,20 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tunecli.errors import SpecError
-from tunecli.trainer.hyperparams import (
+from tunecli.catalogue import (
     ACTIVATIONS,
-    CNN,
     INITS,
-    LOOP,
     LOOP_DEFAULTS,
-    MLP,
-    RNN,
-    TRANSFORMER,
+    MODEL_HYPERPARAMETERS,
     Hyperparameter,
 )
+from tunecli.errors import SpecError
 
 __all__ = [
     "MODELS",
@@ -45,8 +40,6 @@ __all__ = [
     "defaults_for",
     "full_config",
     "initialise",
-    "is_layer_width",
-    "known_hyperparameters",
     "resolve_user_model",
 ]
 
@@ -57,12 +50,6 @@ Builder = Callable[[dict[str, Any], tuple[int, ...], int], "nn.Module"]
 
 _ACTIVATIONS = dict(zip(ACTIVATIONS, ("ReLU", "GELU", "SiLU", "Tanh", "ELU",
                                       "LeakyReLU"), strict=True))  # name -> torch.nn class
-_WIDTH_RE = re.compile(r"^width_(\d+)$")
-
-
-def is_layer_width(name: str) -> bool:
-    """``width_0``, ``width_1``, ... set one MLP layer's width each."""
-    return bool(_WIDTH_RE.match(name))
 
 
 def activation(name: str) -> nn.Module:
@@ -195,29 +182,11 @@ def _sequence_model(name: str) -> Builder:
     return build
 
 
+# The builders of the catalogue's models, each with its catalogue table
 MODELS: dict[str, ModelEntry] = {
-    "mlp": ModelEntry(build_mlp, MLP),
-    "cnn": ModelEntry(build_cnn, CNN),
-    "lstm": ModelEntry(_sequence_model("lstm"), RNN),
-    "gru": ModelEntry(_sequence_model("gru"), RNN),
-    "transformer": ModelEntry(_sequence_model("transformer"), TRANSFORMER),
-}
-
-
-def known_hyperparameters(model: str) -> set[str]:
-    return set(LOOP) | set(MODELS[model].hyperparameters)
-
-
-def hyperparameter(model: str, name: str) -> Hyperparameter | None:
-    """The typed entry for ``name`` (model's first, then the loop's); None if unknown."""
-    from tunecli.trainer.hyperparams import LAYER_WIDTH
-
-    entry = MODELS.get(model)
-    if entry is not None and name in entry.hyperparameters:
-        return entry.hyperparameters[name]
-    if model == "mlp" and is_layer_width(name):
-        return LAYER_WIDTH
-    return LOOP.get(name)
+    name: ModelEntry(build, MODEL_HYPERPARAMETERS[name]) for name, build in (
+        ("mlp", build_mlp), ("cnn", build_cnn), ("lstm", _sequence_model("lstm")),
+        ("gru", _sequence_model("gru")), ("transformer", _sequence_model("transformer")))}
 
 
 def resolve_user_model(reference: str, base_dir: str | None) -> Builder:

@@ -1,4 +1,5 @@
-"""What ``search`` checks before its first trial, and ``validate`` too: the device and the data
+"""What ``search`` checks before its first trial, and ``validate`` too, beyond the file itself
+(``tunecli.spec``): Optuna takes the sampler's and pruner's options, the device and the data
 root exist, the data loads and fits the metric, and the model builds once.
 
 Torch is imported inside the functions: ``validate --no-data`` never pays for it.
@@ -12,7 +13,17 @@ from tunecli.errors import SpecError
 from tunecli.spec.checks import Problems, check_values
 from tunecli.spec.models import StudySpec
 
-__all__ = ["describe_data", "preflight"]
+__all__ = ["check_engine", "describe_data", "preflight"]
+
+
+def check_engine(spec: StudySpec, source: str) -> None:
+    """What only Optuna can tell about the file: whether it takes the sampler's and pruner's
+    options (every problem at once, exit 2)."""
+    from tunecli.engine.samplers import check_options
+
+    problems = Problems(source)
+    check_options(spec, problems.add)
+    problems.raise_if_any()
 
 
 def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, Any]:
@@ -25,6 +36,7 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
     from tunecli.engine import space
     from tunecli.trainer import loop, models
 
+    check_engine(spec, source)
     try:
         device, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
         _check_augmentation(spec, bundle.is_image, bundle.task)
