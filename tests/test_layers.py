@@ -1,6 +1,6 @@
 """The layers as import contracts, read from the source (imports inside functions included).
 
-    cli -> reports -> engine -> trainer -> spec
+    cli -> api -> reports -> engine -> trainer -> spec
     catalogue, attrs, errors, lazy: leaves that every layer may import
 
 A layer imports only layers to its right; `catalogue` (the names users write and the
@@ -15,7 +15,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "tunecli"
-ORDER = ["cli", "reports", "engine", "trainer", "spec"]   # left may import right
+ORDER = ["cli", "api", "reports", "engine", "trainer", "spec"]   # left may import right
 LEAVES = {"attrs": set(), "errors": {"attrs"}, "lazy": set(), "catalogue": set()}
 PENDING: set[tuple[str, str]] = set()
 

@@ -31,7 +31,7 @@ from tunecli.cli.app import (
     summary,
 )
 from tunecli.engine.tracking import Tracking
-from tunecli.errors import EXIT_INTERRUPTED, SpecError
+from tunecli.errors import EXIT_INTERRUPTED
 
 _STOP_REASONS = {"budget": "the budget is met", "grid": "every grid point was tried",
                  "elsewhere": "the last trials are running in other workers"}
@@ -107,11 +107,8 @@ def search(
 ) -> None:
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
+        from tunecli import api
         from tunecli import spec as spec_module
-        from tunecli.engine import preflight
-        from tunecli.engine import study as study_module
-        from tunecli.engine.storage import resolve_url
-        from tunecli.spec import checks
 
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)
@@ -120,38 +117,25 @@ def search(
                      **given({"budget.n_trials": n_trials, "budget.timeout": timeout,
                                "name": name, "sampler.seed": seed,
                                "trainer.fuse": fuse_value(fuse)})}
-        spec = spec_module.load(study_file, overrides)
-        url = resolve_url(storage, spec.storage)
-        preflight.preflight(spec, data_root, str(study_file))
-        for warning in checks.warnings(spec):
-            err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
-        spec = study_module.with_resolved_data_root(spec, data_root)
-        if fork:
-            spec = _forked(spec, url, str(study_file))
-        configs: list[dict[str, Any]] = []
-        sources = []
-        if enqueue is not None:
-            from tunecli.engine.enqueue import read_configurations
-
-            configs += read_configurations(enqueue, spec)  # checked before anything is stored
-            sources.append(str(enqueue))
-        if warm_from is not None:
-            configs += _top_of(warm_from, url, spec, from_top)
-            sources.append(f"study '{warm_from}'")
-        study = study_module.open_for_search(spec, url, str(study_file),
-                                             known_first=bool(configs))
-        if configs:
-            from tunecli.engine.enqueue import enqueue as enqueue_configs
-
-            queued = enqueue_configs(study, configs)
-            console.print(f"queued {queued} of {len(configs)} configurations from "
-                          f"{' and '.join(sources)} to run first", highlight=False)
-        if workers not in (None, 1) or devices:
-            _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
-                         tracking)
-        else:
-            _run_and_finish(study, spec, url, data_root, keep, tracking)
+        opened = api.open_for_search(study_file, overrides, storage=storage,
+                                     data_root=data_root, fork=fork, enqueue=enqueue,
+                                     warm_from=warm_from, from_top=from_top)
+        _run(opened, workers, devices, trials_per_device, data_root, keep, tracking)
     guard(body)
+
+
+def _run(opened: Any, workers: int | None, devices: str | None, per_device: int,
+         data_root: str | None, keep: str, tracking: Tracking, fuse: str | None = None) -> None:
+    """Say what ``api`` found, then run the study here or as worker processes."""
+    for warning in opened.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    for note in opened.notes:
+        console.print(note, highlight=False)
+    if workers not in (None, 1) or devices:
+        _run_workers(opened.study, opened.spec, opened.url, workers, devices, per_device,
+                     data_root, keep, tracking, fuse)
+    else:
+        _run_and_finish(opened.study, opened.spec, opened.url, data_root, keep, tracking)
 
 
 def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
@@ -192,27 +176,6 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
                           "trial and met the budget.", soft_wrap=True)
 
 
-def _top_of(name: str, url: str, spec: Any, k: int) -> list[dict[str, Any]]:
-    """``--from NAME``: that study's best configurations (checked before anything is stored)."""
-    from tunecli.engine import study as study_module
-    from tunecli.engine.enqueue import top_configurations
-    from tunecli.engine.storage import describe, open_storage
-
-    if name == spec.name:
-        raise SpecError(f"--from names this study ('{name}')", source="--from",
-                        fix="Give another study, or resume this one: tunecli resume NAME.")
-    storage = open_storage(url, heartbeat=False)
-    if name not in study_module.study_names(storage):
-        from tunecli.errors import did_you_mean
-
-        names = study_module.study_names(storage)
-        raise SpecError(f"no study '{name}' in {describe(url)}", source="--from",
-                        fix=did_you_mean(name, names) or "List them with: tunecli list.")
-    import optuna
-
-    return top_configurations(optuna.load_study(study_name=name, storage=storage), name, spec, k)
-
-
 def _with_live_view(study: Any, spec: Any, run: Any) -> list[int]:
     """The workers' trial lines, printed here, above one live view of the study read from
     the storage (each worker's trial and epoch, counts, best, time)."""
@@ -228,29 +191,6 @@ def _with_live_view(study: Any, spec: Any, run: Any) -> list[int]:
         codes: list[int] = run(lambda line: console.print(line, highlight=False, markup=False,
                                                           soft_wrap=True), tick)
     return codes
-
-
-def _forked(spec: Any, url: str, source: str) -> Any:
-    """The first free NAME-k whose stored spec matches, or a new one."""
-    from tunecli import spec as spec_module
-    from tunecli.engine import study as study_module
-    from tunecli.engine.storage import open_storage
-
-    names = set(study_module.study_names(open_storage(url, heartbeat=False)))
-    candidate, k = spec.name, 1
-    while candidate in names:
-        import optuna
-
-        stored = study_module.stored_spec(optuna.load_study(study_name=candidate,
-                                                            storage=open_storage(url)))
-        if stored and not spec_module.objective_diff(stored, spec.stored()):
-            break
-        k += 1
-        candidate = f"{spec.name}-{k}"
-    if candidate != spec.name:
-        console.print(f"The spec differs from the stored study '{spec.name}': running it as "
-                      f"'{candidate}'.")
-    return spec.model_copy(update={"name": candidate})
 
 
 def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
@@ -290,27 +230,16 @@ def resume(
 ) -> None:
     """Continue a stopped or crashed study to its budget (lost trials are retried)."""
     def body() -> None:
-        from tunecli.engine import preflight
-        from tunecli.engine import study as study_module
-        from tunecli.engine.storage import resolve_url
+        from tunecli import api
 
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)
         tracking.check()
-        url = resolve_url(storage)
-        overrides = given({"budget.n_trials": n_trials, "budget.timeout": timeout,
-                           "trainer.fuse": fuse_value(fuse)})  # fuse: this run only
-        study, spec = study_module.load(name, url, overrides=overrides)
-        if "budget.n_trials" in overrides:  # the new budget is the study's from now on
-            stored = study_module.stored_spec(study) or spec.stored()
-            stored["budget"] = {**stored["budget"], "n_trials": spec.budget.n_trials}
-            study_module.store_spec(study, stored)
-        preflight.preflight(spec, data_root, f"study '{name}'")
-        if worker:
-            _run_as_worker(study, spec, url, data_root, keep, tracking)
-        elif workers not in (None, 1) or devices:
-            _run_workers(study, spec, url, workers, devices, trials_per_device, data_root, keep,
-                         tracking, fuse)
+        opened = api.open_for_resume(name, given({
+            "budget.n_trials": n_trials, "budget.timeout": timeout,
+            "trainer.fuse": fuse_value(fuse)}), storage=storage, data_root=data_root)
+        if worker:  # one of search --workers: trial lines only; the parent sums up
+            _run_as_worker(opened.study, opened.spec, opened.url, data_root, keep, tracking)
         else:
-            _run_and_finish(study, spec, url, data_root, keep, tracking)
+            _run(opened, workers, devices, trials_per_device, data_root, keep, tracking, fuse)
     guard(body)

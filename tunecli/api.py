@@ -1,0 +1,138 @@
+"""What each command does before it runs trials, as functions: the CLI parses options, calls
+one of these, and prints; a notebook or script may call them too. Nothing here prints; what a
+user should read comes back as text (``notes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunecli.errors import SpecError, did_you_mean
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tunecli.spec.models import StudySpec
+
+__all__ = ["Opened", "open_for_resume", "open_for_search"]
+
+
+@dataclass
+class Opened:
+    """A study ready to run: the study, its spec, the storage URL, and what to tell the user
+    (warnings about the spec, a fork's new name, configurations queued to run first)."""
+
+    study: optuna.Study
+    spec: StudySpec
+    url: str
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def open_for_search(study_file: Path, overrides: dict[str, Any], *, storage: str | None = None,
+                    data_root: str | None = None, fork: bool = False,
+                    enqueue: Path | None = None, warm_from: str | None = None,
+                    from_top: int = 5) -> Opened:
+    """``tunecli search``'s every check, then the study created or continued: the file with
+    its overrides, the data and model (preflight), ``--fork``, the configurations to run first
+    (``--enqueue`` and ``--from``, checked before anything is stored)."""
+    from tunecli import spec as spec_module
+    from tunecli.engine import preflight
+    from tunecli.engine import study as study_module
+    from tunecli.engine.storage import resolve_url
+    from tunecli.spec import checks
+
+    spec = spec_module.load(study_file, overrides)
+    url = resolve_url(storage, spec.storage)
+    preflight.preflight(spec, data_root, str(study_file))
+    warnings, notes = checks.warnings(spec), list[str]()
+    spec = study_module.with_resolved_data_root(spec, data_root)
+    if fork:
+        spec = _forked(spec, url, notes)
+    configs, sources = _known_first(spec, url, enqueue, warm_from, from_top)
+    study = study_module.open_for_search(spec, url, str(study_file), known_first=bool(configs))
+    if configs:
+        from tunecli.engine.enqueue import enqueue as enqueue_configs
+
+        queued = enqueue_configs(study, configs)
+        notes.append(f"queued {queued} of {len(configs)} configurations from "
+                     f"{' and '.join(sources)} to run first")
+    return Opened(study, spec, url, warnings, notes)
+
+
+def open_for_resume(name: str, overrides: dict[str, Any], *, storage: str | None = None,
+                    data_root: str | None = None) -> Opened:
+    """``tunecli resume``: the stored study and its spec with this run's overrides; a new
+    ``budget.n_trials`` becomes the study's own from now on. Preflight as for a search."""
+    from tunecli.engine import preflight
+    from tunecli.engine import study as study_module
+    from tunecli.engine.storage import resolve_url
+
+    url = resolve_url(storage)
+    study, spec = study_module.load(name, url, overrides=overrides)
+    if "budget.n_trials" in overrides:
+        stored = study_module.stored_spec(study) or spec.stored()
+        stored["budget"] = {**stored["budget"], "n_trials": spec.budget.n_trials}
+        study_module.store_spec(study, stored)
+    preflight.preflight(spec, data_root, f"study '{name}'")
+    return Opened(study, spec, url)
+
+
+def _known_first(spec: StudySpec, url: str, enqueue: Path | None, warm_from: str | None,
+                 from_top: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """The configurations to run first, and where they came from."""
+    configs: list[dict[str, Any]] = []
+    sources = []
+    if enqueue is not None:
+        from tunecli.engine.enqueue import read_configurations
+
+        configs += read_configurations(enqueue, spec)
+        sources.append(str(enqueue))
+    if warm_from is not None:
+        configs += _top_of(warm_from, url, spec, from_top)
+        sources.append(f"study '{warm_from}'")
+    return configs, sources
+
+
+def _top_of(name: str, url: str, spec: StudySpec, k: int) -> list[dict[str, Any]]:
+    """``--from NAME``: that study's best configurations (checked before anything is stored)."""
+    import optuna
+
+    from tunecli.engine import study as study_module
+    from tunecli.engine.enqueue import top_configurations
+    from tunecli.engine.storage import describe, open_storage
+
+    if name == spec.name:
+        raise SpecError(f"--from names this study ('{name}')", source="--from",
+                        fix="Give another study, or resume this one: tunecli resume NAME.")
+    storage = open_storage(url, heartbeat=False)
+    names = study_module.study_names(storage)
+    if name not in names:
+        raise SpecError(f"no study '{name}' in {describe(url)}", source="--from",
+                        fix=did_you_mean(name, names) or "List them with: tunecli list.")
+    return top_configurations(optuna.load_study(study_name=name, storage=storage), name, spec, k)
+
+
+def _forked(spec: StudySpec, url: str, notes: list[str]) -> StudySpec:
+    """``--fork``: the first free NAME-k whose stored spec matches, or a new one."""
+    import optuna
+
+    from tunecli import spec as spec_module
+    from tunecli.engine import study as study_module
+    from tunecli.engine.storage import open_storage
+
+    names = set(study_module.study_names(open_storage(url, heartbeat=False)))
+    candidate, k = spec.name, 1
+    while candidate in names:
+        stored = study_module.stored_spec(optuna.load_study(study_name=candidate,
+                                                            storage=open_storage(url)))
+        if stored and not spec_module.objective_diff(stored, spec.stored()):
+            break
+        k += 1
+        candidate = f"{spec.name}-{k}"
+    if candidate != spec.name:
+        notes.append(f"The spec differs from the stored study '{spec.name}': running it as "
+                     f"'{candidate}'.")
+    return spec.model_copy(update={"name": candidate})
