@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from tunecli.spec.models import StudySpec
 
-__all__ = ["Opened", "open_for_resume", "open_for_search"]
+__all__ = ["Opened", "choose_for_training", "list_studies", "open_for_resume", "open_for_search"]
 
 
 @dataclass
@@ -136,3 +136,64 @@ def _forked(spec: StudySpec, url: str, notes: list[str]) -> StudySpec:
         notes.append(f"The spec differs from the stored study '{spec.name}': running it as "
                      f"'{candidate}'.")
     return spec.model_copy(update={"name": candidate})
+
+
+def list_studies(storage: str | None = None) -> tuple[str, list[dict[str, str]] | None]:
+    """``tunecli list``: the storage as the user would name it, and a row per study (name,
+    direction, finished, failed, budget, best value, started); None where no storage file is
+    (``list`` never creates one)."""
+    import optuna
+
+    from tunecli.engine import study as study_module
+    from tunecli.engine.recovery import count_trials
+    from tunecli.engine.storage import describe, local_file, open_storage, resolve_url
+
+    url = resolve_url(storage)
+    path = local_file(url)
+    if path is not None and not path.is_file():
+        return describe(url), None
+    study_module.quiet_optuna()
+    opened = open_storage(url, heartbeat=False, create=False)
+    rows = []
+    for s in optuna.get_all_study_summaries(opened, include_best_trial=True):
+        study = optuna.load_study(study_name=s.study_name, storage=opened)
+        counts = count_trials(study.get_trials(deepcopy=False))
+        budget = (study_module.stored_spec(study) or {}).get("budget") or {}
+        if len(s.directions) > 1:  # several objectives: the front's size, not one value
+            front = len(study.best_trials)
+            best_text = f"front of {front}" if front else "-"
+        else:
+            best = s.best_trial.value if s.best_trial is not None else None
+            best_text = "-" if best is None else f"{best:.4g}"
+        rows.append({
+            "name": s.study_name,
+            "direction": ("/".join(d.name.lower()[:3] for d in s.directions)
+                          if len(s.directions) > 1 else s.directions[0].name.lower()),
+            "finished": str(counts["finished"]), "failed": str(counts["failed"]),
+            "budget": (str(budget["n_trials"]) if budget.get("n_trials")
+                       else f"{budget['epochs']} epochs" if budget.get("epochs") else "-"),
+            "best value": best_text,
+            "started": (s.datetime_start.strftime("%Y-%m-%d %H:%M") if s.datetime_start
+                        else "-")})
+    return describe(url), rows
+
+
+def choose_for_training(source: str, *, storage: str | None = None, trial: int | None = None,
+                        pick: str | None = None, epochs: int | None = None) -> Any:
+    """``tunecli train SOURCE``: a study file fixed to one configuration, or a stored study's
+    best trial, trial ``trial``, or the front's ``pick`` (a ``trainer.final.Choice``)."""
+    from tunecli.engine import choice
+    from tunecli.engine.storage import resolve_url
+
+    path = Path(source)
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+        if trial is not None or pick is not None:
+            option = "--trial" if trial is not None else "--pick"
+            raise SpecError(f"{option} picks a trial of a stored study, not of a file",
+                            source=option, fix=f"Run tunecli train STUDY_NAME {option} "
+                                               "..., or drop it.")
+        return choice.from_file(path, epochs)
+    if trial is not None and pick is not None:
+        raise SpecError("--trial and --pick both choose the trial", source="--pick",
+                        fix="Keep one of them.")
+    return choice.from_study(source, resolve_url(storage), trial, epochs, pick)

@@ -66,46 +66,18 @@ def validate(
 def list_studies(storage: StorageOption = None) -> None:
     """Studies in a storage, with their trial counts and best values."""
     def body() -> None:
-        import optuna
+        from tunecli import api
 
-        from tunecli.engine import study as study_module
-        from tunecli.engine.recovery import count_trials
-        from tunecli.engine.storage import describe, local_file, open_storage, resolve_url
-
-        url = resolve_url(storage)
-        path = local_file(url)
-        if path is not None and not path.is_file():  # never create a storage just to list it
-            console.print(f"No studies: there is no storage at {escape(describe(url))}.",
-                          soft_wrap=True)
+        where, rows = api.list_studies(storage)
+        if not rows:
+            console.print(f"No studies: there is no storage at {escape(where)}." if rows is None
+                          else f"No studies in {escape(where)}.", soft_wrap=True)
             return
-        study_module.quiet_optuna()
-        opened = open_storage(url, heartbeat=False, create=False)
-        summaries = optuna.get_all_study_summaries(opened, include_best_trial=True)
-        if not summaries:
-            console.print(f"No studies in {escape(describe(url))}.", soft_wrap=True)
-            return
-        table = Table(title=f"Studies in {escape(describe(url))}", title_justify="left")
-        for column in ("name", "direction", "finished", "failed", "budget", "best value",
-                       "started"):
+        table = Table(title=f"Studies in {escape(where)}", title_justify="left")
+        for column in rows[0]:
             table.add_column(column)
-        for s in summaries:
-            study = optuna.load_study(study_name=s.study_name, storage=opened)
-            counts = count_trials(study.get_trials(deepcopy=False))
-            budget = (study_module.stored_spec(study) or {}).get("budget") or {}
-            limit = (str(budget["n_trials"]) if budget.get("n_trials")
-                     else f"{budget['epochs']} epochs" if budget.get("epochs") else "-")
-            directions = ("/".join(d.name.lower()[:3] for d in s.directions)
-                          if len(s.directions) > 1 else s.directions[0].name.lower())
-            if len(s.directions) > 1:  # several objectives: the front's size, not one value
-                front = len(study.best_trials)
-                best_text = f"front of {front}" if front else "-"
-            else:
-                best = s.best_trial.value if s.best_trial is not None else None
-                best_text = "-" if best is None else f"{best:.4g}"
-            table.add_row(s.study_name, directions, str(counts["finished"]),
-                          str(counts["failed"]), limit, best_text,
-                          s.datetime_start.strftime("%Y-%m-%d %H:%M") if s.datetime_start
-                          else "-")
+        for row in rows:
+            table.add_row(*row.values())
         console.print(table)
     guard(body)
 

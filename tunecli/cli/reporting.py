@@ -130,24 +130,11 @@ def train(
 ) -> None:
     """Train one configuration on training + validation data, test it once, save the model."""
     def body() -> None:
-        from tunecli.engine import choice as choosing
-        from tunecli.engine.storage import resolve_url
+        from tunecli import api
         from tunecli.trainer import final
 
-        path = Path(source)
-        if path.suffix.lower() in (".yaml", ".yml") or path.exists():
-            if trial is not None or pick is not None:
-                option = "--trial" if trial is not None else "--pick"
-                raise SpecError(f"{option} picks a trial of a stored study, not of a file",
-                                source=option, fix=f"Run tunecli train STUDY_NAME {option} "
-                                                   "..., or drop it.")
-            choice = choosing.from_file(path, epochs)
-        else:
-            if trial is not None and pick is not None:
-                raise SpecError("--trial and --pick both choose the trial", source="--pick",
-                                fix="Keep one of them.")
-            choice = choosing.from_study(source, resolve_url(storage), trial, epochs,
-                                          pick)
+        choice = api.choose_for_training(source, storage=storage, trial=trial, pick=pick,
+                                         epochs=epochs)
         target = out if out is not None else Path("models") / choice.label
         if target.is_dir() or not target.name:
             raise SpecError(f"{target} is a folder", source="--out",
