@@ -24,3 +24,19 @@ def test_ruff_finds_nothing() -> None:
 def test_mypy_strict_finds_nothing() -> None:
     result = _run("mypy", "--cache-dir", "/dev/null")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """No module over 400 lines, no function over 60: a reader finds one concept per module."""
+    import ast
+
+    too_long = []
+    for path in sorted((ROOT / "tunecli").rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) \
+                    and node.end_lineno - node.lineno + 1 > 60:  # type: ignore[operator]
+                too_long.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert too_long == []

@@ -115,12 +115,9 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
     """Section id -> (title, figure or None, note). A None figure carries the reason."""
     from optuna import visualization as vis
 
-    from tunecli.reports.summary import importance_evaluator
-
     metric = data["metric"]
     best = data["best"]["number"] if data["best"] else None
     imp = data["importances"] or {"values": {}, "note": "not computed", "method": "-"}
-    ranked = list(imp["values"])
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     out: dict[str, tuple[str, Any | None, str]] = {}
     # Optuna warns (experimental features, few trials); the report says what it skipped.
@@ -133,32 +130,7 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
         out["curves"] = ("Learning curves", learning_curves(trials, metric, best, minimize),
                          "Pruned trials stop early; the x marks the epoch the pruner stopped. "
                          "Zoomed on the useful range (buttons: all values).")
-        if ranked:
-            evaluator = importance_evaluator(imp["method"])
-            out["importances"] = (
-                "Parameter importances",
-                vis.plot_param_importances(study, evaluator=evaluator, params=sorted(ranked),
-                                           target_name=metric, target=first_objective(study)),
-                f"{imp['method']} over {imp['n_trials']} completed trials"
-                + (f" ({imp['note']})." if imp["note"] else ".")
-                + (f" Not weighed (conditional): {', '.join(imp['left_out'])}."
-                   if imp["left_out"] else ""))
-        else:
-            out["importances"] = ("Parameter importances", None, imp["note"] or "")
-        if len(complete) >= 2 and ranked:
-            out["parallel"] = ("Parallel coordinates",
-                               vis.plot_parallel_coordinate(study, params=ranked[:8],
-                                                            target_name=metric,
-                                                            target=first_objective(study)),
-                               "Completed trials, one line each; drag along an axis to filter.")
-            top = ranked[:4]
-            out["slices"] = ("Slice plots of the most important parameters",
-                             slices(study, top, metric),
-                             f"{metric} against {', '.join(top)} (most important first).")
-        else:
-            reason = "needs at least two completed trials and importances"
-            out["parallel"] = ("Parallel coordinates", None, reason)
-            out["slices"] = ("Slice plots of the most important parameters", None, reason)
+        out.update(_by_importance(study, imp, metric, len(complete)))
         if len(study.directions) > 1:
             out.update(_several_objectives(study, data, trials))
         out["timeline"] = ("Timeline", vis.plot_timeline(study),
@@ -170,6 +142,45 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
             fig.layout.width = None
             fig.layout.title = None
             fig.update_layout(template="plotly_white", margin={"t": 30, "b": 50})
+    return out
+
+
+def _by_importance(study: optuna.Study, imp: dict[str, Any], metric: str, complete: int
+                   ) -> dict[str, tuple[str, Any | None, str]]:
+    """The figures that order parameters by importance: the importances themselves, parallel
+    coordinates and slice plots of the most important."""
+    from optuna import visualization as vis
+
+    from tunecli.reports.summary import importance_evaluator
+
+    ranked = list(imp["values"])
+    out: dict[str, tuple[str, Any | None, str]] = {}
+    if ranked:
+        evaluator = importance_evaluator(imp["method"])
+        out["importances"] = (
+            "Parameter importances",
+            vis.plot_param_importances(study, evaluator=evaluator, params=sorted(ranked),
+                                       target_name=metric, target=first_objective(study)),
+            f"{imp['method']} over {imp['n_trials']} completed trials"
+            + (f" ({imp['note']})." if imp["note"] else ".")
+            + (f" Not weighed (conditional): {', '.join(imp['left_out'])}."
+               if imp["left_out"] else ""))
+    else:
+        out["importances"] = ("Parameter importances", None, imp["note"] or "")
+    if complete >= 2 and ranked:
+        out["parallel"] = ("Parallel coordinates",
+                           vis.plot_parallel_coordinate(study, params=ranked[:8],
+                                                        target_name=metric,
+                                                        target=first_objective(study)),
+                           "Completed trials, one line each; drag along an axis to filter.")
+        top = ranked[:4]
+        out["slices"] = ("Slice plots of the most important parameters",
+                         slices(study, top, metric),
+                         f"{metric} against {', '.join(top)} (most important first).")
+    else:
+        reason = "needs at least two completed trials and importances"
+        out["parallel"] = ("Parallel coordinates", None, reason)
+        out["slices"] = ("Slice plots of the most important parameters", None, reason)
     return out
 
 

@@ -5,19 +5,18 @@ A leaf module: it imports no registry, sampler or trainer (``checks`` looks name
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     field_validator,
-    model_serializer,
     model_validator,
 )
+
+from tunecli.spec.params import ParamSpec, Scalar, Strict
 
 __all__ = [
     "DURATION_SCHEMA_PATTERN",
@@ -42,7 +41,6 @@ _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*
 # The same durations as _DURATION_RE, in a form JSON Schema validators read: "90s", "1h30m", "600".
 DURATION_SCHEMA_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?\s*(d|h|min|m|s)?\s*)+$"
 
-Scalar = str | int | float | bool | None
 
 
 def parse_duration(value: Any) -> float | None:
@@ -66,95 +64,7 @@ def parse_duration(value: Any) -> float | None:
     return seconds
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class ParamSpec(_Strict):
-    """One search-space entry: exactly one of float, int, choice or value."""
-
-    float_: tuple[float, float] | None = Field(None, alias="float",
-                                               description="[low, high] of a real parameter")
-    int_: tuple[int, int] | None = Field(None, alias="int",
-                                         description="[low, high] of an integer parameter")
-    choice: list[Scalar] | None = Field(None, description="categorical choices")
-    value: Scalar | list[Scalar] = Field(None, description="a fixed value, not searched")
-    log: bool = Field(False, description="sample on a log scale (bounds must be > 0)")
-    step: float | None = Field(None, description="discretisation step (not with log)")
-    when: dict[str, Scalar | list[Scalar]] | None = Field(
-        None, description="only sample when earlier parameters have these values")
-
-    @property
-    def kind(self) -> str:
-        if self.float_ is not None:
-            return "float"
-        if self.int_ is not None:
-            return "int"
-        if self.choice is not None:
-            return "choice"
-        return "value"
-
-    @model_serializer(mode="wrap")
-    def _compact(self, handler: Any) -> dict[str, Any]:
-        # Only the keys that carry meaning, so a stored spec validates again as written.
-        data = handler(self)
-        keep = {"float", "int", "float_", "int_", "choice"} - {"value"}
-        return {k: v for k, v in data.items()
-                if (k == "value" and self.kind == "value")
-                or (k in keep and v is not None)
-                or (k == "log" and v) or (k in ("step", "when") and v is not None)}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        # `lr: 0.01` is a fixed value; a mapping is the full form.
-        if not isinstance(data, dict):
-            return {"value": data}
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> ParamSpec:
-        given = [k for k in ("float", "int", "choice", "value")
-                 if (k == "value" and "value" in self.model_fields_set)
-                 or (k != "value" and getattr(self, {"float": "float_", "int": "int_"}.get(k, k))
-                     is not None)]
-        if len(given) != 1:
-            raise ValueError("give exactly one of float: [low, high], int: [low, high], "
-                             f"choice: [...] or value: x (found {', '.join(given) or 'none'})")
-        bounds = self.float_ or self.int_
-        if bounds is not None:
-            self._check_range(*bounds)
-        elif self.log or self.step is not None:
-            raise ValueError("log and step apply only to float and int parameters")
-        if self.choice is not None and not self.choice:
-            raise ValueError("choice needs at least one value")
-        if self.choice is not None and len({repr(c) for c in self.choice}) != len(self.choice):
-            raise ValueError("choice lists a value twice")
-        return self
-
-    def _check_range(self, low: float, high: float) -> None:
-        """A float or int range, with its log scale and step."""
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError("bounds must be finite numbers")
-        if low > high:
-            raise ValueError(f"low {low} is greater than high {high}; write [{high}, {low}]")
-        if low == high:
-            raise ValueError(f"low and high are both {low}; write value: {low} to fix it")
-        if self.log and low <= 0:
-            example = "1" if self.int_ is not None else "1e-8"
-            raise ValueError(f"a log scale needs bounds > 0 (low is {low}); raise low, "
-                             f"e.g. to {example}, or set log: false")
-        if self.step is None:
-            return
-        if self.log:
-            raise ValueError("step and log cannot be combined; drop one of them")
-        if self.step <= 0:
-            raise ValueError("step must be greater than 0")
-        if self.int_ is not None and self.step != int(self.step):
-            raise ValueError("an int parameter needs a whole-number step")
-
-
-class BudgetSpec(_Strict):
+class BudgetSpec(Strict):
     """When the study stops. n_trials counts finished trials (complete + pruned) over all runs."""
 
     n_trials: int | None = Field(20, gt=0, description="finished trials to reach (default 20, "
@@ -184,7 +94,7 @@ class BudgetSpec(_Strict):
         return self
 
 
-class SamplerSpec(_Strict):
+class SamplerSpec(Strict):
     type: str = Field("tpe", description="tpe | gp | hyperopt-tpe | random | grid | cmaes | qmc")
     seed: int | None = Field(None, description="makes the suggestions repeatable")
     n_startup_trials: int | None = Field(None, ge=0, description="random trials before modelling")
@@ -199,7 +109,7 @@ class SamplerSpec(_Strict):
                                     description="extra keyword arguments for the Optuna sampler")
 
 
-class PrunerSpec(_Strict):
+class PrunerSpec(Strict):
     type: str = Field("median", description="median | percentile | asha | hyperband | none")
     min_epochs: int = Field(1, ge=0, description="epochs every trial runs before it can be pruned")
     n_startup_trials: int = Field(3, ge=0, description="median/percentile: trials never pruned")
@@ -213,12 +123,12 @@ class PrunerSpec(_Strict):
                                     description="extra keyword arguments for the Optuna pruner")
 
 
-class AugmentSpec(_Strict):
+class AugmentSpec(Strict):
     crop: int = Field(0, ge=0, description="random crop after padding by this many pixels")
     flip: bool = Field(False, description="random horizontal flip")
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(Strict):
     """The data; a bare name is short for {name: NAME}."""
 
     name: str = Field("digits", description="digits | mnist | fashion-mnist | cifar10 | csv | "
@@ -262,7 +172,7 @@ class DatasetSpec(_Strict):
         return {"name": data} if isinstance(data, str) else data
 
 
-class TrainerSpec(_Strict):
+class TrainerSpec(Strict):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     data_root: str | None = Field(None, description="torchvision data root (relative to the "
                                                     "study file); --data-root and TUNECLI_DATA win")
@@ -311,14 +221,14 @@ class TrainerSpec(_Strict):
         return value
 
 
-class ExportOrigin(_Strict):
+class ExportOrigin(Strict):
     study: str
     trial: int
     metric: str
     value: float
 
 
-class ObjectiveSpec(_Strict):
+class ObjectiveSpec(Strict):
     """One objective of a multi-objective study: a per-epoch metric (the first) or a measure
     of the model (``params``, ``flops``, ``latency_ms``, ...: ``trainer/measures.py``)."""
 
@@ -353,7 +263,7 @@ class Constraint(BaseModel):
         return f"{self.name} {self.op} {self.bound:g}"
 
 
-class StudySpec(_Strict):
+class StudySpec(Strict):
     """A whole study file."""
 
     name: str = Field(description="study name in the storage")

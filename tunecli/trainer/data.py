@@ -304,10 +304,9 @@ def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.dev
     return _CACHE[key]
 
 
-def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device,
-             fold: tuple[int, int] | None = None) -> DataBundle:
-    import torch
-
+def _split(raw: RawData, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
+    """Training, validation and test parts (x, y each), seeded by ``split_seed``; a set with
+    its own test part (image files) splits only its training part."""
     rng = np.random.default_rng(spec.split_seed)
     if raw.test is not None:
         order = np.arange(len(raw.x)) if raw.ordered else rng.permutation(len(raw.x))
@@ -332,7 +331,14 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device,
             test_idx, val_idx, train_idx = test_idx[::-1], val_idx[::-1], train_idx[::-1]
         parts = (raw.x[train_idx], raw.y[train_idx], raw.x[val_idx], raw.y[val_idx],
                  raw.x[test_idx], raw.y[test_idx])
-    x_train, y_train, x_val, y_val, x_test, y_test = parts
+    return parts
+
+
+def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device,
+             fold: tuple[int, int] | None = None) -> DataBundle:
+    import torch
+
+    x_train, y_train, x_val, y_val, x_test, y_test = _split(raw, spec)
     if fold is not None:
         x_train, y_train, x_val, y_val = _fold(x_train, y_train, x_val, y_val, *fold)
     if spec.max_train_samples is not None:
