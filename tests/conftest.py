@@ -189,10 +189,15 @@ def browser() -> str | None:
     return None
 
 
-# Skipped where no Chromium is installed, but never in CI (CI=true), where .ci/run installs it:
-# there a missing browser fails the test instead of passing silently.
-needs_browser = pytest.mark.skipif(browser() is None and not os.environ.get("CI"),
-                                   reason="no chromium (.ci/run installs Debian's)")
+_no_browser = pytest.mark.skipif(browser() is None and not os.environ.get("CI"),
+                                 reason="no chromium (.ci/run installs Debian's)")
+
+
+def needs_browser(test: Callable[..., Any]) -> Callable[..., Any]:
+    """A test that renders in headless Chromium: in the slow subset, and skipped where no
+    Chromium is installed, but never in CI (CI=true), where .ci/run installs it: there a
+    missing browser fails the test instead of passing silently."""
+    return pytest.mark.slow(_no_browser(test))
 
 
 def browser_command(profile: Path) -> list[str]:

@@ -90,3 +90,23 @@ def test_the_spec_and_the_catalogue_load_neither_optuna_nor_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_no_module_imports_itself_round_a_circle() -> None:
+    """No import cycle between modules, imports inside functions included: a cycle is a
+    boundary nobody drew (each one found was a shared type or helper wanting a module)."""
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:  # e.g. a -> b -> a
+            raise AssertionError(" -> ".join([*path[path.index(name):], name]))
+        if name in done:
+            return
+        for imported in sorted(graph.get(name, ())):
+            visit(imported, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])

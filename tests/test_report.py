@@ -212,6 +212,17 @@ def test_tensorboard_logs_one_run_per_trial_with_hparams(cli, write_study,
         assert final == pytest.approx(expected, abs=1e-6)
 
 
+def test_a_tensorboard_folder_that_cannot_be_written_stops_before_anything_runs(
+        cli, write_study, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    (tmp_path / "tb").write_text("a file where the folder should be")
+    result = cli("search", write_study(), "--tensorboard", "tb")
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --tensorboard: cannot write to tb")
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "tunecli.db").exists()
+
+
 def test_reports_of_a_study_where_nothing_completed(cli, write_study, tmp_path: Path) -> None:
     text = TINY_STUDY.replace("lr: {float: [1.0e-3, 1.0e-1], log: true}",
                               "lr: {float: [1.0e+8, 1.0e+9]}").replace(

@@ -37,12 +37,12 @@ _STOP_REASONS = {"budget": "the budget is met", "grid": "every grid point was tr
                  "elsewhere": "the last trials are running in other workers"}
 
 
-def _why_stopped(outcome: Any, spec: Any) -> tuple[str, bool]:
-    """Why the run stopped, in words, and whether ``resume`` would continue anything."""
-    if outcome.stopped_by != "timeout":
-        return _STOP_REASONS.get(outcome.stopped_by, outcome.stopped_by), False
+def _why_stopped(stopped_by: str, spec: Any, cut: int) -> tuple[str, bool]:
+    """Why the run stopped, in words, and whether ``resume`` would continue anything
+    (``cut``: trials the time limit stopped, to be continued)."""
+    if stopped_by != "timeout":
+        return _STOP_REASONS.get(stopped_by, stopped_by), False
     text = f"the time limit ({spec.budget.timeout:g}s) was reached"
-    cut = outcome.extra.get("cut", 0)
     if cut:
         text += (f"; {cut} running trial{'s were' if cut > 1 else ' was'} stopped after "
                  "its last stored epoch, and tunecli resume continues "
@@ -66,7 +66,8 @@ def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep
         interrupted(spec, url)
     if outcome.stopped_by == "interrupted":
         interrupted(spec, url)
-    stopped, resume_continues = _why_stopped(outcome, spec)
+    stopped, resume_continues = _why_stopped(outcome.stopped_by, spec,
+                                             outcome.extra.get("cut", 0))
     summary(study, spec, url, stopped, resume=resume_continues)
 
 
@@ -163,7 +164,10 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
     counts = recovery.count_trials(study.get_trials())
     met = grid_exhausted(study) or (spec.budget.n_trials is not None
                                     and counts["finished"] >= spec.budget.n_trials)
-    summary(study, spec, url, resume=not met)
+    stopped, resume_continues = _why_stopped(
+        "budget" if met else "timeout" if spec.budget.timeout else "", spec,
+        recovery.cut_waiting(study.get_trials(deepcopy=False)))
+    summary(study, spec, url, stopped or None, resume=resume_continues or not met)
     problem, failed = workers_module.problem(
         codes, counts, spec.budget.n_trials,
         spec.budget.timeout is not None or grid_exhausted(study))

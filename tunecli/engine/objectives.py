@@ -35,6 +35,7 @@ __all__ = [
     "MEASURES_ATTR",
     "Infeasible",
     "before_training",
+    "best_trial",
     "dominated_at",
     "needs_measures",
     "pareto_front",
@@ -148,14 +149,21 @@ def dominated_at(spec: StudySpec, trials: list[FrozenTrial], number: int, epoch:
     return found
 
 
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best feasible trial; in a multi-objective study, the front's best on the first
+    objective (what progress lines, checkpoints and ``train NAME`` need one trial for)."""
+    front = pareto_front(study)
+    return front[0] if front else None
+
+
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
     """The feasible non-dominated completed trials (Optuna's), ordered by the first
     objective, best first; for one objective, the best trial."""
     if len(study.directions) == 1:
-        from tunecli.engine.study import best_trial
-
-        best = best_trial(study)
-        return [best] if best is not None else []
+        try:
+            return [study.best_trial]
+        except ValueError:  # no feasible completed trial yet
+            return []
     front = study.best_trials
     reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     return sorted(front, key=lambda t: t.values[0], reverse=reverse)

@@ -28,6 +28,7 @@ __all__ = [
     "HOST",
     "MAX_RETRIES",
     "count_trials",
+    "cut_waiting",
     "is_lost",
     "kind_of",
     "pid_alive",
@@ -106,6 +107,15 @@ def reap_lost_trials(study: optuna.Study) -> int:
     optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
     queue_retries(study)
     return reaped
+
+
+def cut_waiting(trials: list[FrozenTrial]) -> int:
+    """Trials the time limit stopped whose retry waits in the queue (``resume`` continues
+    them)."""
+    cut = {t.number for t in trials
+           if str(t.user_attrs.get(attrs.FAIL_REASON, "")).startswith(attrs.TIME_LIMIT)}
+    return sum(1 for t in trials if t.state == TrialState.WAITING
+               and t.user_attrs.get(attrs.REPLACES) in cut)
 
 
 def queue_retries(study: optuna.Study) -> None:

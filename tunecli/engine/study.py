@@ -12,11 +12,11 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
 
 from tunecli import attrs
 from tunecli.engine import samplers
 from tunecli.engine import storage as storage_module
+from tunecli.engine.objectives import best_trial
 from tunecli.engine.optuna_internals import set_study_system_attr, study_system_attrs
 from tunecli.errors import SpecError, did_you_mean
 from tunecli.spec.diff import objective_diff
@@ -61,20 +61,6 @@ def quiet_optuna() -> None:
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best feasible trial; in a multi-objective study, the front's best on the first
-    objective (what progress lines, checkpoints and ``train NAME`` need one trial for)."""
-    if len(study.directions) > 1:
-        from tunecli.engine.objectives import pareto_front
-
-        front = pareto_front(study)
-        return front[0] if front else None
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------

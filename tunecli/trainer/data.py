@@ -18,6 +18,7 @@ import numpy as np
 
 from tunecli.catalogue import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from tunecli.errors import SpecError
+from tunecli.trainer.raw_data import RawData
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: `report` and `validate` skip it
     import torch
@@ -35,21 +36,6 @@ __all__ = [
     "with_base_dir",
 ]
 
-
-
-@dataclass
-class RawData:
-    """What a loader gives: features (N, ...) and targets; ``test`` when the source fixes one."""
-
-    x: np.ndarray
-    y: np.ndarray
-    task: str                    # classification | regression
-    is_image: bool
-    test: tuple[np.ndarray, np.ndarray] | None = None
-    # What the outputs and inputs are called, for the trained model's JSON (None: unnamed).
-    class_names: list[str] | None = None
-    feature_names: list[str] | None = None
-    ordered: bool = False        # split in this order (time series), never shuffled
 
 
 @dataclass

@@ -35,6 +35,7 @@ from tunecli.trainer.augment import Augmentation
 from tunecli.trainer.data import DataBundle
 from tunecli.trainer.epochs import Progress, Reporter, TrainResult
 from tunecli.trainer.fusion import PER_MEMBER, SHARED_BY_MODEL, group_key
+from tunecli.trainer.layers import activation
 from tunecli.trainer.loop import autocast_for, prepare, save_checkpoint
 from tunecli.trainer.metrics import scores
 from tunecli.trainer.optim import Schedule, make_optimizer
@@ -173,7 +174,7 @@ def _train(trainer: TrainerSpec, jobs: list[MemberJob], metric: str, minimize: b
     def stack(group: list[_Member]) -> tuple[Stack, StackedOptimizer]:
         lone_models = [m.model for m in group]
         model: Stack = (
-            StackedModel(lone_models, models.activation(first["activation"]), device)
+            StackedModel(lone_models, activation(first["activation"]), device)
             if trainer.model in SHARED_BY_MODEL else FunctionalStack(lone_models, device))
         return model, StackedOptimizer(first["optimizer"], model.params,
                                         [m.config for m in group], bool(first["nesterov"]))

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tunecli.errors import SpecError
-from tunecli.trainer.models import initialise
+from tunecli.trainer.layers import initialise
 
 __all__ = ["build_gru", "build_lstm", "build_transformer", "sequence_shape"]
 

@@ -26,7 +26,7 @@ from tunecli.errors import SpecError
 
 if TYPE_CHECKING:
     from tunecli.spec.models import DatasetSpec
-    from tunecli.trainer.data import RawData
+    from tunecli.trainer.raw_data import RawData
 
 __all__ = ["csv_windows", "read_tensors", "rows_as_sequence"]
 
@@ -67,7 +67,7 @@ def csv_windows(spec: DatasetSpec, table: RawData) -> RawData:
 
 def read_tensors(spec: DatasetSpec) -> RawData:
     """A user's ``.npz`` or ``.pt`` file of examples and targets."""
-    from tunecli.trainer.data import RawData
+    from tunecli.trainer.raw_data import RawData
 
     if not spec.path:
         raise SpecError("the tensors data set needs a file", path="trainer.dataset.path",
