@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunecli import attrs
 from tunecli.errors import SpecError, did_you_mean
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ class Opened:
     notes: list[str] = field(default_factory=list)
 
 
-def open_for_search(study_file: Path, overrides: dict[str, Any], *, storage: str | None = None,
+def open_for_search(study_file: Path, overrides: dict[str, Any],
+                    origins: dict[str, str] | None = None, *, storage: str | None = None,
                     data_root: str | None = None, fork: bool = False,
                     enqueue: Path | None = None, warm_from: str | None = None,
                     from_top: int = 5) -> Opened:
@@ -39,13 +41,37 @@ def open_for_search(study_file: Path, overrides: dict[str, Any], *, storage: str
     its overrides, the data and model (preflight), ``--fork``, the configurations to run first
     (``--enqueue`` and ``--from``, checked before anything is stored)."""
     from tunecli import spec as spec_module
+    from tunecli.engine.storage import resolve_url
+
+    spec = spec_module.load(study_file, overrides, origins)
+    try:
+        return _opened_for_search(spec, study_file, resolve_url(storage, spec.storage),
+                                  data_root, fork, enqueue, warm_from, from_top)
+    except SpecError as exc:
+        raise _storage_blamed(exc, storage, str(study_file)) from None
+
+
+def _storage_blamed(exc: SpecError, option: str | None, study_file: str) -> SpecError:
+    """A storage problem blamed where the URL came from: --storage, TUNECLI_STORAGE, or the
+    study file's ``storage:`` key (the storage module cannot tell which it was given)."""
+    import os
+
+    from tunecli.engine.storage import ENV_VAR
+
+    if exc.source != "--storage" or option is not None:
+        return exc
+    if os.environ.get(ENV_VAR):
+        return SpecError(exc.message, source=ENV_VAR, fix=exc.fix)
+    return SpecError(exc.message, source=study_file, path="storage", fix=exc.fix)
+
+
+def _opened_for_search(spec: StudySpec, study_file: Path, url: str, data_root: str | None,
+                       fork: bool, enqueue: Path | None, warm_from: str | None,
+                       from_top: int) -> Opened:
     from tunecli.engine import preflight
     from tunecli.engine import study as study_module
-    from tunecli.engine.storage import resolve_url
     from tunecli.spec import checks
 
-    spec = spec_module.load(study_file, overrides)
-    url = resolve_url(storage, spec.storage)
     preflight.preflight(spec, data_root, str(study_file))
     warnings, notes = checks.warnings(spec), list[str]()
     spec = study_module.with_resolved_data_root(spec, data_root)
@@ -62,7 +88,8 @@ def open_for_search(study_file: Path, overrides: dict[str, Any], *, storage: str
     return Opened(study, spec, url, warnings, notes)
 
 
-def open_for_resume(name: str, overrides: dict[str, Any], *, storage: str | None = None,
+def open_for_resume(name: str, overrides: dict[str, Any],
+                    origins: dict[str, str] | None = None, *, storage: str | None = None,
                     data_root: str | None = None) -> Opened:
     """``tunecli resume``: the stored study and its spec with this run's overrides; a new
     ``budget.n_trials`` becomes the study's own from now on. Preflight as for a search."""
@@ -71,7 +98,7 @@ def open_for_resume(name: str, overrides: dict[str, Any], *, storage: str | None
     from tunecli.engine.storage import resolve_url
 
     url = resolve_url(storage)
-    study, spec = study_module.load(name, url, overrides=overrides)
+    study, spec = study_module.load(name, url, overrides=overrides, origins=origins)
     if "budget.n_trials" in overrides:
         stored = study_module.stored_spec(study) or spec.stored()
         stored["budget"] = {**stored["budget"], "n_trials": spec.budget.n_trials}
@@ -140,8 +167,8 @@ def _forked(spec: StudySpec, url: str, notes: list[str]) -> StudySpec:
 
 def list_studies(storage: str | None = None) -> tuple[str, list[dict[str, str]] | None]:
     """``tunecli list``: the storage as the user would name it, and a row per study (name,
-    direction, finished, failed, budget, best value, started); None where no storage file is
-    (``list`` never creates one)."""
+    metric, direction, finished, failed, budget, best value, started); None where no storage
+    file is (``list`` never creates one)."""
     import optuna
 
     from tunecli.engine import study as study_module
@@ -165,8 +192,11 @@ def list_studies(storage: str | None = None) -> tuple[str, list[dict[str, str]] 
         else:
             best = s.best_trial.value if s.best_trial is not None else None
             best_text = "-" if best is None else f"{best:.4g}"
+        spec = study_module.stored_spec(study) or {}
         rows.append({
             "name": s.study_name,
+            "metric": ", ".join(o["metric"] for o in spec.get("objectives") or [])
+            or str(s.user_attrs.get(attrs.STUDY_METRIC, spec.get("metric", "-"))),
             "direction": ("/".join(d.name.lower()[:3] for d in s.directions)
                           if len(s.directions) > 1 else s.directions[0].name.lower()),
             "finished": str(counts["finished"]), "failed": str(counts["failed"]),

@@ -30,13 +30,14 @@ from tunecli.catalogue.names import (
     REGRESSION_METRICS,
     SAMPLERS,
     SCHEDULES,
+    SYNONYMS,
 )
 
 __all__ = ["ACTIVATIONS", "CLASSIFICATION_METRICS", "CNN", "DATASETS", "INITS", "LAYER_WIDTH",
            "LOOP", "LOOP_DEFAULTS", "MEASURED_BEFORE_TRAINING", "MEASURES", "MLP", "MODELS",
            "MODEL_HYPERPARAMETERS", "OPTIMIZERS", "PRUNERS", "REGRESSION_METRICS", "RNN",
-           "SAMPLERS", "SCHEDULES", "TRANSFORMER", "Hyperparameter", "hyperparameter",
-           "is_layer_width", "known_hyperparameters", "markdown_table"]
+           "SAMPLERS", "SCHEDULES", "SYNONYMS", "TRANSFORMER", "Hyperparameter", "hyperparameter",
+           "is_layer_width", "known_hyperparameters", "markdown_table", "meant"]
 
 # Each built-in model's own hyperparameters (the training loop's, LOOP, apply to every model)
 MODEL_HYPERPARAMETERS: dict[str, dict[str, Hyperparameter]] = {
@@ -61,3 +62,20 @@ def hyperparameter(model: str, name: str) -> Hyperparameter | None:
     if model == "mlp" and is_layer_width(name):
         return LAYER_WIDTH
     return LOOP.get(name)
+
+
+def meant(name: str, model: str) -> str | None:
+    """The hyperparameter a user most likely meant by ``name`` on ``model``: a synonym other
+    tools use (``learning_rate``: ``lr``), else a close spelling; None when neither."""
+    import difflib
+
+    known = known_hyperparameters(model)
+    lowered = name.lower()
+    for candidate in SYNONYMS.get(lowered, ()):
+        if candidate in known:
+            return candidate
+    close = difflib.get_close_matches(lowered, sorted(known), n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    synonym = difflib.get_close_matches(lowered, list(SYNONYMS), n=1, cutoff=0.8)
+    return next((c for c in SYNONYMS[synonym[0]] if c in known), None) if synonym else None

@@ -63,6 +63,9 @@ FuseOption = Annotated[str | None, typer.Option(
 TensorBoardOption = Annotated[Path | None, typer.Option(
     "--tensorboard", help="Log each trial as a TensorBoard run under DIR/STUDY (needs the "
                           "tensorboard package)", show_default=False)]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override any key of the file: --set pruner.type=none (YAML value; "
+                  "repeatable)", show_default=False)]
 WandbOption = Annotated[str | None, typer.Option(
     "--wandb", help="Log each trial as a Weights & Biases run in PROJECT, grouped by study "
                     "(needs the wandb package; WANDB_MODE=offline keeps it on disk)",
@@ -186,10 +189,19 @@ def fuse_value(fuse: str | None) -> str | int | None:
     return int(fuse) if fuse.strip().isdigit() else fuse
 
 
+_OPTION_FOR = {"budget.n_trials": "--n-trials", "budget.timeout": "--timeout", "name": "--name",
+               "sampler.seed": "--seed", "trainer.fuse": "--fuse"}
+
+
 def given(options: dict[str, Any]) -> dict[str, Any]:
     """Overrides from the options the user gave; one not given changes nothing (not even a
     --set of the same key)."""
     return {key: value for key, value in options.items() if value is not None}
+
+
+def origins(overrides: dict[str, Any]) -> dict[str, str]:
+    """The option each of these overrides came from, so a bad value is blamed on it."""
+    return {key: _OPTION_FOR[key] for key in overrides if key in _OPTION_FOR}
 
 
 def main() -> None:

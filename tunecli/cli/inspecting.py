@@ -13,6 +13,7 @@ from rich.table import Table
 
 from tunecli.cli.app import (
     DataRootOption,
+    SetOption,
     StorageOption,
     console,
     err_console,
@@ -29,6 +30,7 @@ def validate(
     data: Annotated[bool, typer.Option(
         "--data", help="Also describe the data: rows, features, classes and their balance, "
                        "missing cells")] = False,
+    assignments: SetOption = None,
 ) -> None:
     """Run every check search makes before its first trial; train nothing, store nothing."""
     def body() -> None:
@@ -36,7 +38,8 @@ def validate(
         from tunecli.engine import preflight, space
         from tunecli.spec import checks
 
-        spec = spec_module.load(study_file)
+        spec = spec_module.load(study_file,
+                                spec_module.parse_assignments(assignments or []))
         if no_data:
             preflight.check_engine(spec, str(study_file))
         loaded = None if no_data else preflight.preflight(spec, data_root, str(study_file))
@@ -73,13 +76,33 @@ def list_studies(storage: StorageOption = None) -> None:
             console.print(f"No studies: there is no storage at {escape(where)}." if rows is None
                           else f"No studies in {escape(where)}.", soft_wrap=True)
             return
-        table = Table(title=f"Studies in {escape(where)}", title_justify="left")
-        for column in rows[0]:
-            table.add_column(column)
+        columns = _fitting(rows, console.width)
+        table = Table(title=f"Studies in {escape(where)}", title_justify="left", box=None,
+                      padding=(0, 2, 0, 0))
+        for column in columns:
+            table.add_column(column, no_wrap=True)
         for row in rows:
-            table.add_row(*row.values())
+            table.add_row(*(row[column] for column in columns))
         console.print(table)
     guard(body)
+
+
+_DROPPED_FIRST = ("started", "budget", "failed", "direction")  # on a narrow terminal
+
+
+def _fitting(rows: list[dict[str, str]], width: int) -> list[str]:
+    """The columns that fit ``width`` whole: the least needed go first; a name, a metric or a
+    number is never cut."""
+    columns = list(rows[0])
+
+    def needed() -> int:
+        return sum(max(len(c), *(len(r[c]) for r in rows)) + 2 for c in columns)
+
+    for column in _DROPPED_FIRST:
+        if needed() <= width:
+            break
+        columns.remove(column)
+    return columns
 
 
 def schema() -> None:

@@ -15,6 +15,7 @@ from tunecli.cli.app import (
     DevicesOption,
     FuseOption,
     KeepOption,
+    SetOption,
     StorageOption,
     TensorBoardOption,
     TrialsPerDeviceOption,
@@ -27,6 +28,7 @@ from tunecli.cli.app import (
     given,
     guard,
     interrupted,
+    origins,
     storage_option,
     summary,
 )
@@ -102,9 +104,7 @@ def search(
         metavar="STUDY")] = None,
     from_top: Annotated[int, typer.Option(
         "--from-top", help="How many of --from's best trials to run first", min=1)] = 5,
-    assignments: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override any key of the file: --set pruner.type=none (YAML value; "
-                      "repeatable)", show_default=False)] = None,
+    assignments: SetOption = None,
 ) -> None:
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
@@ -114,11 +114,10 @@ def search(
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)
         tracking.check()
-        overrides = {**spec_module.parse_assignments(assignments or []),
-                     **given({"budget.n_trials": n_trials, "budget.timeout": timeout,
-                               "name": name, "sampler.seed": seed,
-                               "trainer.fuse": fuse_value(fuse)})}
-        opened = api.open_for_search(study_file, overrides, storage=storage,
+        options = given({"budget.n_trials": n_trials, "budget.timeout": timeout,
+                         "name": name, "sampler.seed": seed, "trainer.fuse": fuse_value(fuse)})
+        overrides = {**spec_module.parse_assignments(assignments or []), **options}
+        opened = api.open_for_search(study_file, overrides, origins(options), storage=storage,
                                      data_root=data_root, fork=fork, enqueue=enqueue,
                                      warm_from=warm_from, from_top=from_top)
         _run(opened, workers, devices, trials_per_device, data_root, keep, tracking)
@@ -239,9 +238,10 @@ def resume(
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)
         tracking.check()
-        opened = api.open_for_resume(name, given({
-            "budget.n_trials": n_trials, "budget.timeout": timeout,
-            "trainer.fuse": fuse_value(fuse)}), storage=storage, data_root=data_root)
+        options = given({"budget.n_trials": n_trials, "budget.timeout": timeout,
+                         "trainer.fuse": fuse_value(fuse)})
+        opened = api.open_for_resume(name, options, origins(options), storage=storage,
+                                     data_root=data_root)
         if worker:  # one of search --workers: trial lines only; the parent sums up
             _run_as_worker(opened.study, opened.spec, opened.url, data_root, keep, tracking)
         else:

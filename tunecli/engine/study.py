@@ -136,8 +136,8 @@ def _drop_stale_checkpoints(url: str, name: str) -> None:
         old.unlink(missing_ok=True)
 
 
-def load(name: str, url: str, *, overrides: dict[str, Any] | None = None
-         ) -> tuple[optuna.Study, StudySpec]:
+def load(name: str, url: str, *, overrides: dict[str, Any] | None = None,
+         origins: dict[str, str] | None = None) -> tuple[optuna.Study, StudySpec]:
     """An existing tunecli study and its stored spec (for resume, report and train).
 
     Never creates a storage: a missing file is "no study", with the file's absolute path.
@@ -162,7 +162,7 @@ def load(name: str, url: str, *, overrides: dict[str, Any] | None = None
     if stored is None:
         raise SpecError(f"study '{name}' was not made by tunecli (it has no stored spec)",
                         source=name, fix="Use the optuna CLI or dashboard for it.")
-    spec = from_stored(dict(stored), f"study '{name}'", overrides)
+    spec = from_stored(dict(stored), f"study '{name}'", overrides, origins)
     study = optuna.load_study(study_name=name, storage=storage,
                               sampler=samplers.make_sampler(spec, first_run=False),
                               pruner=samplers.make_pruner(spec))

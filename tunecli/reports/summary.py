@@ -233,6 +233,9 @@ def importance_evaluator(method: str) -> Any:
     return optuna.importance.PedAnovaImportanceEvaluator()
 
 
+FEW_FOR_IMPORTANCES = 10  # below this many completed trials importances are a first hint
+
+
 def importances(study: optuna.Study, spec: StudySpec, method: str = "auto"
                 ) -> dict[str, Any]:
     """Parameter importances over the completed trials, most important first.
@@ -268,8 +271,10 @@ def importances(study: optuna.Study, spec: StudySpec, method: str = "auto"
             values = optuna.importance.get_param_importances(
                 study, evaluator=evaluator, params=sorted(varied),
                 target=first_objective(study))
-    except (RuntimeError, ValueError, ZeroDivisionError) as exc:
-        result["note"] = f"{method} could not weigh the parameters: {exc}"
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        # Optuna's own words (e.g. a zero variance) say nothing to a user: say what happened
+        result["note"] = (f"{method} could not weigh the parameters: the completed trials' "
+                          f"{spec.metric} did not vary enough to tell them apart")
         return result
     result["values"] = {k: round(float(v), 4) for k, v in values.items()}
     result["n_trials"] = len(complete)
@@ -277,6 +282,9 @@ def importances(study: optuna.Study, spec: StudySpec, method: str = "auto"
     if method == "ped-anova" and len(complete) < _PED_ANOVA_FROM:
         result["note"] = (f"rough: PED-ANOVA weighs the top 10 % ({top} trial"
                           f"{'s' if top > 1 else ''} here); --importance fanova uses every trial")
+    elif len(complete) < FEW_FOR_IMPORTANCES:
+        result["note"] = (f"rough: from {len(complete)} completed trials only; with fewer than "
+                          f"{FEW_FOR_IMPORTANCES} the order can change with every new trial")
     return result
 
 
@@ -303,6 +311,8 @@ def format_value(value: Any) -> str:
     """How every report writes a value: 4 significant digits, '-' for none."""
     if value is None:
         return "-"
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 1e4:
+        return f"{value:,.0f}"  # counts such as parameters: 26,120, not 2.612e+04
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

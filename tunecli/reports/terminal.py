@@ -99,8 +99,10 @@ def _counts(console: Console, data: dict[str, Any]) -> None:
                       "spent (budget.epochs)", highlight=False)
     fused = data.get("fused")
     if fused:
-        console.print(f"fused: {fused['trials']} trials trained in {fused['groups']} groups of "
-                      f"up to {fused['largest']} (fused_with in --format json)",
+        groups = fused["groups"]
+        console.print(f"fused: {fused['trials']} trials trained in {groups} "
+                      f"group{'s' if groups != 1 else ''} of up to {fused['largest']} "
+                      "(fused_with in --format json)",
                       highlight=False)
     for group in data.get("failures") or []:
         console.print(f"[red]failed ×{group['count']}[/] (e.g. trial #{group['example']}): "

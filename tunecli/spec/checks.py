@@ -55,7 +55,8 @@ def check_spec(spec: StudySpec, source: str) -> None:
         if name not in registry:
             known_types = False
             add(path, f"unknown {label} '{name}'",
-                did_you_mean(name, registry) or f"Choose one of: {', '.join(registry)}.")
+                (label == "data set" and _as_file(name))
+                or did_you_mean(name, registry) or f"Choose one of: {', '.join(registry)}.")
 
     metrics = dict.fromkeys(catalogue.CLASSIFICATION_METRICS + catalogue.REGRESSION_METRICS)
     if spec.metric not in metrics:
@@ -91,6 +92,21 @@ def check_spec(spec: StudySpec, source: str) -> None:
     if known_types and not problems.errors:
         _check_sampler(spec, add)
     problems.raise_if_any()
+
+
+_FILE_KINDS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".npz": "tensors", ".pt": "tensors",
+               ".pth": "tensors"}
+
+
+def _as_file(name: str) -> str:
+    """The mapping form for a data set that names a file (``dataset: wine.csv``); "" if it
+    does not look like one."""
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix not in _FILE_KINDS and "/" not in name:
+        return ""
+    kind = _FILE_KINDS.get(suffix, "csv")
+    return (f"A file is read through a data set kind: write dataset: {{name: {kind}, path: "
+            f"{name}}} (the path relative to the study file).")
 
 
 def _check_sampler(spec: StudySpec, fail: Any) -> None:
@@ -162,9 +178,11 @@ def _check_space(spec: StudySpec, problems: Problems, builtin: bool) -> None:
         where = f"space.{name}"
         if known is not None and name not in known and not (
                 model == "mlp" and catalogue.is_layer_width(name)):
+            guess = catalogue.meant(name, model)
             problems.add(where, f"'{name}' is not a hyperparameter of the {model} model or the "
                          "training loop",
-                         did_you_mean(name, known) or f"Known: {', '.join(sorted(known))}.")
+                         f"Did you mean '{guess}'?" if guess
+                         else f"Known: {', '.join(sorted(known))}.")
         entry = catalogue.hyperparameter(model, name)
         if entry is not None:
             check_values(entry, param, where, problems)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tunecli.errors import SpecError
+from tunecli.errors import SpecError, SpecErrors
 from tunecli.spec.checks import check_spec
 from tunecli.spec.models import StudySpec
 from tunecli.spec.overrides import set_dotted
@@ -26,8 +26,32 @@ __all__ = ["from_stored", "load", "validate"]
 
 
 def validate(raw: Any, source: str, overrides: dict[str, Any] | None = None,
-             base_dir: str | None = None) -> StudySpec:
-    """Validate a parsed study (a mapping) with command-line overrides applied."""
+             base_dir: str | None = None, origins: dict[str, str] | None = None) -> StudySpec:
+    """Validate a parsed study (a mapping) with command-line overrides applied. A problem
+    with an overridden key is blamed on where the value came from: ``origins`` maps a dotted
+    key to its option (``--n-trials``); any other override came from ``--set``."""
+    try:
+        return _validated(raw, source, overrides, base_dir)
+    except SpecError as exc:
+        raise _blamed(exc, overrides or {}, origins or {}) from None
+
+
+def _blamed(exc: SpecError, overrides: dict[str, Any], origins: dict[str, str]) -> SpecError:
+    """``exc`` with each problem at an overridden key (or below it) blamed on its option."""
+    def origin(error: SpecError) -> SpecError:
+        for key in overrides:
+            if error.path is not None and (error.path == key
+                                           or error.path.startswith(key + ".")):
+                return SpecError(error.message, source=origins.get(key, "--set"),
+                                 path=error.path, fix=error.fix)
+        return error
+
+    errors = [origin(e) for e in (exc.errors if isinstance(exc, SpecErrors) else [exc])]
+    return errors[0] if len(errors) == 1 else SpecErrors(errors)
+
+
+def _validated(raw: Any, source: str, overrides: dict[str, Any] | None,
+               base_dir: str | None) -> StudySpec:
     if raw is None:
         raise SpecError("the file is empty", source=source,
                         fix="Write a study: see studies/digits.yaml for a start.")
@@ -45,20 +69,24 @@ def validate(raw: Any, source: str, overrides: dict[str, Any] | None = None,
     return spec
 
 
-def load(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:
-    """Read and validate a study file; ``overrides`` maps dotted keys to values from options."""
+def load(path: Path, overrides: dict[str, Any] | None = None,
+         origins: dict[str, str] | None = None) -> StudySpec:
+    """Read and validate a study file; ``overrides`` maps dotted keys to values from options
+    (``origins``: which option gave a key, for the messages; ``--set`` otherwise)."""
     raw = load_yaml_file(path)
     if isinstance(raw, dict) and "base_dir" in raw:
         raise SpecError("unknown key 'base_dir'", source=str(path), path="base_dir",
                         fix="Remove it.")
-    return validate(raw, str(path), overrides, base_dir=str(path.resolve().parent))
+    return validate(raw, str(path), overrides, base_dir=str(path.resolve().parent),
+                    origins=origins)
 
 
 def from_stored(stored: dict[str, Any], source: str,
-                overrides: dict[str, Any] | None = None) -> StudySpec:
+                overrides: dict[str, Any] | None = None,
+                origins: dict[str, str] | None = None) -> StudySpec:
     """The spec kept with a study (see ``StudySpec.stored``), with ``overrides`` applied."""
     stored = dict(stored)
     base_dir = stored.pop("base_dir", None)
-    return validate(stored, source, overrides, base_dir=base_dir)
+    return validate(stored, source, overrides, base_dir=base_dir, origins=origins)
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     Field,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -99,10 +100,10 @@ class SamplerSpec(Strict):
     seed: int | None = Field(None, description="makes the suggestions repeatable")
     n_startup_trials: int | None = Field(None, ge=0, description="random trials before modelling")
     grid_points: int = Field(5, ge=2, description="grid: points per float axis without step")
-    defaults_first: bool | None = Field(
+    defaults_first: StrictBool | None = Field(
         None, description="the first trial of a new study tries the trainer's defaults, moved "
                           "into the space (default: yes for tpe, gp and hyperopt-tpe)")
-    center_first: bool | None = Field(
+    center_first: StrictBool | None = Field(
         None, description="a new study then tries the centre of the space "
                           "(default: yes for tpe, gp and hyperopt-tpe)")
     options: dict[str, Any] = Field(default_factory=dict,
@@ -125,7 +126,7 @@ class PrunerSpec(Strict):
 
 class AugmentSpec(Strict):
     crop: int = Field(0, ge=0, description="random crop after padding by this many pixels")
-    flip: bool = Field(False, description="random horizontal flip")
+    flip: StrictBool = Field(False, description="random horizontal flip")
 
 
 class DatasetSpec(Strict):
@@ -138,7 +139,7 @@ class DatasetSpec(Strict):
                                                "to the study file)")
     target: str | None = Field(None, description="csv, csv-sequence: the target column "
                                                  "(default: the last)")
-    as_sequence: bool = Field(False, description="images read row by row: [rows, columns x "
+    as_sequence: StrictBool = Field(False, description="images read row by row: [rows, columns x "
                                                  "channels] per example (sequential MNIST)")
     window: int | None = Field(None, ge=1, description="csv-sequence: rows per example")
     horizon: int = Field(0, ge=0, description="csv-sequence: predict the target this many rows "
@@ -176,7 +177,7 @@ class TrainerSpec(Strict):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     data_root: str | None = Field(None, description="torchvision data root (relative to the "
                                                     "study file); --data-root and TUNECLI_DATA win")
-    download: bool = Field(False, description="let torchvision download missing files")
+    download: StrictBool = Field(False, description="let torchvision download missing files")
     model: str = Field("mlp", description="mlp | cnn | lstm | gru | transformer | "
                                           "package.module:function | file.py:function")
     epochs: int = Field(20, ge=1, le=100000)
@@ -198,8 +199,8 @@ class TrainerSpec(Strict):
                                        description="stop a trial after this many epochs without "
                                                    "improvement of the metric")
     eval_batch_size: int = Field(2048, ge=1)
-    compile: bool = Field(False, description="torch.compile each model (pays off only for long "
-                                             "trials of one architecture)")
+    compile: StrictBool = Field(False, description="torch.compile each model (pays off only "
+                                "for long trials of one architecture)")
     fuse: Literal["auto"] | int = Field(
         "auto", description="trials trained together as one batched model: auto (built-in "
                             "mlp, K from the model size and the device), 1 (off) or K")

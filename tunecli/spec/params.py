@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_serializer, model_validator
 
 __all__ = ["ParamSpec", "Scalar", "Strict"]
 
@@ -28,7 +28,7 @@ class ParamSpec(Strict):
                                          description="[low, high] of an integer parameter")
     choice: list[Scalar] | None = Field(None, description="categorical choices")
     value: Scalar | list[Scalar] = Field(None, description="a fixed value, not searched")
-    log: bool = Field(False, description="sample on a log scale (bounds must be > 0)")
+    log: StrictBool = Field(False, description="sample on a log scale (bounds must be > 0)")
     step: float | None = Field(None, description="discretisation step (not with log)")
     when: dict[str, Scalar | list[Scalar]] | None = Field(
         None, description="only sample when earlier parameters have these values")

@@ -3,6 +3,7 @@ path and a fix (a did-you-mean for a mistyped key)."""
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from typing import Any, Union
@@ -86,10 +87,13 @@ def _error_line(err: typing.Mapping[str, Any]) -> tuple[str, str, str]:
         return (_dotted(loc), f"must be a mapping of keys, not {received!r}",
                 f"Write it as {loc[-1] if loc else 'key'}: {{key: value, ...}}.")
     message = str(err["msg"]).removeprefix("Value error, ")
-    message = message.replace("Input should be a valid ", "must be a ")
+    message = re.sub(r"\ba (?=[aeiou])", "an ",
+                     message.replace("Input should be a valid ", "must be a "))
     message = message.replace("Input should be ", "must be ")
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
         message = f"{message}, not {received!r}"
+    if kind == "bool_type" and isinstance(received, str):  # yes, no, on, off: YAML 1.2 words
+        return _dotted(loc), message, "Write true or false (YAML 1.2 reads yes and no as text)."
     return _dotted(loc), message, ""
 
 
