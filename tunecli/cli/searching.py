@@ -191,9 +191,26 @@ def _with_live_view(study: Any, spec: Any, run: Any) -> list[int]:
                         minimize=spec.direction == "minimize") as progress:
         def tick() -> None:
             progress.workers(study.get_trials(deepcopy=False), spec.trainer.epochs)
-        codes: list[int] = run(lambda line: console.print(line, highlight=False, markup=False,
-                                                          soft_wrap=True), tick)
+        codes: list[int] = run(_WorkerLines(), tick)
     return codes
+
+
+class _WorkerLines:
+    """A worker's line, printed here: a trial's line as the terminal allows (wrapped between
+    its key=value words; one line in a log), a study-wide notice (fusion, a logger that
+    stopped) once however many workers say it."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+
+    def __call__(self, line: str) -> None:
+        from tunecli.engine.progress import print_trial_line
+
+        if not line.startswith("trial "):
+            if line in self.said:
+                return
+            self.said.add(line)
+        print_trial_line(console, line)
 
 
 def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep: str,

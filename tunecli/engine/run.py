@@ -75,12 +75,13 @@ class _TrialLog:
         elif frozen.state == TrialState.FAIL and not is_lost(frozen):
             self.failures += 1
             self.last_failure = str(frozen.user_attrs.get(attrs.FAIL_REASON, "unknown error"))
-            note = f"[red]{escape(self.last_failure)}[/]"
+            note = self.last_failure
         elif frozen.state == TrialState.PRUNED and frozen.user_attrs.get(attrs.INFEASIBLE):
-            note = f"infeasible, not trained: {escape(frozen.user_attrs['infeasible'])}"
+            note = f"infeasible, not trained: {frozen.user_attrs[attrs.INFEASIBLE]}"
         elif frozen.state == TrialState.PRUNED:
             last = frozen.last_step  # a multi-objective trial counts its own epochs
-            note = f"after epoch {frozen.user_attrs.get('epochs_done') if last is None else last}"
+            epochs = frozen.user_attrs.get(attrs.EPOCHS_DONE) if last is None else last
+            note = f"after epoch {epochs}"
         if frozen.values and len(frozen.values) > 1:  # the measure objectives: params=2931
             names = self.objective.spec.objective_names[1:]
             note = " ".join(f"{n}={v:.4g}" for n, v in zip(names, frozen.values[1:],
@@ -88,8 +89,8 @@ class _TrialLog:
         group = frozen.user_attrs.get(attrs.FUSED_WITH)
         if group:
             numbers = sorted([frozen.number, *group])
-            note += f"{' ' if note else ''}[dim](fused x{len(numbers)}: trials "\
-                    f"{numbers[0]}-{numbers[-1]})[/]"
+            note += f"{' ' if note else ''}(fused x{len(numbers)}: trials "\
+                    f"{numbers[0]}-{numbers[-1]})"
         value = primary(frozen) if frozen.state == TrialState.COMPLETE else None
         self.progress.trial_done(frozen.number, state, value,
                                  frozen.params, seconds, note)
