@@ -164,13 +164,17 @@ def test_front_in_terminal_json_csv_and_optuna(cli, size_study) -> None:
 def test_train_pick_smallest_within(cli, size_study) -> None:
     study = optuna.load_study(study_name="tiny", storage="sqlite:///tunecli.db")
     spec = _spec()
-    best = pick(study, spec, "best")
-    small = pick(study, spec, "smallest-within 1.0")  # every front trial is within 1.0
+    best, _ = pick(study, spec, "best")
+    small, why = pick(study, spec, "smallest-within 1.0")  # every front trial is within 1.0
     assert small.values[1] == min(t.values[1] for t in study.best_trials)
     assert best.values[0] == max(t.values[0] for t in study.best_trials)
+    front = study.best_trials
+    assert why.startswith(f"{len(front)} trial") and f"#{small.number} has the lowest" in why
+    assert all(f"#{t.number} (" in why for t in front)  # each trial within the tolerance
     result = cli("train", "tiny", "--pick", "smallest-within 1.0", "--out", "m/small")
     assert result.exit_code == 0, result.output
     assert f"trial #{small.number}" in result.output and Path("m/small.pt").is_file()
+    assert "picked: " in result.output and "has the lowest" in result.output
     bad = cli("train", "tiny", "--pick", "fastest-within 0.01")
     assert bad.exit_code == 2 and "latency_ms" in bad.output and "Traceback" not in bad.output
 

@@ -271,12 +271,13 @@ def test_figures_zoom_order_and_label_as_users_read_them() -> None:
     study = _figure_study()
     trials = study.get_trials()
     curves = figures.learning_curves(trials, "val_accuracy", study.best_trial.number)
-    low, high = curves.layout.yaxis.range
+    assert curves.layout.yaxis.range is None  # every curve whole until the user zooms
+    buttons = curves.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons] == ["all values", "zoom on the best"]
+    low, high = buttons[1].args[0]["yaxis.range"]
     finals = [t.value for t in trials if t.state == TrialState.COMPLETE]
     assert min(finals) - 0.05 < low < min(finals) and high > max(finals)
     assert low > 0.5  # not the 0..1 knot: the pruned trials' 0.1-0.3 lie below the view
-    labels = [b.label for b in curves.layout.updatemenus[0].buttons]
-    assert labels == ["useful range", "all values"]
     pruned = {t.line.color or t.marker.color for t in curves.data if t.legendgroup == "pruned"}
     assert pruned == {"rgba(255,127,14,0.55)"}  # orange, as Optuna's timeline draws pruned
 

@@ -130,3 +130,38 @@ def test_one_fused_group_is_a_group(tmp_path: Path) -> None:
                                           "failed": 0, "lost": 0, "running": 0},
                                "fused": {"trials": 3, "groups": 1, "largest": 3}})
     assert "in 1 group of up to 3" in console.export_text()
+
+
+def test_every_data_problem_is_said_in_one_run(cli, write_study, tmp_path: Path) -> None:
+    """A missing cell and a text column, and many of them: one run names each column's
+    problem with its lines, up to ten lines, then how many more."""
+    rows = ["a,b,c,y"] + [f"{i},{'' if i == 3 else i},x{i},{i % 2}" for i in range(1, 30)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    text = MLP.replace("dataset: {name: synthetic-classification, n_samples: 120, "
+                       "n_features: 8, n_classes: 3}", "dataset: {name: csv, path: d.csv}")
+    result = cli("validate", write_study(text + SPACE))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert any("line 4, column 'b': the cell '' is missing" in line for line in lines), lines
+    assert any("lines 2, 3, 4, ... (29 in all), column 'c': 'x1' is not a number" in line
+               for line in lines), lines
+    many = ["," .join(["h"] * 1 + ["y"])] + [f"{i},{i % 2},extra" for i in range(40)]
+    (tmp_path / "m.csv").write_text("\n".join(many) + "\n")
+    counted = cli("validate", write_study(text.replace("d.csv", "m.csv") + SPACE, "m.yaml"))
+    out = counted.output.strip().splitlines()
+    assert len(out) == 11 and out[-1].endswith("and 30 more problems like these"), out
+
+
+def test_trials_are_compared_at_their_best_and_their_last_epoch(cli, write_study) -> None:
+    import json
+
+    assert cli("search", write_study()).exit_code == 0
+    data = json.loads(cli("report", "tiny", "--format", "json").output)
+    shown = cli("report", "tiny").output
+    assert "(val_accuracy at the best epoch, and at the last)" in shown
+    from tunecli.reports.summary import format_value, ranked
+
+    for row in ranked(data)[:3]:
+        assert (f"{row['number']} {format_value(row['value'])} "
+                f"{format_value(row['last_value'])} {row['epochs']} ") in " ".join(
+                    shown.split()), shown

@@ -59,6 +59,11 @@ class SpecError(TunecliError):
         """One line per problem (one here; several in ``SpecErrors``)."""
         return [self.line()]
 
+    def found_in(self, source: str) -> SpecError:
+        """The same problem(s), said to be in ``source`` where no source was named."""
+        return SpecError(self.message, source=self.source or source, path=self.path,
+                         fix=self.fix)
+
     def line(self) -> str:
         where = ": ".join(part for part in (self.source, self.path) if part)
         text = f"{where}: {self.message}" if where else self.message
@@ -77,6 +82,9 @@ class SpecErrors(SpecError):
 
     def lines(self) -> list[str]:
         return [e.line() for e in self.errors]
+
+    def found_in(self, source: str) -> SpecError:
+        return SpecErrors([e.found_in(source) for e in self.errors])
 
 
 class StudyFailed(TunecliError):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tunecli.cli.app import (
@@ -140,6 +141,8 @@ def train(
             raise SpecError(f"{target} is a folder", source="--out",
                             fix=f"Give a path without suffix, e.g. --out {target / 'model'}.")
         output_file(target.with_suffix(".json"), "--out", "model")
+        if choice.why:
+            console.print(f"picked: {escape(choice.why)}", highlight=False, soft_wrap=True)
         console.print(f"training {choice.source} for {choice.epochs} epochs on training + "
                       "validation data", highlight=False)
         info = final.train(choice, target, lambda line: console.print(line, highlight=False),

@@ -42,8 +42,9 @@ def from_study(name: str, url: str, trial_number: int | None = None,
 
     study, spec = study_module.load(name, url)
     trial: optuna.trial.FrozenTrial | None
+    why = ""
     if pick is not None:
-        trial = pick_trial(study, spec, pick)
+        trial, why = pick_trial(study, spec, pick)
     elif trial_number is None:
         trial = study_module.best_trial(study)
         if trial is None:
@@ -55,7 +56,7 @@ def from_study(name: str, url: str, trial_number: int | None = None,
     return Choice(spec, space.trial_config(spec.space, trial.params),
                   epochs or spec.trainer.final_epochs or best_epoch or spec.trainer.epochs,
                   f"{name}-trial{trial.number}", f"study '{name}' trial #{trial.number}",
-                  trial.number, trial.values[0] if trial.values else None)
+                  trial.number, trial.values[0] if trial.values else None, why)
 
 
 def _completed_trial(study: optuna.Study, number: int, name: str) -> optuna.trial.FrozenTrial:

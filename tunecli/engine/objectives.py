@@ -192,8 +192,8 @@ _PICKS = {"smallest-within": ("params", "flops", "peak_memory_mb"),
           "fastest-within": ("latency_ms", "latency_batch_ms", "train_seconds")}
 
 
-def pick(study: optuna.Study, spec: StudySpec, choice: str) -> FrozenTrial:
-    """A trial of the front, as ``train --pick`` names it:
+def pick(study: optuna.Study, spec: StudySpec, choice: str) -> tuple[FrozenTrial, str]:
+    """A trial of the front, as ``train --pick`` names it, and why that one:
 
     - ``best``: the best on the first objective;
     - ``smallest-within D``: of the front's trials within D of that best (0.005: half a point
@@ -207,7 +207,7 @@ def pick(study: optuna.Study, spec: StudySpec, choice: str) -> FrozenTrial:
         raise SpecError(f"study '{study.study_name}' has no feasible completed trial",
                         source="--pick", fix="Run or resume the study first.")
     if words == ["best"]:
-        return front[0]
+        return front[0], f"the best {spec.objective_names[0]} of the front"
     usage = "Write --pick best, --pick 'smallest-within 0.005' or --pick 'fastest-within 0.01'."
     if len(words) != 2 or words[0] not in _PICKS:
         raise SpecError(f"cannot read --pick {choice!r}", source="--pick", fix=usage)
@@ -227,4 +227,9 @@ def pick(study: optuna.Study, spec: StudySpec, choice: str) -> FrozenTrial:
     close = [t for t in front if (t.values[0] - best if minimize else best - t.values[0])
              <= within + 1e-12]
     index = names.index(by)
-    return min(close, key=lambda t: (t.values[index], t.number))
+    chosen = min(close, key=lambda t: (t.values[index], t.number))
+    listed = ", ".join(f"#{t.number} ({names[0]}={t.values[0]:.4g}, {by}={t.values[index]:.4g})"
+                       for t in close)
+    return chosen, (f"{len(close)} trial{'s' if len(close) > 1 else ''} of the front within "
+                    f"{within:g} of the best {names[0]} {best:.4g}: {listed}; #{chosen.number} "
+                    f"has the lowest {by}")

@@ -43,8 +43,7 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
         config = models.full_config(spec.trainer.model, space.first_config(spec.space))
         _build_once(spec, config, bundle, device)
     except SpecError as exc:
-        raise SpecError(exc.message, source=exc.source or source, path=exc.path,
-                        fix=exc.fix) from None
+        raise exc.found_in(source) from None
     return {"device": str(device), "task": bundle.task, "train": len(bundle.x_train),
             "validation": len(bundle.x_val), "test": len(bundle.x_test),
             "input_shape": list(bundle.input_shape), "outputs": bundle.n_outputs}

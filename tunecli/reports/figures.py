@@ -53,14 +53,15 @@ def learning_curves(trials: list[FrozenTrial], metric: str, best: int | None,
                 showlegend=False, marker={"symbol": "x", "size": 8, "color": _COLOURS[kind]},
                 hovertemplate=f"trial #{t.number} pruned after epoch {steps[-1]}<extra></extra>"))
     fig.update_layout(xaxis_title="epoch", yaxis_title=metric, template="plotly_white")
-    _zoom_to_the_useful_range(fig, trials, minimize)
+    _zoom_one_click_away(fig, trials, minimize)
     return fig
 
 
-def _zoom_to_the_useful_range(fig: Any, trials: list[FrozenTrial], minimize: bool) -> None:
-    """Start zoomed on the values that matter: from the worst completed trial's final value to
-    the best value seen (not 0..1, where the good trials are a knot of lines), with buttons to
-    show everything and to zoom back."""
+def _zoom_one_click_away(fig: Any, trials: list[FrozenTrial], minimize: bool) -> None:
+    """Every curve whole by default (the best trial's early epochs and the pruned curves
+    included), and a button to zoom on the values that matter: from the worst completed
+    trial's final value to the best value seen (where the good trials, a knot of lines in the
+    whole range, part)."""
     every = [v for t in trials for v in t.intermediate_values.values()]
     finals = [t.intermediate_values[max(t.intermediate_values)] for t in trials
               if t.state == TrialState.COMPLETE and t.intermediate_values]
@@ -71,14 +72,13 @@ def _zoom_to_the_useful_range(fig: Any, trials: list[FrozenTrial], minimize: boo
     zoomed = [low - margin, high + margin]
     if zoomed[0] <= min(every) and zoomed[1] >= max(every):
         return  # everything fits already
-    fig.update_yaxes(range=zoomed)
     fig.update_layout(updatemenus=[{
         "type": "buttons", "direction": "right", "x": 0, "xanchor": "left", "y": 1.12,
-        "showactive": True, "buttons": [
-            {"label": "useful range", "method": "relayout",
-             "args": [{"yaxis.range": zoomed, "yaxis.autorange": False}]},
+        "showactive": True, "active": 0, "buttons": [
             {"label": "all values", "method": "relayout",
-             "args": [{"yaxis.autorange": True}]}]}])
+             "args": [{"yaxis.autorange": True}]},
+            {"label": "zoom on the best", "method": "relayout",
+             "args": [{"yaxis.range": zoomed, "yaxis.autorange": False}]}]}])
 
 
 def _unquoted(value: Any) -> Any:
@@ -129,7 +129,7 @@ def study_figures(study: optuna.Study, data: dict[str, Any], trials: list[Frozen
         minimize = study.directions[0] == optuna.study.StudyDirection.MINIMIZE
         out["curves"] = ("Learning curves", learning_curves(trials, metric, best, minimize),
                          "Pruned trials stop early; the x marks the epoch the pruner stopped. "
-                         "Zoomed on the useful range (buttons: all values).")
+                         "Every curve whole; the button zooms on the best trials.")
         out.update(_by_importance(study, imp, metric, len(complete)))
         if len(study.directions) > 1:
             out.update(_several_objectives(study, data, trials))

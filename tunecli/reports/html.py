@@ -116,11 +116,12 @@ def _cards(items: list[tuple[str, str]]) -> str:
 def _top_table(data: dict[str, Any], top: int) -> str:
     rows = "".join(
         f'<tr><td class="num">{r["number"]}</td><td class="num">{format_value(r["value"])}</td>'
+        f'<td class="num">{format_value(r.get("last_value"))}</td>'
         f'<td class="num">{r["epochs"]}</td>'
         f'<td>{html.escape(format_params(r["params"], limit=len(r["params"])))}</td></tr>'
         for r in ranked(data)[:top])
-    return (f'<table><tr><th>#</th><th>{html.escape(data["metric"])}</th><th>epochs</th>'
-            f"<th>parameters</th></tr>{rows}</table>")
+    return (f'<table><tr><th>#</th><th>{html.escape(data["metric"])} (best epoch)</th>'
+            f"<th>at the last epoch</th><th>epochs</th><th>parameters</th></tr>{rows}</table>")
 
 
 def _front_table(data: dict[str, Any]) -> str:

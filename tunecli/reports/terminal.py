@@ -147,13 +147,16 @@ def _importances(console: Console, imp: dict[str, Any] | None) -> None:
 def _leaders(console: Console, data: dict[str, Any], leaders: list[dict[str, Any]]) -> None:
     if len(leaders) <= 1:
         return
-    console.print(f"[bold]Top {len(leaders)} trials[/]")
+    console.print(f"[bold]Top {len(leaders)} trials[/] ({data['metric']} at the best epoch, "
+                  "and at the last)", highlight=False)
     table = Table(box=None, padding=(0, 1, 0, 1))
     table.add_column("#", justify="right")
-    table.add_column(data["metric"], justify="right")
+    table.add_column("best", justify="right")
+    table.add_column("last", justify="right")
     table.add_column("epochs", justify="right")
     table.add_column("parameters", overflow="fold", max_width=72)
     for r in leaders:
-        table.add_row(str(r["number"]), format_value(r["value"]), str(r["epochs"]),
+        table.add_row(str(r["number"]), format_value(r["value"]),
+                      format_value(r.get("last_value")), str(r["epochs"]),
                       format_params(r["params"], limit=len(r["params"])))
     console.print(table)

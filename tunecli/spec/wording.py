@@ -87,7 +87,7 @@ def _error_line(err: typing.Mapping[str, Any]) -> tuple[str, str, str]:
         return (_dotted(loc), f"must be a mapping of keys, not {received!r}",
                 f"Write it as {loc[-1] if loc else 'key'}: {{key: value, ...}}.")
     message = str(err["msg"]).removeprefix("Value error, ")
-    message = re.sub(r"\ba (?=[aeiou])", "an ",
+    message = re.sub(r"\bmust be a (?=[aeiou])", "must be an ",
                      message.replace("Input should be a valid ", "must be a "))
     message = message.replace("Input should be ", "must be ")
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":

@@ -2,10 +2,12 @@
 
 The delimiter is sniffed (``,`` ``;`` tab ``|``) unless given, a UTF-8 byte-order mark is
 dropped, and another encoding is a key (``encoding: latin-1``). A bad cell is named by its
-column and its line in the file. Missing cells (empty, ``NaN``, ``inf``) are an error unless
-``missing: drop`` (drop those rows) or ``missing: mean`` (fill with the column's mean). Text
-feature columns are an error unless listed in ``categorical:`` (one-hot encoded). A target
-with empty cells or a single class is refused: no model can learn from it.
+column and its line in the file, and every problem found is said at once (up to ``SHOWN``
+lines, then how many more), so a file is fixed in one pass. Missing cells (empty, ``NaN``,
+``inf``) are an error unless ``missing: drop`` (drop those rows) or ``missing: mean`` (fill
+with the column's mean). Text feature columns are an error unless listed in ``categorical:``
+(one-hot encoded). A target with empty cells or a single class is refused: no model can learn
+from it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tunecli.errors import SpecError, did_you_mean
+from tunecli.errors import SpecError, SpecErrors, did_you_mean
 
 if TYPE_CHECKING:
     from tunecli.spec.models import DatasetSpec  # types only: the spec imports the registries
@@ -45,8 +47,31 @@ class CsvTable:
         self.delimiter = delimiter
 
 
+SHOWN = 10  # problems listed one per line; the rest are counted
+
+
 def _fail(message: str, fix: str, key: str = "trainer.dataset.path") -> SpecError:
     return SpecError(message, path=key, fix=fix)
+
+
+def _raise_all(problems: list[SpecError]) -> None:
+    """Every problem found, one line each, the first ``SHOWN``; the rest counted."""
+    if not problems:
+        return
+    shown = problems[:SHOWN]
+    if len(problems) > SHOWN:
+        shown.append(SpecError(f"and {len(problems) - SHOWN} more problems like these",
+                               path=shown[-1].path))
+    raise shown[0] if len(shown) == 1 else SpecErrors(shown)
+
+
+def _lines(numbers: list[int]) -> str:
+    """'line 7', or 'lines 7, 9 and 12', or 'lines 7, 9, 12, ... (40 in all)'."""
+    if len(numbers) == 1:
+        return f"line {numbers[0]}"
+    if len(numbers) <= 4:
+        return f"lines {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
+    return f"lines {', '.join(map(str, numbers[:3]))}, ... ({len(numbers)} in all)"
 
 
 def _text(path: Path, encoding: str) -> str:
@@ -102,6 +127,7 @@ def read_csv(spec: DatasetSpec) -> CsvTable:
     columns: list[np.ndarray] = []
     names: list[str] = []
     filled = 0
+    problems: list[SpecError] = []
     for i in features:
         cells = [row[i].strip() for _, row in keep]
         if header[i] in spec.categorical:
@@ -109,10 +135,12 @@ def read_csv(spec: DatasetSpec) -> CsvTable:
                 columns.append(np.array([c == level for c in cells], dtype=np.float32))
                 names.append(f"{header[i]}={level}")
             continue
-        values, gaps = _numeric_column(cells, keep, header[i], spec, path)
+        values, gaps, found = _numeric_column(cells, keep, header[i], spec, path)
+        problems += found
         columns.append(values)
         names.append(header[i])
         filled += gaps
+    _raise_all(problems)
     x = np.stack(columns, axis=1) if columns else np.zeros((len(keep), 0), np.float32)
     return CsvTable(x, [row[t_index].strip() for _, row in keep], names, target, dropped,
                     filled, delimiter)
@@ -132,11 +160,9 @@ def _rows(path: Path, text: str, delimiter: str) -> tuple[list[str], list[Row]]:
         raise _fail(f"{path} has a single column '{header[0]}' when read with delimiter "
                     f"{delimiter!r}", "Set trainer.dataset.delimiter to the file's separator, "
                     "e.g. ';'.", "trainer.dataset.delimiter")
-    for number, row in body:
-        if len(row) != len(header):
-            raise _fail(f"{path} line {number} has {len(row)} cells, the header "
-                        f"{len(header)}", "Give every row as many cells as the header "
-                        f"(delimiter {delimiter!r}).")
+    _raise_all([_fail(f"{path} line {number} has {len(row)} cells, the header {len(header)}",
+                      f"Give every row as many cells as the header (delimiter {delimiter!r}).")
+                for number, row in body if len(row) != len(header)])
     return header, body
 
 
@@ -157,19 +183,22 @@ def _target_column(spec: DatasetSpec, header: list[str], path: Path) -> str:
 def _rows_to_keep(spec: DatasetSpec, body: list[Row], t_index: int, numeric: list[int],
                   path: Path, target: str) -> tuple[list[Row], int]:
     """Rows with a target (and, with ``missing: drop``, no missing number); how many dropped."""
-    keep, dropped = [], 0
+    keep, dropped, no_target = [], 0, []
     for number, row in body:
         if _is_missing(row[t_index]):
             if spec.missing == "drop":
                 dropped += 1
-                continue
-            raise _fail(f"{path} line {number}: the target '{target}' is empty or not a "
-                        "number", "Remove or fill those rows, or set trainer.dataset.missing: "
-                        "drop.", "trainer.dataset.missing")
+            else:
+                no_target.append(number)
+            continue
         if spec.missing == "drop" and any(_is_missing(row[i]) for i in numeric):
             dropped += 1
             continue
         keep.append((number, row))
+    if no_target:
+        raise _fail(f"{path} {_lines(no_target)}: the target '{target}' is empty or not a "
+                    "number", "Remove or fill those rows, or set trainer.dataset.missing: "
+                    "drop.", "trainer.dataset.missing")
     if len(keep) < 3:
         raise _fail(f"{path} keeps {len(keep)} rows after dropping those with missing cells",
                     "Fill the missing cells, or use missing: mean.", "trainer.dataset.missing")
@@ -177,10 +206,11 @@ def _rows_to_keep(spec: DatasetSpec, body: list[Row], t_index: int, numeric: lis
 
 
 def _numeric_column(cells: list[str], keep: list[Row], name: str, spec: DatasetSpec,
-                    path: Path) -> tuple[np.ndarray, int]:
-    """One feature as numbers, missing cells filled with the mean when asked; how many were."""
-    values = np.empty(len(cells), dtype=np.float64)
-    gaps = []
+                    path: Path) -> tuple[np.ndarray, int, list[SpecError]]:
+    """One feature as numbers, missing cells filled with the mean when asked; how many were,
+    and what is wrong with the column (text cells, missing ones), one problem each."""
+    values = np.zeros(len(cells), dtype=np.float64)
+    gaps, text = [], []
     for j, cell in enumerate(cells):
         if _is_missing(cell):
             gaps.append(j)
@@ -188,20 +218,28 @@ def _numeric_column(cells: list[str], keep: list[Row], name: str, spec: DatasetS
         try:
             values[j] = float(cell)
         except ValueError:
-            raise _fail(f"{path} line {keep[j][0]}, column '{name}': {cell!r} is not a "
-                        "number", f"List '{name}' in trainer.dataset.categorical to one-hot "
-                        "encode it, or clean the column.", "trainer.dataset.categorical") from None
+            text.append(j)
+            continue
         if not math.isfinite(values[j]):
             gaps.append(j)
-    if gaps:
-        if spec.missing == "error":
-            raise _fail(f"{path} line {keep[gaps[0]][0]}, column '{name}': the cell "
-                        f"{cells[gaps[0]]!r} is missing ({len(gaps)} in that column)",
-                        "Fill it, or set trainer.dataset.missing: drop (drop such rows) "
-                        "or mean (use the column's mean).", "trainer.dataset.missing")
-        present = np.delete(values, gaps)
+    problems = []
+    if text:
+        problems.append(_fail(
+            f"{path} {_lines([keep[j][0] for j in text])}, column '{name}': "
+            f"{cells[text[0]]!r} is not a number", f"List '{name}' in "
+            "trainer.dataset.categorical to one-hot encode it, or clean the column.",
+            "trainer.dataset.categorical"))
+    if gaps and spec.missing == "error":
+        problems.append(_fail(
+            f"{path} {_lines([keep[j][0] for j in gaps])}, column '{name}': the cell "
+            f"{cells[gaps[0]]!r} is missing ({len(gaps)} in that column)",
+            "Fill it, or set trainer.dataset.missing: drop (drop such rows) or mean (use the "
+            "column's mean).", "trainer.dataset.missing"))
+    elif gaps:
+        present = np.delete(values, gaps + text)
         if present.size == 0:
-            raise _fail(f"column '{name}' of {path} has no value at all",
-                        "Drop the column.", "trainer.dataset.missing")
-        values[gaps] = present.mean()
-    return values.astype(np.float32), len(gaps)
+            problems.append(_fail(f"column '{name}' of {path} has no value at all",
+                                  "Drop the column.", "trainer.dataset.missing"))
+        else:
+            values[gaps] = present.mean()
+    return values.astype(np.float32), len(gaps), problems

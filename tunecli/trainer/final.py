@@ -40,6 +40,7 @@ class Choice:
     source: str                # for the JSON file and messages
     trial: int | None = None
     search_value: float | None = None
+    why: str = ""              # why this trial (``--pick``), for the user
 
 
 class _EpochPrinter:
