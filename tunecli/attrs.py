@@ -23,6 +23,7 @@ __all__ = [
     "INFEASIBLE",
     "INTERRUPTED",
     "LOST_REASONS",
+    "LOST_WORKER",
     "MEASURES",
     "PARAMS_COUNT",
     "PRUNED_BY",
@@ -68,4 +69,5 @@ GRID_QUEUED = "tunecli:grid_queued"  # the grid's points are in the queue
 # How a lost trial's FAIL_REASON begins: its process stopped, not its configuration failed
 INTERRUPTED = "interrupted"
 TIME_LIMIT = "interrupted: the time limit was reached"
+LOST_WORKER = "lost: its worker process ended"
 LOST_REASONS = ("lost", INTERRUPTED)

@@ -63,6 +63,13 @@ FuseOption = Annotated[str | None, typer.Option(
 TensorBoardOption = Annotated[Path | None, typer.Option(
     "--tensorboard", help="Log each trial as a TensorBoard run under DIR/STUDY (needs the "
                           "tensorboard package)", show_default=False)]
+NTrialsOption = Annotated[int | None, typer.Option(
+    "--n-trials", help="Finished trials to reach (overrides budget.n_trials)")]
+TimeoutOption = Annotated[str | None, typer.Option(
+    "--timeout", help="Wall time for this run, e.g. 10m (overrides budget.timeout)")]
+NameOption = Annotated[str | None, typer.Option("--name", help="Study name (overrides name:)")]
+SeedOption = Annotated[int | None, typer.Option(
+    "--seed", help="Sampler seed (overrides sampler.seed)")]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any key of the file: --set pruner.type=none (YAML value; "
                   "repeatable)", show_default=False)]
@@ -202,6 +209,19 @@ def given(options: dict[str, Any]) -> dict[str, Any]:
 def origins(overrides: dict[str, Any]) -> dict[str, str]:
     """The option each of these overrides came from, so a bad value is blamed on it."""
     return {key: _OPTION_FOR[key] for key in overrides if key in _OPTION_FOR}
+
+
+def file_overrides(assignments: list[str] | None, *, n_trials: int | None = None,
+                   timeout: str | None = None, name: str | None = None,
+                   seed: int | None = None, fuse: str | None = None
+                   ) -> tuple[dict[str, Any], dict[str, str]]:
+    """What ``search`` and ``validate`` change in the file: ``--set`` and the options given
+    (an option wins over a --set of its key), and which option gave each key."""
+    from tunecli.spec import parse_assignments
+
+    options = given({"budget.n_trials": n_trials, "budget.timeout": timeout, "name": name,
+                     "sampler.seed": seed, "trainer.fuse": fuse_value(fuse)})
+    return {**parse_assignments(assignments or []), **options}, origins(options)
 
 
 def main() -> None:

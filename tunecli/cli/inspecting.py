@@ -13,10 +13,16 @@ from rich.table import Table
 
 from tunecli.cli.app import (
     DataRootOption,
+    FuseOption,
+    NameOption,
+    NTrialsOption,
+    SeedOption,
     SetOption,
     StorageOption,
+    TimeoutOption,
     console,
     err_console,
+    file_overrides,
     guard,
 )
 
@@ -31,6 +37,11 @@ def validate(
         "--data", help="Also describe the data: rows, features, classes and their balance, "
                        "missing cells")] = False,
     assignments: SetOption = None,
+    n_trials: NTrialsOption = None,
+    timeout: TimeoutOption = None,
+    name: NameOption = None,
+    seed: SeedOption = None,
+    fuse: FuseOption = None,
 ) -> None:
     """Run every check search makes before its first trial; train nothing, store nothing."""
     def body() -> None:
@@ -38,8 +49,8 @@ def validate(
         from tunecli.engine import preflight, space
         from tunecli.spec import checks
 
-        spec = spec_module.load(study_file,
-                                spec_module.parse_assignments(assignments or []))
+        spec = spec_module.load(study_file, *file_overrides(
+            assignments, n_trials=n_trials, timeout=timeout, name=name, seed=seed, fuse=fuse))
         if no_data:
             preflight.check_engine(spec, str(study_file))
         loaded = None if no_data else preflight.preflight(spec, data_root, str(study_file))

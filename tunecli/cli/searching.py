@@ -15,15 +15,20 @@ from tunecli.cli.app import (
     DevicesOption,
     FuseOption,
     KeepOption,
+    NameOption,
+    NTrialsOption,
+    SeedOption,
     SetOption,
     StorageOption,
     TensorBoardOption,
+    TimeoutOption,
     TrialsPerDeviceOption,
     WandbOption,
     WorkersOption,
     check_keep,
     console,
     err_console,
+    file_overrides,
     fuse_value,
     given,
     guard,
@@ -76,14 +81,10 @@ def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep
 def search(
     study_file: Annotated[Path, typer.Argument(help="The study YAML file", show_default=False)],
     storage: StorageOption = None,
-    n_trials: Annotated[int | None, typer.Option(
-        "--n-trials", help="Finished trials to reach (overrides budget.n_trials)")] = None,
-    timeout: Annotated[str | None, typer.Option(
-        "--timeout", help="Wall time for this run, e.g. 10m (overrides budget.timeout)")] = None,
-    name: Annotated[str | None, typer.Option(
-        "--name", help="Study name (overrides name:)")] = None,
-    seed: Annotated[int | None, typer.Option(
-        "--seed", help="Sampler seed (overrides sampler.seed)")] = None,
+    n_trials: NTrialsOption = None,
+    timeout: TimeoutOption = None,
+    name: NameOption = None,
+    seed: SeedOption = None,
     data_root: DataRootOption = None,
     fork: Annotated[bool, typer.Option(
         "--fork", help="If the name exists with a different spec, run as NAME-2, NAME-3, ...")]
@@ -109,15 +110,13 @@ def search(
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
         from tunecli import api
-        from tunecli import spec as spec_module
 
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)
         tracking.check()
-        options = given({"budget.n_trials": n_trials, "budget.timeout": timeout,
-                         "name": name, "sampler.seed": seed, "trainer.fuse": fuse_value(fuse)})
-        overrides = {**spec_module.parse_assignments(assignments or []), **options}
-        opened = api.open_for_search(study_file, overrides, origins(options), storage=storage,
+        overrides, came_from = file_overrides(assignments, n_trials=n_trials, timeout=timeout,
+                                              name=name, seed=seed, fuse=fuse)
+        opened = api.open_for_search(study_file, overrides, came_from, storage=storage,
                                      data_root=data_root, fork=fork, enqueue=enqueue,
                                      warm_from=warm_from, from_top=from_top)
         _run(opened, workers, devices, trials_per_device, data_root, keep, tracking)

@@ -99,7 +99,7 @@ def reap_lost_trials(study: optuna.Study) -> int:
                 and not pid_alive(int(pid)):
             try:
                 set_trial_user_attr(study, trial.number, attrs.FAIL_REASON,
-                                    "lost: its worker process ended")
+                                    attrs.LOST_WORKER)
                 study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 reaped += 1
             except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
