@@ -10,8 +10,13 @@
 - ``recovery``: lost trials retried; the one definition of trial counts
 - ``signals``: Ctrl-C / SIGTERM
 - ``workers``: local worker processes
-- ``progress``: live progress (rich)
-- ``tracking``: optional TensorBoard runs
+- ``progress``: the live view (rich), laid out for the terminal's width
+- ``tracking``: optional TensorBoard and W&B runs, guarded
+- ``outcome``: how a trial ended (complete, pruned, failed, lost): the one policy
+- ``fusing``: fused rounds (``FusedRound``); ``compute``: ``budget.epochs``
+- ``objectives``: several objectives, constraints, the front, ``--pick``
+- ``preflight``: what ``search`` checks before its first trial (Optuna, data, model, device)
+- ``choice``: what ``tunecli train`` trains
 - ``optuna_internals``: the one reach past Optuna's public API
 """
 
@@ -24,7 +29,7 @@ _EXPORTS = {
     "open_for_search": "tunecli.engine.study",
     "load": "tunecli.engine.study",
     "SPEC_ATTR": "tunecli.engine.study",
-    "best_trial": "tunecli.engine.study",
+    "best_trial": "tunecli.engine.objectives",
     "study_names": "tunecli.engine.study",
     "with_resolved_data_root": "tunecli.engine.study",
     "run": "tunecli.engine.run",

@@ -1,13 +1,16 @@
 """The study spec: what a user writes in YAML, validated whole before anything runs.
 
-- ``models``: the schema (pydantic), a leaf module
+Neither Optuna nor torch is imported: the names come from ``tunecli.catalogue``; what needs
+them (the data, the model, Optuna's options) is checked by ``engine/preflight``.
+
+- ``models``: the schema (pydantic); ``params``: one search-space entry
 - ``yamlio``: safe YAML 1.2 reading
 - ``overrides``: ``--set KEY.PATH=VALUE``
 - ``wording``: validation errors in the user's words
-- ``checks``: names checked against the registries (samplers, data sets, models,
-  hyperparameters), every problem at once
-- ``preflight``: what ``search`` checks before its first trial (data, model, device)
-- ``loading``: ``load`` / ``validate`` / ``from_stored``
+- ``checks``: names checked against the catalogue (samplers, data sets, models,
+  hyperparameters), the sampler against the space, every problem at once
+- ``grid``: a grid search's points
+- ``loading``: ``load`` / ``validate`` / ``from_stored`` (problems blamed on their option)
 - ``diff``: whether a changed spec measures what a stored study measured
 - ``schema``: the JSON Schema for editors
 """

@@ -1,9 +1,12 @@
-"""The PyTorch side of tunecli, reached through one call: ``run(trainer, params, reporter)``.
+"""The PyTorch side of tunecli, reached through ``run(trainer, params, reporter)`` for one
+trial and ``run_group`` for a fused group; ``fusion`` says which configurations may train
+together.
 
-``data`` holds the data sets (``csv_table`` a user's CSV), ``models`` the model builders,
-``optim`` the optimizers and schedules, ``hyperparams`` the typed table of built-in
-hyperparameters, ``loop`` the training loop and ``final`` the final model. The engine knows
-nothing else of PyTorch.
+``data`` holds the data sets (``csv_table`` a user's CSV), ``models`` the model builders
+(``layers`` what they share), ``optim`` the optimizers and schedules, ``loop`` the training
+loop, ``epochs`` the end of an epoch both loops share, ``fused`` a group's training
+(``stacked``, ``stacked_optim``) and ``final`` the final model. The names and the
+hyperparameter table are ``tunecli.catalogue``'s.
 """
 
 from __future__ import annotations
