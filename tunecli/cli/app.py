@@ -215,7 +215,7 @@ def file_overrides(assignments: list[str] | None, *, n_trials: int | None = None
                    timeout: str | None = None, name: str | None = None,
                    seed: int | None = None, fuse: str | None = None
                    ) -> tuple[dict[str, Any], dict[str, str]]:
-    """What ``search`` and ``validate`` change in the file: ``--set`` and the options given
+    """What ``search``, ``validate`` and ``resume`` change: ``--set`` and the options given
     (an option wins over a --set of its key), and which option gave each key."""
     from tunecli.spec import parse_assignments
 

@@ -29,11 +29,8 @@ from tunecli.cli.app import (
     console,
     err_console,
     file_overrides,
-    fuse_value,
-    given,
     guard,
     interrupted,
-    origins,
     storage_option,
     summary,
 )
@@ -254,9 +251,9 @@ def resume(
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)
         tracking.check()
-        options = given({"budget.n_trials": n_trials, "budget.timeout": timeout,
-                         "trainer.fuse": fuse_value(fuse)})
-        opened = api.open_for_resume(name, options, origins(options), storage=storage,
+        overrides, came_from = file_overrides(None, n_trials=n_trials, timeout=timeout,
+                                              fuse=fuse)
+        opened = api.open_for_resume(name, overrides, came_from, storage=storage,
                                      data_root=data_root)
         if worker:  # one of search --workers: trial lines only; the parent sums up
             _run_as_worker(opened.study, opened.spec, opened.url, data_root, keep, tracking)
