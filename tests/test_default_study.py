@@ -29,6 +29,12 @@ OUTPUT = Path(os.environ.get("TUNECLI_TEST_OUTPUT", REPO / "test-output"))
 FIGURES = ("history", "curves", "importances", "parallel", "slices", "timeline")
 
 
+def _readme_block(containing: str) -> str:
+    """The README's python code block that contains ``containing``."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    return next(block for block in blocks if containing in block)
+
+
 def _run(*args: object, columns: int = 200) -> object:
     result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False,
                                 env={"COLUMNS": str(columns)})
@@ -114,25 +120,23 @@ def test_train_best_config_gives_a_test_accuracy_and_loadable_weights(searched) 
                                              "json").output)["best"]["best_epoch"]
 
     from tunecli.trainer import models
-    from tunecli.trainer.final import load_model
+    from tunecli.trainer.final import load_network
 
     state = torch.load(folder / "models" / "digits.pt", weights_only=True)
     model = models.build(info["model"], info["config"], tuple(info["input_shape"]),
                          info["n_outputs"], None)
     model.load_state_dict(state)  # strict: every weight fits the rebuilt model
-    loaded, _ = load_model(folder / "models" / "digits.json")
+    loaded, _ = load_network(folder / "models" / "digits.json")
     for key, tensor in loaded.state_dict().items():
         assert torch.equal(tensor, state[key])
-    # The saved weights are the ones that were tested: same test split, same accuracy.
-    from tunecli.spec import load as load_spec
-    from tunecli.trainer import loop
-
-    spec = load_spec(best_yaml)
-    _, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, None)
-    with torch.inference_mode():
-        predicted = loaded(bundle.x_test.cpu()).argmax(dim=1)
-    accuracy = (predicted == bundle.y_test.cpu()).float().mean().item()
-    assert accuracy == pytest.approx(info["test_metrics"]["test_accuracy"], abs=1e-5)
+    # README's loading example, run as written on this model: the test accuracy train printed.
+    snippet = _readme_block("api.load_model(").replace("models/digits-best.json",
+                                                       str(folder / "models" / "digits.json"))
+    ran = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
+                         timeout=120, cwd=folder)
+    assert ran.returncode == 0, ran.stderr
+    shown = float(re.search(r"test accuracy (\d\.\d+)", ran.stdout).group(1))
+    assert round(shown, 6) == info["test_metrics"]["test_accuracy"]
 
     # The shipped example that uses such a model runs on it.
     script = REPO / "examples" / "predict_with_trained_model.py"
@@ -141,3 +145,4 @@ def test_train_best_config_gives_a_test_accuracy_and_loadable_weights(searched) 
     assert example.returncode == 0, example.stderr
     shown = float(re.search(r"accuracy on all 1797 digits (\d\.\d+)", example.stdout).group(1))
     assert shown > 0.9
+    assert f"test accuracy {info['test_metrics']['test_accuracy']:.4f}" in example.stdout

@@ -40,7 +40,7 @@ def test_train_a_study_best_trial_by_name(cli, write_study, tmp_path: Path) -> N
     assert set(info["test_metrics"]) == {"test_loss", "test_accuracy", "test_precision",
                                          "test_recall", "test_f1"}
     assert 0 <= info["test_metrics"]["test_accuracy"] <= 1
-    model, _ = load_model(tmp_path / "models" / f"tiny-trial{best.number}.json")
+    model = load_model(tmp_path / "models" / f"tiny-trial{best.number}.json")
     assert isinstance(model, torch.nn.Module) and not model.training
 
 

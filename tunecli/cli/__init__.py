@@ -5,17 +5,20 @@
 - ``reporting``: ``report``, ``train``
 - ``inspecting``: ``validate``, ``list``, ``schema``
 - ``managing``: ``delete``, ``copy``
+- ``using``: ``predict``, ``dashboard``
 
 Commands are registered here, in the order ``tunecli --help`` lists them.
 """
 
-from tunecli.cli import inspecting, managing, reporting, searching
+from tunecli.cli import inspecting, managing, reporting, searching, using
 from tunecli.cli.app import app, main
 
 app.command()(searching.search)
 app.command()(searching.resume)
 app.command()(reporting.report)
 app.command()(reporting.train)
+app.command()(using.predict)
+app.command()(using.dashboard)
 app.command()(inspecting.validate)
 app.command("list")(inspecting.list_studies)
 app.command()(inspecting.schema)

@@ -18,7 +18,7 @@ from tunecli.cli.app import (
     guard,
     output_file,
 )
-from tunecli.errors import SpecError
+from tunecli.errors import SpecError, did_you_mean
 
 
 def report(
@@ -127,6 +127,10 @@ def train(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Output path without suffix; writes OUT.pt and OUT.json "
                       "\\[default: models/NAME]", show_default=False)] = None,
+    export: Annotated[list[str] | None, typer.Option(
+        "--export", help="Also write the model with its input pipeline for serving: onnx "
+                         "(OUT.onnx, for onnxruntime) or torchscript (OUT.torchscript.pt, for "
+                         "torch alone); repeatable", show_default=False)] = None,
     data_root: DataRootOption = None,
 ) -> None:
     """Train one configuration on training + validation data, test it once, save the model."""
@@ -134,6 +138,7 @@ def train(
         from tunecli import api
         from tunecli.trainer import final
 
+        exports = check_exports(export or [])
         choice = api.choose_for_training(source, storage=storage, trial=trial, pick=pick,
                                          epochs=epochs)
         target = out if out is not None else Path("models") / choice.label
@@ -146,7 +151,7 @@ def train(
         console.print(f"training {choice.source} for {choice.epochs} epochs on training + "
                       "validation data", highlight=False)
         info = final.train(choice, target, lambda line: console.print(line, highlight=False),
-                           data_root)
+                           data_root, exports)
         console.print("[bold]Test metrics[/] (held-out test part, evaluated once)")
         table = Table(box=None, padding=(0, 2, 0, 2))
         table.add_column("metric")
@@ -157,8 +162,29 @@ def train(
         if info["search_value"] is not None:
             console.print(f"(the search's {info['search_metric']} of this configuration: "
                           f"{info['search_value']:.4f})", highlight=False)
-        console.print(f"saved {target.with_suffix('.pt')} (state dict) and "
-                      f"{target.with_suffix('.json')}\n  load: from tunecli.trainer.final import "
-                      f"load_model; model, info = load_model('{target.with_suffix('.json')}')",
-                      highlight=False, soft_wrap=True)
+        _say_saved(target, info)
     guard(body)
+
+
+def check_exports(kinds: list[str]) -> tuple[str, ...]:
+    """``--export`` values, checked before training (a typo must not cost the training)."""
+    from tunecli.trainer.export import EXPORTS
+
+    for kind in kinds:
+        if kind not in EXPORTS:
+            raise SpecError(f"--export {kind!r} is not a format", source="--export",
+                            fix=did_you_mean(kind, list(EXPORTS)) or
+                            f"Use one of: {', '.join(EXPORTS)}.")
+    return tuple(dict.fromkeys(kinds))
+
+
+def _say_saved(target: Path, info: dict[str, Any]) -> None:
+    model_file = target.with_suffix(".json")
+    console.print(f"saved {target.with_suffix('.pt')} (state dict) and {model_file} (its "
+                  "configuration and input pipeline)", highlight=False, soft_wrap=True)
+    for kind, name in (info.get("exports") or {}).items():
+        console.print(f"exported {target.with_name(name)} ({kind}, input pipeline inside)",
+                      highlight=False, soft_wrap=True)
+    console.print(f"  predict: tunecli predict {model_file} INPUT\n"
+                  f"  python:  from tunecli.api import load_model; "
+                  f"model = load_model('{model_file}')", highlight=False, soft_wrap=True)

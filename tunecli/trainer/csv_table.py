@@ -16,7 +16,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class CsvTable:
 
     def __init__(self, x: np.ndarray, target: list[str], feature_names: list[str],
                  target_name: str, dropped_rows: int, filled_cells: int,
-                 delimiter: str) -> None:
+                 delimiter: str, recipe: dict[str, Any], codes: np.ndarray) -> None:
         self.x = x
         self.target = target
         self.feature_names = feature_names
@@ -45,6 +45,11 @@ class CsvTable:
         self.dropped_rows = dropped_rows
         self.filled_cells = filled_cells
         self.delimiter = delimiter
+        # How a row of cells became ``x``, for a trained model's input pipeline: the feature
+        # columns in order, each categorical column's levels (its one-hot order), the value
+        # filling each numeric column's missing cells, the missing-cell policy, the target.
+        self.recipe = recipe
+        self.codes = codes  # the feature columns as a model takes them (see read_new_rows)
 
 
 SHOWN = 10  # problems listed one per line; the rest are counted
@@ -65,7 +70,7 @@ def _raise_all(problems: list[SpecError]) -> None:
     raise shown[0] if len(shown) == 1 else SpecErrors(shown)
 
 
-def _lines(numbers: list[int]) -> str:
+def lines_text(numbers: list[int]) -> str:
     """'line 7', or 'lines 7, 9 and 12', or 'lines 7, 9, 12, ... (40 in all)'."""
     if len(numbers) == 1:
         return f"line {numbers[0]}"
@@ -128,31 +133,44 @@ def read_csv(spec: DatasetSpec) -> CsvTable:
     names: list[str] = []
     filled = 0
     problems: list[SpecError] = []
-    for i in features:
+    levels: dict[str, list[str]] = {}
+    fills: dict[str, float] = {}
+    codes = np.zeros((len(keep), len(features)), dtype=np.float32)
+    for j, i in enumerate(features):
         cells = [row[i].strip() for _, row in keep]
         if header[i] in spec.categorical:
-            for level in sorted(set(cells)):  # one-hot
+            levels[header[i]] = sorted(set(cells))
+            index = {level: k for k, level in enumerate(levels[header[i]])}
+            codes[:, j] = [index[c] for c in cells]
+            for level in levels[header[i]]:  # one-hot
                 columns.append(np.array([c == level for c in cells], dtype=np.float32))
                 names.append(f"{header[i]}={level}")
             continue
-        values, gaps, found = _numeric_column(cells, keep, header[i], spec, path)
+        values, gaps, found, fill = _numeric_column(cells, keep, header[i], spec, path)
         problems += found
         columns.append(values)
         names.append(header[i])
-        filled += gaps
+        filled += len(gaps)
+        codes[:, j] = values
+        codes[gaps, j] = np.nan
+        if fill is not None:
+            fills[header[i]] = fill
     _raise_all(problems)
     x = np.stack(columns, axis=1) if columns else np.zeros((len(keep), 0), np.float32)
+    recipe = {"columns": [header[i] for i in features], "categorical": levels,
+              "fill": fills, "missing": spec.missing, "target": target}
     return CsvTable(x, [row[t_index].strip() for _, row in keep], names, target, dropped,
-                    filled, delimiter)
+                    filled, delimiter, recipe, codes)
 
 
-def _rows(path: Path, text: str, delimiter: str) -> tuple[list[str], list[Row]]:
-    """The header and the non-empty rows, each as long as the header."""
+def _rows(path: Path, text: str, delimiter: str,
+          fewest: int = 2) -> tuple[list[str], list[Row]]:
+    """The header and the non-empty rows (at least ``fewest``), each as long as the header."""
     rows = [(number, row) for number, row in
             enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1)
             if any(cell.strip() for cell in row)]
-    if len(rows) < 3:
-        raise _fail(f"{path} has fewer than two data rows",
+    if len(rows) < fewest + 1:
+        raise _fail(f"{path} has fewer than {'two data rows' if fewest == 2 else 'one data row'}",
                     "Give a CSV with a header row and data rows.")
     (_, header), body = rows[0], rows[1:]
     header = [h.strip() for h in header]
@@ -196,7 +214,7 @@ def _rows_to_keep(spec: DatasetSpec, body: list[Row], t_index: int, numeric: lis
             continue
         keep.append((number, row))
     if no_target:
-        raise _fail(f"{path} {_lines(no_target)}: the target '{target}' is empty or not a "
+        raise _fail(f"{path} {lines_text(no_target)}: the target '{target}' is empty or not a "
                     "number", "Remove or fill those rows, or set trainer.dataset.missing: "
                     "drop.", "trainer.dataset.missing")
     if len(keep) < 3:
@@ -206,9 +224,10 @@ def _rows_to_keep(spec: DatasetSpec, body: list[Row], t_index: int, numeric: lis
 
 
 def _numeric_column(cells: list[str], keep: list[Row], name: str, spec: DatasetSpec,
-                    path: Path) -> tuple[np.ndarray, int, list[SpecError]]:
-    """One feature as numbers, missing cells filled with the mean when asked; how many were,
-    and what is wrong with the column (text cells, missing ones), one problem each."""
+                    path: Path) -> tuple[np.ndarray, list[int], list[SpecError], float | None]:
+    """One feature as numbers, missing cells filled with the mean when asked; which were,
+    what is wrong with the column (text cells, missing ones), one problem each, and the fill
+    value (``missing: mean``: the mean of the column's present cells, float32 as trained)."""
     values = np.zeros(len(cells), dtype=np.float64)
     gaps, text = [], []
     for j, cell in enumerate(cells):
@@ -223,23 +242,96 @@ def _numeric_column(cells: list[str], keep: list[Row], name: str, spec: DatasetS
         if not math.isfinite(values[j]):
             gaps.append(j)
     problems = []
+    present = np.delete(values, gaps + text)
+    fill = float(np.float32(present.mean())) if spec.missing == "mean" and present.size else None
     if text:
         problems.append(_fail(
-            f"{path} {_lines([keep[j][0] for j in text])}, column '{name}': "
+            f"{path} {lines_text([keep[j][0] for j in text])}, column '{name}': "
             f"{cells[text[0]]!r} is not a number", f"List '{name}' in "
             "trainer.dataset.categorical to one-hot encode it, or clean the column.",
             "trainer.dataset.categorical"))
     if gaps and spec.missing == "error":
         problems.append(_fail(
-            f"{path} {_lines([keep[j][0] for j in gaps])}, column '{name}': the cell "
+            f"{path} {lines_text([keep[j][0] for j in gaps])}, column '{name}': the cell "
             f"{cells[gaps[0]]!r} is missing ({len(gaps)} in that column)",
             "Fill it, or set trainer.dataset.missing: drop (drop such rows) or mean (use the "
             "column's mean).", "trainer.dataset.missing"))
     elif gaps:
-        present = np.delete(values, gaps + text)
         if present.size == 0:
             problems.append(_fail(f"column '{name}' of {path} has no value at all",
                                   "Drop the column.", "trainer.dataset.missing"))
         else:
             values[gaps] = present.mean()
-    return values.astype(np.float32), len(gaps), problems
+    return values.astype(np.float32), gaps, problems, fill
+
+
+def read_new_rows(text: str, source: str, recipe: dict[str, Any],
+                  ) -> tuple[np.ndarray, list[str] | None, list[int]]:
+    """Rows of a CSV given to a trained model (``recipe``: its pipeline): ``[rows, columns]``
+    in the training file's column order, a missing number NaN (where the model fills it), a
+    categorical cell its level's index; the target cells when the column is there; each row's
+    line. Every problem (missing, extra or unknown columns, cells) is said at once."""
+    columns, target = list(recipe["columns"]), recipe.get("target")
+    try:
+        header, body = _rows(Path(source), text, _delimiter(text, None), fewest=1)
+    except SpecErrors as exc:  # said of the file itself, not of a study's key
+        raise SpecErrors([SpecError(e.message, fix=e.fix) for e in exc.errors]) from None
+    except SpecError as exc:
+        raise SpecError(exc.message, fix=exc.fix) from None
+    fail = _failing(source)
+    problems = [fail(f"column '{name}' is missing (the model reads {', '.join(columns)})",
+                     "Give every column the model was trained on.")
+                for name in columns if name not in header]
+    problems += [fail(f"column '{name}' was not in the training data",
+                      did_you_mean(name, columns) or "Drop it.")
+                 for name in header if name not in columns and name != target]
+    _raise_all(problems)
+    x = np.zeros((len(body), len(columns)), dtype=np.float32)
+    for j, name in enumerate(columns):
+        cells = [row[header.index(name)].strip() for _, row in body]
+        x[:, j], found = _new_column(cells, [number for number, _ in body], name, recipe, fail)
+        problems += found
+    _raise_all(problems)
+    targets = ([row[header.index(target)].strip() for _, row in body]
+               if target in header else None)
+    return x, targets, [number for number, _ in body]
+
+
+def _failing(source: str) -> Any:
+    def fail(message: str, fix: str) -> SpecError:
+        return SpecError(message, source=source, fix=fix)
+    return fail
+
+
+def _new_column(cells: list[str], lines: list[int], name: str, recipe: dict[str, Any],
+                fail: Any) -> tuple[np.ndarray, list[SpecError]]:
+    """One column of new rows as the model takes it, and what is wrong with it."""
+    levels = recipe["categorical"].get(name)
+    if levels is not None:
+        index = {level: i for i, level in enumerate(levels)}
+        unseen = [j for j, cell in enumerate(cells) if cell not in index]
+        problem = [fail(f"{lines_text([lines[j] for j in unseen])}, column '{name}': "
+                        f"{cells[unseen[0]]!r} was never seen in training",
+                        f"Use one of: {', '.join(map(repr, levels[:12]))}"
+                        f"{', ...' if len(levels) > 12 else ''}.")] if unseen else []
+        return np.array([index.get(c, -1) for c in cells], dtype=np.float32), problem
+    values = np.full(len(cells), np.nan, dtype=np.float64)
+    text, gaps = [], []
+    for j, cell in enumerate(cells):
+        if _is_missing(cell):
+            gaps.append(j)
+            continue
+        try:
+            values[j] = float(cell)
+        except ValueError:
+            text.append(j)
+    problems = []
+    if text:
+        problems.append(fail(f"{lines_text([lines[j] for j in text])}, column '{name}': "
+                             f"{cells[text[0]]!r} is not a number", "Give a number."))
+    if gaps and name not in recipe["fill"]:
+        problems.append(fail(f"{lines_text([lines[j] for j in gaps])}, column '{name}': the cell "
+                             "is missing, and the model was trained without missing cells "
+                             f"there (missing: {recipe.get('missing')})", "Fill it."))
+    values[~np.isfinite(values)] = np.nan
+    return values.astype(np.float32), problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,8 @@ __all__ = [
     "DataBundle",
     "RawData",
     "load",
+    "part_indices",
+    "raw_test_part",
     "resolve_data_root",
     "with_base_dir",
 ]
@@ -62,6 +64,9 @@ class DataBundle:
     target_std: float = 1.0
     class_names: list[str] | None = None
     feature_names: list[str] | None = None
+    # The loader's steps from a raw input to a row of x (``RawData.recipe``), with the raw
+    # example's shape: what ``pipeline`` rebuilds around a trained model.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_data_root(configured: str | None, base_dir: str | None,
@@ -97,7 +102,8 @@ def _digits(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
         bunch = load_digits()
         pixels, target = bunch.data.astype(np.float32), bunch.target.astype(np.int64)
     x = (pixels / np.float32(16.0)).reshape(-1, 1, 8, 8)
-    return RawData(x, target, "classification", True, class_names=[str(c) for c in range(10)])
+    return RawData(x, target, "classification", True, class_names=[str(c) for c in range(10)],
+                   recipe={"divide_by": 16.0}, raw_x=pixels.reshape(-1, 1, 8, 8))
 
 
 def _sklearn_data_file(name: str) -> Path | None:
@@ -188,7 +194,8 @@ def _csv(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
                             fix="Use task: classification for a text target.")
         y = np.array([float(v) for v in raw_y], dtype=np.float32)
     return RawData(table.x, y, task, False, class_names=labels,
-                   feature_names=table.feature_names)
+                   feature_names=table.feature_names, recipe=dict(table.recipe),
+                   raw_x=table.codes)
 
 
 def _all_numeric(values: list[str]) -> bool:
@@ -282,6 +289,7 @@ def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.dev
            str(fold))
     if key not in _CACHE:
         raw = DATASETS[spec.name](spec, root, download)
+        raw.recipe["raw_shape"] = list(raw.x.shape[1:])
         if spec.as_sequence:
             from tunecli.trainer.sequences import rows_as_sequence
 
@@ -290,34 +298,51 @@ def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.dev
     return _CACHE[key]
 
 
-def _split(raw: RawData, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
-    """Training, validation and test parts (x, y each), seeded by ``split_seed``; a set with
-    its own test part (image files) splits only its training part."""
+def part_indices(n: int, spec: DatasetSpec, ordered: bool = False,
+                 own_test: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of a loader's ``n`` examples are the training, validation and test parts (seeded
+    by ``split_seed``; time order for a series). A set with its own test part (image files)
+    splits only its training examples (the test indices are then empty)."""
     rng = np.random.default_rng(spec.split_seed)
+    if own_test:
+        order = np.arange(n) if ordered else rng.permutation(n)
+        n_val = max(1, int(round(len(order) * spec.val_fraction)))
+        return order[n_val:], order[:n_val], order[:0]
+    # Time order: training first, then validation, then test (read backwards below).
+    order = np.arange(n)[::-1] if ordered else rng.permutation(n)
+    n_test = int(round(len(order) * spec.test_fraction))
+    n_val = max(1, int(round(len(order) * spec.val_fraction)))
+    if len(order) - n_test - n_val < 2:
+        raise SpecError(f"only {len(order)} rows: nothing left to train on",
+                        path="trainer.dataset.val_fraction",
+                        fix="Lower val_fraction/test_fraction or use more data.")
+    test_idx, val_idx = order[:n_test], order[n_test:n_test + n_val]
+    train_idx = order[n_test + n_val:]
+    if ordered:
+        test_idx, val_idx, train_idx = test_idx[::-1], val_idx[::-1], train_idx[::-1]
+    return train_idx, val_idx, test_idx
+
+
+def raw_test_part(spec: DatasetSpec, root: Path | None,
+                  base_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The test part as a saved model takes it (``RawData.raw_x``: before any step of its
+    input pipeline) and its targets (class indices, or values in the target's units)."""
+    spec = with_base_dir(spec, base_dir)
+    raw = DATASETS[spec.name](spec, root, False)
     if raw.test is not None:
-        order = np.arange(len(raw.x)) if raw.ordered else rng.permutation(len(raw.x))
-        n_val = max(1, int(round(len(order) * spec.val_fraction)))
-        val_idx, train_idx = order[:n_val], order[n_val:]
-        x_test, y_test = raw.test
-        x_all, y_all = raw.x, raw.y
-        parts = (x_all[train_idx], y_all[train_idx], x_all[val_idx], y_all[val_idx],
-                 x_test, y_test)
-    else:
-        # Time order: training first, then validation, then test (read backwards below).
-        order = np.arange(len(raw.x))[::-1] if raw.ordered else rng.permutation(len(raw.x))
-        n_test = int(round(len(order) * spec.test_fraction))
-        n_val = max(1, int(round(len(order) * spec.val_fraction)))
-        if len(order) - n_test - n_val < 2:
-            raise SpecError(f"only {len(order)} rows: nothing left to train on",
-                            path="trainer.dataset.val_fraction",
-                            fix="Lower val_fraction/test_fraction or use more data.")
-        test_idx, val_idx = order[:n_test], order[n_test:n_test + n_val]
-        train_idx = order[n_test + n_val:]
-        if raw.ordered:
-            test_idx, val_idx, train_idx = test_idx[::-1], val_idx[::-1], train_idx[::-1]
-        parts = (raw.x[train_idx], raw.y[train_idx], raw.x[val_idx], raw.y[val_idx],
-                 raw.x[test_idx], raw.y[test_idx])
-    return parts
+        return raw.test
+    _, _, test_idx = part_indices(len(raw.x), spec, raw.ordered)
+    examples = raw.raw_x if raw.raw_x is not None else raw.x
+    return examples[test_idx], raw.y[test_idx]
+
+
+def _split(raw: RawData, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
+    """Training, validation and test parts (x, y each), see ``part_indices``."""
+    train_idx, val_idx, test_idx = part_indices(len(raw.x), spec, raw.ordered,
+                                                raw.test is not None)
+    x_test, y_test = raw.test if raw.test is not None else (raw.x[test_idx], raw.y[test_idx])
+    return (raw.x[train_idx], raw.y[train_idx], raw.x[val_idx], raw.y[val_idx],
+            x_test, y_test)
 
 
 def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device,
@@ -346,6 +371,9 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device,
     for t in xs:
         t.sub_(mean_t).div_(std_t)
     mean, std = mean_t.cpu().numpy(), std_t.cpu().numpy()
+    recipe = dict(raw.recipe)
+    if x_train.dtype == np.uint8:
+        recipe["divide_by"] = 255.0
 
     target_mean, target_std = 0.0, 1.0
     if raw.task == "regression":
@@ -363,4 +391,4 @@ def _prepare(raw: RawData, spec: DatasetSpec, device: torch.device,
     return DataBundle(xs[0], tensor_y(y_train), xs[1], tensor_y(y_val),
                       xs[2], tensor_y(y_test), raw.task, n_outputs,
                       tuple(x_train.shape[1:]), raw.is_image, mean[0], std[0], target_mean,
-                      target_std, raw.class_names, raw.feature_names)
+                      target_std, raw.class_names, raw.feature_names, recipe)

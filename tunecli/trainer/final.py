@@ -4,13 +4,14 @@ The search used the validation part to choose; the final model may learn from it
 test part, never seen by any trial, gives the one honest estimate. What is saved:
 
 - ``NAME.pt``: the model's state dict (plain tensors: ``torch.load(..., weights_only=True)``),
-- ``NAME.json``: the configuration, the test metrics, and what rebuilds the model
-  (``load_model(json_path)`` does it, normalisation included for new inputs).
+- ``NAME.json``: the configuration, the test metrics, what rebuilds the model, and its whole
+  input pipeline (``pipeline``): ``load_model(json_path)`` gives a module that takes raw inputs,
+- ``NAME.onnx`` / ``NAME.torchscript.pt`` when asked (``export``), the pipeline inside.
 
 Example::
 
-    from tunecli.trainer.final import load_model
-    model, info = load_model("models/digits-best.json")
+    from tunecli.api import load_model
+    model = load_model("models/digits-best.json")      # model(raw pixels) -> probabilities
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from tunecli import __version__
 from tunecli.spec import StudySpec
 
-__all__ = ["Choice", "load_model", "train"]
+__all__ = ["Choice", "load_model", "load_network", "train"]
 
 
 @dataclass
@@ -56,11 +57,12 @@ class _EpochPrinter:
 
 
 def train(choice: Choice, out: Path, say: Callable[[str], None],
-          data_root: str | None = None) -> dict[str, Any]:
-    """Train the choice on training + validation data, test it, write OUT.pt and OUT.json."""
+          data_root: str | None = None, exports: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Train the choice on training + validation data, test it, write OUT.pt and OUT.json
+    (and OUT.onnx, OUT.torchscript.pt for ``exports``)."""
     import torch
 
-    from tunecli.trainer import loop
+    from tunecli.trainer import loop, pipeline
 
     spec = choice.spec
     result = loop.run(spec.trainer, choice.params, _EpochPrinter(say, choice.epochs),
@@ -86,9 +88,10 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
         "input_shape": list(bundle.input_shape),
         "n_outputs": bundle.n_outputs,
         "classes": bundle.class_names,      # output i is classes[i]
-        "features": bundle.feature_names,   # a CSV's input columns, in order (one-hot: col=level)
+        "features": bundle.feature_names,   # the network's inputs (one-hot: col=level)
+        "pipeline": pipeline.describe(bundle),  # raw input -> network -> outputs, every step
         "normalization": {"mean": _listed(bundle.mean), "std": _listed(bundle.std)},
-        # regression: the model predicts standardised targets; prediction * std + mean
+        # regression: the network predicts standardised targets; prediction * std + mean
         "target_scaling": ({"mean": bundle.target_mean, "std": bundle.target_std}
                            if bundle.task == "regression" else None),
         "params_count": result.params_count,
@@ -101,6 +104,11 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic(weights, lambda tmp: torch.save(result.state_dict, tmp))
+    if exports:
+        from tunecli.trainer.export import export
+
+        model = load_model(out.with_suffix(".json"), info=info, state=result.state_dict)
+        info["exports"] = {kind: export(model, kind, out, _atomic).name for kind in exports}
     _atomic(out.with_suffix(".json"),
             lambda tmp: tmp.write_text(json.dumps(info, indent=2, default=str) + "\n",
                                        encoding="utf-8"))
@@ -117,23 +125,43 @@ def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(tmp, path)
 
 
-def load_model(json_path: str | Path, map_location: str = "cpu") -> tuple[Any, dict[str, Any]]:
-    """The trained model (eval mode) and its JSON info, from the files ``train`` wrote.
-
-    New inputs must be normalised like the training data:
-    ``(x - info["normalization"]["mean"]) / info["normalization"]["std"]``; a regression
-    model's output is in standardised units:
-    ``prediction * info["target_scaling"]["std"] + info["target_scaling"]["mean"]``.
-    """
+def load_network(json_path: str | Path, map_location: str = "cpu", *,
+                 info: dict[str, Any] | None = None,
+                 state: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The trained network alone (eval mode; it takes normalised inputs) and its JSON info."""
     import torch
 
     from tunecli.trainer import models
 
     json_path = Path(json_path)
-    info = json.loads(json_path.read_text(encoding="utf-8"))
-    model = models.build(info["model"], info["config"], tuple(info["input_shape"]),
-                         int(info["n_outputs"]), info.get("base_dir"))
-    state = torch.load(json_path.with_name(info["weights"]), map_location=map_location,
-                       weights_only=True)
-    model.load_state_dict(state)
-    return model.eval(), info
+    if info is None:
+        info = json.loads(json_path.read_text(encoding="utf-8"))
+    network = models.build(info["model"], info["config"], tuple(info["input_shape"]),
+                           int(info["n_outputs"]), info.get("base_dir"))
+    if state is None:
+        state = torch.load(json_path.with_name(info["weights"]), map_location=map_location,
+                           weights_only=True)
+    network.load_state_dict(state)
+    return network.eval(), info
+
+
+def load_model(json_path: str | Path, map_location: str = "cpu", *,
+               info: dict[str, Any] | None = None,
+               state: dict[str, Any] | None = None) -> Any:
+    """The trained model with its input pipeline (a ``pipeline.PipelinedModel`` in eval mode):
+    raw inputs in, probabilities or values out; ``model.info`` is the JSON file. A file from
+    before the pipeline was recorded loads with a warning naming the steps it lacks."""
+    import warnings
+
+    from tunecli.trainer import pipeline
+
+    network, info = load_network(json_path, map_location, info=info, state=state)
+    steps, unknown = (({"outputs": info["n_outputs"], **info["pipeline"]}, [])
+                      if "pipeline" in info else pipeline.from_old_info(info))
+    model = pipeline.PipelinedModel(network, steps).eval()
+    model.info = info
+    model.unknown_steps = [f"{json_path} does not record {step}; retrain it with tunecli train "
+                           "to record every step" for step in unknown]
+    for text in model.unknown_steps:
+        warnings.warn(text, stacklevel=2)
+    return model

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cache_root", "read_cifar10", "read_mnist_family"]
+__all__ = ["cache_root", "read_cifar10", "read_idx", "read_mnist_family"]
 
 Split = tuple[np.ndarray, np.ndarray]   # images (N, C, H, W) uint8, labels (N,) int64
 _IDX_TYPES = {0x08: np.uint8}
@@ -53,7 +53,7 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     zero, dtype, dims = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype not in _IDX_TYPES:
@@ -76,8 +76,8 @@ def read_mnist_family(raw: Path, name: str) -> tuple[Split, Split] | None:
         images, labels = paths[f"{prefix}-images-idx3-ubyte"], paths[f"{prefix}-labels-idx1-ubyte"]
 
         def decode() -> Split:
-            return (np.ascontiguousarray(_read_idx(images)[:, None, :, :]),
-                    _read_idx(labels).astype(np.int64))
+            return (np.ascontiguousarray(read_idx(images)[:, None, :, :]),
+                    read_idx(labels).astype(np.int64))
         return _cached([images, labels], f"{name}-{prefix}", decode)
 
     return split("train"), split("t10k")

@@ -4,7 +4,8 @@ other."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,3 +25,9 @@ class RawData:
     class_names: list[str] | None = None
     feature_names: list[str] | None = None
     ordered: bool = False        # split in this order (time series), never shuffled
+    # How a raw input became a row of ``x`` (a loader's steps, for the trained model's input
+    # pipeline: see ``pipeline``): ``divide_by``, a CSV's columns and encodings, windows...
+    recipe: dict[str, Any] = field(default_factory=dict)
+    # The examples as a saved model takes them, where ``x`` already differs (digits' pixels
+    # before scaling, a CSV's columns before one-hot and filling).
+    raw_x: np.ndarray | None = None

@@ -53,7 +53,8 @@ class Recurrent(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, state = self.rnn(x)
         hidden = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
-        last = hidden[-self.directions:].transpose(0, 1).reshape(len(x), -1)
+        # flatten, not reshape(len(x), -1): an export traced at one batch size takes any
+        last = hidden[-self.directions:].transpose(0, 1).flatten(1)
         out: torch.Tensor = self.head(self.dropout(last))
         return out
 

@@ -44,7 +44,8 @@ def rows_as_sequence(raw: RawData) -> RawData:
         return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(n, h, w * c)
 
     test = (rows(raw.test[0]), raw.test[1]) if raw.test is not None else None
-    return replace(raw, x=rows(raw.x), is_image=False, test=test)
+    return replace(raw, x=rows(raw.x), is_image=False, test=test,
+                   recipe={**raw.recipe, "as_sequence": True})
 
 
 def csv_windows(spec: DatasetSpec, table: RawData) -> RawData:
@@ -62,7 +63,10 @@ def csv_windows(spec: DatasetSpec, table: RawData) -> RawData:
     starts = np.arange(count)
     x = np.stack([table.x[s:s + spec.window] for s in starts]).astype(np.float32)
     y = table.y[starts + spec.window - 1 + spec.horizon]
-    return replace(table, x=x, y=y, ordered=True)
+    codes = table.raw_x
+    raw_x = None if codes is None else np.stack([codes[s:s + spec.window] for s in starts])
+    return replace(table, x=x, y=y, ordered=True, raw_x=raw_x,
+                   recipe={**table.recipe, "window": spec.window, "horizon": spec.horizon})
 
 
 def read_tensors(spec: DatasetSpec) -> RawData:

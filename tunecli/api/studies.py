@@ -1,10 +1,9 @@
-"""What each command does before it runs trials, as functions: the CLI parses options, calls
-one of these, and prints; a notebook or script may call them too. Nothing here prints; what a
-user should read comes back as text (``notes``).
-"""
+"""Studies as functions: what ``search``, ``resume``, ``list``, ``train`` and ``dashboard`` do
+before they print (see ``tunecli.api``)."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,8 @@ if TYPE_CHECKING:
 
     from tunecli.spec.models import StudySpec
 
-__all__ = ["Opened", "choose_for_training", "list_studies", "open_for_resume", "open_for_search"]
+__all__ = ["Opened", "Served", "best_trial", "choose_for_training", "dashboard", "list_studies",
+           "open_for_resume", "open_for_search", "pareto_front", "search", "url_of"]
 
 
 @dataclass
@@ -227,3 +227,87 @@ def choose_for_training(source: str, *, storage: str | None = None, trial: int |
         raise SpecError("--trial and --pick both choose the trial", source="--pick",
                         fix="Keep one of them.")
     return choice.from_study(source, resolve_url(storage), trial, epochs, pick)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole path, for notebooks and scripts
+
+
+def search(study_file: str | Path, *, n_trials: int | None = None, timeout: str | None = None,
+           name: str | None = None, seed: int | None = None, storage: str | None = None,
+           data_root: str | None = None, overrides: dict[str, Any] | None = None,
+           progress: bool = True) -> optuna.Study:
+    """``tunecli search STUDY_FILE``: run the study to its budget and return it (an Optuna
+    study, in the same storage the CLI would use). ``overrides``: dotted keys as ``--set``
+    takes them (``{"trainer.epochs": 5}``); the named options win over them. ``progress``:
+    show the live view (in a notebook too)."""
+    from rich.console import Console
+
+    from tunecli.engine import run as run_loop
+
+    options = {"budget.n_trials": n_trials, "budget.timeout": timeout, "name": name,
+               "sampler.seed": seed}
+    changes = {**(overrides or {}), **{k: v for k, v in options.items() if v is not None}}
+    opened = open_for_search(Path(study_file), changes, storage=storage, data_root=data_root)
+    run_loop.run(opened.study, opened.spec, opened.url, Console(quiet=not progress),
+                 data_root=data_root)
+    _OPENED_AT[opened.study] = opened.url
+    return opened.study
+
+
+# The storage each study ``search`` returned lives in (an Optuna study does not say).
+_OPENED_AT: weakref.WeakKeyDictionary[optuna.Study, str] = weakref.WeakKeyDictionary()
+
+
+def url_of(study: optuna.Study) -> str | None:
+    """The storage URL of a study ``search`` returned (None for another)."""
+    return _OPENED_AT.get(study)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best completed trial (the first objective's, for several), or None."""
+    from tunecli.engine.objectives import best_trial as best
+
+    return best(study)
+
+
+def pareto_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The completed trials no other trial beats on every objective."""
+    from tunecli.engine.objectives import pareto_front as front
+
+    return front(study)
+
+
+@dataclass
+class Served:
+    """A dashboard bound to its address (``server.serve_forever()`` serves it)."""
+
+    server: Any
+    address: str
+    where: str
+
+
+def dashboard(storage: str | None = None, host: str = "127.0.0.1", port: int = 8080,
+              study: str | None = None) -> Served:
+    """``tunecli dashboard``: optuna-dashboard bound to ``host:port`` over the storage (an
+    existing one: it never creates one), with the study's page as the address when named."""
+    from tunecli.engine import study as study_module
+    from tunecli.engine.storage import describe, local_file, open_storage, resolve_url
+    from tunecli.reports.dashboard import serve
+
+    url = resolve_url(storage)
+    path = local_file(url)
+    if path is not None and not path.is_file():
+        raise SpecError(f"there is no storage at {describe(url)}", source="--storage",
+                        fix="Run a search first, or name the storage with --storage.")
+    opened = open_storage(url, heartbeat=False, create=False)
+    page = "/dashboard"
+    if study is not None:
+        names = study_module.study_names(opened)
+        if study not in names:
+            raise SpecError(f"no study '{study}' in {describe(url)}", source="STUDY",
+                            fix=did_you_mean(study, names) or "List them: tunecli list.")
+        page += f"/studies/{opened.get_study_id_from_name(study)}"
+    server = serve(opened, host, port)
+    shown = f"[{host}]" if ":" in host else host
+    return Served(server, f"http://{shown}:{server.server_port}{page}", describe(url))
