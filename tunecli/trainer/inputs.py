@@ -68,7 +68,15 @@ def _csv(source: str, pipeline: dict[str, Any]) -> NewInputs:
             raise SpecError(f"{source} is not a file", source="INPUT",
                             fix=f"Give a CSV file with the columns "
                                 f"{', '.join(pipeline['columns'])}, or - for standard input.")
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
+        try:
+            if b"\x00" in data[:4096]:
+                raise UnicodeDecodeError("utf-8", data, 0, 1, "binary")
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise SpecError(f"{source} is not CSV text, and this model was trained on a CSV",
+                            source="INPUT", fix=f"Give its rows as UTF-8 CSV with the columns "
+                                                f"{', '.join(pipeline['columns'])}.") from None
     x, cells, lines = read_new_rows(text, name, pipeline)
     targets = _cell_targets(cells, lines, pipeline, name) if cells is not None else None
     window = pipeline.get("window")
