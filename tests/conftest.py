@@ -68,7 +68,7 @@ def grid_study(widest: int) -> str:
 
 # Tests that start real processes (workers, kills, signals, PostgreSQL, the browser) are the
 # `slow` subset; `pytest -m "not slow"` is the everyday run. One rule, by what the test uses.
-_SLOW_FIXTURES = {"subprocess_env", "postgres_url"}
+_SLOW_FIXTURES = {"subprocess_env", "postgres_url", "postgres"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -214,3 +214,83 @@ def render_in_browser(page: Path, profile: Path) -> tuple[str, str, str]:
     body = re.search(r"<body[^>]*>", dom.stdout)
     assert body, dom.stdout[:2000]
     return body.group(0), dom.stdout, dom.stderr
+
+
+# -- a private PostgreSQL server (Debian's, installed by .ci/run) ---------------------------------
+
+def _postgres_bin() -> Path | None:
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+class Postgres:
+    """A server in its own folder under /tmp (pytest's are private to root, and the server
+    runs as the postgres user), on a free port; ``restart`` as an operator would."""
+
+    def __init__(self, bindir: Path) -> None:
+        import socket
+        import tempfile
+
+        self.bindir = bindir
+        self.data = Path(tempfile.mkdtemp(prefix="tunecli-pg-"))
+        self.data.chmod(0o755)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.data, "postgres")
+        self.url = f"postgresql://postgres:not-a-secret@127.0.0.1:{self.port}/tunecli"
+
+    def _ctl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D",
+                               str(self.data / "db"), *args], capture_output=True)
+
+    def start(self) -> None:
+        subprocess.run([*self.as_user, str(self.bindir / "initdb"), "-D", str(self.data / "db"),
+                        "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+        self._ctl("-w", "-l", str(self.data / "log"), "-o",
+                  f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 "
+                  "-c max_connections=200", "start").check_returncode()
+        subprocess.run([*self.as_user, str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p",
+                        str(self.port), "-U", "postgres", "tunecli"], check=True,
+                       capture_output=True)
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is cut, the server comes back."""
+        self._ctl("-w", "-m", "fast", "-l", str(self.data / "log"), "restart").check_returncode()
+
+    def connections(self) -> int:
+        """Client connections the server holds now."""
+        found = subprocess.run([*self.as_user, str(self.bindir.parent / "bin" / "psql"), "-h",
+                                "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-At",
+                                "-c", "select count(*) from pg_stat_activity where "
+                                "backend_type = 'client backend'", "tunecli"],
+                               capture_output=True, text=True, check=True)
+        return int(found.stdout.strip()) - 1  # not psql's own
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "stop")
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres() -> Any:
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("needs runuser to start PostgreSQL as a normal user")
+    server = Postgres(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: Postgres) -> str:
+    return postgres.url

@@ -118,13 +118,13 @@ def test_trials_running_here_are_kept_not_read_and_others_changes_are_seen(
     mine = [here.ask({"x": x}) for _ in range(3)]
     theirs = there.ask({"x": x})
     read: list[int] = []
-    original = here._storage._backend._build_frozen_trial_from_trial_model  # type: ignore[attr-defined]
+    original = here._storage.inner._backend._build_frozen_trial_from_trial_model  # type: ignore[attr-defined]
 
     def counted(model: TrialModel) -> object:
         read.append(model.number)
         return original(model)
 
-    monkeypatch.setattr(here._storage._backend, "_build_frozen_trial_from_trial_model",  # type: ignore[attr-defined]
+    monkeypatch.setattr(here._storage.inner._backend, "_build_frozen_trial_from_trial_model",  # type: ignore[attr-defined]
                         counted)
     mine[0].report(0.5, 1)
     mine[1].set_user_attr("fused_group", 0)

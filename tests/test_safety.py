@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -96,44 +91,6 @@ def test_grid_with_workers_never_repeats_a_point(write_study, subprocess_env) ->
     points = [(t.params["lr"], t.params["width"]) for t in stored()
               if t.state.name in ("COMPLETE", "PRUNED")]
     assert sorted(points) == sorted(set(points)) and len(points) == 8
-
-
-def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("needs runuser to start PostgreSQL as a normal user")
-    import tempfile
-
-    # its own folder under /tmp: pytest's are private to root, and the server runs as postgres
-    data = Path(tempfile.mkdtemp(prefix="tunecli-pg-"))
-    data.chmod(0o755)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        shutil.chown(data, "postgres")
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust",
-                    "-U", "postgres"], check=True, capture_output=True)
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l",
-                    str(data / "log"), "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
-                    "start"], check=True, capture_output=True)
-    try:
-        subprocess.run([*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
-                        "-U", "postgres", "tunecli"], check=True, capture_output=True)
-        yield f"postgresql://postgres:not-a-secret@127.0.0.1:{port}/tunecli"
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast",
-                        "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.mark.postgres

@@ -18,6 +18,7 @@ from tunecli.api.studies import (
     Opened,
     Served,
     best_trial,
+    budget_met,
     choose_for_training,
     dashboard,
     list_studies,
@@ -25,12 +26,14 @@ from tunecli.api.studies import (
     open_for_search,
     pareto_front,
     search,
+    wait_for_study,
 )
 
 __all__ = [
     "Opened",
     "Served",
     "best_trial",
+    "budget_met",
     "choose_for_training",
     "dashboard",
     "held_out_part",
@@ -42,4 +45,5 @@ __all__ = [
     "predict",
     "search",
     "train",
+    "wait_for_study",
 ]

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
     from tunecli.spec.models import StudySpec
 
-__all__ = ["Opened", "Served", "best_trial", "choose_for_training", "dashboard", "list_studies",
-           "open_for_resume", "open_for_search", "pareto_front", "search", "url_of"]
+__all__ = ["Opened", "Served", "best_trial", "budget_met", "choose_for_training", "dashboard",
+           "list_studies", "open_for_resume", "open_for_search", "pareto_front", "search",
+           "url_of", "wait_for_study"]
 
 
 @dataclass
@@ -311,3 +312,43 @@ def dashboard(storage: str | None = None, host: str = "127.0.0.1", port: int = 8
     server = serve(opened, host, port)
     shown = f"[{host}]" if ":" in host else host
     return Served(server, f"http://{shown}:{server.server_port}{page}", describe(url))
+
+
+def wait_for_study(name: str, storage: str | None, seconds: float,
+                   waiting: Any = None) -> str:
+    """The storage URL once it holds study ``name``: a storage that is not there yet (a file,
+    a server starting) or lacks the study is asked again every 2 s, up to ``seconds``;
+    ``waiting(seconds_left, why)`` is told each time. A SpecError says why it gave up."""
+    import time
+
+    from tunecli.engine import study as study_module
+    from tunecli.engine.storage import describe, open_storage, resolve_url
+
+    url = resolve_url(storage)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if name in study_module.study_names(open_storage(url, heartbeat=False,
+                                                             create=False)):
+                return url
+            why = f"no study '{name}' in {describe(url)} yet"
+        except SpecError as exc:
+            why = exc.message
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SpecError(f"{why} after waiting {seconds:.0f} s", source="--wait",
+                            fix="Start the study (tunecli search FILE --storage URL), or wait "
+                                "longer with --wait.")
+        if waiting is not None:
+            waiting(left, why)
+        time.sleep(min(2.0, left))
+
+
+def budget_met(opened: Opened) -> bool:
+    """Whether the study needs no more trials (its budget of finished trials, or its grid)."""
+    from tunecli.engine.recovery import count_trials
+    from tunecli.engine.samplers import grid_exhausted
+
+    finished = count_trials(opened.study.get_trials(deepcopy=False))["finished"]
+    n_trials = opened.spec.budget.n_trials
+    return grid_exhausted(opened.study) or (n_trials is not None and finished >= n_trials)

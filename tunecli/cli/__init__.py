@@ -6,15 +6,19 @@
 - ``inspecting``: ``validate``, ``list``, ``schema``
 - ``managing``: ``delete``, ``copy``
 - ``using``: ``predict``, ``dashboard``
+- ``cluster``: ``serve``, ``worker``, ``launch``
 
 Commands are registered here, in the order ``tunecli --help`` lists them.
 """
 
-from tunecli.cli import inspecting, managing, reporting, searching, using
+from tunecli.cli import cluster, inspecting, managing, reporting, searching, using
 from tunecli.cli.app import app, main
 
 app.command()(searching.search)
 app.command()(searching.resume)
+app.command()(cluster.worker)
+app.command()(cluster.serve)
+app.command()(cluster.launch)
 app.command()(reporting.report)
 app.command()(reporting.train)
 app.command()(using.predict)

@@ -116,11 +116,11 @@ def search(
         opened = api.open_for_search(study_file, overrides, came_from, storage=storage,
                                      data_root=data_root, fork=fork, enqueue=enqueue,
                                      warm_from=warm_from, from_top=from_top)
-        _run(opened, workers, devices, trials_per_device, data_root, keep, tracking)
+        run_opened(opened, workers, devices, trials_per_device, data_root, keep, tracking)
     guard(body)
 
 
-def _run(opened: Any, workers: int | None, devices: str | None, per_device: int,
+def run_opened(opened: Any, workers: int | None, devices: str | None, per_device: int,
          data_root: str | None, keep: str, tracking: Tracking, fuse: str | None = None) -> None:
     """Say what ``api`` found, then run the study here or as worker processes."""
     for warning in opened.warnings:
@@ -258,5 +258,6 @@ def resume(
         if worker:  # one of search --workers: trial lines only; the parent sums up
             _run_as_worker(opened.study, opened.spec, opened.url, data_root, keep, tracking)
         else:
-            _run(opened, workers, devices, trials_per_device, data_root, keep, tracking, fuse)
+            run_opened(opened, workers, devices, trials_per_device, data_root, keep, tracking,
+                       fuse)
     guard(body)

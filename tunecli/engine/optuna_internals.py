@@ -9,6 +9,11 @@ and grid points read from ``FrozenTrial.system_attrs``. Fused trials are asked a
 not through ``study.optimize``, so they start Optuna's heartbeat themselves (``heartbeats``).
 A database storage is opened through ``RunningHere``, Optuna's own cache extended to keep the
 trials this process runs, which Optuna would read back from the database on every read.
+``tunecli serve`` builds Optuna's gRPC proxy server with ``make_server`` (the public
+``run_grpc_proxy_server`` blocks and cannot be stopped gracefully); on an untested release it
+runs the public one in a thread instead (``grpc_proxy``).
+A storage that retries a lost database connection (``storage.Reconnecting``) must be a
+heartbeat storage as Optuna checks it, by its private base class ``HeartbeatBase``.
 Hypervolumes (``reports/hypervolume.py``) are Optuna's
 ``optuna._hypervolume.compute_hypervolume``. A test (``tests/test_optuna_internals.py``) pins
 this module to the installed Optuna. On an Optuna release it was not tested with (``TESTED``),
@@ -30,14 +35,17 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+from optuna.storages._heartbeat import BaseHeartbeat as HeartbeatBase
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
     "TESTED",
+    "HeartbeatBase",
     "RunningHere",
     "ask",
     "cached",
     "compute_hypervolume",
+    "grpc_proxy",
     "heartbeats",
     "set_study_system_attr",
     "set_trial_user_attr",
@@ -314,3 +322,31 @@ def _rdb_session(backend: optuna.storages.RDBStorage) -> Any:
     from optuna.storages._rdb.storage import _create_scoped_session
 
     return _create_scoped_session(backend.scoped_session)
+
+
+def grpc_proxy(storage: Any, host: str, port: int) -> Any:
+    """Optuna's gRPC storage proxy for ``storage`` on ``host:port``, not yet started: an object
+    with ``start()`` and ``stop(grace)`` (which returns an event to ``wait()`` on)."""
+    if untested() is None:
+        from optuna.storages._grpc.server import make_server
+
+        return make_server(storage, host, port)
+    return _ThreadedProxy(storage, host, port)
+
+
+class _ThreadedProxy:
+    """The public ``run_grpc_proxy_server`` in a daemon thread (it cannot be stopped: the
+    process's end stops it)."""
+
+    def __init__(self, storage: Any, host: str, port: int) -> None:
+        self._thread = threading.Thread(
+            target=optuna.storages.run_grpc_proxy_server, args=(storage,),
+            kwargs={"host": host, "port": port}, daemon=True, name="tunecli-proxy")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, grace: float) -> threading.Event:
+        done = threading.Event()
+        done.set()
+        return done

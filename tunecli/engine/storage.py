@@ -2,8 +2,13 @@
 
 The default is a SQLite file in the current folder, ``tunecli.db``: nothing to start, and
 ``optuna`` and optuna-dashboard read it as it is. ``--storage`` or ``TUNECLI_STORAGE`` select any
-Optuna RDB URL (``postgresql://...`` for many machines) or a journal file (``journal:PATH`` or a
-path ending in ``.journal``/``.log``).
+Optuna RDB URL (``postgresql://...`` for many machines), a journal file (``journal:PATH`` or a
+path ending in ``.journal``/``.log``), or ``grpc://HOST:PORT``: Optuna's storage proxy that
+``tunecli serve`` runs in front of a database, which keeps one cache for hundreds of workers.
+
+A database server's connections: at most two per process (one, and one for the heartbeat
+thread), checked before use (``pool_pre_ping``) and recycled before servers drop idle ones; a
+call that finds the server gone is retried with back-off (``Reconnecting``), said once.
 
 SQLite is opened in WAL mode, with every transaction taking the write lock at its start and a
 long busy timeout, so Optuna's heartbeat thread and several local worker processes share one file
@@ -14,12 +19,16 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 
+from tunecli.engine.optuna_internals import HeartbeatBase
 from tunecli.errors import SpecError
 
 __all__ = [
@@ -66,6 +75,17 @@ def resolve_url(option: str | None, from_spec: str | None = None) -> str:
                             fix=f"Write {Path(url).stem}.db (SQLite), {Path(url).stem}.journal, "
                                 f"or a URL such as sqlite:///{url}.")
     return url
+
+
+def grpc_address(url: str) -> tuple[str, int] | None:
+    """(host, port) of a ``grpc://HOST:PORT`` URL, None for another URL."""
+    if not url.startswith("grpc://"):
+        return None
+    host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise SpecError(f"'{url}' does not name a host and a port", source="--storage",
+                        fix="Write grpc://HOST:PORT, e.g. grpc://127.0.0.1:13000.")
+    return host.strip("[]"), int(port)
 
 
 def local_file(url: str) -> Path | None:
@@ -136,22 +156,19 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> Ba
                         fix="Run it from the folder where you ran tunecli search, or give "
                             "--storage PATH or TUNECLI_STORAGE.")
     try:
+        address = grpc_address(url)
+        if address is not None:
+            return Reconnecting(_proxy(*address), url)  # type: ignore[abstract]
         if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-            path = Path(url.removeprefix("journal:")).expanduser()
-            if not path.parent.exists():
-                raise SpecError(f"folder {path.parent} does not exist", source="--storage",
-                                fix="Create it or give another path.")
-            return JournalStorage(JournalFileBackend(str(path)))
+            return _journal(url)
         engine_kwargs: dict[str, Any] = {}
         if url.startswith("sqlite:"):
             if path is not None and not path.parent.exists():
                 raise SpecError(f"folder {path.parent} does not exist",
                                 source="--storage", fix="Create it or give another path.")
             engine_kwargs = {"connect_args": {"timeout": 120}}
-        elif url.startswith("postgresql"):
-            engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+        elif url.startswith(("postgresql", "mysql")):
+            engine_kwargs = {**_SERVER_POOL, "connect_args": {"connect_timeout": 10}}
         kwargs: dict[str, Any] = {}
         if heartbeat:
             kwargs = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS}
@@ -160,7 +177,7 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> Ba
             _sqlite_pragmas(storage)
         from tunecli.engine.optuna_internals import cached
 
-        return cached(storage)
+        return Reconnecting(cached(storage), url)  # type: ignore[abstract]
     except SpecError:
         raise
     except ImportError as exc:
@@ -175,3 +192,118 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> Ba
         reason = mask(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise SpecError(f"cannot open storage {mask(url)} ({reason})", source="--storage",
                         fix="Check the URL, that the server runs, and the credentials.") from None
+
+
+# One connection per process, and one more for the heartbeat thread; checked before each use;
+# renewed after 30 minutes (servers drop idle connections after an hour).
+_SERVER_POOL = {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True, "pool_recycle": 1800}
+
+
+def _journal(url: str) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = Path(url.removeprefix("journal:")).expanduser()
+    if not path.parent.exists():
+        raise SpecError(f"folder {path.parent} does not exist", source="--storage",
+                        fix="Create it or give another path.")
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _proxy(host: str, port: int) -> BaseStorage:
+    """A client of ``tunecli serve`` (Optuna's gRPC storage proxy), once its port answers."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise SpecError(f"nothing answers at grpc://{host}:{port} ({exc.strerror or exc})",
+                        source="--storage",
+                        fix="Start it there: tunecli serve --storage DATABASE_URL --port "
+                            f"{port}, or check the address.") from None
+    from optuna.storages import GrpcStorageProxy
+
+    return GrpcStorageProxy(host=host, port=port)
+
+
+RETRY_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # about a minute in all
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database connection went away, or the
+    storage server (``tunecli serve``) cannot be reached."""
+    from sqlalchemy import exc as sql
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sql.OperationalError | sql.InterfaceError) or (
+                isinstance(seen, sql.DBAPIError) and seen.connection_invalidated):
+            return True
+        code = getattr(seen, "code", None)
+        if callable(code) and getattr(code(), "name", "") == "UNAVAILABLE":  # grpc.RpcError
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class Reconnecting(BaseStorage, HeartbeatBase):
+    """A storage whose calls are retried with back-off while its database cannot be reached
+    (a restart, a dropped connection): the run waits, says so once, and goes on; nothing
+    already stored is lost. Any other error is raised at once."""
+
+    def __init__(self, inner: BaseStorage, url: str,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.inner = inner
+        self._url = url
+        self._say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+        self._warned = False
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        for wait in (*RETRY_WAITS, None):
+            try:
+                result = getattr(self.inner, name)(*args, **kwargs)
+            except Exception as exc:
+                if wait is None or not connection_lost(exc):
+                    raise
+                if not self._warned:
+                    self._warned = True
+                    self._say(f"warning: lost the connection to {mask(self._url)}; retrying "
+                              f"for up to {sum(RETRY_WAITS):.0f} s")
+                time.sleep(wait)
+                continue
+            self._warned = False
+            return result
+        raise AssertionError("unreachable")
+
+    def get_heartbeat_interval(self) -> int | None:
+        """The database's heartbeat; none through the gRPC proxy (Optuna's has none)."""
+        if not isinstance(self.inner, HeartbeatBase):
+            return None
+        interval: int | None = self._call("get_heartbeat_interval")
+        return interval
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"inner": self.inner, "_url": self._url}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["inner"], state["_url"])  # type: ignore[misc]
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    def method(self: Reconnecting, *args: Any, **kwargs: Any) -> Any:
+        return self._call(name, *args, **kwargs)
+    method.__name__ = name
+    return method
+
+
+def _wrap_storage_api() -> None:
+    """Every method of Optuna's storage and heartbeat interfaces (the heartbeat's own
+    underscored ones too: Optuna calls them), retried; Optuna sees a storage with heartbeats,
+    as the database storage inside is."""
+    for base in (BaseStorage, HeartbeatBase):
+        for name, value in vars(base).items():
+            if callable(value) and not name.startswith("__") and name not in vars(Reconnecting):
+                setattr(Reconnecting, name, _retried(name))
+    Reconnecting.__abstractmethods__ = frozenset()
+
+
+_wrap_storage_api()

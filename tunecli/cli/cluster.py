@@ -1,0 +1,193 @@
+"""``serve``, ``worker`` and ``launch``: one study spread over many machines."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from tunecli.cli import searching
+from tunecli.cli.app import (
+    DataRootOption,
+    DevicesOption,
+    FuseOption,
+    KeepOption,
+    StorageOption,
+    TrialsPerDeviceOption,
+    WorkersOption,
+    check_keep,
+    console,
+    err_console,
+    guard,
+)
+from tunecli.errors import SpecError
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+NO_LOGIN = ("The proxy has no TLS and no login: whoever reaches its port can read and change "
+            "every study. Keep it on loopback and reach it through an SSH tunnel (ssh -N -L "
+            "13000:127.0.0.1:13000 HOST), or bind it to a private network only.")
+
+
+def serve(
+    storage: StorageOption = None,
+    host: Annotated[str, typer.Option(
+        "--host", help="Address to listen on. Loopback (the default) lets only this machine "
+                       "in; the proxy has no TLS and no login, so give a private network's "
+                       "address, or reach it through an SSH tunnel")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on", min=1,
+                                      max=65535)] = 13000,
+) -> None:
+    """Serve a storage to workers on other machines (Optuna's gRPC storage proxy): one cache
+    for hundreds of workers, one connection each. Workers give --storage grpc://HOST:PORT."""
+    def body() -> None:
+        from tunecli.engine import serving
+        from tunecli.engine.storage import describe, resolve_url
+
+        url = resolve_url(storage)
+        proxy = serving.start(url, host, port)
+        console.print(f"serving {escape(describe(url))} at [bold]{proxy.url}[/]",
+                      highlight=False, soft_wrap=True)
+        console.print(f"workers: tunecli worker NAME --storage {proxy.url}   (Ctrl-C or "
+                      "SIGTERM stops the proxy)", highlight=False, soft_wrap=True)
+        if host not in _LOOPBACK:
+            err_console.print(f"[yellow]warning:[/] {NO_LOGIN}", soft_wrap=True)
+        console.file.flush()
+        _until_stopped(proxy)
+    guard(body)
+
+
+def _until_stopped(proxy: Any) -> None:
+    """The proxy's traffic, live (a line every 30 s in a log), until Ctrl-C or SIGTERM; then
+    the requests in flight finish and it stops."""
+    from rich.live import Live
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    last_calls, last_time, logged = 0, time.monotonic(), time.monotonic()
+    live = Live(console=console, transient=True, auto_refresh=False) if console.is_terminal \
+        else None
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            time.sleep(1.0)
+            now, calls = time.monotonic(), proxy.counted.calls
+            line = (f"{calls} requests  {(calls - last_calls) / (now - last_time):.1f}/s  up "
+                    f"{_clock(now - proxy.started)}")
+            last_calls, last_time = calls, now
+            if live is not None:
+                live.update(line, refresh=True)
+            elif now - logged >= 30:
+                console.print(line, highlight=False)
+                logged = now
+    except KeyboardInterrupt:
+        if live is not None:
+            live.stop()
+        proxy.stop()
+        console.print(f"proxy stopped after {proxy.counted.calls} requests", highlight=False)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def worker(
+    name: Annotated[str, typer.Argument(help="The study's name", show_default=False)],
+    storage: StorageOption = None,
+    wait: Annotated[str, typer.Option(
+        "--wait", help="How long to wait for the storage and the study to appear")] = "10m",
+    data_root: DataRootOption = None,
+    keep_checkpoints: KeepOption = "best",
+    workers: WorkersOption = None,
+    devices: DevicesOption = None,
+    trials_per_device: TrialsPerDeviceOption = 1,
+    fuse: FuseOption = None,
+) -> None:
+    """Join a stored study by its name and run trials until its budget is met: the spec comes
+    from the storage (this machine's --data-root, --devices and --workers apply)."""
+    def body() -> None:
+        from tunecli import api
+        from tunecli.engine.tracking import Tracking
+        from tunecli.spec.models import parse_duration
+
+        try:
+            seconds = parse_duration(wait) or 0.0
+        except ValueError as exc:
+            raise SpecError(str(exc), source="--wait", fix="Write e.g. 90s, 10m or 1h.") \
+                from None
+        url = _waited(name, storage, seconds)
+        opened = api.open_for_resume(name, {}, storage=url, data_root=data_root)
+        if api.budget_met(opened):
+            console.print(f"study '{name}' needs no more trials (its budget is met)",
+                          highlight=False)
+            return
+        tracking = Tracking(None, None)
+        searching.run_opened(opened, workers, devices, trials_per_device, data_root,
+                             check_keep(keep_checkpoints), tracking, fuse)
+    guard(body)
+
+
+def _waited(name: str, storage: str | None, seconds: float) -> str:
+    """The storage URL once the study is there, with a countdown while it is not."""
+    from tunecli import api
+
+    status = console.status("", spinner="dots") if console.is_terminal else None
+    said: list[str] = []
+
+    def waiting(left: float, why: str) -> None:
+        line = f"waiting for study '{name}': {why} ({_clock(left)} left, Ctrl-C stops)"
+        if status is not None:
+            status.update(escape(line))
+        elif why not in said:
+            said.append(why)
+            console.print(line, highlight=False, soft_wrap=True)
+
+    if status is not None:
+        status.start()
+    try:
+        return api.wait_for_study(name, storage, seconds, waiting)
+    finally:
+        if status is not None:
+            status.stop()
+
+
+def launch(
+    target: Annotated[str, typer.Argument(help="slurm or k8s", show_default=False)],
+    name: Annotated[str, typer.Argument(help="The study's name", show_default=False)],
+    workers: Annotated[int, typer.Option("--workers", help="Worker jobs", min=1)] = 8,
+    gpus: Annotated[int, typer.Option("--gpus-per-worker", help="GPUs per worker (0: CPU)",
+                                      min=0)] = 1,
+    time_limit: Annotated[str, typer.Option(
+        "--time", help="SLURM: each job's time limit")] = "04:00:00",
+    image: Annotated[str, typer.Option(
+        "--image", help="k8s: the container image with tunecli installed")] = "tunecli:latest",
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write here \\[default: NAME.slurm or NAME-k8s.yaml]",
+        show_default=False)] = None,
+) -> None:
+    """Write a SLURM array script or Kubernetes manifests that run tunecli worker NAME (the
+    storage's URL and credentials come from the environment or a Secret, never the file)."""
+    def body() -> None:
+        from tunecli.engine import launch as launch_files
+        from tunecli.errors import did_you_mean
+
+        if target not in launch_files.TARGETS:
+            raise SpecError(f"'{target}' is not a launch target", source="TARGET",
+                            fix=did_you_mean(target, list(launch_files.TARGETS))
+                            or "Use slurm or k8s.")
+        path = out or Path(launch_files.TARGETS[target].format(name=name))
+        text = launch_files.write(target, name, workers=workers, gpus=gpus,
+                                  time_limit=time_limit, image=image)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        console.print(f"wrote {escape(str(path))}", highlight=False)
+        console.print(launch_files.next_steps(target, path, name), highlight=False,
+                      soft_wrap=True)
+    guard(body)

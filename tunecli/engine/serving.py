@@ -1,0 +1,85 @@
+"""``tunecli serve``: Optuna's gRPC storage proxy in front of one database.
+
+Hundreds of workers then hold one connection each to the proxy instead of a pool each to the
+database, and the proxy's one cache answers the reads every sampling step makes (each worker
+would otherwise read the study's trials from the database itself). The proxy has no TLS and no
+login: it listens on loopback unless told otherwise; other machines reach it over a private
+network or an SSH tunnel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from tunecli.errors import SpecError
+
+__all__ = ["Counted", "Proxy", "start"]
+
+
+class Counted:
+    """The storage the proxy serves, counting the calls it answers (requests per second)."""
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._storage, name)
+        if not callable(found):
+            return found
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.calls += 1
+            return found(*args, **kwargs)
+        return counted
+
+
+class Proxy:
+    """A started proxy: its address, its call count, ``stop``."""
+
+    def __init__(self, server: Any, counted: Counted, host: str, port: int) -> None:
+        self.server = server
+        self.counted = counted
+        self.host = host
+        self.port = port
+        self.started = time.monotonic()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"grpc://{host}:{self.port}"
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Finish the requests in flight (up to ``grace`` seconds), then close."""
+        self.server.stop(grace).wait()
+
+
+def start(url: str, host: str, port: int) -> Proxy:
+    """The proxy for the database at ``url``, listening on ``host:port``."""
+    from tunecli.engine import optuna_internals
+    from tunecli.engine.storage import local_file, mask, open_storage
+    from tunecli.engine.study import quiet_optuna
+
+    quiet_optuna()
+    if url.startswith("journal:"):
+        raise SpecError(f"Optuna's storage proxy cannot serve a journal file ({mask(url)})",
+                        source="--storage", fix="Serve a database: PostgreSQL for a cluster, "
+                                                "or a SQLite file (.db) on one host.")
+    if url.startswith("grpc://"):
+        raise SpecError("--storage names another proxy", source="--storage",
+                        fix="Give the database the proxy stands in front of.")
+    path = local_file(url)
+    if path is not None and not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)  # a new SQLite file, as search would
+    counted = Counted(open_storage(url, heartbeat=False))
+    try:
+        server = optuna_internals.grpc_proxy(counted, host, port)
+    except RuntimeError as exc:  # grpc: the port is taken or the address is not ours
+        raise SpecError(f"cannot listen on {host}:{port} ({exc})", source="--port",
+                        fix="Give another --port, or stop what listens there.") from None
+    server.start()
+    return Proxy(server, counted, host, port)
