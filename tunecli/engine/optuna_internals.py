@@ -324,24 +324,28 @@ def _rdb_session(backend: optuna.storages.RDBStorage) -> Any:
     return _create_scoped_session(backend.scoped_session)
 
 
-def grpc_proxy(storage: Any, host: str, port: int) -> Any:
+def grpc_proxy(storage: Any, host: str, port: int, threads: int) -> Any:
     """Optuna's gRPC storage proxy for ``storage`` on ``host:port``, not yet started: an object
     with ``start()`` and ``stop(grace)`` (which returns an event to ``wait()`` on)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=threads)
     if untested() is None:
         from optuna.storages._grpc.server import make_server
 
-        return make_server(storage, host, port)
-    return _ThreadedProxy(storage, host, port)
+        return make_server(storage, host, port, pool)
+    return _ThreadedProxy(storage, host, port, pool)
 
 
 class _ThreadedProxy:
     """The public ``run_grpc_proxy_server`` in a daemon thread (it cannot be stopped: the
     process's end stops it)."""
 
-    def __init__(self, storage: Any, host: str, port: int) -> None:
+    def __init__(self, storage: Any, host: str, port: int, pool: Any) -> None:
         self._thread = threading.Thread(
             target=optuna.storages.run_grpc_proxy_server, args=(storage,),
-            kwargs={"host": host, "port": port}, daemon=True, name="tunecli-proxy")
+            kwargs={"host": host, "port": port, "thread_pool": pool}, daemon=True,
+            name="tunecli-proxy")
 
     def start(self) -> None:
         self._thread.start()

@@ -15,7 +15,9 @@ from typing import Any
 
 from tunecli.errors import SpecError
 
-__all__ = ["Counted", "Proxy", "start"]
+__all__ = ["PROXY_THREADS", "Counted", "Proxy", "start"]
+
+PROXY_THREADS = 10  # requests the proxy answers at once (Optuna's default), one connection each
 
 
 class Counted:
@@ -75,9 +77,9 @@ def start(url: str, host: str, port: int) -> Proxy:
     path = local_file(url)
     if path is not None and not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)  # a new SQLite file, as search would
-    counted = Counted(open_storage(url, heartbeat=False))
+    counted = Counted(open_storage(url, heartbeat=False, connections=PROXY_THREADS))
     try:
-        server = optuna_internals.grpc_proxy(counted, host, port)
+        server = optuna_internals.grpc_proxy(counted, host, port, PROXY_THREADS)
     except RuntimeError as exc:  # grpc: the port is taken or the address is not ours
         raise SpecError(f"cannot listen on {host}:{port} ({exc})", source="--port",
                         fix="Give another --port, or stop what listens there.") from None

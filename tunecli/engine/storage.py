@@ -142,8 +142,11 @@ def _sqlite_pragmas(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()  # connections made from now on get these settings
 
 
-def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> BaseStorage:
+def open_storage(url: str, *, heartbeat: bool = True, create: bool = True,
+                 connections: int = 1) -> BaseStorage:
     """An Optuna storage for ``url``; a SpecError (exit 2) when it cannot be opened.
+    ``connections``: a database server's pool for this process's threads (one worker: one;
+    ``tunecli serve`` answers many at once), plus one for the heartbeat thread.
 
     ``create=False`` (report, resume, train, list): a storage file that does not exist is an
     error naming its absolute path, not a new empty file left behind.
@@ -168,7 +171,8 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> Ba
                                 source="--storage", fix="Create it or give another path.")
             engine_kwargs = {"connect_args": {"timeout": 120}}
         elif url.startswith(("postgresql", "mysql")):
-            engine_kwargs = {**_SERVER_POOL, "connect_args": {"connect_timeout": 10}}
+            engine_kwargs = {**_SERVER_POOL, "pool_size": connections,
+                             "connect_args": {"connect_timeout": 10}}
         kwargs: dict[str, Any] = {}
         if heartbeat:
             kwargs = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS}
@@ -220,9 +224,13 @@ def _proxy(host: str, port: int) -> BaseStorage:
                         source="--storage",
                         fix="Start it there: tunecli serve --storage DATABASE_URL --port "
                             f"{port}, or check the address.") from None
+    import warnings
+
     from optuna.storages import GrpcStorageProxy
 
-    return GrpcStorageProxy(host=host, port=port)
+    with warnings.catch_warnings():  # experimental since 4.2: said in README, not each run
+        warnings.simplefilter("ignore")
+        return GrpcStorageProxy(host=host, port=port)
 
 
 RETRY_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # about a minute in all
