@@ -27,6 +27,7 @@ from tests.conftest import (
     wait_for_file,
 )
 from tunecli import api
+from tunecli.engine.serving import PROXY_THREADS
 
 pytestmark = pytest.mark.slow
 
@@ -77,16 +78,17 @@ def _check_study(url: str, n_trials: int, epochs: int) -> list[optuna.trial.Froz
     return trials
 
 
-def test_sixteen_workers_through_serve_over_postgres(write_study, postgres, subprocess_env
-                                                     ) -> None:
-    """Workers started before the study exists wait for it; all of them finish it."""
+def test_ten_workers_through_serve_over_postgres(write_study, postgres, subprocess_env
+                                                 ) -> None:
+    """Workers started before the study exists wait for it; all of them finish it. The first
+    trials wait until four processes train (gated_model), so the study is really shared."""
     port = _free_port()
     server = _serve(postgres.url, port, subprocess_env)
     proxy = f"grpc://127.0.0.1:{port}"
     try:
-        env = {**subprocess_env, "TUNECLI_THREADS": "1"}
-        workers = _workers(15, "tiny", proxy, env)
-        study = write_study(TINY_STUDY.replace("n_trials: 6", "n_trials: 48"))
+        env = gate_env({**subprocess_env, "TUNECLI_THREADS": "1"}, Path.cwd() / "gate", meet=4)
+        workers = _workers(9, "tiny", proxy, env)
+        study = write_study(gated(TINY_STUDY.replace("n_trials: 6", "n_trials: 48")))
         search = subprocess.Popen([*tunecli_command(), "search", str(study), "--storage",
                                    proxy], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
@@ -95,8 +97,8 @@ def test_sixteen_workers_through_serve_over_postgres(write_study, postgres, subp
         assert any("waiting for study 'tiny'" in out for _, out in results[1:])
         trials = _check_study(postgres.url, 48, epochs=3)
         assert len({t.user_attrs.get("worker") for t in trials}) >= 4
-        # Each worker held one connection, to the proxy: the database sees the proxy's few.
-        assert postgres.connections() <= 4
+        # Each worker held one connection, to the proxy: the database sees the proxy's pool.
+        assert postgres.connections() <= PROXY_THREADS + 1
     finally:
         server.send_signal(signal.SIGTERM)
         out = server.communicate(timeout=60)[0]
