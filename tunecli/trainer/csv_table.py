@@ -223,24 +223,33 @@ def _rows_to_keep(spec: DatasetSpec, body: list[Row], t_index: int, numeric: lis
     return keep, dropped
 
 
-def _numeric_column(cells: list[str], keep: list[Row], name: str, spec: DatasetSpec,
-                    path: Path) -> tuple[np.ndarray, list[int], list[SpecError], float | None]:
-    """One feature as numbers, missing cells filled with the mean when asked; which were,
-    what is wrong with the column (text cells, missing ones), one problem each, and the fill
-    value (``missing: mean``: the mean of the column's present cells, float32 as trained)."""
-    values = np.zeros(len(cells), dtype=np.float64)
+def _numbers(cells: list[str]) -> tuple[np.ndarray, list[int], list[int]]:
+    """A column's cells as numbers (NaN where there is none), the missing ones (empty, NaN,
+    infinite) and those holding text: training and new rows read cells alike."""
+    values = np.full(len(cells), np.nan, dtype=np.float64)
     gaps, text = [], []
     for j, cell in enumerate(cells):
         if _is_missing(cell):
             gaps.append(j)
             continue
         try:
-            values[j] = float(cell)
+            number = float(cell)
         except ValueError:
             text.append(j)
             continue
-        if not math.isfinite(values[j]):
+        if math.isfinite(number):
+            values[j] = number
+        else:
             gaps.append(j)
+    return values, gaps, text
+
+
+def _numeric_column(cells: list[str], keep: list[Row], name: str, spec: DatasetSpec,
+                    path: Path) -> tuple[np.ndarray, list[int], list[SpecError], float | None]:
+    """One feature as numbers, missing cells filled with the mean when asked; which were,
+    what is wrong with the column (text cells, missing ones), one problem each, and the fill
+    value (``missing: mean``: the mean of the column's present cells, float32 as trained)."""
+    values, gaps, text = _numbers(cells)
     problems = []
     present = np.delete(values, gaps + text)
     fill = float(np.float32(present.mean())) if spec.missing == "mean" and present.size else None
@@ -315,16 +324,7 @@ def _new_column(cells: list[str], lines: list[int], name: str, recipe: dict[str,
                         f"Use one of: {', '.join(map(repr, levels[:12]))}"
                         f"{', ...' if len(levels) > 12 else ''}.")] if unseen else []
         return np.array([index.get(c, -1) for c in cells], dtype=np.float32), problem
-    values = np.full(len(cells), np.nan, dtype=np.float64)
-    text, gaps = [], []
-    for j, cell in enumerate(cells):
-        if _is_missing(cell):
-            gaps.append(j)
-            continue
-        try:
-            values[j] = float(cell)
-        except ValueError:
-            text.append(j)
+    values, gaps, text = _numbers(cells)
     problems = []
     if text:
         problems.append(fail(f"{lines_text([lines[j] for j in text])}, column '{name}': "
@@ -333,5 +333,4 @@ def _new_column(cells: list[str], lines: list[int], name: str, recipe: dict[str,
         problems.append(fail(f"{lines_text([lines[j] for j in gaps])}, column '{name}': the cell "
                              "is missing, and the model was trained without missing cells "
                              f"there (missing: {recipe.get('missing')})", "Fill it."))
-    values[~np.isfinite(values)] = np.nan
     return values.astype(np.float32), problems
