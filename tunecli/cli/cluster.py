@@ -41,8 +41,10 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on", min=1,
                                       max=65535)] = 13000,
 ) -> None:
-    """Serve a storage to workers on other machines (Optuna's gRPC storage proxy): one cache
-    for hundreds of workers, one connection each. Workers give --storage grpc://HOST:PORT."""
+    """Serve a storage to workers on other machines (Optuna's gRPC storage proxy).
+
+    One cache for hundreds of workers, one connection each; workers give --storage
+    grpc://HOST:PORT. No TLS and no login: keep it on loopback and tunnel over SSH."""
     def body() -> None:
         from tunecli.engine import serving
         from tunecli.engine.storage import describe, resolve_url
@@ -110,8 +112,10 @@ def worker(
     trials_per_device: TrialsPerDeviceOption = 1,
     fuse: FuseOption = None,
 ) -> None:
-    """Join a stored study by its name and run trials until its budget is met: the spec comes
-    from the storage (this machine's --data-root, --devices and --workers apply)."""
+    """Join a stored study by its name and run its trials until the budget is met.
+
+    The spec comes from the storage; this machine's --data-root, --devices and --workers
+    apply."""
     def body() -> None:
         from tunecli import api
         from tunecli.engine.tracking import Tracking
@@ -172,8 +176,9 @@ def launch(
         "--out", help="Write here \\[default: NAME.slurm or NAME-k8s.yaml]",
         show_default=False)] = None,
 ) -> None:
-    """Write a SLURM array script or Kubernetes manifests that run tunecli worker NAME (the
-    storage's URL and credentials come from the environment or a Secret, never the file)."""
+    """Write a SLURM array script or Kubernetes manifests that run tunecli worker NAME.
+
+    The storage's URL and credentials come from the environment or a Secret, never the file."""
     def body() -> None:
         from tunecli.engine import launch as launch_files
         from tunecli.errors import did_you_mean

@@ -80,7 +80,7 @@ def dashboard(
     port: Annotated[int, typer.Option(
         "--port", help="Port to listen on (0: any free port)", min=0, max=65535)] = 8080,
 ) -> None:
-    """Start optuna-dashboard on the storage (needs the tunecli[dashboard] extra)."""
+    """Start optuna-dashboard on the storage (needs the tunecli\\[dashboard] extra)."""
     def body() -> None:
         from tunecli import api
 
