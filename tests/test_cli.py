@@ -326,3 +326,16 @@ def test_the_cluster_examples_are_what_launch_writes(cli) -> None:
                "ghcr.io/example/tunecli:0.1", "--out", "c.yaml").exit_code == 0
     assert Path("c.slurm").read_text() == (examples / "cifar10.slurm").read_text()
     assert Path("c.yaml").read_text() == (examples / "cifar10-k8s.yaml").read_text()
+
+
+def test_a_worker_waits_until_the_study_holds_its_spec() -> None:
+    """search creates a study, then stores its spec: a worker seeing the name in between
+    waits (a worker that joined then failed with 'not made by tunecli')."""
+    import optuna
+
+    from tunecli import api
+    from tunecli.errors import SpecError
+
+    optuna.create_study(study_name="tiny", storage="sqlite:///tunecli.db")
+    with pytest.raises(SpecError, match="study 'tiny' is being created in sqlite"):
+        api.wait_for_study("tiny", None, 0.2)

@@ -321,17 +321,16 @@ def wait_for_study(name: str, storage: str | None, seconds: float,
     ``waiting(seconds_left, why)`` is told each time. A SpecError says why it gave up."""
     import time
 
-    from tunecli.engine import study as study_module
     from tunecli.engine.storage import describe, open_storage, resolve_url
 
     url = resolve_url(storage)
     deadline = time.monotonic() + seconds
     while True:
         try:
-            if name in study_module.study_names(open_storage(url, heartbeat=False,
-                                                             create=False)):
+            why = _not_ready(name, open_storage(url, heartbeat=False, create=False))
+            if why is None:
                 return url
-            why = f"no study '{name}' in {describe(url)} yet"
+            why += f" in {describe(url)}"
         except SpecError as exc:
             why = exc.message
         left = deadline - time.monotonic()
@@ -342,6 +341,20 @@ def wait_for_study(name: str, storage: str | None, seconds: float,
         if waiting is not None:
             waiting(left, why)
         time.sleep(min(2.0, left))
+
+
+def _not_ready(name: str, storage: Any) -> str | None:
+    """Why a worker cannot join study ``name`` yet, or None: the study must exist and hold its
+    spec (``search`` creates the study, then stores the spec: a moment apart)."""
+    import optuna
+
+    from tunecli.engine import study as study_module
+
+    if name not in study_module.study_names(storage):
+        return f"no study '{name}' yet"
+    if study_module.stored_spec(optuna.load_study(study_name=name, storage=storage)) is None:
+        return f"study '{name}' is being created"
+    return None
 
 
 def budget_met(opened: Opened) -> bool:
