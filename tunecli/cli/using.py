@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -54,15 +54,14 @@ def predict(
             console.print(f"wrote {len(found.rows)} predictions to {escape(str(out))}",
                           highlight=False)
         if evaluate:
-            _scores(found.scores or {}, api.load_model(model).info, out is None)
+            _scores(found.scores or {}, found.searched, out is None)
     guard(body)
 
 
-def _scores(scores: dict[str, float], info: dict[str, Any], to_stderr: bool) -> None:
+def _scores(scores: dict[str, float], searched: str, to_stderr: bool) -> None:
     """The task's metrics, the one the model was searched for first (stderr when the
     predictions go to standard output)."""
     where = err_console if to_stderr else console
-    searched = str(info.get("search_metric") or "").removeprefix("val_")
     for key in sorted(scores, key=lambda k: k != searched):
         mark = "  (the search's metric)" if key == searched else ""
         where.print(f"{key:<10} {scores[key]:.4f}{mark}", highlight=False)

@@ -90,7 +90,8 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
         "classes": bundle.class_names,      # output i is classes[i]
         "features": bundle.feature_names,   # the network's inputs (one-hot: col=level)
         "pipeline": pipeline.describe(bundle),  # raw input -> network -> outputs, every step
-        "normalization": {"mean": _listed(bundle.mean), "std": _listed(bundle.std)},
+        "normalization": {"mean": pipeline.listed(bundle.mean),
+                          "std": pipeline.listed(bundle.std)},
         # regression: the network predicts standardised targets; prediction * std + mean
         "target_scaling": ({"mean": bundle.target_mean, "std": bundle.target_std}
                            if bundle.task == "regression" else None),
@@ -113,10 +114,6 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
             lambda tmp: tmp.write_text(json.dumps(info, indent=2, default=str) + "\n",
                                        encoding="utf-8"))
     return info
-
-
-def _listed(array: Any) -> Any:
-    return None if array is None else array.tolist()
 
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> None:

@@ -6,9 +6,10 @@ and std normalise). ``describe`` writes every step down when the model is saved,
 ``PipelinedModel`` applies them, so a loaded or exported model takes what the data files hold:
 
 - images: pixels as stored (MNIST-family and CIFAR-10 bytes 0-255, digits 0-16), ``[N, C, H, W]``;
-- a CSV: ``[N, columns]`` in the training file's column order (``encode_cells`` makes it from
-  text), numbers as they are, a missing number as NaN, a categorical cell as the index of its
-  level (``pipeline["categorical"]``); a csv-sequence model takes ``[N, window, columns]``;
+- a CSV: ``[N, columns]`` in the training file's column order (``csv_table.read_new_rows``
+  makes it from text), numbers as they are, a missing number as NaN, a categorical cell as
+  the index of its level (``pipeline["categorical"]``); a csv-sequence model takes
+  ``[N, window, columns]``;
 - tensors: ``x`` as in the training file.
 
 It returns class probabilities, or a regression's value in the target's original units. The
@@ -24,14 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["FORMAT", "PipelinedModel", "UnknownStep", "describe", "from_old_info",
-           "raw_shape"]
+__all__ = ["FORMAT", "PipelinedModel", "describe", "from_old_info",
+           "listed", "raw_shape"]
 
 FORMAT = 1  # the "pipeline" section's layout; a file without one is older
-
-
-class UnknownStep(Exception):
-    """A step an old model file did not record (its text says which, and what to do)."""
 
 
 def describe(bundle: Any) -> dict[str, Any]:
@@ -52,8 +49,8 @@ def describe(bundle: Any) -> dict[str, Any]:
         "target": recipe.get("target"),
         "window": recipe.get("window"),
         "horizon": recipe.get("horizon"),
-        "mean": _listed(bundle.mean),
-        "std": _listed(bundle.std),
+        "mean": listed(bundle.mean),
+        "std": listed(bundle.std),
         "target_mean": float(bundle.target_mean),
         "target_std": float(bundle.target_std),
     }
@@ -90,7 +87,8 @@ def from_old_info(info: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return pipeline, missing
 
 
-def _listed(array: Any) -> Any:
+def listed(array: Any) -> Any:
+    """An array as JSON lists (None stays None)."""
     return None if array is None else np.asarray(array).tolist()
 
 

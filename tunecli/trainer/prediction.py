@@ -24,6 +24,7 @@ class Prediction:
     outputs: np.ndarray                 # [N, classes] probabilities, or [N] values
     classes: list[str] | None           # the class each probability column is
     scores: dict[str, float] | None     # the task's metrics, when the targets were given
+    searched: str = ""                  # the metric the search ranked by, as ``scores`` names it
 
     def labels(self) -> list[str]:
         """Each row's predicted class (its name), or its value."""
@@ -53,7 +54,8 @@ def predict(model: Any, inputs: NewInputs, batch_size: int = 1024) -> Prediction
         found = {key.removeprefix("test_"): value for key, value in found.items()}
     classes = ((pipeline["classes"] or [str(i) for i in range(int(pipeline["outputs"]))])
                if classification else None)
-    return Prediction(inputs.rows, decoded, classes, found)
+    searched = str(model.info.get("search_metric") or "").removeprefix("val_")
+    return Prediction(inputs.rows, decoded, classes, found, searched)
 
 
 def _scored_targets(targets: np.ndarray, pipeline: dict[str, Any]) -> torch.Tensor:
