@@ -51,7 +51,7 @@ def extracted_root(root: Path) -> Path:
 
 
 def baseline_epochs(root: Path, n_train: int, n_val: int, epochs: int, width: int, depth: int,
-                    batch: int) -> list[float]:
+                    batch: int, device: str = "cpu") -> list[float]:
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
 
@@ -62,13 +62,14 @@ def baseline_epochs(root: Path, n_train: int, n_val: int, epochs: int, width: in
                        shuffle=True)
     valid = DataLoader(Subset(full, order[:n_val]), batch_size=batch)
     torch.manual_seed(0)
-    model = mlp(width, depth)
+    model = mlp(width, depth).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
         model.train()
         for x, y in train:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()
@@ -77,7 +78,7 @@ def baseline_epochs(root: Path, n_train: int, n_val: int, epochs: int, width: in
         correct = 0
         with torch.no_grad():
             for x, y in valid:
-                correct += (model(x).argmax(1) == y).sum().item()
+                correct += (model(x.to(device)).argmax(1) == y.to(device)).sum().item()
         times.append(time.perf_counter() - start)
     return times
 
@@ -88,7 +89,7 @@ class _Quiet:
 
 
 def tunecli_epochs(root: Path, n_train: int, n_val: int, epochs: int, width: int, depth: int,
-                   batch: int) -> tuple[list[float], float]:
+                   batch: int, device: str = "cpu") -> tuple[list[float], float]:
     from tunecli.spec import TrainerSpec
     from tunecli.trainer import data as data_sets
     from tunecli.trainer import loop
@@ -96,9 +97,9 @@ def tunecli_epochs(root: Path, n_train: int, n_val: int, epochs: int, width: int
     spec = TrainerSpec.model_validate({
         "dataset": {"name": "fashion-mnist", "val_fraction": n_val / 60000,
                     "max_train_samples": n_train},
-        "data_root": str(root), "epochs": epochs, "device": "cpu"})
+        "data_root": str(root), "epochs": epochs, "device": device})
     start = time.perf_counter()
-    data_sets.load(spec.dataset, root, False, torch.device("cpu"))
+    data_sets.load(spec.dataset, root, False, torch.device(device))
     load_seconds = time.perf_counter() - start
     result = loop.run(spec, {"width": width, "depth": depth, "batch_size": batch, "lr": 1e-3,
                              "optimizer": "adam"}, _Quiet(), metric="val_accuracy")
@@ -116,15 +117,16 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda, for both loops")
     args = parser.parse_args()
 
     extracted = extracted_root(Path(args.data_root).resolve())
     shape = (args.train_examples, args.val_examples, args.epochs, args.width, args.depth,
-             args.batch_size)
+             args.batch_size, args.device)
     base = baseline_epochs(extracted, *shape)
     ours, load_seconds = tunecli_epochs(extracted, *shape)
     b, t = statistics.median(base), statistics.median(ours)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads, "
           f"{args.train_examples} training / {args.val_examples} validation examples, "
           f"MLP {args.depth}x{args.width}, batch {args.batch_size}, {args.epochs} epochs")
     print(f"baseline (torchvision + DataLoader): {b:.4f} s/epoch (median)")

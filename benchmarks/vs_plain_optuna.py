@@ -82,20 +82,23 @@ def plain_child(root: str, seed: int, trials: int, epochs: int, train_samples: i
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
-        batch_size = trial.suggest_categorical("batch_size", [64, 128, 256])
+        batch_size = trial.suggest_categorical("batch_size", [128, 256, 512])
         depth = trial.suggest_int("depth", 1, 3)
-        width = trial.suggest_int("width", 64, 1024, log=True)
+        width = trial.suggest_int("width", 128, 1024, log=True)
         dropout = trial.suggest_float("dropout", 0.0, 0.5)
         weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
         optimizer_name = trial.suggest_categorical("optimizer", ["adam", "adamw"])
+        label_smoothing = trial.suggest_float("label_smoothing", 0.0, 0.2)
         layers: list[nn.Module] = [nn.Flatten()]
         size = 28 * 28
-        for _ in range(depth):
-            layers += [nn.Linear(size, width), nn.ReLU(), nn.Dropout(dropout)]
+        for _ in range(depth):  # the study's fixed batch_norm: true
+            layers += [nn.Linear(size, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
+                       nn.Dropout(dropout)]
             size = width
         model = nn.Sequential(*layers, nn.Linear(size, 10)).to(device)
         optimizer_class = torch.optim.Adam if optimizer_name == "adam" else torch.optim.AdamW
         optimizer = optimizer_class(model.parameters(), lr=lr, weight_decay=weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True)
         val_loader = DataLoader(val_set, batch_size=1024)
         best = 0.0
@@ -104,8 +107,10 @@ def plain_child(root: str, seed: int, trials: int, epochs: int, train_samples: i
             for x, y in train_loader:
                 x, y = x.to(device), y.to(device)
                 optimizer.zero_grad()
-                nn.functional.cross_entropy(model(x), y).backward()
+                loss = nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+                loss.backward()
                 optimizer.step()
+            schedule.step()
             model.eval()
             correct = 0
             with torch.no_grad():
@@ -124,11 +129,29 @@ def plain_child(root: str, seed: int, trials: int, epochs: int, train_samples: i
                                 sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner())
     study.optimize(objective, n_trials=trials)
+    same_space(study.trials[0].distributions)
     return finished
 
 
+PLAIN_FIXED = {"batch_norm": True, "schedule": "cosine"}  # written into the plain objective
+
+
+def same_space(plain_distributions: dict[str, Any]) -> None:
+    """Stop when the plain objective no longer searches the study file's space."""
+    from tunecli.engine.space import distribution
+    from tunecli.spec import load as load_spec
+
+    space = load_spec(STUDY).space
+    searched = {name: distribution(p) for name, p in space.items() if p.kind != "value"}
+    fixed = {name: p.value for name, p in space.items() if p.kind == "value"}
+    if searched != plain_distributions or fixed != PLAIN_FIXED:
+        raise SystemExit(f"the plain objective's space differs from {STUDY.name}'s: "
+                         f"{plain_distributions} and {PLAIN_FIXED} against {searched} and {fixed}")
+
+
 def tunecli_search(data_root: str, seed: int, trials: int, epochs: int,
-                   train_samples: int | None, folder: Path) -> list[tuple[float, float]]:
+                   train_samples: int | None, folder: Path, device: str = "auto"
+                   ) -> list[tuple[float, float]]:
     """``tunecli search`` on the same space: (seconds since the command started, value) per
     completed trial, read back from its storage."""
     import optuna
@@ -137,7 +160,7 @@ def tunecli_search(data_root: str, seed: int, trials: int, epochs: int,
     command = [sys.executable, "-c", "from tunecli.cli import main; main()", "search",
                str(STUDY), "--data-root", data_root, "--seed", str(seed), "--storage", storage,
                "--n-trials", str(trials), "--set", f"trainer.epochs={epochs}",
-               "--set", "budget.timeout=null"]
+               "--set", "budget.timeout=null", "--set", f"trainer.device={device}"]
     if train_samples:
         command += ["--set", f"trainer.dataset.max_train_samples={train_samples}"]
     started = time.time()
@@ -213,7 +236,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--train-samples", type=int, help="fewer training images (smoke runs)")
-    parser.add_argument("--device", default="cpu", help="the plain script's device")
+    parser.add_argument("--device", default="cpu", help="both searches' device (cpu, cuda)")
     parser.add_argument("--png", type=Path, default=Path("vs_plain_optuna.png"))
     parser.add_argument("--json", type=Path, help="write every curve here")
     args = parser.parse_args()
@@ -226,7 +249,7 @@ def main() -> None:
                                                     args.device)),
                          "tunecli": best_so_far(tunecli_search(
                              args.data_root, seed, args.trials, args.epochs,
-                             args.train_samples, Path(folder)))})
+                             args.train_samples, Path(folder), args.device))})
             print(f"seed {seed} done", file=sys.stderr, flush=True)
     report(runs)
     plot(runs, args.png)
@@ -236,23 +259,35 @@ def main() -> None:
 
 
 def report(runs: list[dict[str, Any]]) -> None:
+    """Per seed and median: time to the target for both, tunecli's time as a share of the plain
+    search's whole wall time (the goal) and of its time to the target, the final bests, and the
+    best at 25/50/100% of the plain search's wall time."""
     target = statistics.median(run["plain"][-1][1] for run in runs)
     print(f"target: the plain search's median final best, {target:.4f}")
-    print(f"{'seed':>4}  {'plain to target':>15}  {'tunecli to target':>17}  {'ratio':>6}   "
-          f"best at 25% / 50% / 100% of plain's time (plain | tunecli)")
-    ratios = []
+    print(f"{'seed':>4}  {'plain wall':>10}  {'plain to target':>15}  {'tunecli to target':>17}  "
+          f"{'/ wall':>6}  {'/ plain':>7}  {'final best (plain | tunecli)':>28}   "
+          f"best at 25% / 50% of plain's wall time")
+    of_wall, of_reached = [], []
     for run in runs:
         wall = run["plain"][-1][0]
         to_plain, to_tunecli = reached(run["plain"], target), reached(run["tunecli"], target)
-        ratio = to_tunecli / to_plain if math.isfinite(to_plain) else math.nan
-        ratios.append(ratio)
+        of_wall.append(to_tunecli / wall)
+        of_reached.append(to_tunecli / to_plain if math.isfinite(to_plain) else math.nan)
         at = "  ".join(f"{best_at(run['plain'], wall * f):.4f}|"
-                       f"{best_at(run['tunecli'], wall * f):.4f}" for f in (0.25, 0.5, 1.0))
-        print(f"{run['seed']:>4}  {to_plain:>14.0f}s  {to_tunecli:>16.0f}s  {ratio:>6.3f}   "
-              f"{at}")
-    finite = [r for r in ratios if not math.isnan(r)]
-    if finite:
-        print(f"median ratio (tunecli time to target / plain's): {statistics.median(finite):.3f}")
+                       f"{best_at(run['tunecli'], wall * f):.4f}" for f in (0.25, 0.5))
+        print(f"{run['seed']:>4}  {wall:>9.0f}s  {to_plain:>14.0f}s  {to_tunecli:>16.0f}s  "
+              f"{of_wall[-1]:>6.3f}  {of_reached[-1]:>7.3f}  "
+              f"{run['plain'][-1][1]:>13.4f} | {run['tunecli'][-1][1]:.4f}   {at}")
+    finals = [(run["plain"][-1][1], run["tunecli"][-1][1]) for run in runs]
+    print(f"median: tunecli reaches the target in {statistics.median(of_wall):.3f} of the plain "
+          f"search's wall time ({_median(of_reached):.3f} of its time to the target); median "
+          f"final best plain {statistics.median(p for p, _ in finals):.4f}, tunecli "
+          f"{statistics.median(t for _, t in finals):.4f}")
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.median(finite) if finite else math.nan
 
 
 if __name__ == "__main__":
