@@ -45,8 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each step is: the GPU sizes fill eight minutes on one H200-class card, the CPU
-    sizes exercise every step in under three minutes on two cores."""
+    """How big each step is. The CPU sizes exercise every step in under three minutes on two
+    cores; the GPU sizes are meant to fill eight minutes on one card, and the time limit holds
+    whatever they turn out to cost."""
 
     limit_s: float
     tests: tuple[str, ...]
