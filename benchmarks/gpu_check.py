@@ -26,6 +26,7 @@ import argparse
 import json
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,7 +120,7 @@ class Check:
         from fused_trials import run_study
 
         storage = self.folder / f"{name}.db"
-        with gpu_sampler(self.cuda) as sampled:
+        with gpu_sampler(self.cuda, self.folder / f"{name}.smi.csv") as sampled:
             result = run_study(ROOT / study, storage, name, 0, str(fuse), [
                 "--data-root", self.data_root, "--timeout", f"{int(timeout)}s",
                 "--set", f"trainer.device={self.device}", *extra])
@@ -127,13 +128,12 @@ class Check:
 
 
 @contextmanager
-def gpu_sampler(cuda: bool) -> Iterator[dict[str, Any]]:
+def gpu_sampler(cuda: bool, log: Path) -> Iterator[dict[str, Any]]:
     """Mean GPU utilisation and peak memory while the block runs (nvidia-smi every 200 ms)."""
     sampled: dict[str, Any] = {}
     if not cuda:
         yield sampled
         return
-    log = Path(tempfile.mkdtemp(prefix="tunecli-smi-")) / "samples.csv"
     with log.open("w") as out:
         process = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
                                     "--format=csv,noheader,nounits", "-lms", "200"],
@@ -250,12 +250,13 @@ def step_vs_plain(check: Check) -> None:
     ours = vs.best_so_far(vs.tunecli_search(check.data_root, 0, sizes.plain_trials,
                                             sizes.plain_epochs, samples, check.folder,
                                             device=check.device))
-    target = plain[-1][1]
-    to_plain, to_ours = vs.reached(plain, target), vs.reached(ours, target)
+    figures = vs.summary([{"seed": 0, "plain": plain, "tunecli": ours}])
+    seed = figures["seeds"][0]
     check.add("vs_plain", f"seed 0, {sizes.plain_trials} trials x {sizes.plain_epochs} epochs, "
-              f"{samples} images: time to the plain search's best {target:.4f}",
-              f"plain {to_plain:.1f} s, tunecli {to_ours:.1f} s = {to_ours / to_plain:.2f} of "
-              f"plain's; final best {plain[-1][1]:.4f} / {ours[-1][1]:.4f}")
+              f"{samples} images: time to the plain search's best {figures['target']:.4f}",
+              f"plain {seed['to_plain']:.1f} s of {seed['wall']:.1f} s, tunecli "
+              f"{seed['to_tunecli']:.1f} s = {seed['of_wall']:.2f} of plain's wall time; final "
+              f"best {seed['final'][0]:.4f} / {seed['final'][1]:.4f}")
 
 
 STEPS: dict[str, Callable[[Check], None]] = {
@@ -284,6 +285,7 @@ def main() -> None:
             check.add(name, "FAILED", check.errors[name].splitlines()[0][:300])
             traceback.print_exc()
     seconds = time.perf_counter() - check.started
+    shutil.rmtree(check.folder, ignore_errors=True)
     args.out.write_text(json.dumps({
         "machine": check.machine, "torch": check.torch, "device": check.device,
         "seconds": round(seconds, 1), "errors": check.errors,

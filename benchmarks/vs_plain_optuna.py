@@ -14,7 +14,7 @@ Both train on the same 54,000 images and validate on the same 6,000 (tunecli's s
 from ``tunecli.trainer.data.part_indices``); a trial's value is its best epoch's validation
 accuracy in both. The target is the plain search's median final best over the seeds. Printed
 per seed and as the median: wall time until the best so far reaches the target, the best at
-25/50/100% of the plain search's wall time, and the ratios; the curves go to a PNG.
+25/50% of the plain search's wall time, and the ratios; the curves go to a PNG.
 
     python benchmarks/vs_plain_optuna.py --data-root ../shared/data --seeds 0 1 2
     python benchmarks/vs_plain_optuna.py --data-root ../shared/data --seeds 0 --trials 4 \\
@@ -258,31 +258,43 @@ def main() -> None:
     print(f"plot: {args.png}")
 
 
-def report(runs: list[dict[str, Any]]) -> None:
-    """Per seed and median: time to the target for both, tunecli's time as a share of the plain
-    search's whole wall time (the goal) and of its time to the target, the final bests, and the
-    best at 25/50/100% of the plain search's wall time."""
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures, per seed and as medians: time to the target (the plain search's median final
+    best) for both, tunecli's time as a share of the plain search's whole wall time (the goal)
+    and of its time to the target, the final bests, and the best at 25/50% of the plain
+    search's wall time. ``report`` prints them; ``gpu_check.py`` quotes them."""
     target = statistics.median(run["plain"][-1][1] for run in runs)
-    print(f"target: the plain search's median final best, {target:.4f}")
-    print(f"{'seed':>4}  {'plain wall':>10}  {'plain to target':>15}  {'tunecli to target':>17}  "
-          f"{'/ wall':>6}  {'/ plain':>7}  {'final best (plain | tunecli)':>28}   "
-          f"best at 25% / 50% of plain's wall time")
-    of_wall, of_reached = [], []
+    seeds = []
     for run in runs:
         wall = run["plain"][-1][0]
         to_plain, to_tunecli = reached(run["plain"], target), reached(run["tunecli"], target)
-        of_wall.append(to_tunecli / wall)
-        of_reached.append(to_tunecli / to_plain if math.isfinite(to_plain) else math.nan)
-        at = "  ".join(f"{best_at(run['plain'], wall * f):.4f}|"
-                       f"{best_at(run['tunecli'], wall * f):.4f}" for f in (0.25, 0.5))
-        print(f"{run['seed']:>4}  {wall:>9.0f}s  {to_plain:>14.0f}s  {to_tunecli:>16.0f}s  "
-              f"{of_wall[-1]:>6.3f}  {of_reached[-1]:>7.3f}  "
-              f"{run['plain'][-1][1]:>13.4f} | {run['tunecli'][-1][1]:.4f}   {at}")
-    finals = [(run["plain"][-1][1], run["tunecli"][-1][1]) for run in runs]
-    print(f"median: tunecli reaches the target in {statistics.median(of_wall):.3f} of the plain "
-          f"search's wall time ({_median(of_reached):.3f} of its time to the target); median "
-          f"final best plain {statistics.median(p for p, _ in finals):.4f}, tunecli "
-          f"{statistics.median(t for _, t in finals):.4f}")
+        seeds.append({
+            "seed": run["seed"], "wall": wall, "to_plain": to_plain, "to_tunecli": to_tunecli,
+            "of_wall": to_tunecli / wall,
+            "of_reached": to_tunecli / to_plain if math.isfinite(to_plain) else math.nan,
+            "final": (run["plain"][-1][1], run["tunecli"][-1][1]),
+            "at": [(best_at(run["plain"], wall * f), best_at(run["tunecli"], wall * f))
+                   for f in (0.25, 0.5)]})
+    return {"target": target, "seeds": seeds,
+            "of_wall": statistics.median(s["of_wall"] for s in seeds),
+            "of_reached": _median([s["of_reached"] for s in seeds]),
+            "final": tuple(statistics.median(s["final"][i] for s in seeds) for i in (0, 1))}
+
+
+def report(runs: list[dict[str, Any]]) -> None:
+    figures = summary(runs)
+    print(f"target: the plain search's median final best, {figures['target']:.4f}")
+    print(f"{'seed':>4}  {'plain wall':>10}  {'plain to target':>15}  {'tunecli to target':>17}  "
+          f"{'/ wall':>6}  {'/ plain':>7}  {'final best (plain | tunecli)':>28}   "
+          f"best at 25% / 50% of plain's wall time")
+    for s in figures["seeds"]:
+        at = "  ".join(f"{plain:.4f}|{ours:.4f}" for plain, ours in s["at"])
+        print(f"{s['seed']:>4}  {s['wall']:>9.0f}s  {s['to_plain']:>14.0f}s  "
+              f"{s['to_tunecli']:>16.0f}s  {s['of_wall']:>6.3f}  {s['of_reached']:>7.3f}  "
+              f"{s['final'][0]:>13.4f} | {s['final'][1]:.4f}   {at}")
+    print(f"median: tunecli reaches the target in {figures['of_wall']:.3f} of the plain "
+          f"search's wall time ({figures['of_reached']:.3f} of its time to the target); median "
+          f"final best plain {figures['final'][0]:.4f}, tunecli {figures['final'][1]:.4f}")
 
 
 def _median(values: list[float]) -> float:
