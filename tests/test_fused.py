@@ -42,13 +42,15 @@ def assert_same(fused_metrics: list[dict[str, float]], lone_metrics: list[dict[s
 
 
 # Members differ in everything a member may: width (padded), lr, momentum, betas, weight
-# decay, L1, dropout, clipping, the schedule and its settings, the initialisation.
+# decay, L1, dropout, clipping, the schedule and its settings, label smoothing, the
+# initialisation.
 MEMBERS = [
     {"width": 16, "lr": 0.01, "dropout": 0.2, "l1": 1e-4, "weight_decay": 1e-3,
-     "momentum": 0.9, "beta1": 0.8, "init": "kaiming"},
+     "momentum": 0.9, "beta1": 0.8, "init": "kaiming", "label_smoothing": 0.1},
     {"width": 40, "lr": 0.003, "schedule": "cosine", "momentum": 0.0, "beta2": 0.99},
     {"width": 23, "lr": 0.001, "grad_clip": 0.5, "schedule": "step", "step_size": 1,
-     "gamma": 0.5, "warmup_epochs": 1, "momentum": 0.5, "dropout": 0.1, "init": "orthogonal"},
+     "gamma": 0.5, "warmup_epochs": 1, "momentum": 0.5, "dropout": 0.1, "init": "orthogonal",
+     "label_smoothing": 0.2},
     {"width": 8, "lr": 0.005, "schedule": "plateau", "plateau_patience": 0, "gamma": 0.5,
      "weight_decay": 1e-2, "init": "xavier"},
 ]
@@ -194,7 +196,8 @@ def test_members_of_two_cohorts_with_crops_equal_lone_trials() -> None:
 CNN_MEMBERS = [
     {"channels": 4, "classifier_width": 16, "lr": 0.01, "dropout": 0.2, "l1": 1e-4,
      "weight_decay": 1e-3, "momentum": 0.9, "init": "kaiming"},
-    {"channels": 6, "classifier_width": 24, "lr": 0.003, "schedule": "cosine", "momentum": 0.0},
+    {"channels": 6, "classifier_width": 24, "lr": 0.003, "schedule": "cosine", "momentum": 0.0,
+     "label_smoothing": 0.15},
     {"channels": 3, "classifier_width": 12, "lr": 0.005, "grad_clip": 0.5, "dropout": 0.1,
      "momentum": 0.5},
 ]
@@ -224,7 +227,7 @@ USER_MODEL = str(Path(__file__).parent / "user_models.py")
 # A user model's members share its own settings (hidden) and differ in what the loop applies.
 USER_MEMBERS = [
     {"lr": 0.01, "l1": 1e-4, "weight_decay": 1e-3, "momentum": 0.9, "beta1": 0.8},
-    {"lr": 0.003, "schedule": "cosine", "momentum": 0.0, "beta2": 0.99},
+    {"lr": 0.003, "schedule": "cosine", "momentum": 0.0, "beta2": 0.99, "label_smoothing": 0.1},
     {"lr": 0.005, "grad_clip": 0.5, "schedule": "step", "step_size": 1, "gamma": 0.5,
      "momentum": 0.5},
 ]
@@ -345,6 +348,10 @@ def test_why_not_fused_names_the_reason() -> None:
     assert "adagrad" in str(fusion.why_not_fused(trainer(), {"optimizer": "adagrad"}))
     assert "adabound" in str(fusion.why_not_fused(trainer(), {"optimizer": "adabound"}))
     assert "amsgrad" in str(fusion.why_not_fused(trainer(), {"amsgrad": True}))
+    assert "mixup" in str(fusion.why_not_fused(trainer(), {"mixup": 0.2}))
+    assert fusion.why_not_fused(trainer(), {"label_smoothing": 0.1}) is None
+    assert fusion.group_key(trainer(), {"label_smoothing": 0.1}) == \
+        fusion.group_key(trainer(), {"label_smoothing": 0.0})
     assert fusion.group_key(trainer(), {"lr": 0.1, "width": 3}) == \
         fusion.group_key(trainer(), {"lr": 0.2, "width": 9})
     assert fusion.group_key(trainer(), {"depth": 1}) != fusion.group_key(trainer(), {"depth": 2})

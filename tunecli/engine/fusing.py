@@ -90,14 +90,17 @@ Member = tuple[optuna.Trial, dict[str, Any]]
 def run_round(study: optuna.Study, objective: Objective, plan: FusePlan,
               log: Callable[[optuna.Study, FrozenTrial], None], signals: StopSignals,
               room: Callable[[int], float] = lambda in_flight: math.inf,
-              unfusable: Callable[[str], None] = lambda why: None) -> None:
+              unfusable: Callable[[str], None] = lambda why: None,
+              too_large: Callable[[str], None] = lambda why: None) -> None:
     """Ask up to ``plan.k`` trials (never past the budget), train them, tell each one; refill
     the group as members leave, up to ``plan.admit`` trials in all.
 
     ``room(in_flight)``: how many more trials may start while ``in_flight`` train (the run's
     timeout and failure limit; 0 stops the refills). ``unfusable(why)``: the user model
-    cannot be fused through torch.func (this round's trial then trains alone)."""
-    FusedRound(study, objective, plan, log, signals, room, unfusable).run()
+    cannot be fused through torch.func (this round's trial then trains alone).
+    ``too_large(why)``: this round's first configuration does too much work per step for
+    ``auto`` to fuse it, so it trains alone."""
+    FusedRound(study, objective, plan, log, signals, room, unfusable, too_large).run()
 
 
 class FusedRound:
@@ -106,9 +109,11 @@ class FusedRound:
 
     def __init__(self, study: optuna.Study, objective: Objective, plan: FusePlan,
                  log: Callable[[optuna.Study, FrozenTrial], None], signals: StopSignals,
-                 room: Callable[[int], float], unfusable: Callable[[str], None]) -> None:
+                 room: Callable[[int], float], unfusable: Callable[[str], None],
+                 too_large: Callable[[str], None] = lambda why: None) -> None:
         self.study, self.objective, self.plan = study, objective, plan
         self.log, self.signals, self.room, self.unfusable = log, signals, room, unfusable
+        self.too_large = too_large
         self.open_trials: dict[int, optuna.Trial] = {}  # asked and not yet told
         self.members: list[Member] = []
         self.later: list[Member] = []    # asked to join the group but of another structure
@@ -205,12 +210,18 @@ class FusedRound:
         self.fixed = {name: params[name] for name in params
                       if round_fixes(spec.trainer.model, name)}
         self.refilling = self.plan.k > 1
-        if self.plan.max_work is not None and work_per_example(
-                spec.trainer, params, spec.base_dir, data_root) \
-                * _batch_size(spec, params) > self.plan.max_work:
-            self.refilling = False  # too much work to gain: this round trains it alone
-            return False
-        return True
+        if self.plan.max_work is None:
+            return True
+        work = work_per_example(spec.trainer, params, spec.base_dir, data_root) \
+            * _batch_size(spec, params)
+        if work <= self.plan.max_work:
+            return True
+        self.refilling = False  # too much work to gain: this round trains it alone
+        self.too_large(f"trial {trial.number} trains alone: its model does {_millions(work)} "
+                       f"multiply-adds a step (weights x batch size), past the "
+                       f"{_millions(self.plan.max_work)} up to which fused groups train faster "
+                       "on this device (--fuse K fuses such trials anyway)")
+        return False
 
     def _train(self, group: list[Member]) -> None:
         anchored = self.refilling and any(params is self.anchor for _, params in group)
@@ -240,6 +251,10 @@ def _group_of(objective: Objective, trial: optuna.Trial, params: dict[str, Any])
             or why_not_functional(trainer, params, objective.spec.base_dir, objective.data_root):
         return None
     return group_key(trainer, params)
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.0f}M" if count >= 10_000_000 else f"{count / 1e6:.1f}M"
 
 
 def _batch_size(spec: StudySpec, params: dict[str, Any]) -> int:

@@ -152,6 +152,7 @@ class _Search:
         # guides it. Its startup trials stay diverse, one at a time, as it drew them (anchoring
         # 8 of 10 exploratory trials to one structure measurably slowed the search down).
         self.startup = samplers.startup_trials(self.spec)
+        self.said_too_large = False
         self._say_plan()
 
     def _say_plan(self) -> None:
@@ -193,7 +194,8 @@ class _Search:
             # at exactly max_failures + 1 failed trials, fused or not.
             k = min(self.plan.k, self.spec.budget.max_failures - self.log.failures + 1)
             fusing.run_round(self.study, self.objective, dataclasses.replace(self.plan, k=k),
-                             self.log, self.objective.signals, self.room, self.unfusable)
+                             self.log, self.objective.signals, self.room, self.unfusable,
+                             self.too_large)
         else:
             self.study.optimize(self.objective, n_trials=1,
                                 catch=(TrialFailed, Surplus, TrialCut), callbacks=[self.log],
@@ -208,6 +210,13 @@ class _Search:
         _show_progress(self.study, self.spec, self.progress,
                        self.study.get_trials(deepcopy=False))
         return budget.max_failures - self.log.failures + 1 - in_flight
+
+    def too_large(self, why: str) -> None:
+        """A round's model is too large for auto to fuse: said for the first such round only
+        (most rounds of a wide space would say it again)."""
+        if not self.said_too_large:
+            self.said_too_large = True
+            self.console.print(escape(why), highlight=False, soft_wrap=True)
 
     def unfusable(self, why: str) -> None:
         """The user model cannot be fused: said once, and the rest train one at a time."""

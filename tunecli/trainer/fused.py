@@ -30,7 +30,7 @@ from torch import nn
 
 from tunecli.errors import TrialCut, TrialFailed
 from tunecli.trainer import epochs as epoch_end
-from tunecli.trainer import models
+from tunecli.trainer import models, per_member
 from tunecli.trainer.augment import Augmentation
 from tunecli.trainer.data import DataBundle
 from tunecli.trainer.epochs import Progress, Reporter, TrainResult
@@ -291,28 +291,6 @@ def _result(member: _Member, *, stacked_device: torch.device, n_train: int,
                             stopped_early=stopped_early, config=member.config)
 
 
-def _dropout_noise(active: list[_Member], stacked: Stack, batch: int,
-                   device: torch.device) -> list[torch.Tensor] | None:
-    """Per hidden layer, each member's dropout mask scaled by 1/(1-p), drawn as the lone
-    trial's ``nn.Dropout`` draws it (``bernoulli_`` then ``div_``), zero over the padding."""
-    if not stacked.hidden:
-        return None
-    rates = [float(m.config["dropout"]) for m in active]
-    if not any(rates):
-        return None
-    noise = []
-    for layer in stacked.hidden:
-        widths = stacked.layer_out[layer]
-        masks = []
-        for member, p, width in zip(active, rates, widths, strict=True):
-            mask = (torch.empty(batch, width, device=device)
-                    .bernoulli_(1 - p, generator=member.dropout_generator).div_(1 - p) if p
-                    else torch.ones(batch, width, device=device))
-            masks.append(nn.functional.pad(mask, (0, max(widths) - width)))
-        noise.append(torch.stack(masks))
-    return noise
-
-
 def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimizer,
                  active: list[_Member], bundle: DataBundle, autocast: Any) -> list[float]:
     """One pass over the training data, each member in its lone trial's order (one order per
@@ -322,6 +300,8 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
     l1 = torch.tensor([float(m.config["l1"]) for m in active], device=device)
     clip = torch.tensor([float(m.config["grad_clip"]) for m in active], device=device)
     use_l1, use_clip = bool(l1.any()), bool(clip.any())
+    smoothing = per_member.label_smoothing([float(m.config["label_smoothing"]) for m in active],
+                                           device)
     augment = Augmentation.of(trainer, active[0].config)  # members share crop and flip
     augmenting = bundle.is_image and augment.on_images
     stacked.training = True
@@ -350,14 +330,13 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
         else:
             x = torch.stack([xb.reshape(size, *shape) for xb in xs])[rows]
             y = torch.stack(ys)[rows]
-        noise = _dropout_noise(active, stacked, size, device)
+        noise = per_member.dropout_noise([float(m.config.get("dropout", 0)) for m in active],
+                                         [m.dropout_generator for m in active], stacked, size,
+                                         device)
         with autocast():
             out = stacked.forward(x, noise).float()
-            if bundle.task == "classification":
-                losses = nn.functional.cross_entropy(
-                    out.permute(1, 2, 0), y.t(), reduction="none").mean(0)
-            else:
-                losses = ((out.squeeze(-1) - y) ** 2).mean(1)
+            losses = (per_member.cross_entropy(out, y, smoothing) if bundle.task == "classification"
+                      else ((out.squeeze(-1) - y) ** 2).mean(1))
             if use_l1:
                 losses = losses + l1 * stacked.l1_penalty()
         for p in stacked.params:  # zeroed in place: the buffers are reused, not made anew
@@ -365,23 +344,13 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
                 p.grad.zero_()
         losses.sum().backward()  # type: ignore[no-untyped-call]
         if use_clip:
-            _clip_per_member(stacked.params, clip)
+            per_member.clip_gradients(stacked.params, clip)
         optimizer.step()
         stacked.batches_tracked = [n + 1 for n in stacked.batches_tracked]
         loss_sum += losses.detach()
         batches += 1
     values: list[float] = (loss_sum / max(1, batches)).tolist()  # the epoch's one host sync
     return values
-
-
-def _clip_per_member(params: list[torch.Tensor], clip: torch.Tensor) -> None:
-    """``clip_grad_norm_`` for each member over its own gradients; 0 means no clipping."""
-    with torch.no_grad():
-        norms = torch.stack([p.grad.pow(2).sum((1, 2)) for p in params  # type: ignore[union-attr]
-                             ]).sum(0).sqrt()
-        coef = torch.where(clip > 0, (clip / (norms + 1e-6)).clamp(max=1.0), 1.0)
-        for p in params:
-            p.grad.mul_(coef.view(-1, 1, 1))  # type: ignore[union-attr]
 
 
 def _evaluate(stacked: Stack, bundle: DataBundle, batch_size: int,

@@ -5,9 +5,9 @@ the one thing the engine asks the trainer about fusion (``why_not_fused``, ``gro
 What members share (``SHARED_BY_MODEL``): depth (an MLP) or conv blocks and kernel size (a
 CNN), batch size, optimizer, activation, batch norm, Nesterov, AMSGrad, crop and flip. The rest
 is per member: learning rate, momentum, betas, weight decay, L1, dropout, gradient clipping, the
-schedule and its settings, the initialisation and the widths (units, channels). The other
-augmentations (``ALONE``) train one trial at a time. A user model's members share all but
-``PER_MEMBER``.
+schedule and its settings, label smoothing, the initialisation and the widths (units,
+channels). The other augmentations and mixup (``ALONE``) train one trial at a time. A user
+model's members share all but ``PER_MEMBER``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ SHARED = SHARED_BY_MODEL["mlp"]
 # A user model's members may differ only in what the training loop applies itself (the
 # optimizer's and the schedule's settings); anything else its builder may read, so they share it.
 PER_MEMBER = ("lr", "momentum", "beta1", "beta2", "weight_decay", "l1", "grad_clip", "schedule",
-              "step_size", "gamma", "plateau_patience", "warmup_epochs")
-ALONE = ("rotate", "translate", "cutout", "mixup", "label_smoothing")  # not in the fused step
+              "step_size", "gamma", "plateau_patience", "warmup_epochs", "label_smoothing")
+ALONE = ("rotate", "translate", "cutout", "mixup")  # not in the fused step
 FUSABLE_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 
