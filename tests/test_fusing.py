@@ -200,7 +200,7 @@ def test_auto_fuses_small_models_and_leaves_wide_ones_alone(cli, write_study) ->
     assert not groups(stored(name="wide"))
     # Said for the first such round only: the space rules fusion out, not one trial.
     assert result.output.count("trains alone: its model does") == 1, result.output
-    assert "past the 4.0M up to which fused groups train faster" in result.output
+    assert "past the 4.0M up to which fused groups train faster on the CPU" in result.output
 
 
 def test_a_bad_fuse_is_caught_before_anything_runs(cli, write_study) -> None:

@@ -62,6 +62,7 @@ class FusePlan:
     max_work: int | None = None
     why_alone: str = ""        # why trials train one at a time, when they all do
     admit: int = 0             # trials one group takes in all, refills included (k > 1 only)
+    device: str = "cpu"        # the device kind max_work was measured for
 
 
 def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
@@ -80,7 +81,7 @@ def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
     if fuse != "auto":
         return FusePlan(int(fuse), admit=int(fuse) * REFILLS)
     k, max_work = _AUTO.get(device_type, _AUTO["cpu"])
-    return FusePlan(k, max_work, admit=k * REFILLS)
+    return FusePlan(k, max_work, admit=k * REFILLS, device=device_type)
 
 
 Finish = Callable[[optuna.Trial, TrialState, "float | list[float] | None"], None]
@@ -220,7 +221,8 @@ class FusedRound:
         self.too_large(f"trial {trial.number} trains alone: its model does {_millions(work)} "
                        f"multiply-adds a step (weights x batch size), past the "
                        f"{_millions(self.plan.max_work)} up to which fused groups train faster "
-                       "on this device (--fuse K fuses such trials anyway)")
+                       f"on {'the CPU' if self.plan.device == 'cpu' else self.plan.device.upper()}"
+                       " (--fuse K fuses such trials anyway)")
         return False
 
     def _train(self, group: list[Member]) -> None:
