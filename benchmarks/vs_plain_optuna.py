@@ -150,8 +150,8 @@ def same_space(plain_distributions: dict[str, Any]) -> None:
 
 
 def tunecli_search(data_root: str, seed: int, trials: int, epochs: int,
-                   train_samples: int | None, folder: Path, device: str = "auto"
-                   ) -> list[tuple[float, float]]:
+                   train_samples: int | None, folder: Path, device: str = "auto",
+                   settings: tuple[str, ...] = ()) -> list[tuple[float, float]]:
     """``tunecli search`` on the same space: (seconds since the command started, value) per
     completed trial, read back from its storage."""
     import optuna
@@ -161,6 +161,8 @@ def tunecli_search(data_root: str, seed: int, trials: int, epochs: int,
                str(STUDY), "--data-root", data_root, "--seed", str(seed), "--storage", storage,
                "--n-trials", str(trials), "--set", f"trainer.epochs={epochs}",
                "--set", "budget.timeout=null", "--set", f"trainer.device={device}"]
+    for setting in settings:
+        command += ["--set", setting]
     if train_samples:
         command += ["--set", f"trainer.dataset.max_train_samples={train_samples}"]
     started = time.time()
@@ -239,17 +241,25 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="both searches' device (cpu, cuda)")
     parser.add_argument("--png", type=Path, default=Path("vs_plain_optuna.png"))
     parser.add_argument("--json", type=Path, help="write every curve here")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="KEY=VALUE", help="a setting for the tunecli search only "
+                        "(e.g. trainer.precision=bf16); repeatable")
+    parser.add_argument("--plain-from", type=Path, help="a --json file of an earlier run on "
+                        "this machine: take its plain curves instead of running them again")
     args = parser.parse_args()
+    recorded = ({run["seed"]: run["plain"] for run in json.loads(args.plain_from.read_text())}
+                if args.plain_from else {})
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
             runs.append({"seed": seed,
-                         "plain": best_so_far(plain(args.data_root, seed, args.trials,
-                                                    args.epochs, args.train_samples,
-                                                    args.device)),
+                         "plain": recorded[seed] if seed in recorded else best_so_far(plain(
+                             args.data_root, seed, args.trials, args.epochs,
+                             args.train_samples, args.device)),
                          "tunecli": best_so_far(tunecli_search(
                              args.data_root, seed, args.trials, args.epochs,
-                             args.train_samples, Path(folder), args.device))})
+                             args.train_samples, Path(folder), args.device,
+                             tuple(args.settings)))})
             print(f"seed {seed} done", file=sys.stderr, flush=True)
     report(runs)
     plot(runs, args.png)
