@@ -297,11 +297,8 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
     cohort); each member's mean loss."""
     x_fit, y_fit, device = bundle.x_train, bundle.y_train, bundle.x_train.device
     batch_size = max(1, int(active[0].config["batch_size"]))
-    l1 = torch.tensor([float(m.config["l1"]) for m in active], device=device)
-    clip = torch.tensor([float(m.config["grad_clip"]) for m in active], device=device)
-    use_l1, use_clip = bool(l1.any()), bool(clip.any())
-    smoothing = per_member.label_smoothing([float(m.config["label_smoothing"]) for m in active],
-                                           device)
+    each = per_member.Settings.of([m.config for m in active], device)
+    dropout_generators = [m.dropout_generator for m in active]
     augment = Augmentation.of(trainer, active[0].config)  # members share crop and flip
     augmenting = bundle.is_image and augment.on_images
     stacked.training = True
@@ -330,21 +327,20 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
         else:
             x = torch.stack([xb.reshape(size, *shape) for xb in xs])[rows]
             y = torch.stack(ys)[rows]
-        noise = per_member.dropout_noise([float(m.config.get("dropout", 0)) for m in active],
-                                         [m.dropout_generator for m in active], stacked, size,
-                                         device)
+        noise = per_member.dropout_noise(each.dropout, dropout_generators, stacked, size, device)
         with autocast():
             out = stacked.forward(x, noise).float()
-            losses = (per_member.cross_entropy(out, y, smoothing) if bundle.task == "classification"
+            losses = (per_member.cross_entropy(out, y, each.smoothing)
+                      if bundle.task == "classification"
                       else ((out.squeeze(-1) - y) ** 2).mean(1))
-            if use_l1:
-                losses = losses + l1 * stacked.l1_penalty()
+            if each.l1 is not None:
+                losses = losses + each.l1 * stacked.l1_penalty()
         for p in stacked.params:  # zeroed in place: the buffers are reused, not made anew
             if p.grad is not None:
                 p.grad.zero_()
         losses.sum().backward()  # type: ignore[no-untyped-call]
-        if use_clip:
-            per_member.clip_gradients(stacked.params, clip)
+        if each.clip is not None:
+            per_member.clip_gradients(stacked.params, each.clip)
         optimizer.step()
         stacked.batches_tracked = [n + 1 for n in stacked.batches_tracked]
         loss_sum += losses.detach()

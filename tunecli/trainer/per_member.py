@@ -1,10 +1,11 @@
 """What each member of a fused step draws and applies as its own lone trial would: dropout
-masks, label smoothing in its loss, gradient clipping over its own gradients. ``fused`` calls
+masks, L1 and label smoothing in its loss, clipping over its own gradients. ``fused`` calls
 these once per step for all members at once (tensors with the members first)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -12,7 +13,28 @@ from torch import nn
 if TYPE_CHECKING:
     from tunecli.trainer.stacked import Stack
 
-__all__ = ["clip_gradients", "cross_entropy", "dropout_noise", "label_smoothing"]
+__all__ = ["Settings", "clip_gradients", "cross_entropy", "dropout_noise"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The members' own L1, clipping and label smoothing as tensors (None where no member uses
+    it: the step skips it) and their dropout rates."""
+
+    l1: torch.Tensor | None
+    clip: torch.Tensor | None
+    smoothing: torch.Tensor | None
+    dropout: list[float]
+
+    @classmethod
+    def of(cls, configs: list[dict[str, Any]], device: torch.device) -> Settings:
+        def tensor(name: str) -> torch.Tensor | None:
+            values = [float(config[name]) for config in configs]
+            return torch.tensor(values, device=device) if any(values) else None
+
+        # A user model has no dropout setting: its own modules draw.
+        return cls(tensor("l1"), tensor("grad_clip"), tensor("label_smoothing"),
+                   [float(config.get("dropout", 0)) for config in configs])
 
 
 def dropout_noise(rates: list[float], generators: list[torch.Generator], stacked: Stack,
@@ -33,11 +55,6 @@ def dropout_noise(rates: list[float], generators: list[torch.Generator], stacked
             masks.append(nn.functional.pad(mask, (0, max(widths) - width)))
         noise.append(torch.stack(masks))
     return noise
-
-
-def label_smoothing(values: list[float], device: torch.device) -> torch.Tensor | None:
-    """The members' label smoothing as a tensor, or None when no member smooths."""
-    return torch.tensor(values, device=device) if any(values) else None
 
 
 def cross_entropy(out: torch.Tensor, y: torch.Tensor,
