@@ -37,7 +37,8 @@ SHARED_BY_MODEL = {"mlp": ("depth", *_COMMON), "cnn": ("conv_blocks", "kernel_si
 WIDTHS_BY_MODEL = {"mlp": ("width",), "cnn": ("channels", "classifier_width")}
 SHARED = SHARED_BY_MODEL["mlp"]
 # A user model's members may differ only in what the training loop applies itself (the
-# optimizer's and the schedule's settings); anything else its builder may read, so they share it.
+# optimizer's and the schedule's settings, label smoothing in the loss); anything else its
+# builder may read, so they share it.
 PER_MEMBER = ("lr", "momentum", "beta1", "beta2", "weight_decay", "l1", "grad_clip", "schedule",
               "step_size", "gamma", "plateau_patience", "warmup_epochs", "label_smoothing")
 ALONE = ("rotate", "translate", "cutout", "mixup")  # not in the fused step
