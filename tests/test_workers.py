@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tunecli.engine import workers
@@ -15,8 +13,7 @@ COUNTS = {"finished": 4}
 def test_plan_shares_gpus_and_threads() -> None:
     envs = workers.plan(None, "0,1", 2)
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "0", "1", "1"]
-    threads = max(1, (os.cpu_count() or 1) // 4)
-    assert all(e["TUNECLI_THREADS"] == str(threads) for e in envs)
+    assert all(e["TUNECLI_WORKERS_HERE"] == "4" for e in envs)
     assert "CUDA_VISIBLE_DEVICES" not in workers.plan(3, None, 1)[0]
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "SPREAD",
     "STUDY_METRIC",
     "SURPLUS",
+    "THREADS",
     "TIME_LIMIT",
     "TRAIN_SECONDS",
     "WORKER",
@@ -52,6 +53,7 @@ EPOCHS_RUN = "epochs_run"
 PARAMS_COUNT = "params_count"
 DEVICE = "device"
 SAMPLES_PER_SECOND = "samples_per_second"
+THREADS = "threads"                # CPU threads it trained with (trainer/threads.py)
 TRAIN_SECONDS = "train_seconds"
 SPREAD = "spread"                    # trainer.repeats / cv: each run's value and the spread
 FUSED_GROUP = "fused_group"          # a fused group's first trial

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -212,13 +211,8 @@ class _WorkerLines:
 def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
                    tracking: Tracking) -> None:
     """One of several workers: trial lines only; the parent prints the summary."""
-    import torch
-
     from tunecli.engine import run as run_loop
 
-    threads = os.environ.get("TUNECLI_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
     plain = Console(highlight=False, force_terminal=False)
     outcome = run_loop.run(study, spec, url, plain, data_root=data_root,
                                keep_checkpoints=keep, tracking=tracking)

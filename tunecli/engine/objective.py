@@ -276,6 +276,8 @@ class Objective:
         trial.set_user_attr(attrs.EPOCHS_RUN, result.epochs_run)
         trial.set_user_attr(attrs.PARAMS_COUNT, result.params_count)
         trial.set_user_attr(attrs.DEVICE, result.device)
+        if result.threads:
+            trial.set_user_attr(attrs.THREADS, result.threads)
         trial.set_user_attr(attrs.SAMPLES_PER_SECOND, round(result.samples_per_second, 1))
         trial.set_user_attr(attrs.TRAIN_SECONDS, round(result.train_seconds, 3))
         if result.spread:  # trainer.repeats / cv: every run's value and their spread

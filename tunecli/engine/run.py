@@ -156,6 +156,11 @@ class _Search:
         self._say_plan()
 
     def _say_plan(self) -> None:
+        if _device_type(self.spec) == "cpu":
+            from tunecli.trainer import threads
+
+            self.console.print(escape(threads.describe(self.spec.trainer.threads)),
+                               highlight=False, soft_wrap=True)
         if self.plan.why_alone:
             self._alone(self.plan.why_alone)
         elif self.plan.k > 1:

@@ -3,7 +3,7 @@
 Each worker is ``tunecli resume NAME --worker`` in its own process (and process group), so a
 worker is exactly what a second machine would run; the budget check in ``study.run`` makes them
 stop together at ``n_trials`` finished trials. GPUs are shared out through
-``CUDA_VISIBLE_DEVICES``; CPU threads are split so workers do not oversubscribe the cores.
+``CUDA_VISIBLE_DEVICES``; each worker's trials take their share of the cores.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["plan", "problem", "run_workers"]
 
 
 def plan(workers: int | None, devices: str | None, per_device: int) -> list[dict[str, str]]:
-    """One environment per worker: which GPU it sees and how many CPU threads it uses."""
+    """One environment per worker: which GPU it sees and how many workers share its CPU."""
     gpu_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else []
     if gpu_list and not all(d.isdigit() for d in gpu_list):
         raise SpecError(f"'{devices}' is not a list of GPU numbers", source="--devices",
@@ -31,10 +31,11 @@ def plan(workers: int | None, devices: str | None, per_device: int) -> list[dict
     count = workers if workers is not None else max(1, len(gpu_list) * per_device)
     if count < 1:
         raise SpecError("needs at least 1 worker", source="--workers", fix="Write --workers 2.")
-    threads = max(1, (os.cpu_count() or 1) // count)
+    from tunecli.trainer.threads import SHARE_VARIABLE  # torch: imported when workers start
+
     envs = []
     for i in range(count):
-        env = {"TUNECLI_THREADS": str(threads)}
+        env = {SHARE_VARIABLE: str(count)}  # each worker's trials take their share of cores
         if gpu_list:
             env["CUDA_VISIBLE_DEVICES"] = gpu_list[(i // per_device) % len(gpu_list)]
         envs.append(env)

@@ -201,6 +201,9 @@ class TrainerSpec(Strict):
     eval_batch_size: int = Field(2048, ge=1)
     compile: StrictBool = Field(False, description="torch.compile each model (pays off only "
                                 "for long trials of one architecture)")
+    threads: Literal["auto"] | int = Field(
+        "auto", description="CPU threads per trial: auto (the usable cores, less those other "
+                            "work keeps busy; 1 for a small model) or N; TUNECLI_THREADS wins")
     fuse: Literal["auto"] | int = Field(
         "auto", description="trials trained together as one batched model: auto (built-in "
                             "mlp, K from the model size and the device), 1 (off) or K")
@@ -213,6 +216,14 @@ class TrainerSpec(Strict):
             return value
         raise ValueError(f"{value!r} is not a fuse size; use auto, 1 (off) or a whole "
                          "number of trials up to 256")
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and 1 <= value <= 1024):
+            return value
+        raise ValueError(f"{value!r} is not a thread count; use auto or a whole number from 1")
 
     @field_validator("device")
     @classmethod

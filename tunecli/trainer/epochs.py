@@ -42,6 +42,7 @@ class TrainResult:
     samples_per_second: float
     stopped_early: bool = False
     train_seconds: float = 0.0
+    threads: int = 0             # CPU threads it trained with (0: on a GPU)
     # Final training only: metrics on the held-out test part, measured once at the end.
     test_metrics: dict[str, float] = field(default_factory=dict)
     # The whole configuration trained: loop and model defaults with the given params on top.
@@ -120,4 +121,5 @@ def result(progress: Progress, *, params_count: int, device: torch.device, seen:
                        params_count=params_count, device=str(device),
                        samples_per_second=seen / elapsed if elapsed else 0.0,
                        stopped_early=stopped_early, train_seconds=elapsed, config=config,
+                       threads=torch.get_num_threads() if device.type == "cpu" else 0,
                        **final)

@@ -30,7 +30,7 @@ from torch import nn
 
 from tunecli.errors import TrialCut, TrialFailed
 from tunecli.trainer import epochs as epoch_end
-from tunecli.trainer import models, per_member
+from tunecli.trainer import models, per_member, threads
 from tunecli.trainer.augment import Augmentation
 from tunecli.trainer.data import DataBundle
 from tunecli.trainer.epochs import Progress, Reporter, TrainResult
@@ -91,6 +91,7 @@ class _Member:
     schedule: Schedule
     dropout_generator: torch.Generator
     cohort: _Cohort
+    step_work: float            # multiply-adds of its training step on the CPU (threads)
     started: float = field(default_factory=time.perf_counter)
     epoch: int = 1              # the epoch it trains next
     progress: Progress = field(default_factory=Progress)
@@ -155,7 +156,9 @@ def _member(trainer: TrainerSpec, job: MemberJob, bundle: DataBundle, device: to
                       else torch.cuda.get_rng_state(device))
     optimizer = make_optimizer(config, model.parameters(), device)
     return _Member(job, config, model, optimizer,
-                   Schedule(config, optimizer, trainer.epochs, minimize), dropout, cohort)
+                   Schedule(config, optimizer, trainer.epochs, minimize), dropout, cohort,
+                   threads.step_work(model, bundle.input_shape,
+                                     max(1, int(config["batch_size"])), device))
 
 
 def _cohort(trainer: TrainerSpec, device: torch.device) -> _Cohort:
@@ -296,6 +299,7 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
     """One pass over the training data, each member in its lone trial's order (one order per
     cohort); each member's mean loss."""
     x_fit, y_fit, device = bundle.x_train, bundle.y_train, bundle.x_train.device
+    threads.use(trainer.threads, device, sum(m.step_work for m in active))
     batch_size = max(1, int(active[0].config["batch_size"]))
     each = per_member.Settings.of([m.config for m in active], device)
     dropout_generators = [m.dropout_generator for m in active]

@@ -12,11 +12,9 @@ model's members share all but ``PER_MEMBER``.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from tunecli.catalogue import is_layer_width
 from tunecli.trainer import models
@@ -78,23 +76,7 @@ def work_per_example(trainer: TrainerSpec, params: dict[str, Any],
     _, bundle = prepare(trainer, "val_loss", base_dir, data_root)
     config = models.full_config(trainer.model, params)
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs, base_dir)
-    total = 0
-
-    def count(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            total += output[0].numel() * module.in_channels * math.prod(module.kernel_size) \
-                // module.groups
-        elif isinstance(module, nn.Linear):
-            total += module.in_features * module.out_features
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if isinstance(m, nn.Conv2d | nn.Linear)]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, *bundle.input_shape))
-    for hook in hooks:
-        hook.remove()
-    return total
+    return models.multiply_adds(model, bundle.input_shape)
 
 
 def group_key(trainer: TrainerSpec, params: dict[str, Any]) -> tuple[Any, ...]:

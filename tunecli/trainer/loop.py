@@ -21,7 +21,7 @@ from torch import nn
 from tunecli.errors import SpecError
 from tunecli.trainer import data as data_sets
 from tunecli.trainer import epochs as epoch_end
-from tunecli.trainer import models
+from tunecli.trainer import models, threads
 from tunecli.trainer.augment import Augmentation
 from tunecli.trainer.epochs import Progress, Reporter, TrainResult
 from tunecli.trainer.metrics import evaluate
@@ -96,6 +96,7 @@ class _Setup:
     y_fit: torch.Tensor
     batch_size: int
     n_params: int
+    step_work: float                  # multiply-adds of a step on the CPU (trainer/threads)
 
 
 def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
@@ -178,6 +179,7 @@ def training(trainer: TrainerSpec, params: dict[str, Any], *, metric: str,
 def _epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, final: bool) -> dict[str, float]:
     """Train one epoch and evaluate it: its metrics."""
     bundle = setup.bundle
+    threads.use(trainer.threads, setup.device, setup.step_work)
     epoch_start = time.perf_counter()
     train_loss = _train_epoch(setup, trainer, epoch)
     scores = {} if final else evaluate(setup.model, bundle.x_val, bundle.y_val, bundle.task,
@@ -227,7 +229,9 @@ def _build(trainer: TrainerSpec, params: dict[str, Any], metric: str, base_dir: 
                   Schedule(config, optimizer, epochs, minimize), generator,
                   autocast_for(trainer, device), loss_fn,
                   x_fit, y_fit, max(1, int(config["batch_size"])),
-                  models.count_parameters(model))
+                  models.count_parameters(model),
+                  threads.step_work(model, bundle.input_shape, max(1, int(config["batch_size"])),
+                                    device))
 
 
 def _restore(checkpoint: Path | None, setup: _Setup) -> Progress:

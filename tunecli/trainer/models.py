@@ -184,6 +184,42 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def multiply_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """The multiply-adds of one example's forward pass (how large a step is, for fusion and
+    threads): linear layers at every position they apply to, convolutions at each layer's
+    image size, recurrent layers' weights at every time step. Run in eval mode; the model's own
+    mode is kept."""
+    import torch
+    from torch import nn
+
+    total = 0
+
+    def count(module: nn.Module, inputs: Any, output: Any) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            total += output[0].numel() * module.in_channels * math.prod(module.kernel_size) \
+                // module.groups
+        elif isinstance(module, nn.Linear):
+            total += output.numel() // module.out_features * module.in_features \
+                * module.out_features
+        elif isinstance(module, nn.RNNBase):
+            steps = inputs[0].shape[1 if module.batch_first else 0] if inputs[0].ndim > 2 else 1
+            total += steps * sum(p.numel() for p in module.parameters() if p.ndim > 1)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, nn.Conv2d | nn.Linear | nn.RNNBase)]
+    training = model.training
+    try:
+        with torch.no_grad():
+            device = next(iter(model.parameters()), torch.zeros(())).device
+            model.eval()(torch.zeros(1, *input_shape, device=device))
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
 def defaults_for(model: str) -> dict[str, Any]:
     return dict(MODELS[model].defaults) if model in MODELS else {}
 
