@@ -66,7 +66,7 @@ GPU = Sizes(limit_s=470, groups=(8, 32, 64), alone_trials=16, epochs=4, fashion_
             tests=("tests/test_trainer.py", "tests/test_fused.py", "tests/test_augment.py",
                    "tests/test_stacked_optim.py", "tests/test_layers.py",
                    "tests/test_sequences.py", "tests/test_repeats.py"))
-CPU = Sizes(limit_s=170, groups=(4, 8), alone_trials=4, epochs=1, fashion_samples=200,
+CPU = Sizes(limit_s=170, groups=(4,), alone_trials=2, epochs=1, fashion_samples=200,
             speed_examples=256, plain_trials=2, plain_epochs=1,
             tests=("tests/test_fused.py::test_a_group_shares_its_structure",))
 

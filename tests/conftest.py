@@ -71,6 +71,24 @@ def grid_study(widest: int) -> str:
 _SLOW_FIXTURES = {"subprocess_env", "postgres_url", "postgres"}
 
 
+_busy: list[subprocess.Popen] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """TUNECLI_TEST_BUSY=N: N CPU-bound processes beside the whole suite (started once, by the
+    process that runs or distributes the tests), as on a machine that is not idle."""
+    count = os.environ.get("TUNECLI_TEST_BUSY", "")
+    if count.isdigit() and not hasattr(config, "workerinput"):
+        _busy.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                     for _ in range(int(count)))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for proc in _busy:
+        proc.kill()
+        proc.wait()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):

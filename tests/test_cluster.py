@@ -95,10 +95,11 @@ def test_ten_workers_through_serve_over_postgres(write_study, postgres, subproce
         results = _finish([search, *workers])
         assert not [r for r in results if r[0] != 0], [r for r in results if r[0] != 0]
         assert any("waiting for study 'tiny'" in out for _, out in results[1:])
+        # Each worker held one connection, to the proxy: the database sees the proxy's pool
+        # (one per thread, one overflow), counted before this test opens its own.
+        assert postgres.connections() <= PROXY_THREADS + 1
         trials = _check_study(postgres.url, 48, epochs=3)
         assert len({t.user_attrs.get("worker") for t in trials}) >= 4
-        # Each worker held one connection, to the proxy: the database sees the proxy's pool.
-        assert postgres.connections() <= PROXY_THREADS + 1
     finally:
         server.send_signal(signal.SIGTERM)
         out = server.communicate(timeout=60)[0]
