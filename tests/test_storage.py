@@ -49,3 +49,40 @@ def test_a_reader_never_creates_a_file(tmp_path: Path) -> None:
 def test_checkpoints_live_beside_a_file_storage(tmp_path: Path) -> None:
     assert storage.study_folder("sqlite:///sub/x.db", "s") == tmp_path / "sub" / ".tunecli" / "s"
     assert storage.study_folder("postgresql://h/db", "s") == tmp_path / ".tunecli" / "s"
+
+
+def _failing_once(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """RDBStorage fails its first opening as a restarting server does; the calls are listed."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def opening(url: str, **kwargs: object) -> object:
+        calls.append(url)
+        if len(calls) == 1:
+            raise OperationalError("connect", {}, Exception("the database system is starting up"))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", opening)
+    monkeypatch.setattr(storage, "RETRY_WAITS", (0.0,))
+    return calls
+
+
+def test_a_server_reached_before_is_waited_for_while_it_restarts(tmp_path: Path, monkeypatch,
+                                                                 capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'restarting.db'}"
+    monkeypatch.setattr(storage, "_REACHED", {url})
+    calls = _failing_once(monkeypatch)
+    storage.open_storage(url, heartbeat=False)
+    assert len(calls) == 2
+    assert "lost the connection" in capsys.readouterr().err
+
+
+def test_a_server_never_reached_fails_at_once(tmp_path: Path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'never.db'}"
+    monkeypatch.setattr(storage, "_REACHED", set())
+    calls = _failing_once(monkeypatch)
+    with pytest.raises(SpecError, match="starting up"):
+        storage.open_storage(url, heartbeat=False)
+    assert len(calls) == 1

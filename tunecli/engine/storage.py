@@ -164,24 +164,7 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True,
             return Reconnecting(_proxy(*address), url)  # type: ignore[abstract]
         if url.startswith("journal:"):
             return _journal(url)
-        engine_kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite:"):
-            if path is not None and not path.parent.exists():
-                raise SpecError(f"folder {path.parent} does not exist",
-                                source="--storage", fix="Create it or give another path.")
-            engine_kwargs = {"connect_args": {"timeout": 120}}
-        elif url.startswith(("postgresql", "mysql")):
-            engine_kwargs = {**_SERVER_POOL, "pool_size": connections,
-                             "connect_args": {"connect_timeout": 10}}
-        kwargs: dict[str, Any] = {}
-        if heartbeat:
-            kwargs = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS}
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-        if url.startswith("sqlite:"):
-            _sqlite_pragmas(storage)
-        from tunecli.engine.optuna_internals import cached
-
-        return Reconnecting(cached(storage), url)  # type: ignore[abstract]
+        return _database(url, path, heartbeat, connections)
     except SpecError:
         raise
     except ImportError as exc:
@@ -196,6 +179,35 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True,
         reason = mask(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise SpecError(f"cannot open storage {mask(url)} ({reason})", source="--storage",
                         fix="Check the URL, that the server runs, and the credentials.") from None
+
+
+def _database(url: str, path: Path | None, heartbeat: bool, connections: int) -> BaseStorage:
+    """An SQLAlchemy URL's storage: SQLite tuned for several processes, a server's small pool."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        if path is not None and not path.parent.exists():
+            raise SpecError(f"folder {path.parent} does not exist",
+                            source="--storage", fix="Create it or give another path.")
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    elif url.startswith(("postgresql", "mysql")):
+        engine_kwargs = {**_SERVER_POOL, "pool_size": connections,
+                         "connect_args": {"connect_timeout": 10}}
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        kwargs = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS}
+
+    def rdb() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+
+    # A server this process reached before is being restarted: wait as for a lost connection.
+    storage: optuna.storages.RDBStorage = retry_lost(rdb, url, _warn) if url in _REACHED \
+        else rdb()
+    _REACHED.add(url)
+    if url.startswith("sqlite:"):
+        _sqlite_pragmas(storage)
+    from tunecli.engine.optuna_internals import cached
+
+    return Reconnecting(cached(storage), url)  # type: ignore[abstract]
 
 
 # One connection per process, and one more for the heartbeat thread; checked before each use;
@@ -234,6 +246,30 @@ def _proxy(host: str, port: int) -> BaseStorage:
 
 
 RETRY_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # about a minute in all
+# Database URLs this process has opened: opening one again waits while it restarts.
+_REACHED: set[str] = set()
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def retry_lost(call: Callable[[], Any], url: str, say: Callable[[str], None],
+               warned: bool = False) -> Any:
+    """``call()``, retried with back-off while the storage at ``url`` cannot be reached,
+    said once (unless ``warned``); any other error is raised at once."""
+    for wait in (*RETRY_WAITS, None):
+        try:
+            return call()
+        except Exception as exc:
+            if wait is None or not connection_lost(exc):
+                raise
+            if not warned:
+                warned = True
+                say(f"warning: lost the connection to {mask(url)}; retrying for up to "
+                    f"{sum(RETRY_WAITS):.0f} s")
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -262,25 +298,18 @@ class Reconnecting(BaseStorage, HeartbeatBase):
                  say: Callable[[str], None] | None = None) -> None:
         self.inner = inner
         self._url = url
-        self._say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+        self._say = say or _warn
         self._warned = False
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        for wait in (*RETRY_WAITS, None):
-            try:
-                result = getattr(self.inner, name)(*args, **kwargs)
-            except Exception as exc:
-                if wait is None or not connection_lost(exc):
-                    raise
-                if not self._warned:
-                    self._warned = True
-                    self._say(f"warning: lost the connection to {mask(self._url)}; retrying "
-                              f"for up to {sum(RETRY_WAITS):.0f} s")
-                time.sleep(wait)
-                continue
-            self._warned = False
-            return result
-        raise AssertionError("unreachable")
+        def said(text: str) -> None:
+            self._warned = True
+            self._say(text)
+
+        result = retry_lost(lambda: getattr(self.inner, name)(*args, **kwargs), self._url,
+                            said, self._warned)
+        self._warned = False
+        return result
 
     def get_heartbeat_interval(self) -> int | None:
         """The database's heartbeat; none through the gRPC proxy (Optuna's has none)."""
