@@ -261,3 +261,18 @@ def test_bad_cluster_input_is_one_line(cli) -> None:
     assert target.exit_code == 2 and "Did you mean 'slurm'?" in target.output
     wait = cli("worker", "tiny", "--wait", "soon")
     assert wait.exit_code == 2 and "--wait" in wait.output
+
+
+def test_a_second_serve_on_a_taken_port_is_refused(tmp_path: Path, subprocess_env) -> None:
+    port = _free_port()
+    first = _serve(f"sqlite:///{tmp_path / 'one.db'}", port, subprocess_env)
+    try:
+        second = subprocess.run([*tunecli_command(), "serve", "--storage",
+                                 f"sqlite:///{tmp_path / 'two.db'}", "--port", str(port)],
+                                env=subprocess_env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"port {port} is in use" in second.stderr and "--port" in second.stderr
+        assert not (tmp_path / "two.db").exists()
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)

@@ -321,9 +321,11 @@ def wait_for_study(name: str, storage: str | None, seconds: float,
     ``waiting(seconds_left, why)`` is told each time. A SpecError says why it gave up."""
     import time
 
-    from tunecli.engine.storage import describe, open_storage, resolve_url
+    from tunecli.engine.storage import describe, open_storage, require_grpc, resolve_url
 
     url = resolve_url(storage)
+    if url.startswith("grpc://"):  # a missing package is not worth waiting for
+        require_grpc(url, "--storage")
     deadline = time.monotonic() + seconds
     while True:
         try:

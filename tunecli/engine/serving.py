@@ -9,6 +9,7 @@ network or an SSH tunnel.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from typing import Any
@@ -60,13 +61,38 @@ class Proxy:
         self.server.stop(grace).wait()
 
 
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """gRPC's servers share a port with SO_REUSEPORT, so a second proxy would start beside the
+    first and clients would alternate between two databases: bind first without it."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except socket.gaierror as exc:
+        raise SpecError(f"cannot listen on {host}: not an address of this machine ({exc})",
+                        source="--host", fix="Give an address this machine has, e.g. "
+                                             "127.0.0.1 or 0.0.0.0.") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SpecError(f"port {port} is in use on {host} (another tunecli serve?)",
+                            source="--port", fix="Give another --port, or stop what listens "
+                                                 "there.") from None
+        raise SpecError(f"cannot listen on {host}:{port} ({exc.strerror or exc})",
+                        source="--host", fix="Give an address this machine has, e.g. "
+                                             "127.0.0.1 or 0.0.0.0.") from None
+
+
 def start(url: str, host: str, port: int) -> Proxy:
     """The proxy for the database at ``url``, listening on ``host:port``."""
     from tunecli.engine import optuna_internals
+    from tunecli.engine import storage as storage_module
     from tunecli.engine.storage import local_file, mask, open_storage
     from tunecli.engine.study import quiet_optuna
 
     quiet_optuna()
+    storage_module.require_grpc("tunecli serve", "serve")
     if url.startswith("journal:"):
         raise SpecError(f"Optuna's storage proxy cannot serve a journal file ({mask(url)})",
                         source="--storage", fix="Serve a database: PostgreSQL for a cluster, "
@@ -74,6 +100,7 @@ def start(url: str, host: str, port: int) -> Proxy:
     if url.startswith("grpc://"):
         raise SpecError("--storage names another proxy", source="--storage",
                         fix="Give the database the proxy stands in front of.")
+    _refuse_a_taken_port(host, port)
     path = local_file(url)
     if path is not None and not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)  # a new SQLite file, as search would

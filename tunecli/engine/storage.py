@@ -225,9 +225,25 @@ def _journal(url: str) -> BaseStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+GRPC_INSTALL = "pip install 'grpcio>=1.60' 'protobuf>=5.28.1'"
+
+
+def require_grpc(what: str, source: str) -> None:
+    """Optuna's storage proxy needs grpcio and protobuf (tunecli's own dependencies, missing
+    only where they were left out): said before anything is created or connected."""
+    try:
+        import google.protobuf  # noqa: F401
+        import grpc  # noqa: F401
+    except ImportError as exc:
+        raise SpecError(f"{what} needs grpcio and protobuf ({exc})", source=source,
+                        fix=f"Install them: {GRPC_INSTALL}") from None
+
+
 def _proxy(host: str, port: int) -> BaseStorage:
     """A client of ``tunecli serve`` (Optuna's gRPC storage proxy), once its port answers."""
     import socket
+
+    require_grpc(f"grpc://{host}:{port}", "--storage")
 
     try:
         socket.create_connection((host, port), timeout=10).close()
