@@ -323,7 +323,8 @@ def test_the_cluster_examples_are_what_launch_writes(cli) -> None:
     examples = Path(__file__).parents[1] / "examples" / "cluster"
     assert cli("launch", "slurm", "cifar10", "--workers", 8, "--out", "c.slurm").exit_code == 0
     assert cli("launch", "k8s", "cifar10", "--workers", 8, "--image",
-               "ghcr.io/example/tunecli:0.1", "--out", "c.yaml").exit_code == 0
+               "ghcr.io/example/tunecli:0.1", "--data-claim", "cifar10-data",
+               "--out", "c.yaml").exit_code == 0
     assert Path("c.slurm").read_text() == (examples / "cifar10.slurm").read_text()
     assert Path("c.yaml").read_text() == (examples / "cifar10-k8s.yaml").read_text()
 

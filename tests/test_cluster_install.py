@@ -28,3 +28,44 @@ def test_a_missing_grpcio_is_one_line_with_the_pip_line(cli, command, tmp_path: 
     assert GRPC_INSTALL in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) <= 2
     assert list(tmp_path.iterdir()) in ([], [tmp_path / ".cache"])
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["k8s", "bad name/.."], "study name 'bad name/..' cannot name a launch file"),
+    (["slurm", "tiny", "--time", "soon"], "'soon' is not a SLURM time limit"),
+    (["k8s", "tiny", "--storage-class", "Fast_NFS"], "'Fast_NFS' is not a Kubernetes name"),
+    (["k8s", "tiny", "--data-claim", "-data"], "'-data' is not a Kubernetes name"),
+    (["slurm", "tiny", "--out", "blocker/x.slurm"], "cannot create the folder"),
+    (["slurm", "tiny", "--out", "."], "is a folder"),
+])
+def test_launch_refuses_what_a_cluster_would_reject(cli, tmp_path: Path, args, words) -> None:
+    (tmp_path / "blocker").write_text("a regular file\n")
+    before = sorted(tmp_path.iterdir())
+    result = cli("launch", *args)
+    assert result.exit_code == 2, result.output
+    assert words in result.output and "Traceback" not in result.output
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
+
+
+@pytest.mark.parametrize("time_limit", ["30", "30:00", "04:00:00", "1-12", "2-04:30",
+                                        "2-04:30:15"])
+def test_every_slurm_time_format_is_taken(cli, time_limit: str) -> None:
+    result = cli("launch", "slurm", "tiny", "--time", time_limit)
+    assert result.exit_code == 0, result.output
+    assert f"#SBATCH --time={time_limit}\n" in Path("tiny.slurm").read_text()
+
+
+def test_the_kubernetes_job_mounts_the_data_claim_and_names_the_storage_class(cli) -> None:
+    import yaml
+
+    result = cli("launch", "k8s", "tiny", "--data-claim", "fashion-data", "--storage-class",
+                 "nfs-client")
+    assert result.exit_code == 0, result.output
+    documents = {d["kind"]: d for d in yaml.safe_load_all(Path("tiny-k8s.yaml").read_text())}
+    assert documents["PersistentVolumeClaim"]["spec"]["storageClassName"] == "nfs-client"
+    pod = documents["Job"]["spec"]["template"]["spec"]
+    worker = pod["containers"][0]
+    assert worker["command"][-2:] == ["--data-root", "/data"]
+    assert {"name": "data", "mountPath": "/data", "readOnly": True} in worker["volumeMounts"]
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
+    assert claims == {"checkpoints": "tunecli-checkpoints", "data": "fashion-data"}

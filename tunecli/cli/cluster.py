@@ -23,6 +23,7 @@ from tunecli.cli.app import (
     console,
     err_console,
     guard,
+    output_file,
 )
 from tunecli.errors import SpecError
 
@@ -172,6 +173,12 @@ def launch(
         "--time", help="SLURM: each job's time limit")] = "04:00:00",
     image: Annotated[str, typer.Option(
         "--image", help="k8s: the container image with tunecli installed")] = "tunecli:latest",
+    storage_class: Annotated[str | None, typer.Option(
+        "--storage-class", help="k8s: the checkpoint claim's storage class (it must offer "
+                                "ReadWriteMany)", show_default=False)] = None,
+    data_claim: Annotated[str | None, typer.Option(
+        "--data-claim", help="k8s: a PersistentVolumeClaim holding the data root, mounted "
+                             "read-only at /data for the workers", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write here \\[default: NAME.slurm or NAME-k8s.yaml]",
         show_default=False)] = None,
@@ -187,10 +194,12 @@ def launch(
             raise SpecError(f"'{target}' is not a launch target", source="TARGET",
                             fix=did_you_mean(target, list(launch_files.TARGETS))
                             or "Use slurm or k8s.")
-        path = out or Path(launch_files.TARGETS[target].format(name=name))
         text = launch_files.write(target, name, workers=workers, gpus=gpus,
-                                  time_limit=time_limit, image=image)
-        path.parent.mkdir(parents=True, exist_ok=True)
+                                  time_limit=time_limit, image=image,
+                                  storage_class=storage_class, data_claim=data_claim)
+        path = output_file(out or Path(launch_files.TARGETS[target].format(name=name)),
+                           "--out", launch_files.TARGETS[target].format(name=name))
+        assert path is not None
         path.write_text(text, encoding="utf-8")
         console.print(f"wrote {escape(str(path))}", highlight=False)
         console.print(launch_files.next_steps(target, path, name), highlight=False,

@@ -11,12 +11,15 @@ the last stored epoch, and the next worker continues it from its checkpoint (whi
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
 import yaml
 
-__all__ = ["PROXY_PORT", "SECRET", "TARGETS", "next_steps", "write"]
+from tunecli.errors import SpecError
+
+__all__ = ["PROXY_PORT", "SECRET", "TARGETS", "check", "next_steps", "write"]
 
 TARGETS = {"slurm": "{name}.slurm", "k8s": "{name}-k8s.yaml"}
 SECRET = "tunecli-storage"
@@ -24,12 +27,45 @@ PROXY_PORT = 13000
 GRACE_SECONDS = 150  # the signal comes 120 s before the end; a trial's epoch must finish
 
 
+DATA_MOUNT = "/data"
+# A study name a file, a shell word and (lower-cased) a Kubernetes name can all hold.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
+# SLURM's --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+# days-hours:minutes, days-hours:minutes:seconds
+_SLURM_TIME = re.compile(r"^(\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2})$")
+# A Kubernetes object name (RFC 1123 subdomain), for the storage class and the data claim
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def check(target: str, name: str, *, time_limit: str, storage_class: str | None = None,
+          data_claim: str | None = None) -> None:
+    """Everything a cluster would reject or misread, before a file is written."""
+    if not _NAME.match(name):
+        raise SpecError(f"study name {name!r} cannot name a launch file, a shell word and a "
+                        "Kubernetes object", source="NAME",
+                        fix="Use letters, digits, '.', '_' and '-' (up to 48, starting with a "
+                            "letter or digit): tunecli copy OLD NEW renames a study.")
+    if target == "slurm" and not _SLURM_TIME.match(time_limit):
+        raise SpecError(f"{time_limit!r} is not a SLURM time limit", source="--time",
+                        fix="Write MINUTES, HH:MM:SS or DAYS-HH[:MM[:SS]], e.g. 04:00:00 or "
+                            "1-12.")
+    for value, option in ((storage_class, "--storage-class"), (data_claim, "--data-claim")):
+        if value is not None and not _K8S_NAME.match(value):
+            raise SpecError(f"{value!r} is not a Kubernetes name", source=option,
+                            fix="Use lower-case letters, digits, '-' and '.', starting and "
+                                "ending with a letter or digit.")
+
+
 def write(target: str, name: str, *, workers: int, gpus: int, time_limit: str,
-          image: str) -> str:
-    """The launch file's text for ``target`` (slurm or k8s)."""
+          image: str, storage_class: str | None = None, data_claim: str | None = None) -> str:
+    """The launch file's text for ``target`` (slurm or k8s), once ``check`` passed.
+    ``storage_class``: the checkpoint claim's (it needs ReadWriteMany, which not every class
+    offers); ``data_claim``: a claim holding the data root, mounted read-only at /data."""
+    check(target, name, time_limit=time_limit, storage_class=storage_class,
+          data_claim=data_claim)
     if target == "slurm":
         return _slurm(name, workers, gpus, time_limit)
-    return _kubernetes(name, workers, gpus, image)
+    return _kubernetes(name, workers, gpus, image, storage_class, data_claim)
 
 
 def next_steps(target: str, path: Path, name: str) -> str:
@@ -52,8 +88,10 @@ def _slurm(name: str, workers: int, gpus: int, time_limit: str) -> str:
 #   export TUNECLI_STORAGE=grpc://HOST:{PROXY_PORT}   # tunecli serve, or postgresql://...
 #   sbatch {TARGETS['slurm'].format(name=name)}
 # The URL is read from the environment, never written here. SIGTERM comes 120 s before the
-# time limit (and on preemption): the trial stops after its last stored epoch, the task is
-# requeued, and a worker continues the trial from its checkpoint.
+# time limit (and on preemption): the trial stops after its last stored epoch and the task
+# ends; another task, or the next sbatch of this file, continues the trial from its
+# checkpoint. (--requeue puts a task back in the queue after a node failure or preemption,
+# not after its time limit.)
 #SBATCH --job-name=tunecli-{_label(name)}
 #SBATCH --array=0-{workers - 1}
 {gres}#SBATCH --cpus-per-task=4
@@ -78,7 +116,8 @@ def _secret_env(variable: str, key: str) -> dict[str, object]:
     return {"name": variable, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key}}}
 
 
-def _kubernetes(name: str, workers: int, gpus: int, image: str) -> str:
+def _kubernetes(name: str, workers: int, gpus: int, image: str, storage_class: str | None,
+                data_claim: str | None) -> str:
     label = _label(name)
     postgres = {"app": "tunecli-postgres"}
     proxy = {"app": "tunecli-proxy"}
@@ -122,22 +161,36 @@ def _kubernetes(name: str, workers: int, gpus: int, image: str) -> str:
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
          "metadata": {"name": "tunecli-checkpoints"},
          "spec": {"accessModes": ["ReadWriteMany"],
+                  **({"storageClassName": storage_class} if storage_class else {}),
                   "resources": {"requests": {"storage": "20Gi"}}}},
-        _worker_job(name, label, workers, gpus, image),
+        _worker_job(name, label, workers, gpus, image, data_claim),
     ]
     header = (f"# tunecli workers for study {name} (tunecli launch k8s): PostgreSQL, the storage "
               f"proxy, a shared\n# checkpoint volume and an Indexed Job of {workers} workers. "
-              f"Credentials come from the Secret {SECRET}.\n")
+              f"Credentials come from the Secret {SECRET}.\n"
+              + ("" if storage_class else "# The checkpoint claim needs a ReadWriteMany storage "
+                 "class (NFS, CephFS, ...): --storage-class NAME names it.\n")
+              + (f"# The data root is the claim {data_claim}, mounted read-only at "
+                 f"{DATA_MOUNT}.\n" if data_claim else "# No data volume: the workers read the "
+                 "data root stored with the study (--data-claim NAME mounts one).\n"))
     return header + yaml.safe_dump_all(documents, sort_keys=False)
 
 
-def _worker_job(name: str, label: str, workers: int, gpus: int,
-                image: str) -> dict[str, object]:
+def _worker_job(name: str, label: str, workers: int, gpus: int, image: str,
+                data_claim: str | None) -> dict[str, object]:
+    mounts: list[dict[str, object]] = [{"name": "checkpoints", "mountPath": "/work"}]
+    volumes: list[dict[str, object]] = [{"name": "checkpoints", "persistentVolumeClaim": {
+        "claimName": "tunecli-checkpoints"}}]
+    command = ["tunecli", "worker", name, "--storage", f"grpc://tunecli-proxy:{PROXY_PORT}",
+               "--wait", "10m"]
+    if data_claim:
+        mounts.append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": data_claim,
+                                                                  "readOnly": True}})
+        command += ["--data-root", DATA_MOUNT]
     container: dict[str, object] = {
-        "name": "worker", "image": image, "workingDir": "/work",
-        "command": ["tunecli", "worker", name, "--storage",
-                    f"grpc://tunecli-proxy:{PROXY_PORT}", "--wait", "10m"],
-        "volumeMounts": [{"name": "checkpoints", "mountPath": "/work"}]}
+        "name": "worker", "image": image, "workingDir": "/work", "command": command,
+        "volumeMounts": mounts}
     if gpus:
         container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
     return {
@@ -148,6 +201,4 @@ def _worker_job(name: str, label: str, workers: int, gpus: int,
                  "template": {"metadata": {"labels": {"tunecli-study": label}}, "spec": {
                      "restartPolicy": "OnFailure",
                      "terminationGracePeriodSeconds": GRACE_SECONDS,
-                     "containers": [container],
-                     "volumes": [{"name": "checkpoints", "persistentVolumeClaim": {
-                         "claimName": "tunecli-checkpoints"}}]}}}}
+                     "containers": [container], "volumes": volumes}}}}
