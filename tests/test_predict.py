@@ -190,3 +190,36 @@ def test_the_dashboard_renders_in_a_browser_without_console_errors(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(("damage", "words"), [
+    ("no-weights", "table.pt is missing: "),
+    ("bad-weights", "table.pt is not a weights file tunecli train wrote"),
+    ("bad-json", "table.json is not a model file: line 1 column"),
+    ("foreign-json", "is not a model file tunecli train wrote (no model, config"),
+])
+def test_a_damaged_model_file_is_one_line(cli, table_model: Path, tmp_path: Path, damage: str,
+                                          words: str) -> None:
+    (tmp_path / "new.csv").write_text("a,b,colour\n0.1,0.2,red\n", encoding="utf-8")
+    if damage == "no-weights":
+        table_model.with_suffix(".pt").unlink()
+    elif damage == "bad-weights":
+        table_model.with_suffix(".pt").write_bytes(b"not a torch file")
+    elif damage == "bad-json":
+        table_model.write_text('{"model": "mlp", ', encoding="utf-8")
+    else:
+        table_model.write_text('{"weights": "table.pt"}', encoding="utf-8")
+    result = cli("predict", table_model, tmp_path / "new.csv")
+    assert result.exit_code == 2, result.output
+    assert words in result.output and "Traceback" not in result.output
+
+
+def test_train_names_the_best_trials_model_after_the_study(cli, write_study) -> None:
+    assert cli("search", write_study(), "--n-trials", "3").exit_code == 0
+    best = cli("train", "tiny")
+    assert best.exit_code == 0, best.output
+    assert Path("models/tiny.json").is_file() and Path("models/tiny.pt").is_file()
+    number = next(t.number for t in stored() if t.state.name == "COMPLETE")
+    other = cli("train", "tiny", "--trial", number)
+    assert other.exit_code == 0, other.output
+    assert Path(f"models/tiny-trial{number}.json").is_file()

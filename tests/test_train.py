@@ -34,13 +34,13 @@ def test_train_a_study_best_trial_by_name(cli, write_study, tmp_path: Path) -> N
     result = cli("train", "tiny")
     assert result.exit_code == 0, result.output
     assert f"study 'tiny' trial #{best.number}" in result.output
-    info = json.loads((tmp_path / "models" / f"tiny-trial{best.number}.json").read_text())
+    info = json.loads((tmp_path / "models" / "tiny.json").read_text())
     assert info["trial"] == best.number and info["epochs"] == best.user_attrs["best_epoch"]
     assert info["params"] == best.params
     assert set(info["test_metrics"]) == {"test_loss", "test_accuracy", "test_precision",
                                          "test_recall", "test_f1"}
     assert 0 <= info["test_metrics"]["test_accuracy"] <= 1
-    model = load_model(tmp_path / "models" / f"tiny-trial{best.number}.json")
+    model = load_model(tmp_path / "models" / "tiny.json")
     assert isinstance(model, torch.nn.Module) and not model.training
 
 

@@ -61,24 +61,23 @@ def _model_file(model_file: str | Path) -> Path:
     if path.suffix != ".json":
         path = path.with_name(path.name.removesuffix(".pt") + ".json")
     if not path.is_file():
-        raise SpecError(f"no model file {path}", source="MODEL",
-                        fix="Name the .json file tunecli train wrote (models/NAME.json).")
+        from tunecli.trainer.final import MODEL_FIX
+
+        raise SpecError(f"no model file {path}", source="MODEL", fix=MODEL_FIX)
     return path
 
 
 def held_out_part(model_file: str | Path, data_root: str | None = None) -> Any:
     """The held-out test part the model was tested on, raw (as ``load_model``'s model takes
     it), with its targets: a ``trainer.inputs.NewInputs`` (``x``, ``targets``)."""
-    import json
-
     import numpy as np
 
     from tunecli.spec.models import TrainerSpec
     from tunecli.trainer import data
+    from tunecli.trainer.final import read_info
     from tunecli.trainer.inputs import NewInputs
 
-    path = _model_file(model_file)
-    info = json.loads(path.read_text(encoding="utf-8"))
+    info = read_info(_model_file(model_file))
     trainer = TrainerSpec.model_validate(info["trainer"])
     root = data.resolve_data_root(trainer.data_root, info.get("base_dir"), data_root)
     x, y = data.raw_test_part(trainer.dataset, root, info.get("base_dir"))

@@ -126,7 +126,8 @@ def train(
                          "best epoch, else trainer.epochs]", min=1, show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Output path without suffix; writes OUT.pt and OUT.json "
-                      "\\[default: models/NAME]", show_default=False)] = None,
+                      "\\[default: models/NAME, models/NAME-trialN for --trial or --pick]",
+        show_default=False)] = None,
     export: Annotated[list[str] | None, typer.Option(
         "--export", help="Also write the model with its input pipeline for serving: onnx "
                          "(OUT.onnx, for onnxruntime) or torchscript (OUT.torchscript.pt, for "

@@ -55,7 +55,9 @@ def from_study(name: str, url: str, trial_number: int | None = None,
     best_epoch = trial.user_attrs.get(attrs.BEST_EPOCH)
     return Choice(spec, space.trial_config(spec.space, trial.params),
                   epochs or spec.trainer.final_epochs or best_epoch or spec.trainer.epochs,
-                  f"{name}-trial{trial.number}", f"study '{name}' trial #{trial.number}",
+                  # the best trial is the study's model; another one is named by its number
+                  name if pick is None and trial_number is None
+                  else f"{name}-trial{trial.number}", f"study '{name}' trial #{trial.number}",
                   trial.number, trial.values[0] if trial.values else None, why)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tunecli import __version__
+from tunecli.errors import SpecError
 from tunecli.spec import StudySpec
 
 __all__ = ["Choice", "load_model", "load_network", "train"]
@@ -132,14 +133,46 @@ def load_network(json_path: str | Path, map_location: str = "cpu", *,
 
     json_path = Path(json_path)
     if info is None:
-        info = json.loads(json_path.read_text(encoding="utf-8"))
+        info = read_info(json_path)
     network = models.build(info["model"], info["config"], tuple(info["input_shape"]),
                            int(info["n_outputs"]), info.get("base_dir"))
     if state is None:
-        state = torch.load(json_path.with_name(info["weights"]), map_location=map_location,
-                           weights_only=True)
+        weights = json_path.with_name(info["weights"])
+        try:
+            state = torch.load(weights, map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise SpecError(f"{weights} is missing: {json_path} names it as its weights",
+                            source="MODEL", fix="Keep the .pt file beside the .json (tunecli "
+                                                "train writes both), or train again.") from None
+        except Exception as exc:
+            raise SpecError(f"{weights} is not a weights file tunecli train wrote "
+                            f"({type(exc).__name__})", source="MODEL",
+                            fix="Train again: tunecli train NAME.") from None
     network.load_state_dict(state)
     return network.eval(), info
+
+
+_INFO_KEYS = ("model", "config", "input_shape", "n_outputs", "weights")
+MODEL_FIX = "Name the .json file tunecli train wrote (models/NAME.json)."
+
+
+def read_info(json_path: Path) -> dict[str, Any]:
+    """A model's JSON file, checked: a damaged or foreign one is bad input, not a traceback."""
+    fix = MODEL_FIX
+    try:
+        info = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{json_path} does not exist", source="MODEL", fix=fix) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read {json_path} ({exc})", source="MODEL", fix=fix) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{json_path} is not a model file: line {exc.lineno} column "
+                        f"{exc.colno}: {exc.msg}", source="MODEL", fix=fix) from None
+    missing = [key for key in _INFO_KEYS if not isinstance(info, dict) or key not in info]
+    if missing:
+        raise SpecError(f"{json_path} is not a model file tunecli train wrote (no "
+                        f"{', '.join(missing)})", source="MODEL", fix=fix)
+    return dict(info)
 
 
 def load_model(json_path: str | Path, map_location: str = "cpu", *,
