@@ -69,3 +69,19 @@ def test_the_kubernetes_job_mounts_the_data_claim_and_names_the_storage_class(cl
     assert {"name": "data", "mountPath": "/data", "readOnly": True} in worker["volumeMounts"]
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
     assert claims == {"checkpoints": "tunecli-checkpoints", "data": "fashion-data"}
+
+
+def test_a_mistyped_worker_name_is_offered_the_close_one(cli, write_study) -> None:
+    from tunecli import api
+
+    api.open_for_search(write_study(), {})
+    result = cli("worker", "tnyi", "--wait", "1s")
+    assert result.exit_code == 2, result.output
+    assert "no study 'tnyi' yet (Did you mean 'tiny'?)" in result.output
+
+
+def test_the_proxys_line_gives_the_rate_since_the_last_line() -> None:
+    from tunecli.cli.cluster import traffic
+
+    assert traffic(21500, 450, 30.0, 3725) == \
+        "21,500 requests, 15.0/s over the last 30 s, up 1:02:05"

@@ -352,8 +352,12 @@ def _not_ready(name: str, storage: Any) -> str | None:
 
     from tunecli.engine import study as study_module
 
-    if name not in study_module.study_names(storage):
-        return f"no study '{name}' yet"
+    names = study_module.study_names(storage)
+    if name not in names:
+        from tunecli.errors import did_you_mean
+
+        close = did_you_mean(name, names)
+        return f"no study '{name}' yet" + (f" ({close})" if close else "")
     if study_module.stored_spec(optuna.load_study(study_name=name, storage=storage)) is None:
         return f"study '{name}' is being created"
     return None

@@ -54,7 +54,7 @@ def serve(
         proxy = serving.start(url, host, port)
         console.print(f"serving {escape(describe(url))} at [bold]{proxy.url}[/]",
                       highlight=False, soft_wrap=True)
-        console.print(f"workers: tunecli worker NAME --storage {proxy.url}   (Ctrl-C or "
+        console.print(f"workers: tunecli worker NAME --storage {proxy.reachable_url}   (Ctrl-C or "
                       "SIGTERM stops the proxy)", highlight=False, soft_wrap=True)
         if host not in _LOOPBACK:
             err_console.print(f"[yellow]warning:[/] {NO_LOGIN}", soft_wrap=True)
@@ -72,28 +72,35 @@ def _until_stopped(proxy: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    last_calls, last_time, logged = 0, time.monotonic(), time.monotonic()
+    last_calls, last_time = 0, time.monotonic()
     live = Live(console=console, transient=True, auto_refresh=False) if console.is_terminal \
         else None
+    every = 1.0 if live is not None else 30.0  # the rate is over the time since the last line
     try:
         if live is not None:
             live.start()
         while True:
             time.sleep(1.0)
             now, calls = time.monotonic(), proxy.counted.calls
-            line = (f"{calls} requests  {(calls - last_calls) / (now - last_time):.1f}/s  up "
-                    f"{_clock(now - proxy.started)}")
+            if now - last_time < every:
+                continue
+            line = traffic(calls, calls - last_calls, now - last_time, now - proxy.started)
             last_calls, last_time = calls, now
             if live is not None:
                 live.update(line, refresh=True)
-            elif now - logged >= 30:
+            else:
                 console.print(line, highlight=False)
-                logged = now
     except KeyboardInterrupt:
         if live is not None:
             live.stop()
         proxy.stop()
         console.print(f"proxy stopped after {proxy.counted.calls} requests", highlight=False)
+
+
+def traffic(calls: int, new_calls: int, seconds: float, up: float) -> str:
+    """The proxy's line: its requests, their rate since the last line, and its uptime."""
+    return (f"{calls:,} requests, {new_calls / seconds:.1f}/s over the last {seconds:.0f} s, "
+            f"up {_clock(up)}")
 
 
 def _clock(seconds: float) -> str:

@@ -56,6 +56,16 @@ class Proxy:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"grpc://{host}:{self.port}"
 
+    @property
+    def reachable_url(self) -> str:
+        """The URL other machines give: this machine's name where it listens on every address
+        (grpc://0.0.0.0:PORT reaches nothing from elsewhere)."""
+        if self.host in ("0.0.0.0", "::"):
+            import socket
+
+            return f"grpc://{socket.gethostname()}:{self.port}"
+        return self.url
+
     def stop(self, grace: float = 5.0) -> None:
         """Finish the requests in flight (up to ``grace`` seconds), then close."""
         self.server.stop(grace).wait()
