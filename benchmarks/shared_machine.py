@@ -12,7 +12,7 @@ the wall time of each, auto's ratio to the best fixed count in that condition (g
     .venv/bin/python benchmarks/shared_machine.py --data-root ../shared/data --only fashion
 
 Workloads: the default study (``studies/digits.yaml``, 8 trials, ``--fuse 1``) and the best
-Fashion-MNIST configuration (``benchmarks/fashion-best-config.yaml``, 3 epochs).
+Fashion-MNIST configuration (``benchmarks/fashion-best-config.yaml``, 1 epoch).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def _workloads(data_root: str | None, only: str | None) -> dict[str, list[str]]:
     found = {"digits (8 trials)": [str(ROOT / "studies" / "digits.yaml"), "--n-trials", "8",
                                    "--fuse", "1", "--timeout", "30m"]}
     if data_root:
-        found["fashion best (3 epochs)"] = [
+        found["fashion best (1 epoch)"] = [
             str(ROOT / "benchmarks" / "fashion-best-config.yaml"), "--data-root",
-            str(Path(data_root).resolve()), "--set", "trainer.epochs=3"]
+            str(Path(data_root).resolve()), "--set", "trainer.epochs=1"]
     return {name: args for name, args in found.items() if not only or name.startswith(only)}
 
 

@@ -65,8 +65,7 @@ class _OtherLoad:
 
     def __init__(self) -> None:
         self.last: tuple[float, float, float] | None = self._reading()
-        self.estimate = 0.0
-        time.sleep(_WINDOW)  # the first look needs a window: this process is idle in it
+        self.estimate: float | None = None
 
     @staticmethod
     def _reading() -> tuple[float, float, float] | None:
@@ -91,13 +90,18 @@ class _OtherLoad:
         now, before = self._reading(), self.last
         if now is None or before is None:
             return 0.0
-        if now[2] - before[2] >= _WINDOW:
-            busy = (now[0] - before[0]) - (now[1] - before[1])
-            self.estimate, self.last = max(0.0, busy / (now[2] - before[2])), now
+        if now[2] - before[2] < _WINDOW:
+            if self.estimate is not None:
+                return self.estimate
+            time.sleep(_WINDOW - (now[2] - before[2]))  # the first look needs its window
+            now = self._reading() or now
+        busy = (now[0] - before[0]) - (now[1] - before[1])
+        self.estimate, self.last = max(0.0, busy / (now[2] - before[2])), now
         return self.estimate
 
 
-_load: _OtherLoad | None = None
+# Its first look is when tunecli loads this module: the load is known by the first trial.
+_load = _OtherLoad()
 
 
 def _fixed(setting: int | str) -> tuple[int, str] | None:
@@ -117,13 +121,10 @@ def _share() -> int:
 
 def choose(setting: int | str, work_per_step: float) -> Choice:
     """The thread count for a step of ``work_per_step`` multiply-adds, and why."""
-    global _load
     fixed = _fixed(setting)
     if fixed is not None:
         return Choice(fixed[0], f"fixed by {fixed[1]}")
     cores, share = usable_cores(), _share()
-    if _load is None:
-        _load = _OtherLoad()
     others = _load.cores()
     free = min(cores // share, int(cores - others + _TOLERATED))
     parts = [f"{cores} usable core{'s' if cores != 1 else ''}"]
