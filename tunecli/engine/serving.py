@@ -73,12 +73,15 @@ class Proxy:
 
 def _refuse_a_taken_port(host: str, port: int) -> None:
     """gRPC's servers share a port with SO_REUSEPORT, so a second proxy would start beside the
-    first and clients would alternate between two databases: bind first without it."""
+    first and clients would alternate between two databases: bind first without it (with
+    SO_REUSEADDR, which a listener still refuses but a restarted proxy's old connections in
+    TIME_WAIT do not)."""
     import socket
 
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except socket.gaierror as exc:
         raise SpecError(f"cannot listen on {host}: not an address of this machine ({exc})",
