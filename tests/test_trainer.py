@@ -351,3 +351,55 @@ def test_digits_read_from_its_file_equal_scikit_learns_loader() -> None:
             "print('sklearn' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", loads], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+def test_an_edited_csv_is_read_again_in_the_same_process(tmp_path: Path) -> None:
+    """A notebook that edits its data between two searches trains on the new rows."""
+    from tunecli.trainer import data
+
+    path = tmp_path / "d.csv"
+    spec = TrainerSpec.model_validate({"dataset": {"name": "csv", "path": str(path)}})
+
+    def rows(n: int) -> int:
+        path.write_text("a,b,target\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(n)))
+        bundle = data.load(spec.dataset, None, False, torch.device("cpu"))
+        return len(bundle.x_train) + len(bundle.x_val) + len(bundle.x_test)
+
+    assert rows(40) == 40
+    assert rows(60) == 60  # same path, another size: read again, not the first one's tensors
+
+
+def test_the_data_cache_keeps_only_the_last_few_sets(monkeypatch) -> None:
+    from tunecli.trainer import data
+
+    monkeypatch.setattr(data, "_CACHE", type(data._CACHE)())
+    for n in range(data.CACHED_SETS + 2):
+        spec = TrainerSpec.model_validate({"dataset": {
+            "name": "synthetic-classification", "n_samples": 50 + n}})
+        data.load(spec.dataset, None, False, torch.device("cpu"))
+    assert len(data._CACHE) == data.CACHED_SETS
+    assert all('"n_samples": 50' not in key[0] for key in data._CACHE)  # the oldest went first
+
+
+def test_user_models_import_without_changing_sys_path(tmp_path: Path) -> None:
+    """A module beside the study file is found there; the process's sys.path stays as it was,
+    and two model.py files in two folders stay two models."""
+    import sys
+
+    from tunecli.trainer import models
+
+    for folder, width in (("one", 5), ("two", 7)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.py").write_text(
+            "import torch\n\ndef build(params, input_shape, n_outputs):\n"
+            f"    return torch.nn.Linear({width}, n_outputs)\n")
+    (tmp_path / "one" / "beside_study.py").write_text(
+        "import torch\n\ndef build(params, input_shape, n_outputs):\n"
+        "    return torch.nn.Linear(3, n_outputs)\n")
+    before = list(sys.path)
+    built = models.resolve_user_model("beside_study:build", str(tmp_path / "one"))({}, (3,), 2)
+    assert built.in_features == 3
+    assert sys.path == before
+    widths = [models.resolve_user_model("model.py:build", str(tmp_path / folder))({}, (1,), 2)
+              .in_features for folder in ("one", "two")]
+    assert widths == [5, 7]

@@ -7,6 +7,7 @@ so trials after the first pay nothing for data (the main cost of DataLoader-base
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 from collections.abc import Callable
@@ -269,7 +270,22 @@ def _fold(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
 # ---------------------------------------------------------------------------------------------
 # Split, normalise, place on the device; cached per process
 
-_CACHE: dict[tuple[str, str, str, str], DataBundle] = {}
+# Built data sets of this process, the most recently used last: a study's trials share one,
+# and a notebook that runs several studies keeps only the last few on the device.
+_CACHE: collections.OrderedDict[tuple[str, ...], DataBundle] = collections.OrderedDict()
+CACHED_SETS = 4
+
+
+def _file_identity(spec: DatasetSpec) -> str:
+    """The data file's path, size and modification time (an edited file is read again);
+    a folder's own entry, for a folder of files."""
+    if not spec.path:
+        return ""
+    try:
+        found = Path(spec.path).stat()
+    except OSError:
+        return spec.path  # the loader says what is wrong with it
+    return f"{Path(spec.path).resolve()}:{found.st_size}:{found.st_mtime_ns}"
 
 
 def with_base_dir(spec: DatasetSpec, base_dir: str | None) -> DatasetSpec:
@@ -286,7 +302,7 @@ def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.dev
     validating on fold f (the test part stays out)."""
     spec = with_base_dir(spec, base_dir)
     key = (json.dumps(spec.model_dump(mode="json"), sort_keys=True), str(root), str(device),
-           str(fold))
+           str(fold), _file_identity(spec))
     if key not in _CACHE:
         raw = DATASETS[spec.name](spec, root, download)
         raw.recipe["raw_shape"] = list(raw.x.shape[1:])
@@ -295,6 +311,9 @@ def load(spec: DatasetSpec, root: Path | None, download: bool, device: torch.dev
 
             raw = rows_as_sequence(raw)
         _CACHE[key] = _prepare(raw, spec, device, fold)
+        while len(_CACHE) > CACHED_SETS:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
     return _CACHE[key]
 
 

@@ -12,6 +12,7 @@ Example of a user model (see examples/custom_model.py)::
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import math
@@ -126,6 +127,18 @@ MODELS: dict[str, ModelEntry] = {
         ("gru", _sequence_model("gru")), ("transformer", _sequence_model("transformer")))}
 
 
+def _import_beside(target: str, base_dir: str | None) -> Any:
+    """``import target``, found first beside the study file: its folder is on ``sys.path``
+    only while the module (and what it imports as it loads) is imported."""
+    if not base_dir or base_dir in sys.path:
+        return importlib.import_module(target)
+    sys.path.insert(0, base_dir)
+    try:
+        return importlib.import_module(target)
+    finally:
+        sys.path.remove(base_dir)
+
+
 def resolve_user_model(reference: str, base_dir: str | None) -> Builder:
     """'pkg.mod:fn' or 'file.py:fn' -> the function; a SpecError says what is wrong."""
     target, _, func_name = reference.rpartition(":")
@@ -140,15 +153,15 @@ def resolve_user_model(reference: str, base_dir: str | None) -> Builder:
             if not path.exists():
                 raise SpecError(f"model file {path} not found", path="trainer.model",
                                 fix="Give the path relative to the study file.")
-            module_name = f"tunecli_user_{path.stem}"
+            # one module per file: two model.py files in different folders are two modules
+            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+            module_name = f"tunecli_user_{path.stem}_{digest}"
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             sys.modules[module_name] = module
             spec.loader.exec_module(module)  # type: ignore[union-attr]
         else:
-            if base_dir and base_dir not in sys.path:
-                sys.path.insert(0, base_dir)
-            module = importlib.import_module(target)
+            module = _import_beside(target, base_dir)
     except SpecError:
         raise
     except Exception as exc:  # user code: any import error is bad input
