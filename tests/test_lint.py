@@ -27,13 +27,14 @@ def test_mypy_strict_finds_nothing() -> None:
 
 
 def test_modules_and_functions_stay_small() -> None:
-    """No module over 400 lines, no function over 60: a reader finds one concept per module."""
+    """No module over 500 lines, no function over 60: a reader finds one concept per module.
+    500, not less: a concept is never split to meet the number (#36)."""
     import ast
 
     too_long = []
     for path in sorted((ROOT / "tunecli").rglob("*.py")):
         text = path.read_text()
-        if len(text.splitlines()) > 400:
+        if len(text.splitlines()) > 500:
             too_long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) \
