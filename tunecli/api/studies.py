@@ -354,8 +354,6 @@ def _not_ready(name: str, storage: Any) -> str | None:
 
     names = study_module.study_names(storage)
     if name not in names:
-        from tunecli.errors import did_you_mean
-
         close = did_you_mean(name, names)
         return f"no study '{name}' yet" + (f" ({close})" if close else "")
     if study_module.stored_spec(optuna.load_study(study_name=name, storage=storage)) is None:

@@ -19,6 +19,8 @@ from tunecli.errors import SpecError
 __all__ = ["PROXY_THREADS", "Counted", "Proxy", "start"]
 
 PROXY_THREADS = 10  # requests the proxy answers at once (Optuna's default), one connection each
+_PORT_FIX = "Give another --port, or stop what listens there."
+_HOST_FIX = "Give an address this machine has, e.g. 127.0.0.1 or 0.0.0.0."
 
 
 class Counted:
@@ -85,16 +87,13 @@ def _refuse_a_taken_port(host: str, port: int) -> None:
             probe.bind((host, port))
     except socket.gaierror as exc:
         raise SpecError(f"cannot listen on {host}: not an address of this machine ({exc})",
-                        source="--host", fix="Give an address this machine has, e.g. "
-                                             "127.0.0.1 or 0.0.0.0.") from None
+                        source="--host", fix=_HOST_FIX) from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise SpecError(f"port {port} is in use on {host} (another tunecli serve?)",
-                            source="--port", fix="Give another --port, or stop what listens "
-                                                 "there.") from None
+                            source="--port", fix=_PORT_FIX) from None
         raise SpecError(f"cannot listen on {host}:{port} ({exc.strerror or exc})",
-                        source="--host", fix="Give an address this machine has, e.g. "
-                                             "127.0.0.1 or 0.0.0.0.") from None
+                        source="--host", fix=_HOST_FIX) from None
 
 
 def start(url: str, host: str, port: int) -> Proxy:
@@ -122,6 +121,6 @@ def start(url: str, host: str, port: int) -> Proxy:
         server = optuna_internals.grpc_proxy(counted, host, port, PROXY_THREADS)
     except RuntimeError as exc:  # grpc: the port is taken or the address is not ours
         raise SpecError(f"cannot listen on {host}:{port} ({exc})", source="--port",
-                        fix="Give another --port, or stop what listens there.") from None
+                        fix=_PORT_FIX) from None
     server.start()
     return Proxy(server, counted, host, port)

@@ -158,20 +158,19 @@ MODEL_FIX = "Name the .json file tunecli train wrote (models/NAME.json)."
 
 def read_info(json_path: Path) -> dict[str, Any]:
     """A model's JSON file, checked: a damaged or foreign one is bad input, not a traceback."""
-    fix = MODEL_FIX
     try:
         info = json.loads(json_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SpecError(f"{json_path} does not exist", source="MODEL", fix=fix) from None
+        raise SpecError(f"{json_path} does not exist", source="MODEL", fix=MODEL_FIX) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read {json_path} ({exc})", source="MODEL", fix=fix) from None
+        raise SpecError(f"cannot read {json_path} ({exc})", source="MODEL", fix=MODEL_FIX) from None
     except json.JSONDecodeError as exc:
         raise SpecError(f"{json_path} is not a model file: line {exc.lineno} column "
-                        f"{exc.colno}: {exc.msg}", source="MODEL", fix=fix) from None
+                        f"{exc.colno}: {exc.msg}", source="MODEL", fix=MODEL_FIX) from None
     missing = [key for key in _INFO_KEYS if not isinstance(info, dict) or key not in info]
     if missing:
         raise SpecError(f"{json_path} is not a model file tunecli train wrote (no "
-                        f"{', '.join(missing)})", source="MODEL", fix=fix)
+                        f"{', '.join(missing)})", source="MODEL", fix=MODEL_FIX)
     return dict(info)
 
 

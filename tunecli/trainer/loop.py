@@ -224,14 +224,13 @@ def _build(trainer: TrainerSpec, params: dict[str, Any], metric: str, base_dir: 
     optimizer = make_optimizer(config, model.parameters(), device)
     loss_fn = nn.functional.cross_entropy if bundle.task == "classification" else (
         lambda out, target: nn.functional.mse_loss(out.reshape(-1), target))
+    batch_size = max(1, int(config["batch_size"]))
     return _Setup(bundle, device, config, model,
                   torch.compile(model) if trainer.compile else model, optimizer,
                   Schedule(config, optimizer, epochs, minimize), generator,
                   autocast_for(trainer, device), loss_fn,
-                  x_fit, y_fit, max(1, int(config["batch_size"])),
-                  models.count_parameters(model),
-                  threads.step_work(model, bundle.input_shape, max(1, int(config["batch_size"])),
-                                    device))
+                  x_fit, y_fit, batch_size, models.count_parameters(model),
+                  threads.step_work(model, bundle.input_shape, batch_size, device))
 
 
 def _restore(checkpoint: Path | None, setup: _Setup) -> Progress:

@@ -5,11 +5,11 @@ for a large model on an idle machine. Beside other work, a thread whose core is 
 every other thread at each operation's barrier, and a small model's operations are too short
 to split at all. So each trial gets the cores this process may use (its CPU affinity and
 cgroup quota), shared with the study's other workers on this machine, less the cores other
-processes kept busy since the last trial, and one thread for a model too small to gain from a
-second. ``trainer.threads`` or ``TUNECLI_THREADS`` fixes the count instead (the variable wins:
-it is set per machine). A trial's result can depend on the thread count (a sum split over
-threads adds in another order), so the count is stored with each trial; fix it to reproduce a
-value bit for bit.
+processes kept busy since the last look (before each epoch), and one thread for a model too
+small to gain from a second. ``trainer.threads`` or ``TUNECLI_THREADS`` fixes the count
+instead (the variable wins: it is set per machine). A trial's result can depend on the thread
+count (a sum split over threads adds in another order), so the count is stored with each
+trial; fix it to reproduce a value bit for bit.
 """
 
 from __future__ import annotations
