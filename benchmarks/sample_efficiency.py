@@ -95,7 +95,7 @@ def run(study: Path, folder: Path, strategy: str, seed: int, budget: int,
 def _curve(runs: list[list[Any]]) -> list[tuple[int, float, float]]:
     """(epochs so far, best so far, search seconds so far) after each trial, in order; the
     seconds of a search run from its first trial's start (process start-up left out)."""
-    from tunecli.engine import compute
+    from tunecli.engine.search import budget
 
     curve: list[tuple[int, float, float]] = []
     spent, best, before = 0, math.nan, 0.0
@@ -103,7 +103,7 @@ def _curve(runs: list[list[Any]]) -> list[tuple[int, float, float]]:
         first = min((t.datetime_start for t in trials if t.datetime_start), default=None)
         seconds = 0.0
         for t in trials:
-            spent += compute.epochs_of(t)
+            spent += budget.epochs_of(t)
             if t.state.name == "COMPLETE" and t.value is not None:
                 best = t.value if math.isnan(best) else max(best, t.value)
             if t.datetime_complete and first:

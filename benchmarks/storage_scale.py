@@ -78,7 +78,7 @@ class Server:
 def client(url: str, study_name: str, start_at: float, seconds: float,
            results: multiprocessing.Queue) -> None:
     """One stand-in worker: ask, report three epochs (pruner asked each time), tell."""
-    from tunecli.engine.storage import open_storage
+    from tunecli.engine.store.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url, heartbeat=False)

@@ -138,7 +138,7 @@ PLAIN_FIXED = {"batch_norm": True, "schedule": "cosine"}  # written into the pla
 
 def same_space(plain_distributions: dict[str, Any]) -> None:
     """Stop when the plain objective no longer searches the study file's space."""
-    from tunecli.engine.space import distribution
+    from tunecli.engine.strategy.space import distribution
     from tunecli.spec import load as load_spec
 
     space = load_spec(STUDY).space

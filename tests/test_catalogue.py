@@ -4,13 +4,13 @@ JSON Schema and README (which read the catalogue) never offer a name nothing run
 from __future__ import annotations
 
 from tunecli import catalogue
-from tunecli.engine import samplers
+from tunecli.engine.strategy import pruners, samplers
 from tunecli.trainer import data, measures, models, optim
 
 
 def test_every_registry_holds_exactly_the_catalogue_names() -> None:
-    assert tuple(samplers.SAMPLERS) == catalogue.SAMPLERS
-    assert tuple(samplers.PRUNERS) == catalogue.PRUNERS
+    assert tuple(samplers.SAMPLER_FACTORIES) == catalogue.SAMPLERS
+    assert tuple(pruners.PRUNER_FACTORIES) == catalogue.PRUNERS
     assert tuple(data.DATASETS) == catalogue.DATASETS
     assert tuple(models.MODELS) == catalogue.MODELS
     assert tuple(optim.OPTIMIZERS) == catalogue.OPTIMIZERS

@@ -27,7 +27,7 @@ from tests.conftest import (
     wait_for_file,
 )
 from tunecli import api
-from tunecli.engine.serving import PROXY_THREADS
+from tunecli.engine.store.proxy import PROXY_THREADS
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tunecli.engine.storage import GRPC_INSTALL
+from tunecli.engine.store.storage import GRPC_INSTALL
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from conftest import TINY_STUDY, stored, tunecli_command
 
-from tunecli.engine import compute
+from tunecli.engine.search import budget
 from tunecli.spec.models import BudgetSpec
 
 COMPUTE = (TINY_STUDY.replace("budget: {n_trials: 6}", "budget: {epochs: 20}")
@@ -18,7 +18,7 @@ COMPUTE = (TINY_STUDY.replace("budget: {n_trials: 6}", "budget: {epochs: 20}")
 
 
 def spent() -> int:
-    return compute.epochs_spent(stored())
+    return budget.epochs_spent(stored())
 
 
 def trained(trial: optuna.trial.FrozenTrial) -> int:
@@ -89,11 +89,11 @@ def test_claims_count_running_trials_and_failed_ones_partial_epoch() -> None:
     failed.report(0.1, 1)
     study.tell(failed, state=optuna.trial.TrialState.FAIL)  # NaN in its 2nd epoch: 2 ran
     claimed = study.ask()
-    claimed.set_user_attr(compute.CLAIM_ATTR, 4)
+    claimed.set_user_attr(budget.CLAIM_ATTR, 4)
     unclaimed = study.ask()  # started, claim not stored yet: assumed a whole trial
     me = study.ask()
     trials = study.get_trials()
-    assert compute.epochs_spent(trials) == 3 + 2
-    assert compute.claim(me.number, trials, budget=18, epochs_per_trial=5) == 18 - 5 - 4 - 5
-    assert compute.claim(me.number, trials, budget=14, epochs_per_trial=5) == 0
-    assert compute.claim(unclaimed.number, trials, budget=100, epochs_per_trial=5) == 5
+    assert budget.epochs_spent(trials) == 3 + 2
+    assert budget.claim(me.number, trials, budget=18, epochs_per_trial=5) == 18 - 5 - 4 - 5
+    assert budget.claim(me.number, trials, budget=14, epochs_per_trial=5) == 0
+    assert budget.claim(unclaimed.number, trials, budget=100, epochs_per_trial=5) == 5

@@ -15,7 +15,7 @@ import pytest
 from conftest import TINY_STUDY, finished, stored, tunecli_command, with_sampler
 from test_search_state import kill_and_wait
 
-from tunecli.engine.samplers import SAMPLERS
+from tunecli.engine.strategy.samplers import SAMPLER_FACTORIES as SAMPLERS
 
 # Fused rounds begin after the sampler's startup trials: none here, so trial 0 is fused.
 FUSED = TINY_STUDY.replace("epochs: 3", "epochs: 2").replace(

@@ -17,18 +17,16 @@ GRID_POINTS = 8  # grid_study(widest=11): lr 2 values x width 8..11
 
 def _worker(url: str, start: object) -> None:
     """What a search process does per trial, without training: ask, claim, tell."""
-    from tunecli.engine import study as study_module
-    from tunecli.engine.objective import Objective, Surplus
-    from tunecli.engine.samplers import grid_exhausted
-    from tunecli.engine.signals import StopSignals
+    from tunecli.engine.search.budget import Surplus, take_slot
+    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.strategy.grid_queue import grid_exhausted
 
     study, spec = study_module.load("tiny", url)
-    objective = Objective(spec, None, None, StopSignals())
     start.wait()  # type: ignore[attr-defined]  # all three ask at once
     while not grid_exhausted(study):
         trial = study.ask()
         try:
-            objective.start(trial)
+            take_slot(trial, spec)
         except Surplus:
             study.tell(trial, state=TrialState.FAIL)
             continue
@@ -37,7 +35,7 @@ def _worker(url: str, start: object) -> None:
 
 def _create(url: str, study_file: Path) -> None:
     from tunecli import spec as spec_module
-    from tunecli.engine import study as study_module
+    from tunecli.engine.store import studies as study_module
 
     study_module.open_for_search(spec_module.load(study_file), url, str(study_file))
 
@@ -78,13 +76,13 @@ def test_three_processes_never_draw_a_grid_point_twice(tmp_path: Path, kind: str
 
 def test_a_new_grid_study_queues_each_point_once_and_conditionals_fold(tmp_path: Path) -> None:
     from tunecli import spec as spec_module
-    from tunecli.engine import samplers
+    from tunecli.engine.strategy import grid_queue
 
     text = grid_study(widest=9) + "  optimizer: {choice: [adam, sgd]}\n" \
         "  momentum: {choice: [0.5, 0.9], when: {optimizer: sgd}}\n"
     (tmp_path / "g.yaml").write_text(text)
     spec = spec_module.load(tmp_path / "g.yaml")
-    points = samplers.grid_points(spec)
+    points = grid_queue.grid_points(spec)
     # lr 2 x width 2 x (adam, sgd with 2 momenta): 12 configurations, none twice
     assert len(points) == 12 == len({tuple(sorted(p.items())) for p in points})
     assert all(("momentum" in p) == (p["optimizer"] == "sgd") for p in points)

@@ -16,9 +16,10 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tests.conftest import TINY_STUDY, needs_browser, render_in_browser, stored
-from tunecli.engine.objective import _TrialReporter
-from tunecli.engine.objectives import DOMINATORS, dominated_at, pick
-from tunecli.engine.signals import StopSignals
+from tunecli.engine.search.objectives import DOMINATORS, dominated_at, pick
+from tunecli.engine.search.reporter import TrialReporter
+from tunecli.engine.search.signals import StopSignals
+from tunecli.engine.strategy.pruners import Pruning
 from tunecli.spec import StudySpec
 from tunecli.trainer.measures import measure, measure_config
 
@@ -228,10 +229,10 @@ def test_a_dominated_trial_is_pruned_and_a_front_one_is_not() -> None:
         study.add_trial(_finished(0, curve, params, TrialState.COMPLETE))
     assert DOMINATORS == 2
 
-    def reporter(params: float) -> _TrialReporter:
+    def reporter(params: float) -> TrialReporter:
         trial = study.ask()
-        return _TrialReporter(trial, "val_accuracy", StopSignals(), several=spec,
-                              measures={"params": params}, may_prune=lambda e: e < 6)
+        return TrialReporter(trial, Pruning(spec), StopSignals(), "val_accuracy",
+                             measures={"params": params})
 
     larger = reporter(200)
     larger.report(1, {"val_accuracy": 0.65})  # only trial 0 was ahead after one epoch

@@ -10,8 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tunecli.engine import recovery
-from tunecli.engine.optuna_internals import set_trial_user_attr
+from tunecli.engine.store import recovery
+from tunecli.engine.store.optuna_internals import set_trial_user_attr
 
 
 def _storages(tmp_path: Path) -> dict[str, object]:
@@ -56,7 +56,7 @@ def test_a_trial_of_a_dead_local_process_is_failed_and_queued_again(tmp_path: Pa
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
 def test_study_system_attributes(tmp_path: Path, kind: str) -> None:
-    from tunecli.engine.optuna_internals import set_study_system_attr, study_system_attrs
+    from tunecli.engine.store.optuna_internals import set_study_system_attr, study_system_attrs
 
     study = optuna.create_study(storage=_storages(tmp_path)[kind])  # type: ignore[arg-type]
     set_study_system_attr(study, "tunecli:spec", {"name": "x", "space": {"lr": 0.1}})
@@ -74,7 +74,7 @@ def test_heartbeats_keep_hand_asked_trials_alive(tmp_path: Path) -> None:
     import sqlalchemy
     from optuna.storages._rdb import models
 
-    from tunecli.engine.optuna_internals import ask, heartbeats
+    from tunecli.engine.store.optuna_internals import ask, heartbeats
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}",
                                          heartbeat_interval=60, grace_period=120)
@@ -99,7 +99,7 @@ def test_heartbeats_keep_hand_asked_trials_alive(tmp_path: Path) -> None:
 
 def _two_processes(tmp_path: Path) -> tuple[optuna.Study, optuna.Study]:
     """One study opened twice, as two processes open it (each its own cache)."""
-    from tunecli.engine.storage import open_storage
+    from tunecli.engine.store.storage import open_storage
 
     url = f"sqlite:///{tmp_path / 'x.db'}"
     here = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=False))
@@ -168,7 +168,7 @@ def test_a_queued_trial_taken_here_is_kept_with_its_fixed_parameters(tmp_path: P
 
 def test_the_installed_optuna_is_a_tested_release() -> None:
     """pyproject's range, TESTED and what CI installs agree: a new Optuna is tested first."""
-    from tunecli.engine import optuna_internals
+    from tunecli.engine.store import optuna_internals
 
     assert optuna_internals.untested() is None, optuna.__version__
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
@@ -180,7 +180,7 @@ def test_our_hypervolume_equals_optunas(dimensions: int) -> None:
     import numpy as np
     from optuna._hypervolume import compute_hypervolume
 
-    from tunecli.engine.optuna_internals import _swept_hypervolume
+    from tunecli.engine.store.optuna_internals import _swept_hypervolume
 
     rng = np.random.default_rng(dimensions)
     for _ in range(10):
@@ -194,8 +194,8 @@ def test_an_untested_optuna_switches_the_internals_off_and_says_so_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from tunecli.engine import optuna_internals
-    from tunecli.engine.storage import open_storage
+    from tunecli.engine.store import optuna_internals
+    from tunecli.engine.store.storage import open_storage
 
     monkeypatch.setattr(optuna, "__version__", "5.9.0")
     monkeypatch.setattr(optuna_internals, "_said", [])

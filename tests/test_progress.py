@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from tunecli.engine.progress import SearchProgress, format_params
+from tunecli.reports.live import SearchProgress, format_params
 
 
 def test_format_params_rounds_floats_and_stops_at_a_limit() -> None:
@@ -33,8 +33,8 @@ def test_the_live_display_shows_the_running_trials_epoch_and_metric(tmp_path,
                                                                     fuse: int) -> None:
     from tests.conftest import TINY_STUDY
     from tunecli import spec as spec_module
-    from tunecli.engine import study as study_module
-    from tunecli.engine.run import run
+    from tunecli.api import Opened, run_here
+    from tunecli.engine.store import studies as study_module
 
     path = tmp_path / "s.yaml"
     path.write_text(TINY_STUDY.replace("n_trials: 6", "n_trials: 2")
@@ -44,7 +44,7 @@ def test_the_live_display_shows_the_running_trials_epoch_and_metric(tmp_path,
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=160)
-    run(study_module.open_for_search(spec, url, str(path)), spec, url, console)
+    run_here(Opened(study_module.open_for_search(spec, url, str(path)), spec, url), console)
     screen = out.getvalue()
     # every epoch of both trials was shown (the median pruner never stops its first 2 trials)
     for label in (("trial 0", "trial 1") if fuse == 1 else ("trials 0-1 fused x2",)):

@@ -10,10 +10,11 @@ from rich.console import Console
 
 from tests.conftest import TINY_STUDY, grid_study
 from tunecli import spec as spec_module
-from tunecli.engine import samplers
-from tunecli.engine import study as study_module
-from tunecli.engine.run import run
-from tunecli.engine.samplers import PRUNERS, SAMPLERS
+from tunecli.api import Opened, run_here
+from tunecli.engine.store import studies as study_module
+from tunecli.engine.strategy import pruners
+from tunecli.engine.strategy.pruners import PRUNER_FACTORIES as PRUNERS
+from tunecli.engine.strategy.samplers import SAMPLER_FACTORIES as SAMPLERS
 
 
 def run_study(tmp_path: Path, text: str) -> optuna.Study:
@@ -23,7 +24,7 @@ def run_study(tmp_path: Path, text: str) -> optuna.Study:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     study = study_module.open_for_search(spec, url, str(path))
     with (tmp_path / "log").open("w") as log:
-        run(study, spec, url, Console(file=log))
+        run_here(Opened(study, spec, url), Console(file=log))
     return study
 
 
@@ -65,7 +66,7 @@ def test_grid_sampler_stops_when_exhausted(tmp_path: Path) -> None:
 
 def test_hyperopt_sampler_learns_from_history(tmp_path: Path) -> None:
     """After its startup trials, hyperopt's TPE concentrates near the good region."""
-    from tunecli.engine.hyperopt_sampler import HyperoptTPESampler
+    from tunecli.engine.strategy.hyperopt_sampler import HyperoptTPESampler
 
     spec = spec_module.StudySpec.model_validate({"name": "h", "space": {
         "x": {"float": [-10, 10]}, "c": {"choice": ["a", "b"]}}})
@@ -96,4 +97,4 @@ def test_pruner_runs_a_study(tmp_path: Path, name: str) -> None:
 def test_patient_wrapper() -> None:
     spec = spec_module.validate({"name": "p", "pruner": {"type": "median", "patience": 2},
                                  "space": {"lr": {"float": [0.001, 0.1]}}}, "t")
-    assert isinstance(samplers.make_pruner(spec), optuna.pruners.PatientPruner)
+    assert isinstance(pruners.make_pruner(spec), optuna.pruners.PatientPruner)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_STUDY, stored, tunecli_command
-from tunecli.engine.progress import format_params
+from tunecli.reports.live import format_params
 
 pyte = pytest.importorskip("pyte")
 ROWS = 400  # tall enough that nothing scrolls away

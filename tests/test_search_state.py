@@ -29,9 +29,9 @@ from tests.conftest import (
     with_sampler,
 )
 from tests.test_trainer import fake_mnist
-from tunecli.engine.hyperopt_sampler import HyperoptTPESampler
-from tunecli.engine.recovery import pid_alive
-from tunecli.engine.samplers import SAMPLERS
+from tunecli.engine.store.recovery import pid_alive
+from tunecli.engine.strategy.hyperopt_sampler import HyperoptTPESampler
+from tunecli.engine.strategy.samplers import SAMPLER_FACTORIES as SAMPLERS
 from tunecli.spec import ParamSpec
 
 FAST = TINY_STUDY.replace("epochs: 3", "epochs: 1").replace("n_samples: 300", "n_samples: 120")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from tunecli.engine import space
+from tunecli.engine.strategy import space
 from tunecli.spec.models import ParamSpec
 
 SPACE = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tunecli.engine import storage
+from tunecli.engine.store import storage
 from tunecli.errors import SpecError
 
 

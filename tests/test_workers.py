@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunecli.engine import workers
+from tunecli.engine.cluster import workers
 from tunecli.errors import SpecError
 
 COUNTS = {"finished": 4}

@@ -25,6 +25,7 @@ from tunecli.api.studies import (
     open_for_resume,
     open_for_search,
     pareto_front,
+    run_here,
     search,
     wait_for_study,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "open_for_search",
     "pareto_front",
     "predict",
+    "run_here",
     "search",
     "train",
     "wait_for_study",

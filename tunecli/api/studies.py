@@ -13,12 +13,15 @@ from tunecli.errors import SpecError, did_you_mean
 
 if TYPE_CHECKING:
     import optuna
+    from rich.console import Console
 
+    from tunecli.engine.search.driver import SearchOutcome
+    from tunecli.engine.tracking import Tracking
     from tunecli.spec.models import StudySpec
 
 __all__ = ["Opened", "Served", "best_trial", "budget_met", "choose_for_training", "dashboard",
-           "list_studies", "open_for_resume", "open_for_search", "pareto_front", "search",
-           "url_of", "wait_for_study"]
+           "list_studies", "open_for_resume", "open_for_search", "pareto_front", "run_here",
+           "search", "url_of", "wait_for_study"]
 
 
 @dataclass
@@ -42,7 +45,7 @@ def open_for_search(study_file: Path, overrides: dict[str, Any],
     its overrides, the data and model (preflight), ``--fork``, the configurations to run first
     (``--enqueue`` and ``--from``, checked before anything is stored)."""
     from tunecli import spec as spec_module
-    from tunecli.engine.storage import resolve_url
+    from tunecli.engine.store.storage import resolve_url
 
     spec = spec_module.load(study_file, overrides, origins)
     try:
@@ -57,7 +60,7 @@ def _storage_blamed(exc: SpecError, option: str | None, study_file: str) -> Spec
     study file's ``storage:`` key (the storage module cannot tell which it was given)."""
     import os
 
-    from tunecli.engine.storage import ENV_VAR
+    from tunecli.engine.store.storage import ENV_VAR
 
     if exc.source != "--storage" or option is not None:
         return exc
@@ -69,8 +72,8 @@ def _storage_blamed(exc: SpecError, option: str | None, study_file: str) -> Spec
 def _opened_for_search(spec: StudySpec, study_file: Path, url: str, data_root: str | None,
                        fork: bool, enqueue: Path | None, warm_from: str | None,
                        from_top: int) -> Opened:
-    from tunecli.engine import preflight
-    from tunecli.engine import study as study_module
+    from tunecli.engine.search import preflight
+    from tunecli.engine.store import studies as study_module
     from tunecli.spec import checks
 
     preflight.preflight(spec, data_root, str(study_file))
@@ -81,7 +84,7 @@ def _opened_for_search(spec: StudySpec, study_file: Path, url: str, data_root: s
     configs, sources = _known_first(spec, url, enqueue, warm_from, from_top)
     study = study_module.open_for_search(spec, url, str(study_file), known_first=bool(configs))
     if configs:
-        from tunecli.engine.enqueue import enqueue as enqueue_configs
+        from tunecli.engine.strategy.enqueue import enqueue as enqueue_configs
 
         queued = enqueue_configs(study, configs)
         notes.append(f"queued {queued} of {len(configs)} configurations from "
@@ -94,9 +97,9 @@ def open_for_resume(name: str, overrides: dict[str, Any],
                     data_root: str | None = None) -> Opened:
     """``tunecli resume``: the stored study and its spec with this run's overrides; a new
     ``budget.n_trials`` becomes the study's own from now on. Preflight as for a search."""
-    from tunecli.engine import preflight
-    from tunecli.engine import study as study_module
-    from tunecli.engine.storage import resolve_url
+    from tunecli.engine.search import preflight
+    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.store.storage import resolve_url
 
     url = resolve_url(storage)
     study, spec = study_module.load(name, url, overrides=overrides, origins=origins)
@@ -114,7 +117,7 @@ def _known_first(spec: StudySpec, url: str, enqueue: Path | None, warm_from: str
     configs: list[dict[str, Any]] = []
     sources = []
     if enqueue is not None:
-        from tunecli.engine.enqueue import read_configurations
+        from tunecli.engine.strategy.enqueue import read_configurations
 
         configs += read_configurations(enqueue, spec)
         sources.append(str(enqueue))
@@ -128,9 +131,9 @@ def _top_of(name: str, url: str, spec: StudySpec, k: int) -> list[dict[str, Any]
     """``--from NAME``: that study's best configurations (checked before anything is stored)."""
     import optuna
 
-    from tunecli.engine import study as study_module
-    from tunecli.engine.enqueue import top_configurations
-    from tunecli.engine.storage import describe, open_storage
+    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.store.storage import describe, open_storage
+    from tunecli.engine.strategy.enqueue import top_configurations
 
     if name == spec.name:
         raise SpecError(f"--from names this study ('{name}')", source="--from",
@@ -148,8 +151,8 @@ def _forked(spec: StudySpec, url: str, notes: list[str]) -> StudySpec:
     import optuna
 
     from tunecli import spec as spec_module
-    from tunecli.engine import study as study_module
-    from tunecli.engine.storage import open_storage
+    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.store.storage import open_storage
 
     names = set(study_module.study_names(open_storage(url, heartbeat=False)))
     candidate, k = spec.name, 1
@@ -172,9 +175,9 @@ def list_studies(storage: str | None = None) -> tuple[str, list[dict[str, str]] 
     file is (``list`` never creates one)."""
     import optuna
 
-    from tunecli.engine import study as study_module
-    from tunecli.engine.recovery import count_trials
-    from tunecli.engine.storage import describe, local_file, open_storage, resolve_url
+    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.store.recovery import count_trials
+    from tunecli.engine.store.storage import describe, local_file, open_storage, resolve_url
 
     url = resolve_url(storage)
     path = local_file(url)
@@ -213,8 +216,8 @@ def choose_for_training(source: str, *, storage: str | None = None, trial: int |
                         pick: str | None = None, epochs: int | None = None) -> Any:
     """``tunecli train SOURCE``: a study file fixed to one configuration, or a stored study's
     best trial, trial ``trial``, or the front's ``pick`` (a ``trainer.final.Choice``)."""
-    from tunecli.engine import choice
-    from tunecli.engine.storage import resolve_url
+    from tunecli.engine.search import choice
+    from tunecli.engine.store.storage import resolve_url
 
     path = Path(source)
     if path.suffix.lower() in (".yaml", ".yml") or path.exists():
@@ -244,16 +247,38 @@ def search(study_file: str | Path, *, n_trials: int | None = None, timeout: str 
     show the live view (in a notebook too)."""
     from rich.console import Console
 
-    from tunecli.engine import run as run_loop
-
     options = {"budget.n_trials": n_trials, "budget.timeout": timeout, "name": name,
                "sampler.seed": seed}
     changes = {**(overrides or {}), **{k: v for k, v in options.items() if v is not None}}
     opened = open_for_search(Path(study_file), changes, storage=storage, data_root=data_root)
-    run_loop.run(opened.study, opened.spec, opened.url, Console(quiet=not progress),
-                 data_root=data_root)
+    run_here(opened, Console(quiet=not progress), data_root=data_root)
     _OPENED_AT[opened.study] = opened.url
     return opened.study
+
+
+def run_here(opened: Opened, console: Console, *, data_root: str | None = None,
+             keep_checkpoints: str = "best", tracking: Tracking | None = None,
+             checkpoints: bool = True) -> SearchOutcome:
+    """Run an opened study in this process to its budget, with the live view on ``console``
+    (trial lines only where it is no terminal): why it stopped, and the counts."""
+    from rich.markup import escape
+
+    from tunecli.engine.search.driver import run_search
+    from tunecli.engine.store.recovery import count_trials
+    from tunecli.reports.live import SearchProgress
+
+    spec = opened.spec
+
+    def say(text: str) -> None:
+        console.print(escape(text), highlight=False, soft_wrap=True)
+
+    finished = count_trials(opened.study.get_trials(deepcopy=False))["finished"]
+    with SearchProgress(console, spec.name, spec.metric, spec.budget.n_trials,
+                        spec.budget.timeout, finished,
+                        minimize=spec.direction == "minimize") as progress:
+        return run_search(opened.study, spec, opened.url, progress, say, data_root=data_root,
+                          keep_checkpoints=keep_checkpoints, checkpoints=checkpoints,
+                          tracking=tracking)
 
 
 # The storage each study ``search`` returned lives in (an Optuna study does not say).
@@ -267,14 +292,14 @@ def url_of(study: optuna.Study) -> str | None:
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The best completed trial (the first objective's, for several), or None."""
-    from tunecli.engine.objectives import best_trial as best
+    from tunecli.engine.search.objectives import best_trial as best
 
     return best(study)
 
 
 def pareto_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The completed trials no other trial beats on every objective."""
-    from tunecli.engine.objectives import pareto_front as front
+    from tunecli.engine.search.objectives import pareto_front as front
 
     return front(study)
 
@@ -292,8 +317,8 @@ def dashboard(storage: str | None = None, host: str = "127.0.0.1", port: int = 8
               study: str | None = None) -> Served:
     """``tunecli dashboard``: optuna-dashboard bound to ``host:port`` over the storage (an
     existing one: it never creates one), with the study's page as the address when named."""
-    from tunecli.engine import study as study_module
-    from tunecli.engine.storage import describe, local_file, open_storage, resolve_url
+    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.store.storage import describe, local_file, open_storage, resolve_url
     from tunecli.reports.dashboard import serve
 
     url = resolve_url(storage)
@@ -321,7 +346,7 @@ def wait_for_study(name: str, storage: str | None, seconds: float,
     ``waiting(seconds_left, why)`` is told each time. A SpecError says why it gave up."""
     import time
 
-    from tunecli.engine.storage import describe, open_storage, require_grpc, resolve_url
+    from tunecli.engine.store.storage import describe, open_storage, require_grpc, resolve_url
 
     url = resolve_url(storage)
     if url.startswith("grpc://"):  # a missing package is not worth waiting for
@@ -350,7 +375,7 @@ def _not_ready(name: str, storage: Any) -> str | None:
     spec (``search`` creates the study, then stores the spec: a moment apart)."""
     import optuna
 
-    from tunecli.engine import study as study_module
+    from tunecli.engine.store import studies as study_module
 
     names = study_module.study_names(storage)
     if name not in names:
@@ -363,8 +388,8 @@ def _not_ready(name: str, storage: Any) -> str | None:
 
 def budget_met(opened: Opened) -> bool:
     """Whether the study needs no more trials (its budget of finished trials, or its grid)."""
-    from tunecli.engine.recovery import count_trials
-    from tunecli.engine.samplers import grid_exhausted
+    from tunecli.engine.store.recovery import count_trials
+    from tunecli.engine.strategy.grid_queue import grid_exhausted
 
     finished = count_trials(opened.study.get_trials(deepcopy=False))["finished"]
     n_trials = opened.spec.budget.n_trials

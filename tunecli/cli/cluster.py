@@ -47,11 +47,11 @@ def serve(
     One cache for hundreds of workers, one connection each; workers give --storage
     grpc://HOST:PORT. No TLS and no login: keep it on loopback and tunnel over SSH."""
     def body() -> None:
-        from tunecli.engine import serving
-        from tunecli.engine.storage import describe, resolve_url
+        from tunecli.engine.store import proxy as proxy_server
+        from tunecli.engine.store.storage import describe, resolve_url
 
         url = resolve_url(storage)
-        proxy = serving.start(url, host, port)
+        proxy = proxy_server.start(url, host, port)
         console.print(f"serving {escape(describe(url))} at [bold]{proxy.url}[/]",
                       highlight=False, soft_wrap=True)
         console.print(f"workers: tunecli worker NAME --storage {proxy.reachable_url}   (Ctrl-C or "
@@ -194,7 +194,7 @@ def launch(
 
     The storage's URL and credentials come from the environment or a Secret, never the file."""
     def body() -> None:
-        from tunecli.engine import launch as launch_files
+        from tunecli.engine.cluster import launch as launch_files
         from tunecli.errors import did_you_mean
 
         if target not in launch_files.TARGETS:

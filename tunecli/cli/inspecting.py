@@ -46,7 +46,8 @@ def validate(
     """Run every check search makes before its first trial; train nothing, store nothing."""
     def body() -> None:
         from tunecli import spec as spec_module
-        from tunecli.engine import preflight, space
+        from tunecli.engine.search import preflight
+        from tunecli.engine.strategy import space
         from tunecli.spec import checks
 
         spec = spec_module.load(study_file, *file_overrides(

@@ -22,9 +22,9 @@ def delete(
     def body() -> None:
         import optuna
 
-        from tunecli.engine import study as study_module
-        from tunecli.engine.recovery import count_trials
-        from tunecli.engine.storage import describe, open_storage, resolve_url, study_folder
+        from tunecli.engine.store import studies as study_module
+        from tunecli.engine.store.recovery import count_trials
+        from tunecli.engine.store.storage import describe, open_storage, resolve_url, study_folder
 
         url = resolve_url(storage)
         study, _ = study_module.load(name, url)
@@ -53,8 +53,8 @@ def copy(
     def body() -> None:
         import optuna
 
-        from tunecli.engine import study as study_module
-        from tunecli.engine.storage import describe, open_storage, resolve_url
+        from tunecli.engine.store import studies as study_module
+        from tunecli.engine.store.storage import describe, open_storage, resolve_url
 
         url = resolve_url(storage)
         target_url = resolve_url(to_storage) if to_storage else url

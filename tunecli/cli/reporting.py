@@ -41,8 +41,8 @@ def report(
 ) -> None:
     """Show the best configuration, importances, the top trials; export them; compare studies."""
     def body() -> None:
-        from tunecli.engine import study as study_module
-        from tunecli.engine.storage import resolve_url
+        from tunecli.engine.store import studies as study_module
+        from tunecli.engine.store.storage import resolve_url
         from tunecli.reports import summary as report_module
 
         if format not in ("table", "json", "csv"):

@@ -53,18 +53,18 @@ def _why_stopped(stopped_by: str, spec: Any, cut: int) -> tuple[str, bool]:
     return text, True
 
 
-def _run_and_finish(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
-                    tracking: Tracking) -> None:
-    from tunecli.engine import run as run_loop
-    from tunecli.engine.storage import mask
+def _run_and_finish(opened: Any, data_root: str | None, keep: str, tracking: Tracking) -> None:
+    from tunecli import api
+    from tunecli.engine.store.storage import mask
 
+    study, spec, url = opened.study, opened.spec, opened.url
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: "
                   f"{escape(spec.describe_aims())}, sampler {spec.sampler.type}, "
                   f"pruner {spec.pruner.type}, "
                   f"budget {spec.budget.describe()}")
     try:
-        outcome = run_loop.run(study, spec, url, console, data_root=data_root,
-                                   keep_checkpoints=keep, tracking=tracking)
+        outcome = api.run_here(opened, console, data_root=data_root,
+                               keep_checkpoints=keep, tracking=tracking)
     except KeyboardInterrupt:
         interrupted(spec, url)
     if outcome.stopped_by == "interrupted":
@@ -130,16 +130,16 @@ def run_opened(opened: Any, workers: int | None, devices: str | None, per_device
         _run_workers(opened.study, opened.spec, opened.url, workers, devices, per_device,
                      data_root, keep, tracking, fuse)
     else:
-        _run_and_finish(opened.study, opened.spec, opened.url, data_root, keep, tracking)
+        _run_and_finish(opened, data_root, keep, tracking)
 
 
 def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
                  per_device: int, data_root: str | None, keep: str,
                  tracking: Tracking, fuse: str | None = None) -> None:
-    from tunecli.engine import recovery
-    from tunecli.engine import workers as workers_module
-    from tunecli.engine.samplers import grid_exhausted
-    from tunecli.engine.storage import mask
+    from tunecli.engine.cluster import workers as workers_module
+    from tunecli.engine.store import recovery
+    from tunecli.engine.store.storage import mask
+    from tunecli.engine.strategy.grid_queue import grid_exhausted
 
     envs = workers_module.plan(workers, devices, per_device)
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
@@ -177,8 +177,8 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
 def _with_live_view(study: Any, spec: Any, run: Any) -> list[int]:
     """The workers' trial lines, printed here, above one live view of the study read from
     the storage (each worker's trial and epoch, counts, best, time)."""
-    from tunecli.engine.progress import SearchProgress
-    from tunecli.engine.recovery import count_trials
+    from tunecli.engine.store.recovery import count_trials
+    from tunecli.reports.live import SearchProgress
 
     finished = count_trials(study.get_trials(deepcopy=False))["finished"]
     with SearchProgress(console, spec.name, spec.metric, spec.budget.n_trials,
@@ -199,7 +199,7 @@ class _WorkerLines:
         self.said: set[str] = set()
 
     def __call__(self, line: str) -> None:
-        from tunecli.engine.progress import print_trial_line
+        from tunecli.reports.live import print_trial_line
 
         if not line.startswith("trial "):
             if line in self.said:
@@ -208,14 +208,13 @@ class _WorkerLines:
         print_trial_line(console, line)
 
 
-def _run_as_worker(study: Any, spec: Any, url: str, data_root: str | None, keep: str,
-                   tracking: Tracking) -> None:
+def _run_as_worker(opened: Any, data_root: str | None, keep: str, tracking: Tracking) -> None:
     """One of several workers: trial lines only; the parent prints the summary."""
-    from tunecli.engine import run as run_loop
+    from tunecli import api
 
     plain = Console(highlight=False, force_terminal=False)
-    outcome = run_loop.run(study, spec, url, plain, data_root=data_root,
-                               keep_checkpoints=keep, tracking=tracking)
+    outcome = api.run_here(opened, plain, data_root=data_root, keep_checkpoints=keep,
+                           tracking=tracking)
     if outcome.stopped_by == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -250,7 +249,7 @@ def resume(
         opened = api.open_for_resume(name, overrides, came_from, storage=storage,
                                      data_root=data_root)
         if worker:  # one of search --workers: trial lines only; the parent sums up
-            _run_as_worker(opened.study, opened.spec, opened.url, data_root, keep, tracking)
+            _run_as_worker(opened, data_root, keep, tracking)
         else:
             run_opened(opened, workers, devices, trials_per_device, data_root, keep, tracking,
                        fuse)

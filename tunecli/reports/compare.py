@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunecli import attrs
-from tunecli.engine import compute
+from tunecli.engine.search import budget
 from tunecli.reports.summary import effort_line, format_value, reported_trials, summary
 from tunecli.spec import StudySpec
 
@@ -38,7 +38,7 @@ def best_so_far(trials: list[FrozenTrial], direction: str) -> dict[str, list[flo
     best: float | None = None
     epochs = 0
     for k, t in enumerate(done, start=1):
-        epochs += int(t.user_attrs.get(attrs.EPOCHS_RUN, compute.epochs_reported(t)))
+        epochs += int(t.user_attrs.get(attrs.EPOCHS_RUN, budget.epochs_reported(t)))
         value = t.values[0] if t.state == TrialState.COMPLETE and t.values else None
         if value is not None and (best is None or (value > best if direction == "maximize"
                                                    else value < best)):

@@ -13,9 +13,9 @@ from typing import Any
 
 import optuna
 
-from tunecli.engine.progress import format_params
 from tunecli.reports import figures
 from tunecli.reports.export import best_study_yaml
+from tunecli.reports.live import format_params
 from tunecli.reports.summary import (
     effort_line,
     format_value,

@@ -14,7 +14,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from tunecli import attrs
-from tunecli.engine import compute
+from tunecli.engine.search import budget
 
 __all__ = ["hypervolume", "hypervolume_curve", "reference_point"]
 
@@ -43,7 +43,7 @@ def reference_point(trial_lists: Sequence[Sequence[FrozenTrial]],
 
 def hypervolume(trials: Sequence[FrozenTrial], directions: Sequence[str],
                 reference: np.ndarray) -> float:
-    from tunecli.engine.optuna_internals import compute_hypervolume
+    from tunecli.engine.store.optuna_internals import compute_hypervolume
 
     losses = _losses(trials, directions)
     losses = losses[(losses <= reference).all(axis=1)] if len(losses) else losses
@@ -64,7 +64,7 @@ def hypervolume_curve(trials: Sequence[FrozenTrial], directions: Sequence[str],
     seen: list[FrozenTrial] = []
     value = 0.0
     for k, t in enumerate(done, start=1):
-        epochs += compute.epochs_of(t)
+        epochs += budget.epochs_of(t)
         if _feasible(t):
             seen.append(t)
             value = hypervolume(seen, directions, reference)

@@ -19,10 +19,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunecli import attrs
-from tunecli.engine import compute, space
-from tunecli.engine.objectives import first_objective
-from tunecli.engine.recovery import count_trials, kind_of
-from tunecli.engine.study import best_trial
+from tunecli.engine.search import budget
+from tunecli.engine.search.objectives import first_objective
+from tunecli.engine.store.recovery import count_trials, kind_of
+from tunecli.engine.store.studies import best_trial
+from tunecli.engine.strategy import space
 from tunecli.spec import StudySpec
 
 __all__ = [
@@ -52,7 +53,7 @@ def _trial_row(t: FrozenTrial, spec: StudySpec) -> dict[str, Any]:
         "state": t.state.name.lower(),
         "value": _clean(t.values[0]) if t.state == TrialState.COMPLETE and t.values else None,
         "last_value": _clean(t.intermediate_values[t.last_step]) if t.last_step else None,
-        "epochs": t.user_attrs.get(attrs.EPOCHS_RUN, compute.epochs_reported(t)),
+        "epochs": t.user_attrs.get(attrs.EPOCHS_RUN, budget.epochs_reported(t)),
         "params": space.trial_config(spec.space, t.params),
         "duration_s": round(t.duration.total_seconds(), 3) if t.duration else None,
         attrs.PARAMS_COUNT: t.user_attrs.get(attrs.PARAMS_COUNT),
@@ -91,7 +92,7 @@ def summary(study: optuna.Study, spec: StudySpec, *,
         "direction": spec.direction,
         "n_trials_budget": spec.budget.n_trials,
         # Compute: every epoch trained (failed and lost trials too) against budget.epochs.
-        "compute": {"epochs_spent": compute.epochs_spent(trials),
+        "compute": {"epochs_spent": budget.epochs_spent(trials),
                     "epochs_budget": spec.budget.epochs},
         "counts": count_trials(trials),
         "best": None if best is None else {
@@ -134,7 +135,7 @@ def failure_reasons(trials: list[FrozenTrial]) -> list[dict[str, Any]]:
 
 
 def _epochs_of(t: FrozenTrial) -> int:
-    return int(t.user_attrs.get(attrs.EPOCHS_RUN, compute.epochs_reported(t)))
+    return int(t.user_attrs.get(attrs.EPOCHS_RUN, budget.epochs_reported(t)))
 
 
 def _seconds_per_epoch(t: FrozenTrial) -> float:
@@ -289,7 +290,7 @@ def importances(study: optuna.Study, spec: StudySpec, method: str = "auto"
 
 
 def _front_rows(study: optuna.Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from tunecli.engine.objectives import pareto_front
+    from tunecli.engine.search.objectives import pareto_front
 
     by_number = {r["number"]: r for r in rows}
     return [by_number[t.number] for t in pareto_front(study) if t.number in by_number]

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tunecli.engine.progress import format_params
+from tunecli.reports.live import format_params
 from tunecli.reports.summary import effort_line, format_value, front, ranked
 
 __all__ = ["show"]

@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from tunecli.engine.optuna_internals import HeartbeatBase
+from tunecli.engine.store.optuna_internals import HeartbeatBase
 from tunecli.errors import SpecError
 
 __all__ = [
@@ -205,7 +205,7 @@ def _database(url: str, path: Path | None, heartbeat: bool, connections: int) ->
     _REACHED.add(url)
     if url.startswith("sqlite:"):
         _sqlite_pragmas(storage)
-    from tunecli.engine.optuna_internals import cached
+    from tunecli.engine.store.optuna_internals import cached
 
     return Reconnecting(cached(storage), url)  # type: ignore[abstract]
 

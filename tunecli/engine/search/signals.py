@@ -59,11 +59,13 @@ class StopSignals:
             self.training = False
 
     @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """A storage write during training: a signal waits for the write, then interrupts."""
+    def held(self, *, then_stop: bool = True) -> Iterator[None]:
+        """A storage write during training: a signal waits for the write, then interrupts
+        (``then_stop=False``: the write is part of stopping already)."""
         was, self.training = self.training, False
         try:
             yield
         finally:
             self.training = was
-        self.raise_if_requested()
+        if then_stop:
+            self.raise_if_requested()

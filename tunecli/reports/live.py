@@ -159,7 +159,7 @@ class SearchProgress:
     def workers(self, trials: list[Any], epochs: int) -> None:
         """``--workers``: the parent's one view, read from the storage: what each worker is
         training (its trial, epoch n/N and latest metric), with the counts and the best."""
-        from tunecli.engine.recovery import count_trials
+        from tunecli.engine.store.recovery import count_trials
 
         running = sorted((t for t in trials if t.state.name == "RUNNING"
                           and t.user_attrs.get(attrs.WORKER)),

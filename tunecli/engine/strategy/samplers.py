@@ -1,7 +1,8 @@
-"""Name -> sampler and name -> pruner: the one place a new strategy is added.
+"""Name -> sampler: the one place a new sampler is added (pruners: ``pruners``; the grid's
+queue: ``grid_queue``).
 
-Each factory takes the whole ``StudySpec`` (a sampler may need the space, a pruner the number
-of epochs). Docs, validation and the parametrised tests all read these two tables.
+Each factory takes the whole ``StudySpec`` (a sampler may need the space). Docs, validation
+and the parametrised tests read this table.
 
 A sampler factory also takes the seed of *this process* (see ``run_seed``): the study's seed on
 the run that creates the study, so that run is reproducible, and a seed of its own in every later
@@ -10,8 +11,6 @@ run, worker or machine, so that none of them replays the random draws of another
 
 from __future__ import annotations
 
-import itertools
-import random
 import secrets
 import warnings
 from collections.abc import Callable
@@ -19,29 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 
-from tunecli import attrs
-from tunecli.spec import grid
+from tunecli.engine.strategy import grid_queue, pruners
 from tunecli.spec.checks import OWN_KEYS
 
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec  # types only: the spec imports the registries
 
 
-__all__ = [
-    "PRUNERS",
-    "SAMPLERS",
-    "QueuedGrid",
-    "check_options",
-    "grid_claim_lost",
-    "grid_exhausted",
-    "make_pruner",
-    "make_sampler",
-    "queue_grid",
-    "run_seed",
-]
+__all__ = ["SAMPLER_FACTORIES", "check_options", "make_sampler", "run_seed"]
 
 # QMC, PatientPruner and friends are "experimental" in Optuna; users chose them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -59,7 +45,7 @@ def _gp(spec: StudySpec, seed: int | None) -> BaseSampler:
 
 
 def _hyperopt_tpe(spec: StudySpec, seed: int | None) -> BaseSampler:
-    from tunecli.engine.hyperopt_sampler import HyperoptTPESampler
+    from tunecli.engine.strategy.hyperopt_sampler import HyperoptTPESampler
 
     s = spec.sampler
     return HyperoptTPESampler(spec.space, seed=seed, n_startup_trials=startup_trials(spec),
@@ -75,17 +61,8 @@ def _random(spec: StudySpec, seed: int | None) -> BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed, **spec.sampler.options)
 
 
-class QueuedGrid(optuna.samplers.RandomSampler):
-    """Grid search whose points wait in the study's queue, put there once when the study is
-    created (``queue_grid``). Optuna's storages hand each waiting trial to exactly one worker,
-    so no point runs twice under any concurrency; Optuna's own ``GridSampler`` picks its next
-    point from the trials it last read, and racing workers could pick the same one. A trial
-    that did not come from the queue means the grid was used up: it becomes surplus
-    (``grid_claim_lost``); this sampler is never asked for a parameter of a grid point."""
-
-
 def _grid(spec: StudySpec, seed: int | None) -> BaseSampler:
-    return QueuedGrid(seed=seed)
+    return grid_queue.QueuedGrid(seed=seed)
 
 
 def _cmaes(spec: StudySpec, seed: int | None) -> BaseSampler:
@@ -118,7 +95,7 @@ def _qmc(spec: StudySpec, seed: int | None) -> BaseSampler:
     # sequence is the same in every process, and the index of the next point, stored with the
     # study, is read and then written in two steps: workers starting together drew the same
     # point. ``options: {scramble: false}`` restores Optuna's default for a single process.
-    from tunecli.engine.space import distribution
+    from tunecli.engine.strategy.space import distribution
 
     static = {name: distribution(p) for name, p in spec.searched().items() if not p.when}
     options = {"scramble": True, **spec.sampler.options}
@@ -154,7 +131,7 @@ def starting_points(spec: StudySpec) -> list[tuple[str, dict[str, Any]]]:
     defaults alone met random search's median final best in 6 of 10 seeds, the centre in 2 of
     5; on digits the centre met it in 3 of 5, the defaults in none."""
     from tunecli.catalogue import LOOP_DEFAULTS
-    from tunecli.engine import space
+    from tunecli.engine.strategy import space
     from tunecli.trainer.models import defaults_for
 
     points: list[tuple[str, dict[str, Any]]] = []
@@ -184,7 +161,7 @@ def startup_trials(spec: StudySpec) -> int:
     return default if chosen is None else chosen
 
 
-SAMPLERS: dict[str, Callable[[StudySpec, int | None], BaseSampler]] = {
+SAMPLER_FACTORIES: dict[str, Callable[[StudySpec, int | None], BaseSampler]] = {
     "tpe": _tpe,
     "gp": _gp,
     "hyperopt-tpe": _hyperopt_tpe,
@@ -196,47 +173,9 @@ SAMPLERS: dict[str, Callable[[StudySpec, int | None], BaseSampler]] = {
 }
 
 
-def _median(spec: StudySpec) -> BasePruner:
-    p = spec.pruner
-    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
-                                       n_warmup_steps=p.min_epochs, **p.options)
-
-
-def _percentile(spec: StudySpec) -> BasePruner:
-    p = spec.pruner
-    return optuna.pruners.PercentilePruner(p.percentile, n_startup_trials=p.n_startup_trials,
-                                           n_warmup_steps=p.min_epochs, **p.options)
-
-
-def _asha(spec: StudySpec) -> BasePruner:
-    p = spec.pruner
-    return optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=max(1, p.min_epochs), reduction_factor=p.reduction_factor, **p.options)
-
-
-def _hyperband(spec: StudySpec) -> BasePruner:
-    p = spec.pruner
-    return optuna.pruners.HyperbandPruner(
-        min_resource=max(1, p.min_epochs), max_resource=p.max_epochs or spec.trainer.epochs,
-        reduction_factor=p.reduction_factor, **p.options)
-
-
-def _none(spec: StudySpec) -> BasePruner:
-    return optuna.pruners.NopPruner()
-
-
-PRUNERS: dict[str, Callable[[StudySpec], BasePruner]] = {
-    "median": _median,
-    "percentile": _percentile,
-    "asha": _asha,
-    "hyperband": _hyperband,
-    "none": _none,
-}
-
-
 def make_sampler(spec: StudySpec, *, first_run: bool = True) -> BaseSampler:
     """The study's sampler for this process (``first_run``: this process creates the study)."""
-    return SAMPLERS[spec.sampler.type](spec, run_seed(spec, first_run=first_run))
+    return SAMPLER_FACTORIES[spec.sampler.type](spec, run_seed(spec, first_run=first_run))
 
 
 def run_seed(spec: StudySpec, *, first_run: bool) -> int | None:
@@ -254,97 +193,12 @@ def run_seed(spec: StudySpec, *, first_run: bool) -> int | None:
     return int(mixed.generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def make_pruner(spec: StudySpec) -> BasePruner:
-    pruner = PRUNERS[spec.pruner.type](spec)
-    if spec.pruner.patience is not None and spec.pruner.type != "none":
-        pruner = optuna.pruners.PatientPruner(pruner, patience=spec.pruner.patience)
-    return pruner
-
-
-def may_prune_at(spec: StudySpec) -> Callable[[int], bool]:
-    """Epoch -> whether the pruner can act after it. Asking Optuna costs a storage read per
-    trial and epoch; ASHA decides only at its rungs (min_epochs * reduction_factor ** k), the
-    none pruner never. Every other pruner is asked every epoch but the last: a trial that has
-    trained every epoch completes, as pruning it then would save nothing and would hide a real
-    result from the sampler."""
-    p = spec.pruner
-    last = spec.trainer.epochs
-    if p.type == "none":
-        return lambda epoch: False
-    if p.type != "asha" or p.patience is not None or set(p.options) - {"reduction_factor"}:
-        return lambda epoch: epoch < last
-    first = max(1, p.min_epochs)
-
-    def at_rung(epoch: int) -> bool:
-        rung = first
-        while rung < epoch:
-            rung *= p.reduction_factor
-        return rung == epoch < last
-    return at_rung
-
-
-def grid_exhausted(study: optuna.Study) -> bool:
-    """A grid search whose queue is empty: every point is tried or being tried elsewhere."""
-    return isinstance(study.sampler, QueuedGrid) and not study.get_trials(
-        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-
-
-def grid_claim_lost(trial: optuna.Trial) -> bool:
-    """In a grid search every trial comes from the queue (a grid point, a lost trial's retry,
-    an ``--enqueue``'d configuration); a fresh one means another worker took the last point."""
-    return isinstance(trial.study.sampler, QueuedGrid) and not any(
-        key in trial.user_attrs for key in (attrs.GRID_POINT, attrs.RETRY_OF, attrs.ENQUEUED))
-
-
-def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
-    """Every point of the grid, in an order shuffled by ``sampler.seed`` (a budget smaller
-    than the grid then tries a spread sample of it, as Optuna's GridSampler did)."""
-    from tunecli.engine.space import is_active
-
-    space = grid.grid_search_space(spec)
-    searched = spec.searched()
-    fixed = {name: p.value for name, p in spec.space.items() if name not in searched}
-    points: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for values in itertools.product(*space.values()):
-        point: dict[str, Any] = {}
-        for name, value in zip(space, values, strict=True):
-            # a conditional parameter only where it applies, so no configuration repeats
-            if is_active(searched[name], {**fixed, **point}):
-                point[name] = value
-        points.setdefault(tuple(point.items()), point)
-    ordered = list(points.values())
-    random.Random(spec.sampler.seed).shuffle(ordered)
-    return ordered
-
-
-def queue_grid(study: optuna.Study, spec: StudySpec, *, creating: bool) -> int:
-    """Queue the grid's points (how many were queued). The process that creates the study
-    does it before any trial runs. A study made by an older tunecli, which has finished trials
-    but nothing queued, gets the points it has not tried yet when a run opens it."""
-    if spec.sampler.type != "grid" or study.user_attrs.get(attrs.GRID_QUEUED):
-        return 0
-    trials = study.get_trials(deepcopy=False)
-    done = {tuple(sorted(t.params.items())) for t in trials
-            if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                           optuna.trial.TrialState.RUNNING)}
-    if not creating and not done:
-        return 0  # another process is creating it this moment, and queues the points
-    study.set_user_attr(attrs.GRID_QUEUED, True)
-    queued = 0
-    for number, point in enumerate(grid_points(spec)):
-        if tuple(sorted(point.items())) not in done:
-            study.enqueue_trial(point, user_attrs={attrs.GRID_POINT: number},
-                                skip_if_exists=False)
-            queued += 1
-    return queued
-
-
 def check_options(spec: StudySpec, fail: Callable[..., Any]) -> None:
     """Whether Optuna takes ``sampler.options`` and ``pruner.options``: it is asked by building
     both (the spec's own checks, without Optuna, have already run)."""
     if spec.sampler.type == "grid" or any(key in spec.sampler.options for key in OWN_KEYS):
         return  # a grid takes none; own keys were named by the spec's checks
-    for where, factory in (("sampler", make_sampler), ("pruner", make_pruner)):
+    for where, factory in (("sampler", make_sampler), ("pruner", pruners.make_pruner)):
         try:
             factory(spec)
         except (TypeError, ValueError) as exc:

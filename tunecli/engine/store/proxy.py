@@ -98,10 +98,10 @@ def _refuse_a_taken_port(host: str, port: int) -> None:
 
 def start(url: str, host: str, port: int) -> Proxy:
     """The proxy for the database at ``url``, listening on ``host:port``."""
-    from tunecli.engine import optuna_internals
-    from tunecli.engine import storage as storage_module
-    from tunecli.engine.storage import local_file, mask, open_storage
-    from tunecli.engine.study import quiet_optuna
+    from tunecli.engine.store import optuna_internals
+    from tunecli.engine.store import storage as storage_module
+    from tunecli.engine.store.storage import local_file, mask, open_storage
+    from tunecli.engine.store.studies import quiet_optuna
 
     quiet_optuna()
     storage_module.require_grpc("tunecli serve", "serve")

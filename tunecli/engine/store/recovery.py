@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunecli import attrs
-from tunecli.engine.optuna_internals import set_trial_user_attr
+from tunecli.engine.store.optuna_internals import set_trial_user_attr
 
 __all__ = [
     "HOST",

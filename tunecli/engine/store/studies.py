@@ -14,10 +14,10 @@ from typing import Any
 import optuna
 
 from tunecli import attrs
-from tunecli.engine import samplers
-from tunecli.engine import storage as storage_module
-from tunecli.engine.objectives import best_trial
-from tunecli.engine.optuna_internals import set_study_system_attr, study_system_attrs
+from tunecli.engine.search.objectives import best_trial
+from tunecli.engine.store import storage as storage_module
+from tunecli.engine.store.optuna_internals import set_study_system_attr, study_system_attrs
+from tunecli.engine.strategy import grid_queue, pruners, samplers
 from tunecli.errors import SpecError, did_you_mean
 from tunecli.spec.diff import objective_diff
 from tunecli.spec.loading import from_stored
@@ -91,7 +91,7 @@ def open_for_search(spec: StudySpec, url: str, source: str, *,
     """
     quiet_optuna()
     storage = storage_module.open_storage(url)
-    pruner = samplers.make_pruner(spec)
+    pruner = pruners.make_pruner(spec)
     if spec.name not in study_names(storage):
         try:
             study = optuna.create_study(study_name=spec.name, storage=storage,
@@ -106,7 +106,7 @@ def open_for_search(spec: StudySpec, url: str, source: str, *,
             if not known_first:
                 for mark, config in samplers.starting_points(spec):
                     study.enqueue_trial(config, user_attrs={mark: True})
-            samplers.queue_grid(study, spec, creating=True)
+            grid_queue.queue_grid(study, spec, creating=True)
             _drop_stale_checkpoints(url, spec.name)
             return study
     study = optuna.load_study(study_name=spec.name, storage=storage,
@@ -124,7 +124,7 @@ def open_for_search(spec: StudySpec, url: str, source: str, *,
                         fix="Run it under a new name with --name NEW (or --fork), or undo "
                             "the change to continue the stored study.")
     store_spec(study, spec.stored())  # budget/sampler changes are allowed
-    samplers.queue_grid(study, spec, creating=False)
+    grid_queue.queue_grid(study, spec, creating=False)
     return study
 
 
@@ -165,5 +165,5 @@ def load(name: str, url: str, *, overrides: dict[str, Any] | None = None,
     spec = from_stored(dict(stored), f"study '{name}'", overrides, origins)
     study = optuna.load_study(study_name=name, storage=storage,
                               sampler=samplers.make_sampler(spec, first_run=False),
-                              pruner=samplers.make_pruner(spec))
+                              pruner=pruners.make_pruner(spec))
     return study, spec

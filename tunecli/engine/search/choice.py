@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from tunecli import attrs
 from tunecli import spec as spec_module
-from tunecli.engine import space
+from tunecli.engine.strategy import space
 from tunecli.errors import SpecError
 from tunecli.trainer.final import Choice
 
@@ -37,8 +37,8 @@ def from_study(name: str, url: str, trial_number: int | None = None,
                epochs: int | None = None, pick: str | None = None) -> Choice:
     """A stored study's best trial, or trial ``trial_number``, or the front's trial ``pick``
     names (``objectives.pick``); trained for its best epoch."""
-    from tunecli.engine import study as study_module
-    from tunecli.engine.objectives import pick as pick_trial
+    from tunecli.engine.search.objectives import pick as pick_trial
+    from tunecli.engine.store import studies as study_module
 
     study, spec = study_module.load(name, url)
     trial: optuna.trial.FrozenTrial | None

@@ -19,7 +19,7 @@ __all__ = ["check_engine", "describe_data", "preflight"]
 def check_engine(spec: StudySpec, source: str) -> None:
     """What only Optuna can tell about the file: whether it takes the sampler's and pruner's
     options (every problem at once, exit 2)."""
-    from tunecli.engine.samplers import check_options
+    from tunecli.engine.strategy.samplers import check_options
 
     problems = Problems(source)
     check_options(spec, problems.add)
@@ -33,7 +33,7 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
 
     Returns what was loaded (for ``validate``'s summary).
     """
-    from tunecli.engine import space
+    from tunecli.engine.strategy import space
     from tunecli.trainer import loop, models
 
     check_engine(spec, source)

@@ -1,4 +1,4 @@
-"""How a trial ended, decided in one place for a lone trial and a fused group's member.
+"""How a trial ended, decided in one place for every runner, and told to Optuna.
 
 Complete: it trained (the value is stored). Pruned: the pruner stopped it. Failed: its
 configuration failed (``TrialFailed``, or an error in user code), with the reason stored. Lost:
@@ -11,12 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tunecli import attrs
+from tunecli.engine.search.signals import StopSignals
 from tunecli.errors import SpecError, TrialCut, TrialFailed
 
-__all__ = ["ended", "record_failure", "state_word"]
+__all__ = ["Ended", "ended", "record_failure", "state_word", "stops_search", "tell"]
+
+# What a runner hands the driver for each trial: its value(s), or what stopped it.
+Ended = float | list[float] | BaseException
 
 
 def ended(outcome: Any) -> tuple[TrialState, str | None]:
@@ -50,3 +54,20 @@ def state_word(state: TrialState, reason: str | None) -> str:
     if reason.startswith(attrs.TIME_LIMIT):
         return "cut"
     return "interrupted" if reason.startswith(attrs.INTERRUPTED) else "fail"
+
+
+def stops_search(outcome: Any) -> bool:
+    """Whether what ended a trial also stops the search: bad input (``SpecError``) or a signal
+    (``KeyboardInterrupt``, ``SystemExit``); any other exception fails that trial only."""
+    return isinstance(outcome, SpecError) or (isinstance(outcome, BaseException)
+                                              and not isinstance(outcome, Exception))
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: Ended,
+         signals: StopSignals) -> FrozenTrial:
+    """Store how ``trial`` ended: its reason, then its state and value(s) through Optuna."""
+    # A signal must not cut a storage write in half.
+    with signals.held(then_stop=not stops_search(outcome)):
+        if not isinstance(outcome, BaseException):
+            return study.tell(trial, outcome)
+        return study.tell(trial, state=record_failure(trial, outcome))

@@ -1,0 +1,97 @@
+"""What every runner is given: the study's spec, where checkpoints go, a reporter per trial,
+the budget's claims and limits, and how a finished training run is stored on its trial."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from tunecli import attrs
+from tunecli.engine.search import outcome
+from tunecli.engine.search.budget import Budget
+from tunecli.engine.search.reporter import TrialReporter
+from tunecli.engine.search.signals import StopSignals
+from tunecli.engine.store.recovery import worker_id
+from tunecli.engine.strategy import space
+from tunecli.engine.strategy.pruners import Pruning
+from tunecli.engine.tracking import Tracker
+
+if TYPE_CHECKING:
+    from tunecli.spec.models import StudySpec  # types only: the spec imports the registries
+
+__all__ = ["Finish", "Member", "Refill", "RunnerKit"]
+
+# The contract's types (``runners``): a trial with its sampled parameters; how a runner says
+# a trial ended; the call that gives a group more trials as members leave.
+Member = tuple[optuna.Trial, dict[str, Any]]
+Finish = Callable[[optuna.Trial, outcome.Ended], None]
+Refill = Callable[[int], list[Member]]
+
+
+class RunnerKit:
+    """The search's side of a trial, shared by all runners of one run."""
+
+    def __init__(self, spec: StudySpec, data_root: str | None, checkpoints: Path | None,
+                 signals: StopSignals, budget: Budget, tracker: Tracker | None = None) -> None:
+        self.spec = spec
+        self.data_root = data_root
+        self.checkpoints = checkpoints
+        self.signals = signals
+        self.budget = budget
+        self.tracker = tracker
+        self.pruning = Pruning(spec)
+        self.worker = worker_id()
+        # trial number -> the epochs it may train under budget.epochs (``budget.take_slot``)
+        self.epoch_claims: dict[int, int] = {}
+        # (what trains: "trial 7" or a fused group, epoch, latest metric) after each epoch
+        self.on_epoch: Callable[[str, int, float | None], None] | None = None
+
+    def reporter(self, trial: optuna.Trial, label: str = "") -> TrialReporter:
+        """The one reporter a runner gives each trial's epochs to."""
+        return TrialReporter(trial, self.pruning, self.signals, self.spec.metric,
+                             tracker=self.tracker, on_epoch=self.on_epoch, label=label,
+                             deadline=self.budget.deadline, last_epoch=self.last_epoch(trial))
+
+    def last_epoch(self, trial: optuna.Trial) -> int:
+        """The trial's last epoch: the budget's claim, or ``trainer.epochs``."""
+        return self.epoch_claims.get(trial.number) or self.spec.trainer.epochs
+
+    def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
+        """One checkpoint per configuration: a retry continues its original trial's file."""
+        if self.checkpoints is None:
+            return None
+        root = trial.user_attrs.get(attrs.RETRY_OF, trial.number)
+        return self.checkpoints / f"trial-{root}.pt"
+
+    def begin(self, trial: optuna.Trial) -> None:
+        """A runner starts training ``trial`` (a tracker opens its run)."""
+        if self.tracker is not None:
+            self.tracker.trial_started(trial.number,
+                                       space.trial_config(self.spec.space, trial.params))
+
+    def finished(self, trial: optuna.Trial, ended: outcome.Ended) -> None:
+        """A runner's trial ended (a tracker closes its run)."""
+        if self.tracker is not None:
+            state, reason = outcome.ended(ended)
+            value = ended if not isinstance(ended, BaseException) else None
+            self.tracker.trial_finished(trial.number, outcome.state_word(state, reason),
+                                        value[0] if isinstance(value, list) else value)
+
+    @staticmethod
+    def store_result(trial: optuna.Trial, result: Any) -> None:
+        """A finished training run's record (``trainer.loop.TrainResult``) on its trial."""
+        trial.set_user_attr(attrs.HISTORY, result.history)
+        trial.set_user_attr(attrs.BEST_EPOCH, result.best_epoch)
+        trial.set_user_attr(attrs.EPOCHS_RUN, result.epochs_run)
+        trial.set_user_attr(attrs.PARAMS_COUNT, result.params_count)
+        trial.set_user_attr(attrs.DEVICE, result.device)
+        if result.threads:
+            trial.set_user_attr(attrs.THREADS, result.threads)
+        trial.set_user_attr(attrs.SAMPLES_PER_SECOND, round(result.samples_per_second, 1))
+        trial.set_user_attr(attrs.TRAIN_SECONDS, round(result.train_seconds, 3))
+        if result.spread:  # trainer.repeats / cv: every run's value and their spread
+            trial.set_user_attr(attrs.SPREAD, result.spread)
