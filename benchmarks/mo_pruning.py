@@ -49,7 +49,7 @@ def main() -> None:
 
     import optuna
 
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
     from tunecli.reports.hypervolume import hypervolume, reference_point
     from tunecli.reports.summary import reported_trials
 

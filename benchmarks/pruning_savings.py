@@ -40,7 +40,7 @@ def main() -> None:
 
     from rich.console import Console
 
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
     from tunecli.reports import compare
 
     extra: list[str] = []

@@ -133,7 +133,7 @@ def stored(url: str = "sqlite:///tunecli.db", name: str = "tiny") -> list:
 
 def stored_spec(name: str = "tiny", url: str = "sqlite:///tunecli.db") -> dict:
     """The spec tunecli keeps with a stored study."""
-    from tunecli.engine.store.studies import stored_spec as read
+    from tunecli.engine.search.studies import stored_spec as read
 
     spec = read(optuna.load_study(study_name=name, storage=url))
     assert spec is not None

@@ -289,8 +289,8 @@ def test_optuna_studies_rows_stay_readable(cli, write_study) -> None:
 
 def test_a_study_of_an_older_tunecli_still_reads(cli, write_study) -> None:
     """Studies stored before the spec moved kept it as a user attribute."""
-    from tunecli.engine.store.studies import SPEC_ATTR
-    from tunecli.engine.store.studies import stored_spec as read
+    from tunecli.engine.search.studies import SPEC_ATTR
+    from tunecli.engine.search.studies import stored_spec as read
 
     assert cli("search", write_study(), "--n-trials", "1").exit_code == 0
     study = optuna.load_study(study_name="tiny", storage="sqlite:///tunecli.db")

@@ -17,8 +17,8 @@ GRID_POINTS = 8  # grid_study(widest=11): lr 2 values x width 8..11
 
 def _worker(url: str, start: object) -> None:
     """What a search process does per trial, without training: ask, claim, tell."""
+    from tunecli.engine.search import studies as study_module
     from tunecli.engine.search.budget import Surplus, take_slot
-    from tunecli.engine.store import studies as study_module
     from tunecli.engine.strategy.grid_queue import grid_exhausted
 
     study, spec = study_module.load("tiny", url)
@@ -35,7 +35,7 @@ def _worker(url: str, start: object) -> None:
 
 def _create(url: str, study_file: Path) -> None:
     from tunecli import spec as spec_module
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
 
     study_module.open_for_search(spec_module.load(study_file), url, str(study_file))
 

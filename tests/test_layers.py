@@ -3,6 +3,13 @@
     cli -> api -> reports -> engine -> trainer -> spec
     catalogue, attrs, errors, lazy: leaves that every layer may import
 
+The CLI's one door is ``api``: it never reaches the engine or the trainer (it may read the
+user's file through ``spec`` and print through ``reports``). Inside the engine:
+
+    search (the driver, runners, budget, studies) -> strategy (space, samplers, pruners,
+    objectives, grid) -> store (storages, the proxy, Optuna's fenced private names)
+    cluster (workers, launch files) and tracking (TensorBoard, W&B) stand apart
+
 A layer imports only layers to its right; `catalogue` (the names users write and the
 hyperparameter table) is a leaf too, so the spec needs neither Optuna nor torch. PENDING names
 an edge that may run the wrong way for now (none today): the test fails if one is added, and
@@ -18,6 +25,9 @@ PACKAGE = Path(__file__).parents[1] / "tunecli"
 ORDER = ["cli", "api", "reports", "engine", "trainer", "spec"]   # left may import right
 LEAVES = {"attrs": set(), "errors": {"attrs"}, "lazy": set(), "catalogue": set()}
 PENDING: set[tuple[str, str]] = set()
+CLI_MAY_IMPORT = {"api", "spec", "reports"}
+ENGINE = {"search": {"strategy", "store", "tracking"}, "strategy": {"store"}, "store": set(),
+          "cluster": {"store"}, "tracking": set()}
 
 
 def _modules() -> dict[str, Path]:
@@ -110,3 +120,27 @@ def test_no_module_imports_itself_round_a_circle() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+def test_the_cli_acts_through_the_api_only() -> None:
+    modules = _modules()
+    wrong = {(name, imported) for name, path in modules.items() if _layer(name) == "cli"
+             for imported in _imports(name, path, modules)
+             if _layer(imported) not in CLI_MAY_IMPORT | {"cli"} | set(LEAVES)}
+    assert wrong == set()
+
+
+def test_the_engine_holds_its_rooms_and_each_imports_only_those_below_it() -> None:
+    modules = _modules()
+    rooms = {name.split(".")[2] for name in modules if name.startswith("tunecli.engine.")}
+    assert rooms == set(ENGINE)
+    wrong = set()
+    for name, path in modules.items():
+        if not name.startswith("tunecli.engine."):
+            continue
+        room = name.split(".")[2]
+        for imported in _imports(name, path, modules):
+            there = imported.split(".")[2] if imported.startswith("tunecli.engine.") else None
+            if there is not None and there != room and there not in ENGINE[room]:
+                wrong.add((name, imported))
+    assert wrong == set()

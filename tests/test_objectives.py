@@ -16,9 +16,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tests.conftest import TINY_STUDY, needs_browser, render_in_browser, stored
-from tunecli.engine.search.objectives import DOMINATORS, dominated_at, pick
 from tunecli.engine.search.reporter import TrialReporter
 from tunecli.engine.search.signals import StopSignals
+from tunecli.engine.strategy.objectives import DOMINATORS, dominated_at, pick
 from tunecli.engine.strategy.pruners import Pruning
 from tunecli.spec import StudySpec
 from tunecli.trainer.measures import measure, measure_config

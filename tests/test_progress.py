@@ -34,7 +34,7 @@ def test_the_live_display_shows_the_running_trials_epoch_and_metric(tmp_path,
     from tests.conftest import TINY_STUDY
     from tunecli import spec as spec_module
     from tunecli.api import Opened, run_here
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
 
     path = tmp_path / "s.yaml"
     path.write_text(TINY_STUDY.replace("n_trials: 6", "n_trials: 2")

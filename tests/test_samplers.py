@@ -11,7 +11,7 @@ from rich.console import Console
 from tests.conftest import TINY_STUDY, grid_study
 from tunecli import spec as spec_module
 from tunecli.api import Opened, run_here
-from tunecli.engine.store import studies as study_module
+from tunecli.engine.search import studies as study_module
 from tunecli.engine.strategy import pruners
 from tunecli.engine.strategy.pruners import PRUNER_FACTORIES as PRUNERS
 from tunecli.engine.strategy.samplers import SAMPLER_FACTORIES as SAMPLERS

@@ -14,6 +14,7 @@ A session::
 """
 
 from tunecli.api.models import held_out_part, load_model, predict, train
+from tunecli.api.running import run_here
 from tunecli.api.studies import (
     Opened,
     Served,
@@ -25,7 +26,6 @@ from tunecli.api.studies import (
     open_for_resume,
     open_for_search,
     pareto_front,
-    run_here,
     search,
     wait_for_study,
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecli.api.studies import choose_for_training, url_of
-from tunecli.errors import SpecError
+from tunecli.errors import SpecError, did_you_mean
 
 if TYPE_CHECKING:
     import optuna
@@ -84,3 +84,31 @@ def held_out_part(model_file: str | Path, data_root: str | None = None) -> Any:
     return NewInputs(np.ascontiguousarray(x, dtype=np.float32),
                      y.astype(np.int64 if info["task"] == "classification" else np.float32),
                      [str(i) for i in range(len(x))])
+
+
+def train_choice(choice: Any, target: Path, say: Any, data_root: str | None = None,
+                 exports: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Retrain what ``choose_for_training`` chose, test it once, save it at ``target``: the
+    model's info (``test_metrics``, ``search_value``, ...); ``say(line)`` tells progress."""
+    from tunecli.trainer import final
+
+    return final.train(choice, target, say, data_root, exports)
+
+
+def check_exports(kinds: list[str]) -> tuple[str, ...]:
+    """``--export`` values, checked before training (a typo must not cost the training)."""
+    from tunecli.trainer.export import EXPORTS
+
+    for kind in kinds:
+        if kind not in EXPORTS:
+            raise SpecError(f"--export {kind!r} is not a format", source="--export",
+                            fix=did_you_mean(kind, list(EXPORTS)) or
+                            f"Use one of: {', '.join(EXPORTS)}.")
+    return tuple(dict.fromkeys(kinds))
+
+
+def write_predictions(found: Any, out: Any, proba: bool) -> None:
+    """``predict``'s CSV: the class (or value), and each class's probability with ``proba``."""
+    from tunecli.trainer.prediction import write_csv
+
+    write_csv(found, out, proba)

@@ -4,36 +4,22 @@ before they print (see ``tunecli.api``)."""
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunecli import attrs
+from tunecli.api.running import Opened
 from tunecli.errors import SpecError, did_you_mean
 
 if TYPE_CHECKING:
     import optuna
-    from rich.console import Console
 
-    from tunecli.engine.search.driver import SearchOutcome
-    from tunecli.engine.tracking import Tracking
     from tunecli.spec.models import StudySpec
 
 __all__ = ["Opened", "Served", "best_trial", "budget_met", "choose_for_training", "dashboard",
-           "list_studies", "open_for_resume", "open_for_search", "pareto_front", "run_here",
-           "search", "url_of", "wait_for_study"]
-
-
-@dataclass
-class Opened:
-    """A study ready to run: the study, its spec, the storage URL, and what to tell the user
-    (warnings about the spec, a fork's new name, configurations queued to run first)."""
-
-    study: optuna.Study
-    spec: StudySpec
-    url: str
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+           "list_studies", "open_for_resume", "open_for_search", "pareto_front", "search",
+           "url_of", "wait_for_study"]
 
 
 def open_for_search(study_file: Path, overrides: dict[str, Any],
@@ -73,7 +59,7 @@ def _opened_for_search(spec: StudySpec, study_file: Path, url: str, data_root: s
                        fork: bool, enqueue: Path | None, warm_from: str | None,
                        from_top: int) -> Opened:
     from tunecli.engine.search import preflight
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
     from tunecli.spec import checks
 
     preflight.preflight(spec, data_root, str(study_file))
@@ -98,7 +84,7 @@ def open_for_resume(name: str, overrides: dict[str, Any],
     """``tunecli resume``: the stored study and its spec with this run's overrides; a new
     ``budget.n_trials`` becomes the study's own from now on. Preflight as for a search."""
     from tunecli.engine.search import preflight
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
     from tunecli.engine.store.storage import resolve_url
 
     url = resolve_url(storage)
@@ -131,7 +117,7 @@ def _top_of(name: str, url: str, spec: StudySpec, k: int) -> list[dict[str, Any]
     """``--from NAME``: that study's best configurations (checked before anything is stored)."""
     import optuna
 
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
     from tunecli.engine.store.storage import describe, open_storage
     from tunecli.engine.strategy.enqueue import top_configurations
 
@@ -151,7 +137,7 @@ def _forked(spec: StudySpec, url: str, notes: list[str]) -> StudySpec:
     import optuna
 
     from tunecli import spec as spec_module
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
     from tunecli.engine.store.storage import open_storage
 
     names = set(study_module.study_names(open_storage(url, heartbeat=False)))
@@ -175,15 +161,21 @@ def list_studies(storage: str | None = None) -> tuple[str, list[dict[str, str]] 
     file is (``list`` never creates one)."""
     import optuna
 
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
     from tunecli.engine.store.recovery import count_trials
-    from tunecli.engine.store.storage import describe, local_file, open_storage, resolve_url
+    from tunecli.engine.store.storage import (
+        describe,
+        local_file,
+        open_storage,
+        quiet_optuna,
+        resolve_url,
+    )
 
     url = resolve_url(storage)
     path = local_file(url)
     if path is not None and not path.is_file():
         return describe(url), None
-    study_module.quiet_optuna()
+    quiet_optuna()
     opened = open_storage(url, heartbeat=False, create=False)
     rows = []
     for s in optuna.get_all_study_summaries(opened, include_best_trial=True):
@@ -251,34 +243,11 @@ def search(study_file: str | Path, *, n_trials: int | None = None, timeout: str 
                "sampler.seed": seed}
     changes = {**(overrides or {}), **{k: v for k, v in options.items() if v is not None}}
     opened = open_for_search(Path(study_file), changes, storage=storage, data_root=data_root)
+    from tunecli.api.running import run_here
+
     run_here(opened, Console(quiet=not progress), data_root=data_root)
     _OPENED_AT[opened.study] = opened.url
     return opened.study
-
-
-def run_here(opened: Opened, console: Console, *, data_root: str | None = None,
-             keep_checkpoints: str = "best", tracking: Tracking | None = None,
-             checkpoints: bool = True) -> SearchOutcome:
-    """Run an opened study in this process to its budget, with the live view on ``console``
-    (trial lines only where it is no terminal): why it stopped, and the counts."""
-    from rich.markup import escape
-
-    from tunecli.engine.search.driver import run_search
-    from tunecli.engine.store.recovery import count_trials
-    from tunecli.reports.live import SearchProgress
-
-    spec = opened.spec
-
-    def say(text: str) -> None:
-        console.print(escape(text), highlight=False, soft_wrap=True)
-
-    finished = count_trials(opened.study.get_trials(deepcopy=False))["finished"]
-    with SearchProgress(console, spec.name, spec.metric, spec.budget.n_trials,
-                        spec.budget.timeout, finished,
-                        minimize=spec.direction == "minimize") as progress:
-        return run_search(opened.study, spec, opened.url, progress, say, data_root=data_root,
-                          keep_checkpoints=keep_checkpoints, checkpoints=checkpoints,
-                          tracking=tracking)
 
 
 # The storage each study ``search`` returned lives in (an Optuna study does not say).
@@ -292,14 +261,14 @@ def url_of(study: optuna.Study) -> str | None:
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The best completed trial (the first objective's, for several), or None."""
-    from tunecli.engine.search.objectives import best_trial as best
+    from tunecli.engine.strategy.objectives import best_trial as best
 
     return best(study)
 
 
 def pareto_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The completed trials no other trial beats on every objective."""
-    from tunecli.engine.search.objectives import pareto_front as front
+    from tunecli.engine.strategy.objectives import pareto_front as front
 
     return front(study)
 
@@ -317,7 +286,7 @@ def dashboard(storage: str | None = None, host: str = "127.0.0.1", port: int = 8
               study: str | None = None) -> Served:
     """``tunecli dashboard``: optuna-dashboard bound to ``host:port`` over the storage (an
     existing one: it never creates one), with the study's page as the address when named."""
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
     from tunecli.engine.store.storage import describe, local_file, open_storage, resolve_url
     from tunecli.reports.dashboard import serve
 
@@ -375,7 +344,7 @@ def _not_ready(name: str, storage: Any) -> str | None:
     spec (``search`` creates the study, then stores the spec: a moment apart)."""
     import optuna
 
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
 
     names = study_module.study_names(storage)
     if name not in names:

@@ -105,7 +105,7 @@ def guard(action: Callable[[], T]) -> T:
             import traceback
 
             traceback.print_exc()
-        from tunecli.engine.store.storage import mask
+        from tunecli.api.stores import mask
 
         kind = "error" if isinstance(exc, SpecError) else "study failed"
         lines = exc.lines() if isinstance(exc, SpecError) else [str(exc)]
@@ -155,7 +155,7 @@ def output_file(path: Path | None, option: str, example: str) -> Path | None:
 def storage_option(url: str) -> str:
     """The --storage a printed command needs: none for the default, else the URL with a file's
     path made absolute, so the command also runs from another folder."""
-    from tunecli.engine.store.storage import DEFAULT_URL, describe
+    from tunecli.api.stores import DEFAULT_URL, describe
 
     return "" if url == DEFAULT_URL else f" --storage '{describe(url)}'"
 

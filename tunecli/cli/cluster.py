@@ -47,12 +47,10 @@ def serve(
     One cache for hundreds of workers, one connection each; workers give --storage
     grpc://HOST:PORT. No TLS and no login: keep it on loopback and tunnel over SSH."""
     def body() -> None:
-        from tunecli.engine.store import proxy as proxy_server
-        from tunecli.engine.store.storage import describe, resolve_url
+        from tunecli.api.cluster import serve as start_proxy
 
-        url = resolve_url(storage)
-        proxy = proxy_server.start(url, host, port)
-        console.print(f"serving {escape(describe(url))} at [bold]{proxy.url}[/]",
+        proxy, where = start_proxy(storage, host, port)
+        console.print(f"serving {escape(where)} at [bold]{proxy.url}[/]",
                       highlight=False, soft_wrap=True)
         console.print(f"workers: tunecli worker NAME --storage {proxy.reachable_url}   (Ctrl-C or "
                       "SIGTERM stops the proxy)", highlight=False, soft_wrap=True)
@@ -126,7 +124,7 @@ def worker(
     apply."""
     def body() -> None:
         from tunecli import api
-        from tunecli.engine.tracking import Tracking
+        from tunecli.api.running import Tracking
         from tunecli.spec.models import parse_duration
 
         try:
@@ -194,21 +192,16 @@ def launch(
 
     The storage's URL and credentials come from the environment or a Secret, never the file."""
     def body() -> None:
-        from tunecli.engine.cluster import launch as launch_files
-        from tunecli.errors import did_you_mean
+        from tunecli.api import cluster
 
-        if target not in launch_files.TARGETS:
-            raise SpecError(f"'{target}' is not a launch target", source="TARGET",
-                            fix=did_you_mean(target, list(launch_files.TARGETS))
-                            or "Use slurm or k8s.")
-        text = launch_files.write(target, name, workers=workers, gpus=gpus,
-                                  time_limit=time_limit, image=image,
-                                  storage_class=storage_class, data_claim=data_claim)
-        path = output_file(out or Path(launch_files.TARGETS[target].format(name=name)),
-                           "--out", launch_files.TARGETS[target].format(name=name))
+        default = cluster.launch_file_name(target, name)
+        text = cluster.launch_text(target, name, workers=workers, gpus=gpus,
+                                   time_limit=time_limit, image=image,
+                                   storage_class=storage_class, data_claim=data_claim)
+        path = output_file(out or Path(default), "--out", default)
         assert path is not None
         path.write_text(text, encoding="utf-8")
         console.print(f"wrote {escape(str(path))}", highlight=False)
-        console.print(launch_files.next_steps(target, path, name), highlight=False,
+        console.print(cluster.launch_next_steps(target, path, name), highlight=False,
                       soft_wrap=True)
     guard(body)

@@ -46,22 +46,19 @@ def validate(
     """Run every check search makes before its first trial; train nothing, store nothing."""
     def body() -> None:
         from tunecli import spec as spec_module
-        from tunecli.engine.search import preflight
-        from tunecli.engine.strategy import space
+        from tunecli.api import checking
         from tunecli.spec import checks
 
         spec = spec_module.load(study_file, *file_overrides(
             assignments, n_trials=n_trials, timeout=timeout, name=name, seed=seed, fuse=fuse))
-        if no_data:
-            preflight.check_engine(spec, str(study_file))
-        loaded = None if no_data else preflight.preflight(spec, data_root, str(study_file))
+        loaded = checking.check(spec, data_root, str(study_file), data=not no_data)
         for warning in checks.warnings(spec):
             err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
         table = Table(title=f"{study_file}: study '{spec.name}' is valid", title_justify="left")
         table.add_column("parameter")
         table.add_column("search")
-        for key, param in spec.space.items():
-            table.add_row(key, escape(space.describe(param)))
+        for key, searched in checking.space_rows(spec):
+            table.add_row(key, escape(searched))
         console.print(table)
         console.print(f"{escape(spec.describe_aims())} on {spec.trainer.dataset.name} with "
                       f"{spec.trainer.model}, {spec.trainer.epochs} epochs; sampler "
@@ -73,7 +70,7 @@ def validate(
                           f"of shape {loaded['input_shape']}, {loaded['outputs']} output(s); "
                           f"device {loaded['device']}; the model builds", highlight=False)
         if data and loaded is not None:
-            for line in preflight.describe_data(spec, data_root):
+            for line in checking.describe_data(spec, data_root):
                 console.print(f"  {line}", highlight=False, soft_wrap=True)
     guard(body)
 

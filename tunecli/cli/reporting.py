@@ -18,7 +18,7 @@ from tunecli.cli.app import (
     guard,
     output_file,
 )
-from tunecli.errors import SpecError, did_you_mean
+from tunecli.errors import SpecError
 
 
 def report(
@@ -41,8 +41,7 @@ def report(
 ) -> None:
     """Show the best configuration, importances, the top trials; export them; compare studies."""
     def body() -> None:
-        from tunecli.engine.store import studies as study_module
-        from tunecli.engine.store.storage import resolve_url
+        from tunecli.api import stores
         from tunecli.reports import summary as report_module
 
         if format not in ("table", "json", "csv"):
@@ -51,16 +50,16 @@ def report(
         if importance not in report_module.IMPORTANCE_METHODS:
             raise SpecError(f"'{importance}' is not an importance method", source="--importance",
                             fix="Use auto, ped-anova, fanova or mdi.")
-        url = resolve_url(storage)
+        url = stores.resolve_url(storage)
         if len(names) > 1:
             if export is not None:
                 raise SpecError("--export takes the best configuration of one study",
                                 source="--export", fix="Name one study: tunecli report NAME "
                                                        "--export best.yaml.")
-            loaded = [study_module.load(n, url) for n in names]
+            loaded = [stores.load(n, url) for n in names]
             _compare(loaded, format, output_file(html, "--html", "report.html"))
             return
-        study, spec = study_module.load(names[0], url)
+        study, spec = stores.load(names[0], url)
         _report_one(study, spec, format, top, importance,  # paths checked before the work
                     output_file(export, "--export", "best.yaml"),
                     output_file(html, "--html", "report.html"))
@@ -137,7 +136,7 @@ def train(
     """Train one configuration on training + validation data, test it once, save the model."""
     def body() -> None:
         from tunecli import api
-        from tunecli.trainer import final
+        from tunecli.api.models import check_exports, train_choice
 
         exports = check_exports(export or [])
         choice = api.choose_for_training(source, storage=storage, trial=trial, pick=pick,
@@ -151,7 +150,7 @@ def train(
             console.print(f"picked: {escape(choice.why)}", highlight=False, soft_wrap=True)
         console.print(f"training {choice.source} for {choice.epochs} epochs on training + "
                       "validation data", highlight=False)
-        info = final.train(choice, target, lambda line: console.print(line, highlight=False),
+        info = train_choice(choice, target, lambda line: console.print(line, highlight=False),
                            data_root, exports)
         console.print("[bold]Test metrics[/] (held-out test part, evaluated once)")
         table = Table(box=None, padding=(0, 2, 0, 2))
@@ -165,18 +164,6 @@ def train(
                           f"{info['search_value']:.4f})", highlight=False)
         _say_saved(target, info)
     guard(body)
-
-
-def check_exports(kinds: list[str]) -> tuple[str, ...]:
-    """``--export`` values, checked before training (a typo must not cost the training)."""
-    from tunecli.trainer.export import EXPORTS
-
-    for kind in kinds:
-        if kind not in EXPORTS:
-            raise SpecError(f"--export {kind!r} is not a format", source="--export",
-                            fix=did_you_mean(kind, list(EXPORTS)) or
-                            f"Use one of: {', '.join(EXPORTS)}.")
-    return tuple(dict.fromkeys(kinds))
 
 
 def _say_saved(target: Path, info: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -33,8 +33,10 @@ from tunecli.cli.app import (
     storage_option,
     summary,
 )
-from tunecli.engine.tracking import Tracking
 from tunecli.errors import EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from tunecli.api.running import Tracking
 
 _STOP_REASONS = {"budget": "the budget is met", "grid": "every grid point was tried",
                  "elsewhere": "the last trials are running in other workers"}
@@ -55,7 +57,7 @@ def _why_stopped(stopped_by: str, spec: Any, cut: int) -> tuple[str, bool]:
 
 def _run_and_finish(opened: Any, data_root: str | None, keep: str, tracking: Tracking) -> None:
     from tunecli import api
-    from tunecli.engine.store.storage import mask
+    from tunecli.api.stores import mask
 
     study, spec, url = opened.study, opened.spec, opened.url
     console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: "
@@ -106,6 +108,7 @@ def search(
     """Run a study: sample, train, prune, until the budget is met."""
     def body() -> None:
         from tunecli import api
+        from tunecli.api.running import Tracking
 
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)
@@ -127,22 +130,20 @@ def run_opened(opened: Any, workers: int | None, devices: str | None, per_device
     for note in opened.notes:
         console.print(note, highlight=False)
     if workers not in (None, 1) or devices:
-        _run_workers(opened.study, opened.spec, opened.url, workers, devices, per_device,
-                     data_root, keep, tracking, fuse)
+        _run_workers(opened, workers, devices, per_device, data_root, keep, tracking, fuse)
     else:
         _run_and_finish(opened, data_root, keep, tracking)
 
 
-def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: str | None,
-                 per_device: int, data_root: str | None, keep: str,
-                 tracking: Tracking, fuse: str | None = None) -> None:
-    from tunecli.engine.cluster import workers as workers_module
-    from tunecli.engine.store import recovery
-    from tunecli.engine.store.storage import mask
-    from tunecli.engine.strategy.grid_queue import grid_exhausted
+def _run_workers(opened: Any, workers: int | None, devices: str | None, per_device: int,
+                 data_root: str | None, keep: str, tracking: Tracking,
+                 fuse: str | None = None) -> None:
+    from tunecli.api import running
+    from tunecli.api.stores import mask
 
-    envs = workers_module.plan(workers, devices, per_device)
-    console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {len(envs)} workers, "
+    spec, url = opened.spec, opened.url
+    count = running.worker_count(workers, devices, per_device)
+    console.print(f"study [bold]{spec.name}[/] in {escape(mask(url))}: {count} workers, "
                   f"budget {spec.budget.describe()}")
     extra = ["--keep-checkpoints", keep] + (["--data-root", data_root] if data_root else [])
     extra += tracking.worker_args()
@@ -150,44 +151,36 @@ def _run_workers(study: Any, spec: Any, url: str, workers: int | None, devices: 
         extra += ["--timeout", f"{spec.budget.timeout}s"]
     if fuse is not None:
         extra += ["--fuse", fuse]
-    codes = _with_live_view(study, spec, lambda on_line, on_tick: workers_module.run_workers(
-        spec.name, url, envs, extra, on_line, on_tick))
-    if EXIT_INTERRUPTED in codes:
+    ended = _with_live_view(opened, lambda on_line, on_tick: running.run_workers(
+        opened, workers, devices, per_device, extra, on_line, on_tick))
+    if EXIT_INTERRUPTED in ended.codes:
         interrupted(spec, url)
-    recovery.reap_lost_trials(study)  # a killed worker's trial: failed, queued for resume
-    counts = recovery.count_trials(study.get_trials())
-    met = grid_exhausted(study) or (spec.budget.n_trials is not None
-                                    and counts["finished"] >= spec.budget.n_trials)
     stopped, resume_continues = _why_stopped(
-        "budget" if met else "timeout" if spec.budget.timeout else "", spec,
-        recovery.cut_waiting(study.get_trials(deepcopy=False)))
-    summary(study, spec, url, stopped or None, resume=resume_continues or not met)
-    problem, failed = workers_module.problem(
-        codes, counts, spec.budget.n_trials,
-        spec.budget.timeout is not None or grid_exhausted(study))
-    if failed:
-        err_console.print(f"[red]study incomplete:[/] {problem}. Continue it with: tunecli "
-                          f"resume {spec.name}" + storage_option(url), soft_wrap=True)
-        raise typer.Exit(2 if 2 in codes else 1)
-    if problem:
-        err_console.print(f"[yellow]warning:[/] {problem}; the other workers retried its "
+        "budget" if ended.met else "timeout" if spec.budget.timeout else "", spec, ended.cut)
+    summary(opened.study, spec, url, stopped or None,
+            resume=resume_continues or not ended.met)
+    if ended.failed:
+        err_console.print(f"[red]study incomplete:[/] {ended.problem}. Continue it with: "
+                          f"tunecli resume {spec.name}" + storage_option(url), soft_wrap=True)
+        raise typer.Exit(2 if 2 in ended.codes else 1)
+    if ended.problem:
+        err_console.print(f"[yellow]warning:[/] {ended.problem}; the other workers retried its "
                           "trial and met the budget.", soft_wrap=True)
 
 
-def _with_live_view(study: Any, spec: Any, run: Any) -> list[int]:
+def _with_live_view(opened: Any, run: Any) -> Any:
     """The workers' trial lines, printed here, above one live view of the study read from
     the storage (each worker's trial and epoch, counts, best, time)."""
-    from tunecli.engine.store.recovery import count_trials
+    from tunecli.api.running import finished_count
     from tunecli.reports.live import SearchProgress
 
-    finished = count_trials(study.get_trials(deepcopy=False))["finished"]
+    study, spec = opened.study, opened.spec
     with SearchProgress(console, spec.name, spec.metric, spec.budget.n_trials,
-                        spec.budget.timeout, finished,
+                        spec.budget.timeout, finished_count(opened),
                         minimize=spec.direction == "minimize") as progress:
         def tick() -> None:
             progress.workers(study.get_trials(deepcopy=False), spec.trainer.epochs)
-        codes: list[int] = run(_WorkerLines(), tick)
-    return codes
+        return run(_WorkerLines(), tick)
 
 
 class _WorkerLines:
@@ -240,6 +233,7 @@ def resume(
     """Continue a stopped or crashed study to its budget (lost trials are retried)."""
     def body() -> None:
         from tunecli import api
+        from tunecli.api.running import Tracking
 
         keep = check_keep(keep_checkpoints)
         tracking = Tracking(tensorboard, wandb)

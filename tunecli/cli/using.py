@@ -33,7 +33,7 @@ def predict(
     """Predict with a trained model: CSV out (the class, or the value in the target's units)."""
     def body() -> None:
         from tunecli import api
-        from tunecli.trainer.prediction import write_csv
+        from tunecli.api.models import write_predictions
 
         output_file(out, "--out", "predictions.csv")
         with warnings.catch_warnings(record=True) as said:
@@ -47,10 +47,10 @@ def predict(
                             fix="Give the target column (CSV) or y (.npz/.pt), or drop "
                                 "--evaluate.")
         if out is None:
-            write_csv(found, sys.stdout, proba)
+            write_predictions(found, sys.stdout, proba)
         else:
             with out.open("w", encoding="utf-8", newline="") as handle:
-                write_csv(found, handle, proba)
+                write_predictions(found, handle, proba)
             console.print(f"wrote {len(found.rows)} predictions to {escape(str(out))}",
                           highlight=False)
         if evaluate:

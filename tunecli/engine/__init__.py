@@ -26,12 +26,12 @@ from tunecli.lazy import lazy_getattr
 
 # name -> the module that defines it, imported on first use (see tunecli.lazy)
 _EXPORTS = {
-    "open_for_search": "tunecli.engine.store.studies",
-    "load": "tunecli.engine.store.studies",
-    "SPEC_ATTR": "tunecli.engine.store.studies",
-    "best_trial": "tunecli.engine.search.objectives",
-    "study_names": "tunecli.engine.store.studies",
-    "with_resolved_data_root": "tunecli.engine.store.studies",
+    "open_for_search": "tunecli.engine.search.studies",
+    "load": "tunecli.engine.search.studies",
+    "SPEC_ATTR": "tunecli.engine.search.studies",
+    "best_trial": "tunecli.engine.strategy.objectives",
+    "study_names": "tunecli.engine.search.studies",
+    "with_resolved_data_root": "tunecli.engine.search.studies",
     "run_search": "tunecli.engine.search.driver",
     "SearchOutcome": "tunecli.engine.search.driver",
     "count_trials": "tunecli.engine.store.recovery",

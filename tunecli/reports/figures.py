@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.engine.search.objectives import epoch_curve, first_objective
+from tunecli.engine.strategy.objectives import epoch_curve, first_objective
 
 __all__ = ["comparison", "learning_curves", "slices", "study_figures"]
 

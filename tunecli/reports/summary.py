@@ -20,10 +20,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunecli import attrs
 from tunecli.engine.search import budget
-from tunecli.engine.search.objectives import first_objective
+from tunecli.engine.search.studies import best_trial
 from tunecli.engine.store.recovery import count_trials, kind_of
-from tunecli.engine.store.studies import best_trial
 from tunecli.engine.strategy import space
+from tunecli.engine.strategy.objectives import first_objective
 from tunecli.spec import StudySpec
 
 __all__ = [
@@ -290,7 +290,7 @@ def importances(study: optuna.Study, spec: StudySpec, method: str = "auto"
 
 
 def _front_rows(study: optuna.Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from tunecli.engine.search.objectives import pareto_front
+    from tunecli.engine.strategy.objectives import pareto_front
 
     by_number = {r["number"]: r for r in rows}
     return [by_number[t.number] for t in pareto_front(study) if t.number in by_number]

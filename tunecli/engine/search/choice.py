@@ -37,8 +37,8 @@ def from_study(name: str, url: str, trial_number: int | None = None,
                epochs: int | None = None, pick: str | None = None) -> Choice:
     """A stored study's best trial, or trial ``trial_number``, or the front's trial ``pick``
     names (``objectives.pick``); trained for its best epoch."""
-    from tunecli.engine.search.objectives import pick as pick_trial
-    from tunecli.engine.store import studies as study_module
+    from tunecli.engine.search import studies as study_module
+    from tunecli.engine.strategy.objectives import pick as pick_trial
 
     study, spec = study_module.load(name, url)
     trial: optuna.trial.FrozenTrial | None

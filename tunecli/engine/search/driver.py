@@ -22,14 +22,15 @@ from tunecli import attrs
 from tunecli.engine.search import outcome, runners
 from tunecli.engine.search.budget import Budget, Surplus, epochs_spent, slots_left, take_slot
 from tunecli.engine.search.kit import RunnerKit
-from tunecli.engine.search.objectives import primary
 from tunecli.engine.search.runners import group
 from tunecli.engine.search.signals import StopSignals
+from tunecli.engine.search.studies import best_trial
 from tunecli.engine.store import optuna_internals
 from tunecli.engine.store import storage as storage_module
 from tunecli.engine.store.recovery import count_trials, is_lost, queue_retries, reap_lost_trials
-from tunecli.engine.store.studies import best_trial, quiet_optuna
+from tunecli.engine.store.storage import quiet_optuna
 from tunecli.engine.strategy import samplers, space
+from tunecli.engine.strategy.objectives import primary
 from tunecli.engine.tracking import Tracking
 from tunecli.errors import StudyFailed
 from tunecli.spec.models import StudySpec

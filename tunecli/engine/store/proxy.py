@@ -100,8 +100,7 @@ def start(url: str, host: str, port: int) -> Proxy:
     """The proxy for the database at ``url``, listening on ``host:port``."""
     from tunecli.engine.store import optuna_internals
     from tunecli.engine.store import storage as storage_module
-    from tunecli.engine.store.storage import local_file, mask, open_storage
-    from tunecli.engine.store.studies import quiet_optuna
+    from tunecli.engine.store.storage import local_file, mask, open_storage, quiet_optuna
 
     quiet_optuna()
     storage_module.require_grpc("tunecli serve", "serve")

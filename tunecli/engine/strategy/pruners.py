@@ -16,7 +16,7 @@ from optuna.pruners import BasePruner
 from optuna.trial import TrialState
 
 from tunecli import attrs
-from tunecli.engine.search import objectives
+from tunecli.engine.strategy import objectives
 
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec  # types only: the spec imports the registries

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from tunecli import attrs
-from tunecli.engine.search import objectives
+from tunecli.engine.strategy import objectives
 
 if TYPE_CHECKING:
     from tunecli.engine.search.kit import Finish, Member, Refill, RunnerKit

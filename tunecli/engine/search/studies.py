@@ -8,16 +8,15 @@ The process that creates a study samples from ``sampler.seed``; every other gets
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import optuna
 
 from tunecli import attrs
-from tunecli.engine.search.objectives import best_trial
 from tunecli.engine.store import storage as storage_module
 from tunecli.engine.store.optuna_internals import set_study_system_attr, study_system_attrs
 from tunecli.engine.strategy import grid_queue, pruners, samplers
+from tunecli.engine.strategy.objectives import best_trial
 from tunecli.errors import SpecError, did_you_mean
 from tunecli.spec.diff import objective_diff
 from tunecli.spec.loading import from_stored
@@ -28,7 +27,6 @@ __all__ = [
     "best_trial",
     "load",
     "open_for_search",
-    "quiet_optuna",
     "store_spec",
     "stored_spec",
     "study_names",
@@ -51,12 +49,6 @@ def store_spec(study: optuna.Study, spec: dict[str, Any]) -> None:
     """Keep the spec where tunecli reads it and Optuna's own views (``optuna studies``, the
     dashboard) do not print it; the metric stays a short user attribute for them."""
     set_study_system_attr(study, SPEC_ATTR, spec)
-
-
-def quiet_optuna() -> None:
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own trial lines
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -89,7 +81,7 @@ def open_for_search(spec: StudySpec, url: str, source: str, *,
     (``samplers.starting_points``) unless the user gives known configurations to run first
     (``known_first``).
     """
-    quiet_optuna()
+    storage_module.quiet_optuna()
     storage = storage_module.open_storage(url)
     pruner = pruners.make_pruner(spec)
     if spec.name not in study_names(storage):
@@ -142,7 +134,7 @@ def load(name: str, url: str, *, overrides: dict[str, Any] | None = None,
 
     Never creates a storage: a missing file is "no study", with the file's absolute path.
     """
-    quiet_optuna()
+    storage_module.quiet_optuna()
     path = storage_module.local_file(url)
     if path is not None and not path.is_file():
         raise SpecError(f"no study named '{name}': there is no storage at "
