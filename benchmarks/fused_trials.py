@@ -13,7 +13,7 @@ loading, paid once by both, are left out; wall time is printed as context.
 
 ``step``: the trainer alone: K configurations of one width (an MLP's units or a CNN's first
 channels, ``--model``) trained one after another
-(``trainer.loop.run``) against one fused group (``trainer.fused.run_group``), per width and
+(``trainer.loop.train``) against one fused group (``trainer.group_loop.train_group``), per width and
 batch size, with the fused step's achieved GFLOP/s against a large matmul's on this machine.
 
     python benchmarks/fused_trials.py --step [--device cuda]
@@ -106,7 +106,7 @@ def step_part(args: argparse.Namespace) -> None:
     import torch
 
     from tunecli.spec import TrainerSpec
-    from tunecli.trainer import fused, fusion, loop
+    from tunecli.trainer import fusable, group_loop, loop
 
     device = torch.device(args.device)
     user = args.model not in ("mlp", "cnn")
@@ -132,21 +132,21 @@ def step_part(args: argparse.Namespace) -> None:
                       "classifier_width": 64} if args.model == "cnn" else {"hidden": width})
         configs = [{**structure, "batch_size": batch, "optimizer": args.optimizer,
                     "dropout": args.dropout, "lr": 1e-3 * (1 + i / 4)} for i in range(args.k)]
-        loop.run(spec, configs[0], _Quiet(), metric="val_accuracy")  # warm-ups
-        fused.run_group(spec, [fused.MemberJob(c, _Quiet()) for c in configs[:2]],
+        loop.train(spec, configs[0], _Quiet(), metric="val_accuracy")  # warm-ups
+        group_loop.train_group(spec, [group_loop.MemberJob(c, _Quiet()) for c in configs[:2]],
                         metric="val_accuracy")
         started = time.perf_counter()
         for config in configs:
-            loop.run(spec, config, _Quiet(), metric="val_accuracy")
+            loop.train(spec, config, _Quiet(), metric="val_accuracy")
         _sync(device)
         alone = time.perf_counter() - started
         started = time.perf_counter()
-        fused.run_group(spec, [fused.MemberJob(c, _Quiet()) for c in configs],
+        group_loop.train_group(spec, [group_loop.MemberJob(c, _Quiet()) for c in configs],
                         metric="val_accuracy")
         _sync(device)
         together = time.perf_counter() - started
         # Training FLOPs: forward + backward = 3 x (2 x multiply-adds) per example and layer.
-        per_example = fusion.work_per_example(spec, configs[0])
+        per_example = fusable.work_per_example(spec, configs[0])
         flops = 6 * per_example * len(bundle.x_train) * args.epochs * args.k
         print(f"| {width} | {batch} | {alone:.2f} s | {together:.2f} s | "
               f"{alone / together:.1f}x | {flops / together / 1e9:.1f} | "

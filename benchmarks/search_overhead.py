@@ -59,7 +59,7 @@ def main() -> None:
     from optuna.storages import _cached_storage
 
     from tunecli.cli.app import main as tunecli_main
-    from tunecli.trainer import fused, loop
+    from tunecli.trainer import group_loop, loop
 
     for name in ("get_all_trials", "get_trial", "create_new_trial", "set_trial_param",
                  "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
@@ -68,9 +68,9 @@ def main() -> None:
     for name in ("infer_relative_search_space", "sample_relative", "sample_independent"):
         timed(TPESampler, name, f"tpe.{name}")
     timed(SuccessiveHalvingPruner, "prune", "asha.prune")
-    timed(loop, "run", "trainer: one trial alone")
-    timed(fused, "_train_epoch", "trainer: one fused epoch's training")
-    timed(fused, "_evaluate", "trainer: one fused epoch's evaluation")
+    timed(loop, "train", "trainer: one trial alone")
+    timed(group_loop, "_train_epoch", "trainer: one fused epoch's training")
+    timed(group_loop, "_evaluate", "trainer: one fused epoch's evaluation")
 
     with tempfile.TemporaryDirectory(prefix="tunecli-overhead-") as folder:
         sys.argv = ["tunecli", "search", str(args.study.resolve()), "--storage",

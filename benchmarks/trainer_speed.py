@@ -3,7 +3,7 @@
 Baseline (the way Optuna's own PyTorch example and most tuning scripts are written): torchvision's
 FashionMNIST with ``ToTensor`` and a ``DataLoader`` (batch 128, shuffled), an MLP, Adam, and a
 validation pass each epoch. tunecli: the same examples, MLP, optimizer and epochs through
-``tunecli.trainer.loop.run`` (tensors made once and kept on the device, index-based batches).
+``tunecli.trainer.loop.train`` (tensors made once and kept on the device, index-based batches).
 
     python benchmarks/trainer_speed.py --data-root ../shared/data [--train-examples 3840]
 
@@ -101,7 +101,7 @@ def tunecli_epochs(root: Path, n_train: int, n_val: int, epochs: int, width: int
     start = time.perf_counter()
     data_sets.load(spec.dataset, root, False, torch.device(device))
     load_seconds = time.perf_counter() - start
-    result = loop.run(spec, {"width": width, "depth": depth, "batch_size": batch, "lr": 1e-3,
+    result = loop.train(spec, {"width": width, "depth": depth, "batch_size": batch, "lr": 1e-3,
                              "optimizer": "adam"}, _Quiet(), metric="val_accuracy")
     return [h["epoch_seconds"] for h in result.history], load_seconds
 

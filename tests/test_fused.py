@@ -13,7 +13,8 @@ import torch
 from tests.conftest import Collect
 from tunecli.errors import TrialCut, TrialFailed
 from tunecli.spec import TrainerSpec
-from tunecli.trainer import fused, fusion, loop
+from tunecli.trainer import fusable, group_loop, loop
+from tunecli.trainer.group_loop import MemberJob
 
 COMPARED = ("val_loss", "val_accuracy", "train_loss", "lr")
 
@@ -29,7 +30,7 @@ def trainer(data: str = "synthetic", epochs: int = 4, **kw: Any) -> TrainerSpec:
 def lone(spec: TrainerSpec, params: dict[str, Any], metric: str = "val_accuracy",
          **kw: Any) -> list[dict[str, float]]:
     reporter = Collect()
-    loop.run(spec, params, reporter, metric=metric, **kw)
+    loop.train(spec, params, reporter, metric=metric, **kw)
     return reporter.metrics
 
 
@@ -56,7 +57,7 @@ MEMBERS = [
 ]
 
 
-@pytest.mark.parametrize("optimizer", fusion.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", fusable.FUSABLE_OPTIMIZERS)
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
     spec = trainer()
@@ -65,8 +66,8 @@ def test_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
     # RMSprop's steps are about ten times Adam's: the same rates would diverge.
     scale = 0.1 if optimizer == "rmsprop" else 1.0
     configs = [{**shared, **member, "lr": member["lr"] * scale} for member in MEMBERS]
-    jobs = [fused.MemberJob(config, Collect()) for config in configs]
-    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    jobs = [MemberJob(config, Collect()) for config in configs]
+    outcomes = group_loop.train_group(spec, jobs, metric="val_accuracy")
     for job, outcome, config in zip(jobs, outcomes, configs, strict=True):
         assert isinstance(outcome, loop.TrainResult), outcome
         assert_same(job.reporter.metrics, lone(spec, config))  # type: ignore[attr-defined]
@@ -82,8 +83,8 @@ def test_digits_widths_and_depths_without_batch_norm(activation: str) -> None:
                     "width": width, "dropout": dropout, "lr": lr}
                    for width, dropout, lr in ((32, 0.3, 3e-3), (100, 0.0, 1e-3),
                                               (57, 0.1, 2e-3))]
-        jobs = [fused.MemberJob(c, Collect()) for c in configs]
-        fused.run_group(spec, jobs, metric="val_accuracy")
+        jobs = [MemberJob(c, Collect()) for c in configs]
+        group_loop.train_group(spec, jobs, metric="val_accuracy")
         for job, config in zip(jobs, configs, strict=True):
             assert_same(job.reporter.metrics, lone(spec, config))  # type: ignore[attr-defined]
 
@@ -91,8 +92,8 @@ def test_digits_widths_and_depths_without_batch_norm(activation: str) -> None:
 def test_regression_members_equal_lone_trials() -> None:
     spec = trainer("regression")
     configs = [{"width": w, "lr": lr, "depth": 1} for w, lr in ((16, 0.01), (48, 0.002))]
-    jobs = [fused.MemberJob(c, Collect()) for c in configs]
-    fused.run_group(spec, jobs, metric="val_rmse", direction="minimize")
+    jobs = [MemberJob(c, Collect()) for c in configs]
+    group_loop.train_group(spec, jobs, metric="val_rmse", direction="minimize")
     for job, config in zip(jobs, configs, strict=True):
         assert_same(job.reporter.metrics, lone(spec, config, metric="val_rmse",  # type: ignore[attr-defined]
                                                direction="minimize"),
@@ -102,9 +103,9 @@ def test_regression_members_equal_lone_trials() -> None:
 def test_a_pruned_member_leaves_and_the_rest_go_on() -> None:
     spec = trainer()
     configs = [{"width": w, "lr": 0.01} for w in (16, 24, 32)]
-    jobs = [fused.MemberJob(configs[0], Collect()), fused.MemberJob(configs[1], Collect(2)),
-            fused.MemberJob(configs[2], Collect())]
-    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    jobs = [MemberJob(configs[0], Collect()), MemberJob(configs[1], Collect(2)),
+            MemberJob(configs[2], Collect())]
+    outcomes = group_loop.train_group(spec, jobs, metric="val_accuracy")
     assert isinstance(outcomes[1], RuntimeError) and "epoch 2" in str(outcomes[1])
     assert len(jobs[1].reporter.metrics) == 2  # type: ignore[attr-defined]
     for i in (0, 2):
@@ -117,8 +118,8 @@ def test_a_diverging_member_fails_alone() -> None:
     configs = [{"width": 16, "lr": 0.01, "optimizer": "sgd"},
                {"width": 16, "lr": 1e30, "optimizer": "sgd"},
                {"width": 32, "lr": 0.02, "optimizer": "sgd"}]
-    jobs = [fused.MemberJob(c, Collect()) for c in configs]
-    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    jobs = [MemberJob(c, Collect()) for c in configs]
+    outcomes = group_loop.train_group(spec, jobs, metric="val_accuracy")
     assert isinstance(outcomes[1], TrialFailed)
     assert "training loss became" in outcomes[1].reason
     for i in (0, 2):
@@ -126,11 +127,11 @@ def test_a_diverging_member_fails_alone() -> None:
         assert_same(jobs[i].reporter.metrics, lone(spec, configs[i]))  # type: ignore[attr-defined]
 
 
-def refill_from(waiting: list[fused.MemberJob]) -> Any:
+def refill_from(waiting: list[MemberJob]) -> Any:
     """A refill that hands out ``waiting`` jobs as slots free up, recording each call."""
     calls: list[int] = []
 
-    def refill(free: int) -> list[fused.MemberJob]:
+    def refill(free: int) -> list[MemberJob]:
         calls.append(free)
         taken = waiting[:free]
         del waiting[:free]
@@ -140,7 +141,7 @@ def refill_from(waiting: list[fused.MemberJob]) -> Any:
     return refill
 
 
-@pytest.mark.parametrize("optimizer", fusion.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", fusable.FUSABLE_OPTIMIZERS)
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_members_that_join_later_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
     """A pruned member's slot is refilled at the epoch boundary: the newcomers (one wider than
@@ -151,10 +152,10 @@ def test_members_that_join_later_equal_lone_trials(optimizer: str, batch_norm: b
               "nesterov": optimizer == "sgd"}
     scale = 0.1 if optimizer == "rmsprop" else 1.0
     configs = [{**shared, **member, "lr": member["lr"] * scale} for member in MEMBERS]
-    jobs = [fused.MemberJob(configs[0], Collect(1)), fused.MemberJob(configs[3], Collect())]
-    later = [fused.MemberJob(configs[1], Collect()), fused.MemberJob(configs[2], Collect())]
+    jobs = [MemberJob(configs[0], Collect(1)), MemberJob(configs[3], Collect())]
+    later = [MemberJob(configs[1], Collect()), MemberJob(configs[2], Collect())]
     refill = refill_from(list(later))
-    outcomes = fused.run_group(spec, jobs, metric="val_accuracy", refill=refill, slots=3)
+    outcomes = group_loop.train_group(spec, jobs, metric="val_accuracy", refill=refill, slots=3)
     assert refill.calls[0] == 2  # after epoch 1: one slot never filled, one freed by the prune
     assert jobs[2:] == later and len(outcomes) == 4
     assert len(jobs[0].reporter.metrics) == 1  # type: ignore[attr-defined]
@@ -172,9 +173,9 @@ def test_a_group_emptied_by_pruning_is_refilled_and_augments_per_member() -> Non
     shared = {"depth": 1, "batch_size": 128, "crop": 1, "flip": True}
     configs = [{**shared, "width": w, "lr": lr} for w, lr in ((32, 3e-3), (48, 1e-3),
                                                                 (40, 2e-3))]
-    jobs = [fused.MemberJob(configs[0], Collect(1))]
-    refill = refill_from([fused.MemberJob(c, Collect()) for c in configs[1:]])
-    fused.run_group(spec, jobs, metric="val_accuracy", refill=refill, slots=2)
+    jobs = [MemberJob(configs[0], Collect(1))]
+    refill = refill_from([MemberJob(c, Collect()) for c in configs[1:]])
+    group_loop.train_group(spec, jobs, metric="val_accuracy", refill=refill, slots=2)
     assert len(jobs) == 3
     for job in jobs[1:]:
         assert_same(job.reporter.metrics, lone(spec, job.params))  # type: ignore[attr-defined]
@@ -185,9 +186,9 @@ def test_members_of_two_cohorts_with_crops_equal_lone_trials() -> None:
     shared = {"depth": 2, "batch_size": 64, "crop": 1, "flip": True, "dropout": 0.2}
     configs = [{**shared, "width": w, "lr": lr} for w, lr in ((32, 3e-3), (24, 1e-3),
                                                                 (40, 2e-3))]
-    jobs = [fused.MemberJob(configs[0], Collect()), fused.MemberJob(configs[1], Collect(1))]
-    refill = refill_from([fused.MemberJob(configs[2], Collect())])
-    fused.run_group(spec, jobs, metric="val_accuracy", refill=refill)
+    jobs = [MemberJob(configs[0], Collect()), MemberJob(configs[1], Collect(1))]
+    refill = refill_from([MemberJob(configs[2], Collect())])
+    group_loop.train_group(spec, jobs, metric="val_accuracy", refill=refill)
     for job in (jobs[0], jobs[2]):
         assert_same(job.reporter.metrics, lone(spec, job.params))  # type: ignore[attr-defined]
 
@@ -203,7 +204,7 @@ CNN_MEMBERS = [
 ]
 
 
-@pytest.mark.parametrize("optimizer", fusion.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", fusable.FUSABLE_OPTIMIZERS)
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_cnn_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None:
     """The built-in cnn stacked with grouped convolutions: padded channels, per-channel batch
@@ -213,9 +214,9 @@ def test_cnn_members_equal_lone_trials(optimizer: str, batch_norm: bool) -> None
               "batch_norm": batch_norm, "nesterov": optimizer == "sgd"}
     scale = 0.1 if optimizer == "rmsprop" else 1.0
     configs = [{**shared, **member, "lr": member["lr"] * scale} for member in CNN_MEMBERS]
-    jobs = [fused.MemberJob(configs[0], Collect(1)), fused.MemberJob(configs[2], Collect())]
-    refill = refill_from([fused.MemberJob(configs[1], Collect())])
-    fused.run_group(spec, jobs, metric="val_accuracy", refill=refill)
+    jobs = [MemberJob(configs[0], Collect(1)), MemberJob(configs[2], Collect())]
+    refill = refill_from([MemberJob(configs[1], Collect())])
+    group_loop.train_group(spec, jobs, metric="val_accuracy", refill=refill)
     assert len(jobs) == 3 and len(jobs[0].reporter.metrics) == 1  # type: ignore[attr-defined]
     for job in jobs:
         alone = lone(spec, job.params)
@@ -233,7 +234,7 @@ USER_MEMBERS = [
 ]
 
 
-@pytest.mark.parametrize("optimizer", fusion.FUSABLE_OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", fusable.FUSABLE_OPTIMIZERS)
 def test_user_model_members_equal_lone_trials(optimizer: str) -> None:
     """A user model fused through torch.func (batch-norm buffers stacked and updated per
     member): a member pruned after epoch 1 and a newcomer joining then still equal their
@@ -245,11 +246,11 @@ def test_user_model_members_equal_lone_trials(optimizer: str) -> None:
               "nesterov": optimizer == "sgd"}
     scale = 0.1 if optimizer == "rmsprop" else 1.0
     configs = [{**shared, **member, "lr": member["lr"] * scale} for member in USER_MEMBERS]
-    assert fusion.why_not_fused(spec, configs[0]) is None
-    assert fusion.why_not_functional(spec, configs[0]) is None
-    jobs = [fused.MemberJob(configs[0], Collect(1)), fused.MemberJob(configs[2], Collect())]
-    refill = refill_from([fused.MemberJob(configs[1], Collect())])
-    fused.run_group(spec, jobs, metric="val_accuracy", refill=refill)
+    assert fusable.why_not_fused(spec, configs[0]) is None
+    assert fusable.why_not_functional(spec, configs[0]) is None
+    jobs = [MemberJob(configs[0], Collect(1)), MemberJob(configs[2], Collect())]
+    refill = refill_from([MemberJob(configs[1], Collect())])
+    group_loop.train_group(spec, jobs, metric="val_accuracy", refill=refill)
     assert [len(job.reporter.metrics) for job in jobs] == [1, 3, 3]  # type: ignore[attr-defined]
     for job in jobs:
         alone = lone(spec, job.params)
@@ -259,7 +260,7 @@ def test_user_model_members_equal_lone_trials(optimizer: str) -> None:
 def test_user_models_torch_func_cannot_run_are_named_with_the_reason() -> None:
     def why(name: str, fuse: Any = 4) -> str | None:
         spec = trainer("digits", model=f"{USER_MODEL}:{name}", fuse=fuse)
-        return fusion.why_not_fused(spec, {}) or fusion.why_not_functional(spec, {})
+        return fusable.why_not_fused(spec, {}) or fusable.why_not_functional(spec, {})
 
     assert why("build") is None
     assert "auto does not fuse" in str(why("build", "auto"))
@@ -267,17 +268,17 @@ def test_user_models_torch_func_cannot_run_are_named_with_the_reason() -> None:
     assert "cannot be fused through torch.func" in str(why("itemising"))
     assert "parameter spare.weight takes no part" in str(why("unused_layer"))
     spec = trainer("digits", model=f"{USER_MODEL}:build", fuse=4)
-    assert fusion.group_key(spec, {"hidden": 8, "lr": 0.1}) == \
-        fusion.group_key(spec, {"hidden": 8, "lr": 0.2, "schedule": "cosine"})
-    assert fusion.group_key(spec, {"hidden": 8}) != fusion.group_key(spec, {"hidden": 9})
+    assert fusable.group_key(spec, {"hidden": 8, "lr": 0.1}) == \
+        fusable.group_key(spec, {"hidden": 8, "lr": 0.2, "schedule": "cosine"})
+    assert fusable.group_key(spec, {"hidden": 8}) != fusable.group_key(spec, {"hidden": 9})
 
 
 def test_early_stopping_is_per_member() -> None:
     spec = trainer(epochs=8, early_stopping=1)
     configs = [{"width": 16, "lr": 0.05, "optimizer": "sgd"},
                {"width": 16, "lr": 3e-3, "optimizer": "sgd"}]
-    jobs = [fused.MemberJob(c, Collect()) for c in configs]
-    outcomes = fused.run_group(spec, jobs, metric="val_loss", direction="minimize")
+    jobs = [MemberJob(c, Collect()) for c in configs]
+    outcomes = group_loop.train_group(spec, jobs, metric="val_loss", direction="minimize")
     for job, outcome, config in zip(jobs, outcomes, configs, strict=True):
         alone = lone(spec, config, metric="val_loss", direction="minimize")
         assert_same(job.reporter.metrics, alone)  # type: ignore[attr-defined]
@@ -304,7 +305,7 @@ def test_a_member_checkpoint_continues_alone(tmp_path: Path, monkeypatch: pytest
     """A group stopped after epoch 2 (as by Ctrl-C); each member's retry continues alone from
     its checkpoint (weights, batch-norm statistics, optimizer state: the lone format) and ends
     where an uninterrupted lone trial ends."""
-    monkeypatch.setattr(fused, "CHECKPOINT_SECONDS", 0.0)  # save after every epoch
+    monkeypatch.setattr(group_loop, "CHECKPOINT_SECONDS", 0.0)  # save after every epoch
     settings, configs = CHECKPOINTED[model]
     spec = trainer(**settings)
 
@@ -314,10 +315,10 @@ def test_a_member_checkpoint_continues_alone(tmp_path: Path, monkeypatch: pytest
             if epoch == 2 and self is jobs[-1].reporter:
                 raise KeyboardInterrupt
 
-    jobs = [fused.MemberJob(c, StopAt2(), tmp_path / f"trial-{i}.pt")
+    jobs = [MemberJob(c, StopAt2(), tmp_path / f"trial-{i}.pt")
             for i, c in enumerate(configs)]
     with pytest.raises(KeyboardInterrupt):
-        fused.run_group(spec, jobs, metric="val_accuracy")
+        group_loop.train_group(spec, jobs, metric="val_accuracy")
     for job, config in zip(jobs, configs, strict=True):
         assert torch.load(job.checkpoint, weights_only=True)["epoch"] == 2  # type: ignore[arg-type]
         resumed = lone(spec, config, checkpoint=job.checkpoint)
@@ -326,8 +327,8 @@ def test_a_member_checkpoint_continues_alone(tmp_path: Path, monkeypatch: pytest
 
 def test_a_group_shares_its_structure() -> None:
     with pytest.raises(ValueError, match="share"):
-        fused.run_group(trainer(), [fused.MemberJob({"depth": 1}, Collect()),
-                                    fused.MemberJob({"depth": 2}, Collect())],
+        group_loop.train_group(trainer(), [MemberJob({"depth": 1}, Collect()),
+                                    MemberJob({"depth": 2}, Collect())],
                         metric="val_accuracy")
 
 
@@ -335,26 +336,26 @@ def test_checkpoints_are_written_when_members_finish(tmp_path: Path) -> None:
     """Between finishes a group saves at most every CHECKPOINT_SECONDS; a finished member's
     checkpoint holds its last epoch, as a lone trial's does."""
     spec = trainer(epochs=3)
-    jobs = [fused.MemberJob({"width": w}, Collect(), tmp_path / f"{w}.pt") for w in (8, 16)]
-    fused.run_group(spec, jobs, metric="val_accuracy")
+    jobs = [MemberJob({"width": w}, Collect(), tmp_path / f"{w}.pt") for w in (8, 16)]
+    group_loop.train_group(spec, jobs, metric="val_accuracy")
     for job in jobs:
         assert torch.load(job.checkpoint, weights_only=True)["epoch"] == 3  # type: ignore[arg-type]
 
 
 def test_why_not_fused_names_the_reason() -> None:
-    assert fusion.why_not_fused(trainer(), {"optimizer": "adam"}) is None
-    assert "lstm" in str(fusion.why_not_fused(trainer(model="lstm"), {}))
-    assert fusion.why_not_fused(trainer(model="cnn"), {}) is None
-    assert "adagrad" in str(fusion.why_not_fused(trainer(), {"optimizer": "adagrad"}))
-    assert "adabound" in str(fusion.why_not_fused(trainer(), {"optimizer": "adabound"}))
-    assert "amsgrad" in str(fusion.why_not_fused(trainer(), {"amsgrad": True}))
-    assert "mixup" in str(fusion.why_not_fused(trainer(), {"mixup": 0.2}))
-    assert fusion.why_not_fused(trainer(), {"label_smoothing": 0.1}) is None
-    assert fusion.group_key(trainer(), {"label_smoothing": 0.1}) == \
-        fusion.group_key(trainer(), {"label_smoothing": 0.0})
-    assert fusion.group_key(trainer(), {"lr": 0.1, "width": 3}) == \
-        fusion.group_key(trainer(), {"lr": 0.2, "width": 9})
-    assert fusion.group_key(trainer(), {"depth": 1}) != fusion.group_key(trainer(), {"depth": 2})
+    assert fusable.why_not_fused(trainer(), {"optimizer": "adam"}) is None
+    assert "lstm" in str(fusable.why_not_fused(trainer(model="lstm"), {}))
+    assert fusable.why_not_fused(trainer(model="cnn"), {}) is None
+    assert "adagrad" in str(fusable.why_not_fused(trainer(), {"optimizer": "adagrad"}))
+    assert "adabound" in str(fusable.why_not_fused(trainer(), {"optimizer": "adabound"}))
+    assert "amsgrad" in str(fusable.why_not_fused(trainer(), {"amsgrad": True}))
+    assert "mixup" in str(fusable.why_not_fused(trainer(), {"mixup": 0.2}))
+    assert fusable.why_not_fused(trainer(), {"label_smoothing": 0.1}) is None
+    assert fusable.group_key(trainer(), {"label_smoothing": 0.1}) == \
+        fusable.group_key(trainer(), {"label_smoothing": 0.0})
+    assert fusable.group_key(trainer(), {"lr": 0.1, "width": 3}) == \
+        fusable.group_key(trainer(), {"lr": 0.2, "width": 9})
+    assert fusable.group_key(trainer(), {"depth": 1}) != fusable.group_key(trainer(), {"depth": 2})
 
 
 def test_the_widest_member_leaving_shrinks_the_group() -> None:
@@ -362,9 +363,9 @@ def test_the_widest_member_leaving_shrinks_the_group() -> None:
     spec = trainer(epochs=4)
     configs = [{"width": w, "lr": 0.01, "dropout": 0.1, "batch_norm": True, "depth": 2}
                for w in (12, 64, 20)]
-    jobs = [fused.MemberJob(configs[0], Collect()), fused.MemberJob(configs[1], Collect(1)),
-            fused.MemberJob(configs[2], Collect())]
-    fused.run_group(spec, jobs, metric="val_accuracy")
+    jobs = [MemberJob(configs[0], Collect()), MemberJob(configs[1], Collect(1)),
+            MemberJob(configs[2], Collect())]
+    group_loop.train_group(spec, jobs, metric="val_accuracy")
     for i in (0, 2):
         assert_same(jobs[i].reporter.metrics, lone(spec, configs[i]))  # type: ignore[attr-defined]
 
@@ -373,7 +374,7 @@ def test_out_of_memory_splits_the_group_and_reports_no_epoch_twice(monkeypatch) 
     """A group of 4 runs out of memory in its 2nd epoch: halves start again, epoch 1 is not
     reported twice, every member ends once, and its metrics still equal a lone run's."""
     spec = trainer(epochs=3)
-    real = fused._train_epoch
+    real = group_loop._train_epoch
     seen = {"epochs of four": 0}
 
     def short_of_memory(spec_: Any, stacked: Any, *rest: Any) -> list[float]:
@@ -383,11 +384,11 @@ def test_out_of_memory_splits_the_group_and_reports_no_epoch_twice(monkeypatch) 
                 raise torch.OutOfMemoryError("test: out of memory")
         return real(spec_, stacked, *rest)
 
-    monkeypatch.setattr(fused, "_train_epoch", short_of_memory)
+    monkeypatch.setattr(group_loop, "_train_epoch", short_of_memory)
     configs = [{"width": w, "lr": 0.01} for w in (8, 16, 24, 32)]
     ended: list[Any] = []
-    jobs = [fused.MemberJob(c, Collect(), on_end=ended.append) for c in configs]
-    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    jobs = [MemberJob(c, Collect(), on_end=ended.append) for c in configs]
+    outcomes = group_loop.train_group(spec, jobs, metric="val_accuracy")
     assert len(ended) == 4 and all(isinstance(o, loop.TrainResult) for o in outcomes)
     for job, config in zip(jobs, configs, strict=True):
         assert_same(job.reporter.metrics, lone(spec, config))  # type: ignore[attr-defined]
@@ -397,9 +398,9 @@ def test_a_member_out_of_memory_alone_fails_alone(monkeypatch) -> None:
     def always(*args: Any) -> list[float]:
         raise torch.OutOfMemoryError("test: out of memory")
 
-    monkeypatch.setattr(fused, "_train_epoch", always)
-    jobs = [fused.MemberJob({"width": w}, Collect()) for w in (8, 16)]
-    outcomes = fused.run_group(trainer(), jobs, metric="val_accuracy")
+    monkeypatch.setattr(group_loop, "_train_epoch", always)
+    jobs = [MemberJob({"width": w}, Collect()) for w in (8, 16)]
+    outcomes = group_loop.train_group(trainer(), jobs, metric="val_accuracy")
     assert all(isinstance(o, TrialFailed) and "out of memory" in o.reason for o in outcomes)
 
 
@@ -420,9 +421,9 @@ def test_members_cut_by_the_time_limit_keep_a_checkpoint_of_that_epoch(tmp_path:
     """Between the group's periodic saves, a member stopped by the time limit still saves the
     epoch it stored, so its retry continues from exactly there."""
     spec = trainer(epochs=6)
-    jobs = [fused.MemberJob(c, _CutAt(2), checkpoint=tmp_path / f"m{i}.pt")
+    jobs = [MemberJob(c, _CutAt(2), checkpoint=tmp_path / f"m{i}.pt")
             for i, c in enumerate(MEMBERS[:3])]
-    outcomes = fused.run_group(spec, jobs, metric="val_accuracy")
+    outcomes = group_loop.train_group(spec, jobs, metric="val_accuracy")
     for job, outcome in zip(jobs, outcomes, strict=True):
         assert isinstance(outcome, TrialCut) and "after epoch 2" in outcome.reason
         assert torch.load(job.checkpoint, weights_only=True)["epoch"] == 2  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ def trainer(**kw: Any) -> TrainerSpec:
 
 def lone(spec: TrainerSpec) -> list[dict[str, float]]:
     reporter = Collect()
-    loop.run(spec, PARAMS, reporter, metric="val_accuracy")
+    loop.train(spec, PARAMS, reporter, metric="val_accuracy")
     return reporter.metrics
 
 

@@ -28,7 +28,7 @@ def train(dataset: dict[str, Any], model: str, params: dict[str, Any] | None = N
     spec = TrainerSpec.model_validate({"dataset": dataset, "model": model, "epochs": epochs,
                                        **kw})
     reporter = Collect()
-    result = loop.run(spec, {"lr": 0.01, "batch_size": 32, **(params or {})}, reporter,
+    result = loop.train(spec, {"lr": 0.01, "batch_size": 32, **(params or {})}, reporter,
                       metric=metric)
     return result, reporter
 

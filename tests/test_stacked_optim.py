@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from tunecli.trainer.fusion import FUSABLE_OPTIMIZERS
+from tunecli.trainer.fusable import FUSABLE_OPTIMIZERS
 from tunecli.trainer.models import full_config
 from tunecli.trainer.optim import make_optimizer
 from tunecli.trainer.stacked_optim import StackedOptimizer

@@ -45,7 +45,7 @@ def synthetic(**kw: Any) -> TrainerSpec:
 def train(spec: TrainerSpec, params: dict[str, Any] | None = None, metric: str = "val_accuracy",
           **kw: Any) -> tuple[loop.TrainResult, Collect]:
     reporter = kw.pop("reporter", Collect())
-    result = loop.run(spec, params or {"width": 16, "lr": 0.01}, reporter, metric=metric, **kw)
+    result = loop.train(spec, params or {"width": 16, "lr": 0.01}, reporter, metric=metric, **kw)
     return result, reporter
 
 
@@ -274,7 +274,7 @@ def test_l1_and_l2_shrink_weights() -> None:
     def weight_norm(params: dict[str, Any]) -> float:
         spec = synthetic(epochs=5)
         reporter = Collect()
-        result = loop.run(spec, {"width": 16, "lr": 0.01, "batch_size": 16, **params}, reporter,
+        result = loop.train(spec, {"width": 16, "lr": 0.01, "batch_size": 16, **params}, reporter,
                           metric="val_accuracy", checkpoint=None)
         return sum(w.abs().sum().item() for k, w in result.state_dict.items()
                    if k.endswith("weight"))

@@ -1,23 +1,20 @@
-"""The search engine: from a validated spec to stored trials.
+"""The search engine: from a validated spec to stored trials, in four rooms.
 
-- ``study``: create or continue a study (spec, folder and data root stored with it); load one
-- ``run``: the run loop: trials to the budget or the timeout, signals, checkpoint tidying
-- ``objective``: one trial: claim a slot, sample, train, report each epoch
-- ``space``: ``space:`` entries -> ``trial.suggest_*``
-- ``samplers``: name -> sampler / pruner (the registries); per-process seeds
-- ``hyperopt_sampler``: Hyperopt's TPE as an Optuna sampler
-- ``storage``: URLs, the embedded default, SQLite settings
-- ``recovery``: lost trials retried; the one definition of trial counts
-- ``signals``: Ctrl-C / SIGTERM
-- ``workers``: local worker processes
-- ``progress``: the live view (rich), laid out for the terminal's width
-- ``tracking``: optional TensorBoard and W&B runs, guarded
-- ``outcome``: how a trial ended (complete, pruned, failed, lost): the one policy
-- ``fusing``: fused rounds (``FusedRound``); ``compute``: ``budget.epochs``
-- ``objectives``: several objectives, constraints, the front, ``--pick``
-- ``preflight``: what ``search`` checks before its first trial (Optuna, data, model, device)
-- ``choice``: what ``tunecli train`` trains
-- ``optuna_internals``: the one reach past Optuna's public API
+- ``search``: the one trial driver (``driver``: ask, ``budget``, runner, ``outcome``, tell) and
+  its ``runners`` (the contract; ``lone``, ``group``), the one ``reporter`` and the ``kit`` a
+  runner is given; ``studies`` (create, continue, load), ``preflight``, ``choice`` (what
+  ``tunecli train`` trains), ``signals`` (Ctrl-C, SIGTERM)
+- ``strategy``: what a trial tries and when it stops: ``space``, ``samplers``,
+  ``hyperopt_sampler``, ``pruners``, ``objectives`` (several objectives, the front),
+  ``grid_queue``, ``enqueue``
+- ``store``: ``storage`` (URLs, the embedded default, reconnecting), ``proxy`` (``serve``),
+  ``recovery`` (lost trials, the trial counts), ``optuna_internals`` (the one reach past
+  Optuna's public API)
+- ``cluster``: local ``workers`` and the ``launch`` files; ``tracking``: TensorBoard and W&B
+
+``search`` imports ``strategy`` and ``store``, ``strategy`` imports ``store``
+(``tests/test_layers.py``). The live view is the face's (``reports.live``), fed through the
+driver's ``LiveView``.
 """
 
 from __future__ import annotations

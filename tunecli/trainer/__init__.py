@@ -1,11 +1,12 @@
-"""The PyTorch side of tunecli, reached through ``run(trainer, params, reporter)`` for one
-trial and ``run_group`` for a fused group; ``fusion`` says which configurations may train
+"""The PyTorch side of tunecli, reached through ``train(trainer, params, reporter)`` for one
+trial and ``train_group`` for a fused group; ``fusable`` says which configurations may train
 together.
 
 ``data`` holds the data sets (``csv_table`` a user's CSV), ``models`` the model builders
-(``layers`` what they share), ``optim`` the optimizers and schedules, ``loop`` the training
-loop, ``epochs`` the end of an epoch both loops share, ``fused`` a group's training
-(``stacked``, ``stacked_optim``) and ``final`` the final model. The names and the
+(``layers`` what they share), ``optim`` the optimizers and schedules, ``loop`` a lone
+trial's training loop, ``group_loop`` a fused group's (``stacked``, ``stacked_optim``),
+``epochs`` the end of an epoch and the step rules both loops share, and ``final`` the final
+model. The names and the
 hyperparameter table are ``tunecli.catalogue``'s.
 """
 
@@ -17,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec
-    from tunecli.trainer.fused import MemberJob
+    from tunecli.trainer.group_loop import MemberJob
     from tunecli.trainer.loop import Reporter, TrainResult
 
-__all__ = ["run", "run_group"]
+__all__ = ["train", "train_group"]
 
 
-def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
+def train(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
         direction: str = "maximize", base_dir: str | None = None,
         data_root: str | None = None, checkpoint: Path | None = None,
         final_epochs: int | None = None, stop_after: int | None = None) -> TrainResult:
-    """Train one configuration (see ``tunecli.trainer.loop.run``; several runs in lockstep with
+    """Train one configuration (see ``tunecli.trainer.loop.train``; several runs in lockstep with
     ``trainer.repeats``/``cv``, see ``repeats``); torch is imported here, on the first call,
     because it is slow to import and ``report``/``validate`` never need it."""
     if final_epochs is None and (trainer.cv or trainer.repeats > 1):
@@ -35,21 +36,21 @@ def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, met
 
         return run_repeated(trainer, params, reporter, metric=metric, direction=direction,
                             base_dir=base_dir, data_root=data_root, stop_after=stop_after)
-    from tunecli.trainer.loop import run as _run
+    from tunecli.trainer.loop import train as _train
 
-    return _run(trainer, params, reporter, metric=metric, direction=direction,
+    return _train(trainer, params, reporter, metric=metric, direction=direction,
                 base_dir=base_dir, data_root=data_root, checkpoint=checkpoint,
                 final_epochs=final_epochs, stop_after=stop_after)
 
 
-def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
+def train_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
               direction: str = "maximize", base_dir: str | None = None,
               data_root: str | None = None,
               refill: Callable[[int], list[MemberJob]] | None = None,
               slots: int | None = None) -> list[TrainResult | BaseException]:
     """Train configurations of one structure together, refilled as members leave (see
-    ``tunecli.trainer.fused``)."""
-    from tunecli.trainer.fused import run_group as _run_group
+    ``tunecli.trainer.group_loop``)."""
+    from tunecli.trainer.group_loop import train_group as _run_group
 
     return _run_group(trainer, jobs, metric=metric, direction=direction, base_dir=base_dir,
                       data_root=data_root, refill=refill, slots=slots)

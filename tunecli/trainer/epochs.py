@@ -1,5 +1,5 @@
 """The end of an epoch, for a configuration trained alone (``loop``) or as a member of a fused
-group (``fused``): one place that completes its metrics, fails it on a NaN or infinite value or
+group (``group_loop``): one place that completes its metrics, fails it on a NaN or infinite value or
 on running out of memory, records it, decides early stopping and builds the result. The two
 loops differ in how they compute a step (one model, or K stacked); what a trial *is* lives here.
 """
@@ -18,10 +18,13 @@ __all__ = [
     "Progress",
     "Reporter",
     "TrainResult",
+    "batch_starts",
     "diverged",
     "epoch_metrics",
+    "last_epoch",
     "out_of_memory",
     "result",
+    "squared_error",
 ]
 
 
@@ -83,6 +86,24 @@ class Progress:
     def stalled(self, patience: int | None) -> bool:
         """Early stopping: ``patience`` epochs without a better value (0 or None: never)."""
         return bool(patience and self.since_best >= patience)
+
+
+def last_epoch(epochs: int, stop_after: int | None) -> int:
+    """The epoch a run ends after: ``trainer.epochs``, or the budget's shorter claim."""
+    return epochs if stop_after is None else min(epochs, stop_after)
+
+
+def batch_starts(n_train: int, batch_size: int) -> list[int]:
+    """Where each step's batch starts in the shuffled order; a batch of one example is left
+    out (it breaks batch norm and adds only noise), unless it is all the data."""
+    return [start for start in range(0, n_train, batch_size)
+            if n_train == 1 or min(batch_size, n_train - start) >= 2]
+
+
+def squared_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A regression's loss: the mean squared error over the batch (the last axis), for one
+    model's ``[batch, 1]`` outputs or K stacked models' ``[K, batch, 1]``."""
+    return ((out.squeeze(-1) - target) ** 2).mean(-1)
 
 
 def diverged(train_loss: float, epoch: int, lr: Any) -> TrialFailed | None:

@@ -66,7 +66,7 @@ def train(choice: Choice, out: Path, say: Callable[[str], None],
     from tunecli.trainer import loop, pipeline
 
     spec = choice.spec
-    result = loop.run(spec.trainer, choice.params, _EpochPrinter(say, choice.epochs),
+    result = loop.train(spec.trainer, choice.params, _EpochPrinter(say, choice.epochs),
                       metric=spec.metric, direction=spec.direction, base_dir=spec.base_dir,
                       data_root=data_root, final_epochs=choice.epochs)
     _, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)

@@ -37,8 +37,8 @@ __all__ = [
     "autocast_for",
     "prepare",
     "resolve_device",
-    "run",
     "save_checkpoint",
+    "train",
 ]
 
 
@@ -99,7 +99,7 @@ class _Setup:
     step_work: float                  # multiply-adds of a step on the CPU (trainer/threads)
 
 
-def run(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
+def train(trainer: TrainerSpec, params: dict[str, Any], reporter: Reporter, *, metric: str,
         direction: str = "maximize", base_dir: str | None = None,
         data_root: str | None = None, checkpoint: Path | None = None,
         final_epochs: int | None = None, stop_after: int | None = None) -> TrainResult:
@@ -149,7 +149,7 @@ def training(trainer: TrainerSpec, params: dict[str, Any], *, metric: str,
     patience = None if final or not early_stopping else trainer.early_stopping
     ranked_by = "train_loss" if final else metric
     try:
-        last = epochs if stop_after is None else min(epochs, stop_after)
+        last = epoch_end.last_epoch(epochs, stop_after)
         for epoch in range(progress.next_epoch, last + 1):
             metrics = _epoch(setup, trainer, epoch, final)
             seen += len(setup.x_fit)
@@ -222,8 +222,8 @@ def _build(trainer: TrainerSpec, params: dict[str, Any], metric: str, base_dir: 
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs,
                          base_dir).to(device)
     optimizer = make_optimizer(config, model.parameters(), device)
-    loss_fn = nn.functional.cross_entropy if bundle.task == "classification" else (
-        lambda out, target: nn.functional.mse_loss(out.reshape(-1), target))
+    loss_fn = nn.functional.cross_entropy if bundle.task == "classification" \
+        else epoch_end.squared_error
     batch_size = max(1, int(config["batch_size"]))
     return _Setup(bundle, device, config, model,
                   torch.compile(model) if trainer.compile else model, optimizer,
@@ -278,10 +278,8 @@ def _train_epoch(setup: _Setup, trainer: TrainerSpec, epoch: int) -> float:
     order = torch.randperm(n_train, device=setup.device, generator=setup.generator)
     loss_sum = torch.zeros((), device=setup.device)
     batches = 0
-    for start in range(0, n_train, setup.batch_size):
+    for start in epoch_end.batch_starts(n_train, setup.batch_size):
         idx = order[start:start + setup.batch_size]
-        if len(idx) < 2 and n_train > 1:
-            continue  # a batch of one breaks batch norm and adds only noise
         xb, yb = x_fit[idx], y_fit[idx]
         if on_images:
             xb = augment.images(xb, setup.generator)

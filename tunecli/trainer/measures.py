@@ -162,6 +162,7 @@ def measure_config(trainer: Any, params: dict[str, Any], names: set[str], *,
     import torch
     from torch import nn
 
+    from tunecli.trainer import epochs as epoch_end
     from tunecli.trainer import models
     from tunecli.trainer.loop import prepare
     from tunecli.trainer.optim import make_optimizer
@@ -171,8 +172,8 @@ def measure_config(trainer: Any, params: dict[str, Any], names: set[str], *,
     torch.manual_seed(trainer.seed)
     model = models.build(trainer.model, config, bundle.input_shape, bundle.n_outputs,
                          base_dir).to(device)
-    loss_fn = (nn.functional.cross_entropy if bundle.task == "classification"
-               else lambda out, y: nn.functional.mse_loss(out.reshape(-1), y))
+    loss_fn = nn.functional.cross_entropy if bundle.task == "classification" \
+        else epoch_end.squared_error
     example = bundle.x_train[:256]
     return measure(model, example, max(1, int(config["batch_size"])), names,
                    make_optimizer=lambda ps: make_optimizer(config, ps, device),

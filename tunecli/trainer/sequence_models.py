@@ -6,7 +6,7 @@ directions' when bidirectional. The transformer projects each step to ``d_model`
 learned position embedding, encodes, and averages over time. ``d_model`` is rounded up to a
 multiple of ``heads``, so every sampled pair builds (no trial fails on the split of heads).
 
-Not fused (see ``fused``): a stack of K recurrent models would need its own step-by-step cell
+Not fused (see ``group_loop``): a stack of K recurrent models would need its own step-by-step cell
 loop in Python, which is slower on the CPU than K calls of torch's fused LSTM/GRU kernels, and
 cuDNN has no batched-weights RNN.
 """

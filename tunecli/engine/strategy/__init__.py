@@ -1,1 +1,1 @@
-"""strategy"""
+"""What a trial tries and when it stops: the space, samplers, pruners, objectives, the grid."""

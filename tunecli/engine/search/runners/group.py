@@ -68,7 +68,7 @@ def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
     fuse = spec.trainer.fuse
     if fuse == 1:
         return FusePlan(1)
-    from tunecli.trainer.fusion import why_not_fused
+    from tunecli.trainer.fusable import why_not_fused
 
     why = why_not_fused(spec.trainer, {})
     if spec.multi_objective or spec.constraints:  # measured and checked per trial, alone
@@ -160,7 +160,7 @@ class Grouping:
     def _anchored(self, trial: optuna.Trial, params: dict[str, Any]) -> bool:
         """Make ``trial`` the anchor if it can lead a group; False: the round stops growing
         (a user model torch.func cannot run, or a model too large to gain)."""
-        from tunecli.trainer.fusion import (
+        from tunecli.trainer.fusable import (
             round_fixes,
             why_not_functional,
             why_not_fused,
@@ -194,7 +194,7 @@ class Grouping:
 
     def _joins(self, member: Member) -> bool:
         """Whether a trial asked for a refill can join the anchor's group."""
-        from tunecli.trainer.fusion import group_key
+        from tunecli.trainer.fusable import group_key
 
         key = self._group_of(*member)
         return self.anchor is not None and key is not None \
@@ -203,7 +203,7 @@ class Grouping:
     def _group_of(self, trial: optuna.Trial, params: dict[str, Any]) -> Any:
         """The group ``trial`` can train in (``group_key``), or None: it trains alone (a retry
         that continues its checkpoint, or a configuration that is not fused)."""
-        from tunecli.trainer.fusion import group_key, why_not_functional, why_not_fused
+        from tunecli.trainer.fusable import group_key, why_not_functional, why_not_fused
 
         spec = self.kit.spec
         if not self._fresh(trial) or why_not_fused(spec.trainer, params) \
@@ -254,7 +254,7 @@ def run(kit: RunnerKit, members: list[Member], finish: Finish, refill: Refill | 
     jobs = join(members)
     spec = kit.spec
     with kit.signals.interruptible():
-        trainer.run_group(spec.trainer, jobs, metric=spec.metric, direction=spec.direction,
+        trainer.train_group(spec.trainer, jobs, metric=spec.metric, direction=spec.direction,
                           base_dir=spec.base_dir, data_root=kit.data_root,
                           refill=(lambda free: join(refill(free))) if refill else None,
                           slots=slots)
@@ -262,7 +262,7 @@ def run(kit: RunnerKit, members: list[Member], finish: Finish, refill: Refill | 
 
 def _member_job(kit: RunnerKit, group: _Group, trial: optuna.Trial, params: dict[str, Any],
                 finish: Finish) -> Any:
-    from tunecli.trainer.fused import MemberJob
+    from tunecli.trainer.group_loop import MemberJob
 
     trial.set_user_attr(attrs.FUSED_GROUP, group.first)
     trial.set_user_attr(attrs.FUSED_WITH, sorted(group.met[trial.number]))

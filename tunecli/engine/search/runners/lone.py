@@ -1,4 +1,4 @@
-"""The lone runner: the built-in trainer trains one trial (``trainer.run``)."""
+"""The lone runner: the built-in trainer trains one trial (``trainer.train``)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def train(kit: RunnerKit, trial: optuna.Trial, params: dict[str, Any]) -> float 
         with kit.signals.interruptible():
             measures = objectives.before_training(trial, spec, params, kit.data_root)
             reporter.measures = measures
-            result = trainer.run(spec.trainer, params, reporter, metric=spec.metric,
+            result = trainer.train(spec.trainer, params, reporter, metric=spec.metric,
                                  direction=spec.direction, base_dir=spec.base_dir,
                                  data_root=kit.data_root, checkpoint=kit.checkpoint_for(trial),
                                  stop_after=kit.epoch_claims.get(trial.number))

@@ -1,6 +1,6 @@
 """Fused trials: K configurations of one model structure trained as one batched model
 (``stacked``, ``stacked_optim``), each member still a whole trial of its own. Which
-configurations may join a group is ``fusion``'s to say.
+configurations may join a group is ``fusable``'s to say.
 
 Members may join a running group at an epoch boundary (``refill``): members that joined
 together form a cohort with its own batch order, and step counts are per member.
@@ -30,11 +30,11 @@ from torch import nn
 
 from tunecli.errors import TrialCut, TrialFailed
 from tunecli.trainer import epochs as epoch_end
-from tunecli.trainer import models, per_member, threads
+from tunecli.trainer import models, threads
 from tunecli.trainer.augment import Augmentation
 from tunecli.trainer.data import DataBundle
 from tunecli.trainer.epochs import Progress, Reporter, TrainResult
-from tunecli.trainer.fusion import PER_MEMBER, SHARED_BY_MODEL, group_key
+from tunecli.trainer.fusable import PER_MEMBER, SHARED_BY_MODEL, group_key
 from tunecli.trainer.layers import activation
 from tunecli.trainer.loop import autocast_for, prepare, save_checkpoint
 from tunecli.trainer.metrics import scores
@@ -45,7 +45,7 @@ from tunecli.trainer.stacked_optim import StackedOptimizer
 if TYPE_CHECKING:
     from tunecli.spec.models import TrainerSpec
 
-__all__ = ["CHECKPOINT_SECONDS", "MemberJob", "run_group"]
+__all__ = ["CHECKPOINT_SECONDS", "MemberJob", "train_group"]
 
 # A group writes its members' checkpoints when a member finishes and otherwise at most this
 # often: K files per epoch would cost more than a small model's epoch. A crash loses at most
@@ -105,7 +105,7 @@ class _Member:
 Refill = Callable[[int], list[MemberJob]]
 
 
-def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
+def train_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
               direction: str = "maximize", base_dir: str | None = None,
               data_root: str | None = None, refill: Refill | None = None,
               slots: int | None = None) -> list[TrainResult | BaseException]:
@@ -139,7 +139,7 @@ def run_group(trainer: TrainerSpec, jobs: list[MemberJob], *, metric: str,
         elif going:
             half = len(going) // 2
             for part in (going[:half], going[half:]):
-                run_group(trainer, part, metric=metric, direction=direction,
+                train_group(trainer, part, metric=metric, direction=direction,
                           base_dir=base_dir, data_root=data_root)
     return [job.outcome for job in jobs]  # type: ignore[misc]
 
@@ -237,7 +237,7 @@ def _end_of_epoch(trainer: TrainerSpec, member: _Member, metric: str, minimize: 
     config = member.config
     epoch = member.epoch
     member.epoch += 1
-    last = epoch == min(trainer.epochs, member.job.stop_after or trainer.epochs)
+    last = epoch == epoch_end.last_epoch(trainer.epochs, member.job.stop_after)
     failure = epoch_end.diverged(train_loss, epoch, config["lr"])
     if failure is not None:
         return failure
@@ -301,7 +301,7 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
     x_fit, y_fit, device = bundle.x_train, bundle.y_train, bundle.x_train.device
     threads.use(trainer.threads, device, sum(m.step_work for m in active))
     batch_size = max(1, int(active[0].config["batch_size"]))
-    each = per_member.Settings.of([m.config for m in active], device)
+    each = Settings.of([m.config for m in active], device)
     dropout_generators = [m.dropout_generator for m in active]
     augment = Augmentation.of(trainer, active[0].config)  # members share crop and flip
     augmenting = bundle.is_image and augment.on_images
@@ -314,10 +314,8 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
         [cohorts.index(m.cohort) for m in active], device=device)
     loss_sum = torch.zeros(stacked.k, device=device)
     batches = 0
-    for start in range(0, n_train, batch_size):
+    for start in epoch_end.batch_starts(n_train, batch_size):
         size = min(batch_size, n_train - start)
-        if size < 2 and n_train > 1:
-            continue  # as the lone loop: a batch of one breaks batch norm
         xs, ys = [], []
         for cohort, order in zip(cohorts, orders, strict=True):
             idx = order[start:start + batch_size]
@@ -331,12 +329,12 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
         else:
             x = torch.stack([xb.reshape(size, *shape) for xb in xs])[rows]
             y = torch.stack(ys)[rows]
-        noise = per_member.dropout_noise(each.dropout, dropout_generators, stacked, size, device)
+        noise = dropout_noise(each.dropout, dropout_generators, stacked, size, device)
         with autocast():
             out = stacked.forward(x, noise).float()
-            losses = (per_member.cross_entropy(out, y, each.smoothing)
+            losses = (cross_entropy(out, y, each.smoothing)
                       if bundle.task == "classification"
-                      else ((out.squeeze(-1) - y) ** 2).mean(1))
+                      else epoch_end.squared_error(out, y))
             if each.l1 is not None:
                 losses = losses + each.l1 * stacked.l1_penalty()
         for p in stacked.params:  # zeroed in place: the buffers are reused, not made anew
@@ -344,7 +342,7 @@ def _train_epoch(trainer: TrainerSpec, stacked: Stack, optimizer: StackedOptimiz
                 p.grad.zero_()
         losses.sum().backward()  # type: ignore[no-untyped-call]
         if each.clip is not None:
-            per_member.clip_gradients(stacked.params, each.clip)
+            clip_gradients(stacked.params, each.clip)
         optimizer.step()
         stacked.batches_tracked = [n + 1 for n in stacked.batches_tracked]
         loss_sum += losses.detach()
@@ -365,3 +363,72 @@ def _evaluate(stacked: Stack, bundle: DataBundle, batch_size: int,
             x = x.reshape(len(x), *shape).expand(stacked.k, len(x), *shape)
             outputs.append(stacked.forward(x, None).float())
     return torch.cat(outputs, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# What each member draws and applies as its own lone trial would: dropout masks, L1 and label
+# smoothing in its loss, clipping over its own gradients; once per step for all members at
+# once (tensors with the members first).
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The members' own L1, clipping and label smoothing as tensors (None where no member uses
+    it: the step skips it) and their dropout rates."""
+
+    l1: torch.Tensor | None
+    clip: torch.Tensor | None
+    smoothing: torch.Tensor | None
+    dropout: list[float]
+
+    @classmethod
+    def of(cls, configs: list[dict[str, Any]], device: torch.device) -> Settings:
+        def tensor(name: str) -> torch.Tensor | None:
+            values = [float(config[name]) for config in configs]
+            return torch.tensor(values, device=device) if any(values) else None
+
+        # A user model has no dropout setting: its own modules draw.
+        return cls(tensor("l1"), tensor("grad_clip"), tensor("label_smoothing"),
+                   [float(config.get("dropout", 0)) for config in configs])
+
+
+def dropout_noise(rates: list[float], generators: list[torch.Generator], stacked: Stack,
+                  batch: int, device: torch.device) -> list[torch.Tensor] | None:
+    """Per hidden layer, each member's dropout mask scaled by 1/(1-p), drawn from its own
+    generator as the lone trial's ``nn.Dropout`` draws it (``bernoulli_`` then ``div_``), zero
+    over the padding."""
+    if not stacked.hidden or not any(rates):
+        return None
+    noise = []
+    for layer in stacked.hidden:
+        widths = stacked.layer_out[layer]
+        masks = []
+        for generator, p, width in zip(generators, rates, widths, strict=True):
+            mask = (torch.empty(batch, width, device=device)
+                    .bernoulli_(1 - p, generator=generator).div_(1 - p) if p
+                    else torch.ones(batch, width, device=device))
+            masks.append(nn.functional.pad(mask, (0, max(widths) - width)))
+        noise.append(torch.stack(masks))
+    return noise
+
+
+def cross_entropy(out: torch.Tensor, y: torch.Tensor,
+                  smoothing: torch.Tensor | None) -> torch.Tensor:
+    """Each member's mean cross-entropy (``[K]``, from ``out`` ``[K, B, classes]``) with its
+    own label smoothing ``e``, as torch's ``cross_entropy(label_smoothing=e)`` takes it for
+    the lone trial: ``(1 - e) * nll + e * mean over classes of -log p``."""
+    nll = nn.functional.cross_entropy(out.permute(1, 2, 0), y.t(), reduction="none")  # [B, K]
+    if smoothing is None:
+        return nll.mean(0)
+    uniform = -out.log_softmax(-1).mean(-1).t()
+    return ((1 - smoothing) * nll + smoothing * uniform).mean(0)
+
+
+def clip_gradients(params: list[torch.Tensor], clip: torch.Tensor) -> None:
+    """``clip_grad_norm_`` for each member over its own gradients; 0 means no clipping."""
+    with torch.no_grad():
+        norms = torch.stack([p.grad.pow(2).sum((1, 2)) for p in params  # type: ignore[union-attr]
+                             ]).sum(0).sqrt()
+        coef = torch.where(clip > 0, (clip / (norms + 1e-6)).clamp(max=1.0), 1.0)
+        for p in params:
+            p.grad.mul_(coef.view(-1, 1, 1))  # type: ignore[union-attr]
