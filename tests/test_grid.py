@@ -20,6 +20,7 @@ def _worker(url: str, start: object) -> None:
     from tunecli.engine.search import studies as study_module
     from tunecli.engine.search.budget import Surplus, take_slot
     from tunecli.engine.strategy.grid_queue import grid_exhausted
+    from tunecli.engine.strategy.space import suggest
 
     study, spec = study_module.load("tiny", url)
     start.wait()  # type: ignore[attr-defined]  # all three ask at once
@@ -27,6 +28,7 @@ def _worker(url: str, start: object) -> None:
         trial = study.ask()
         try:
             take_slot(trial, spec)
+            suggest(trial, spec.space)
         except Surplus:
             study.tell(trial, state=TrialState.FAIL)
             continue

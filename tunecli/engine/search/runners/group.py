@@ -233,7 +233,7 @@ def _batch_size(spec: StudySpec, params: dict[str, Any]) -> int:
 
 def run(kit: RunnerKit, members: list[Member], finish: Finish, refill: Refill | None = None,
         slots: int | None = None) -> None:
-    """Train trials of one structure together as one fused model (``trainer.fused``).
+    """Train trials of one structure together as one fused model (``trainer.group_loop``).
 
     Each member is a whole trial: it reports every epoch and may be pruned; ``finish`` is
     called for it as soon as it leaves the group, so it is stored while the rest go on.
