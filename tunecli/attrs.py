@@ -22,10 +22,13 @@ __all__ = [
     "HISTORY",
     "INFEASIBLE",
     "INTERRUPTED",
+    "LOG_FILE",
     "LOST_REASONS",
     "LOST_WORKER",
     "MEASURES",
+    "OUTPUT_PROBLEMS",
     "PARAMS_COUNT",
+    "PID",
     "PRUNED_BY",
     "REPLACES",
     "RETRY_OF",
@@ -55,6 +58,9 @@ DEVICE = "device"
 SAMPLES_PER_SECOND = "samples_per_second"
 THREADS = "threads"                # CPU threads it trained with (trainer/threads.py)
 TRAIN_SECONDS = "train_seconds"
+LOG_FILE = "log_file"                # a command trial's output, everything but its metrics
+PID = "pid"                          # a command trial's process
+OUTPUT_PROBLEMS = "output_problems"  # lines of a command's output that were not metrics JSON
 SPREAD = "spread"                    # trainer.repeats / cv: each run's value and the spread
 FUSED_GROUP = "fused_group"          # a fused group's first trial
 FUSED_WITH = "fused_with"            # the trials it trained alongside

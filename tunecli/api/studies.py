@@ -218,11 +218,22 @@ def choose_for_training(source: str, *, storage: str | None = None, trial: int |
             raise SpecError(f"{option} picks a trial of a stored study, not of a file",
                             source=option, fix=f"Run tunecli train STUDY_NAME {option} "
                                                "..., or drop it.")
-        return choice.from_file(path, epochs)
+        return _built_in(choice.from_file(path, epochs))
     if trial is not None and pick is not None:
         raise SpecError("--trial and --pick both choose the trial", source="--pick",
                         fix="Keep one of them.")
-    return choice.from_study(source, resolve_url(storage), trial, epochs, pick)
+    return _built_in(choice.from_study(source, resolve_url(storage), trial, epochs, pick))
+
+
+def _built_in(chosen: Any) -> Any:
+    """``tunecli train`` retrains with the built-in trainer; your own code trains itself."""
+    trainer = chosen.spec.trainer
+    if trainer.kind != "builtin":
+        params = " ".join(f"{k}={v}" for k, v in chosen.params.items())
+        raise SpecError(f"{chosen.source} is trained by trainer.{trainer.kind}, which tunecli "
+                        "train cannot retrain", source="SOURCE",
+                        fix=f"Train it with your code and these parameters: {params}.")
+    return chosen
 
 
 # ---------------------------------------------------------------------------------------------

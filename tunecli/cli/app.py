@@ -160,18 +160,22 @@ def storage_option(url: str) -> str:
     return "" if url == DEFAULT_URL else f" --storage '{describe(url)}'"
 
 
-def commands(name: str, url: str, *, resume: bool = True) -> str:
-    """The next commands: report and train, and resume where it would do something."""
-    storage = storage_option(url)
-    return (f"  report: tunecli report {name}{storage} --html {name}-report.html\n"
-            f"  train:  tunecli train {name}{storage}"
-            + (f"\n  resume: tunecli resume {name}{storage}" if resume else ""))
+def commands(spec: Any, url: str, *, resume: bool = True) -> str:
+    """The next commands: report, train (the built-in trainer's studies), and resume where it
+    would do something."""
+    storage, name = storage_option(url), spec.name
+    lines = [f"  report: tunecli report {name}{storage} --html {name}-report.html"]
+    if spec.trainer.kind == "builtin":
+        lines.append(f"  train:  tunecli train {name}{storage}")
+    if resume:
+        lines.append(f"  resume: tunecli resume {name}{storage}")
+    return "\n".join(lines)
 
 
 def interrupted(spec: Any, url: str) -> NoReturn:
     err_console.print("[yellow]Interrupted.[/] Finished trials are stored; the running "
                       "trial will be retried from its last checkpoint.\n"
-                      + commands(spec.name, url), highlight=False, soft_wrap=True)
+                      + commands(spec, url), highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -186,7 +190,7 @@ def summary(study: Any, spec: Any, url: str, stopped: str | None = None, *,
     terminal.show(console, report.summary(study, spec), top=5)
     if stopped:
         console.print(f"Stopped: {escape(stopped)}.", soft_wrap=True)
-    console.print(commands(spec.name, url, resume=resume), highlight=False, soft_wrap=True)
+    console.print(commands(spec, url, resume=resume), highlight=False, soft_wrap=True)
 
 
 def fuse_value(fuse: str | None) -> str | int | None:

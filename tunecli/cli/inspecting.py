@@ -60,10 +60,17 @@ def validate(
         for key, searched in checking.space_rows(spec):
             table.add_row(key, escape(searched))
         console.print(table)
-        console.print(f"{escape(spec.describe_aims())} on {spec.trainer.dataset.name} with "
-                      f"{spec.trainer.model}, {spec.trainer.epochs} epochs; sampler "
-                      f"{spec.sampler.type}, pruner {spec.pruner.type}; budget "
+        trained = (f"on {spec.trainer.dataset.name} with {spec.trainer.model}"
+                   if spec.trainer.kind == "builtin" else
+                   f"trained by {spec.trainer.function or spec.trainer.command}")
+        console.print(f"{escape(spec.describe_aims())} {escape(trained)}, {spec.trainer.epochs} "
+                      f"epochs; sampler {spec.sampler.type}, pruner {spec.pruner.type}; budget "
                       f"{spec.budget.describe()}")
+        if loaded is not None and "trainer" in loaded:
+            console.print("your function imports and takes (params, trial)"
+                          if spec.trainer.function else "the command's program is found",
+                          highlight=False)
+            loaded = None  # your code reads its own data
         if loaded is not None:
             console.print(f"data: {loaded['task']}, {loaded['train']} training / "
                           f"{loaded['validation']} validation / {loaded['test']} test examples "

@@ -45,8 +45,22 @@ class Problems:
 def check_spec(spec: StudySpec, source: str) -> None:
     """Every check that needs the registries; raises one SpecError listing all problems."""
     problems = Problems(source)
+    if spec.trainer.kind == "builtin":
+        _check_built_in(spec, problems)
+    else:
+        _check_own_code(spec, problems)
+        if not problems.errors:
+            _check_sampler(spec, problems.add)
+    problems.raise_if_any()
+
+
+def _check_built_in(spec: StudySpec, problems: Problems) -> None:
+    """A study the built-in trainer trains: names against the registries and the table."""
     add = problems.add
     known_types = True
+    for key in _changed(spec.trainer, OWN_CODE_KEYS):
+        add(f"trainer.{key}", "applies to your own training code only",
+            "Remove it, or set trainer.function or trainer.command.")
     for path, label, name, registry in (
             ("sampler.type", "sampler", spec.sampler.type, catalogue.SAMPLERS),
             ("pruner.type", "pruner", spec.pruner.type, catalogue.PRUNERS),
@@ -91,7 +105,57 @@ def check_spec(spec: StudySpec, source: str) -> None:
         add("pruner.max_epochs", "is larger than trainer.epochs", "Lower it or raise the epochs.")
     if known_types and not problems.errors:
         _check_sampler(spec, add)
-    problems.raise_if_any()
+
+
+# Keys of your own code's trials (``trainer.function`` / ``trainer.command``), and the keys of
+# the built-in trainer those trials cannot use: your code loads its data and builds its model.
+OWN_CODE_KEYS = ("stop_grace", "trial_timeout")
+BUILT_IN_KEYS = ("dataset", "data_root", "download", "model", "final_epochs", "repeats", "cv",
+                 "precision", "early_stopping", "eval_batch_size", "compile", "threads", "fuse")
+# What a command may name besides its space's parameters
+COMMAND_FIELDS = ("trial_dir", "trial_number", "resume_epoch", "epochs", "device", "seed")
+
+
+def _changed(trainer: Any, keys: tuple[str, ...]) -> list[str]:
+    """The keys whose value is not the default (a stored spec sets every key)."""
+    fields = type(trainer).model_fields
+    return [key for key in keys
+            if getattr(trainer, key) != fields[key].get_default(call_default_factory=True)]
+
+
+def _check_own_code(spec: StudySpec, problems: Problems) -> None:
+    """A study of your own code: one of function/command, no built-in trainer keys, and a
+    command's placeholders name parameters. Metric names are your code's own."""
+    import string
+
+    trainer = spec.trainer
+    if trainer.function and trainer.command:
+        problems.add("trainer.command", "trainer.function and trainer.command are both set",
+                     "Keep one: your function, or the command that runs your program.")
+    for key in _changed(trainer, BUILT_IN_KEYS):
+        if not (key == "fuse" and trainer.fuse == 1):
+            problems.add(f"trainer.{key}", f"is a setting of the built-in trainer; "
+                         f"trainer.{trainer.kind} trains in your code",
+                         f"Remove trainer.{key} (your code handles it).")
+    if trainer.command is not None:
+        known = [*spec.space, *COMMAND_FIELDS]
+        try:
+            names = [field for _, field, _, _ in string.Formatter().parse(trainer.command)
+                     if field is not None]
+        except ValueError as exc:
+            problems.add("trainer.command", f"cannot be read ({exc})",
+                         "Write parameters as {name}; a literal brace as {{ or }}.")
+            names = []
+        for name in dict.fromkeys(names):
+            if name not in known:
+                problems.add("trainer.command", f"{{{name}}} is not a parameter of the space",
+                             did_you_mean(name, known)
+                             or f"Use one of: {', '.join('{' + k + '}' for k in known)}.")
+    seen: list[str] = []
+    for name, param in spec.space.items():
+        for parent, wanted in (param.when or {}).items():
+            _check_condition(spec, name, parent, wanted, seen, problems)
+        seen.append(name)
 
 
 _FILE_KINDS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".npz": "tensors", ".pt": "tensors",

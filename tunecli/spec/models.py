@@ -207,6 +207,25 @@ class TrainerSpec(Strict):
     fuse: Literal["auto"] | int = Field(
         "auto", description="trials trained together as one batched model: auto (built-in "
                             "mlp, K from the model size and the device), 1 (off) or K")
+    function: str | None = Field(
+        None, description="your own training function instead of the built-in trainer: "
+                          "file.py:train or package.module:train, called as train(params, "
+                          "trial); it calls trial.report(epoch, metric=value) each epoch")
+    command: str | None = Field(
+        None, description="any program instead of the built-in trainer, parameters written "
+                          "{name}: it prints a JSON line per epoch, e.g. {\"epoch\": 3, "
+                          "\"val_accuracy\": 0.91}")
+    stop_grace: float = Field(10.0, ge=0, le=3600,
+                              description="command trials: seconds between SIGTERM and SIGKILL "
+                                          "when a trial is pruned, cut or interrupted")
+    trial_timeout: float | None = Field(
+        None, gt=0, description="your own code's trials: seconds one trial may run before it "
+                                "fails (a program that hangs)")
+
+    @property
+    def kind(self) -> Literal["builtin", "function", "command"]:
+        """What trains a trial: the built-in trainer, your function or your command."""
+        return "function" if self.function else "command" if self.command else "builtin"
 
     @field_validator("fuse", mode="before")
     @classmethod

@@ -12,14 +12,9 @@ Example of a user model (see examples/custom_model.py)::
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tunecli.catalogue import (
@@ -29,6 +24,7 @@ from tunecli.catalogue import (
 )
 from tunecli.errors import SpecError
 from tunecli.trainer.layers import activation, initialise
+from tunecli.trainer.user_code import import_function
 
 __all__ = [
     "MODELS",
@@ -127,52 +123,9 @@ MODELS: dict[str, ModelEntry] = {
         ("gru", _sequence_model("gru")), ("transformer", _sequence_model("transformer")))}
 
 
-def _import_beside(target: str, base_dir: str | None) -> Any:
-    """``import target``, found first beside the study file: its folder is on ``sys.path``
-    only while the module (and what it imports as it loads) is imported."""
-    if not base_dir or base_dir in sys.path:
-        return importlib.import_module(target)
-    sys.path.insert(0, base_dir)
-    try:
-        return importlib.import_module(target)
-    finally:
-        sys.path.remove(base_dir)
-
-
 def resolve_user_model(reference: str, base_dir: str | None) -> Builder:
-    """'pkg.mod:fn' or 'file.py:fn' -> the function; a SpecError says what is wrong."""
-    target, _, func_name = reference.rpartition(":")
-    if not target or not func_name:
-        raise SpecError(f"{reference!r} is not 'module:function'", path="trainer.model",
-                        fix="Write e.g. my_models:build or models.py:build.")
-    try:
-        if target.endswith(".py"):
-            path = Path(target)
-            if not path.is_absolute() and base_dir:
-                path = Path(base_dir) / path
-            if not path.exists():
-                raise SpecError(f"model file {path} not found", path="trainer.model",
-                                fix="Give the path relative to the study file.")
-            # one module per file: two model.py files in different folders are two modules
-            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-            module_name = f"tunecli_user_{path.stem}_{digest}"
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            module = _import_beside(target, base_dir)
-    except SpecError:
-        raise
-    except Exception as exc:  # user code: any import error is bad input
-        raise SpecError(f"cannot import {target} ({type(exc).__name__}: {exc})",
-                        path="trainer.model", fix="Check the module path and its imports.") \
-            from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise SpecError(f"{target} has no function {func_name!r}", path="trainer.model",
-                        fix="Name a function defined in that module.")
-    return cast(Builder, func)
+    """'pkg.mod:fn' or 'file.py:fn' -> the builder; a SpecError says what is wrong."""
+    return cast(Builder, import_function(reference, base_dir, "trainer.model"))
 
 
 def builder_for(model: str, base_dir: str | None = None) -> Builder:

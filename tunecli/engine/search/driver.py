@@ -10,6 +10,7 @@ limit and the failure limit are counted in ``budget``.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,11 +309,20 @@ def _tidy_checkpoints(study: optuna.Study, kit: RunnerKit, frozen: FrozenTrial,
     best = best_trial(study)
     best_path = kit.checkpoint_for(best) if best is not None else None
     if keep == "best" and frozen.state == TrialState.COMPLETE and path == best_path:
-        for old in kit.checkpoints.glob("trial-*.pt"):
+        pattern = "trial-*.pt" if kit.spec.trainer.kind == "builtin" else "trial-*"
+        for old in kit.checkpoints.glob(pattern):
             if old != path and not _is_pending(study, old):
-                old.unlink(missing_ok=True)
+                _remove(old)
         return
-    path.unlink(missing_ok=True)
+    _remove(path)
+
+
+def _remove(path: Path) -> None:
+    """A checkpoint file, or your own code's trial folder."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _is_pending(study: optuna.Study, checkpoint: Path) -> bool:

@@ -49,6 +49,7 @@ class RunnerKit:
         self.epoch_claims: dict[int, int] = {}
         # (what trains: "trial 7" or a fused group, epoch, latest metric) after each epoch
         self.on_epoch: Callable[[str, int, float | None], None] | None = None
+        self._device: str | None = None
 
     def reporter(self, trial: optuna.Trial, label: str = "") -> TrialReporter:
         """The one reporter a runner gives each trial's epochs to."""
@@ -61,11 +62,43 @@ class RunnerKit:
         return self.epoch_claims.get(trial.number) or self.spec.trainer.epochs
 
     def checkpoint_for(self, trial: optuna.Trial | FrozenTrial) -> Path | None:
-        """One checkpoint per configuration: a retry continues its original trial's file."""
+        """One checkpoint per configuration: a retry continues its original trial's file (your
+        own code's trials: its folder)."""
         if self.checkpoints is None:
             return None
         root = trial.user_attrs.get(attrs.RETRY_OF, trial.number)
-        return self.checkpoints / f"trial-{root}.pt"
+        suffix = "" if self.spec.trainer.kind != "builtin" else ".pt"
+        return self.checkpoints / f"trial-{root}{suffix}"
+
+    def trial_folder(self, trial: optuna.Trial) -> Path:
+        """Your code's folder for one configuration (a retry continues in its original trial's
+        folder): beside the checkpoints, or a temporary one where the run keeps none."""
+        root = trial.user_attrs.get(attrs.RETRY_OF, trial.number)
+        if self.checkpoints is None:
+            import tempfile
+
+            self.checkpoints = Path(tempfile.mkdtemp(prefix="tunecli-trials-"))
+        folder = self.checkpoints / f"trial-{root}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def log_file(self, trial: optuna.Trial) -> Path:
+        """Where a command trial's output goes: kept after the trial, whatever its checkpoints'
+        fate (``--keep-checkpoints``)."""
+        folder = self.trial_folder(trial).parent.parent / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"trial-{trial.number}.log"
+
+    def device(self) -> str:
+        """The device a trial is given: ``trainer.device``, ``auto`` resolved once."""
+        if self._device is None:
+            wanted = self.spec.trainer.device
+            if wanted == "auto":
+                from tunecli.trainer.loop import resolve_device  # torch, once per run
+
+                wanted = str(resolve_device(wanted))
+            self._device = wanted
+        return self._device
 
     def begin(self, trial: optuna.Trial) -> None:
         """A runner starts training ``trial`` (a tracker opens its run)."""

@@ -37,6 +37,8 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
     from tunecli.trainer import loop, models
 
     check_engine(spec, source)
+    if spec.trainer.kind != "builtin":
+        return _own_code(spec, source)
     try:
         device, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
         _check_augmentation(spec, bundle.is_image, bundle.task)
@@ -47,6 +49,20 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
     return {"device": str(device), "task": bundle.task, "train": len(bundle.x_train),
             "validation": len(bundle.x_val), "test": len(bundle.x_test),
             "input_shape": list(bundle.input_shape), "outputs": bundle.n_outputs}
+
+
+def _own_code(spec: StudySpec, source: str) -> dict[str, Any]:
+    """Your function imports and takes (params, trial); your command's program exists."""
+    from tunecli.engine.search.runners import command, function
+
+    try:
+        if spec.trainer.function:
+            function.load(spec)
+        else:
+            command.check(spec)
+    except SpecError as exc:
+        raise exc.found_in(source) from None
+    return {"trainer": spec.trainer.kind}
 
 
 def _check_augmentation(spec: StudySpec, is_image: bool, task: str) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tunecli.engine.search.kit import Finish, Member, Refill, RunnerKit
-from tunecli.engine.search.runners import group, lone
+from tunecli.engine.search.runners import command, function, group, lone
 
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec
@@ -36,11 +36,17 @@ Runner = Callable[[RunnerKit, list[Member], Finish, Refill | None, int], None]
 RUNNERS: dict[str, Runner] = {
     "lone": lone.run,          # the built-in trainer, one trial at a time
     "group": group.run,        # the built-in trainer, trials of one structure fused
+    "function": function.run,  # your training function (trainer.function)
+    "command": command.run,    # any program (trainer.command), one process per trial
 }
 
 
 def runner_for(kit: RunnerKit, members: list[Member], refilled: bool) -> Runner:
-    """The runner of these members: a fused group for several (or one a refill may join)."""
+    """The runner of these members: your code's kind, else a fused group for several (or one a
+    refill may join), else the lone built-in trial."""
+    kind = kit.spec.trainer.kind
+    if kind != "builtin":
+        return RUNNERS[kind]
     return RUNNERS["group" if len(members) > 1 or refilled else "lone"]
 
 
@@ -57,7 +63,7 @@ def one_at_a_time(why: str) -> str:
 def plan_lines(spec: StudySpec, plan: group.FusePlan, startup: int) -> list[str]:
     """What the run says before its first trial: CPU threads, and how trials are grouped."""
     lines = []
-    if device_type(spec) == "cpu":
+    if spec.trainer.kind == "builtin" and device_type(spec) == "cpu":
         from tunecli.trainer import threads
 
         lines.append(threads.describe(spec.trainer.threads))

@@ -66,6 +66,9 @@ class FusePlan:
 
 def fuse_plan(spec: StudySpec, device_type: str) -> FusePlan:
     fuse = spec.trainer.fuse
+    if spec.trainer.kind != "builtin":
+        return FusePlan(1, why_alone=f"your code (trainer.{spec.trainer.kind}) trains each; "
+                                     "fused groups are the built-in trainer's")
     if fuse == 1:
         return FusePlan(1)
     from tunecli.trainer.fusable import why_not_fused
