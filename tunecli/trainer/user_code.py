@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,15 +19,23 @@ __all__ = ["import_function"]
 
 
 def _import_beside(target: str, base_dir: str | None) -> Any:
-    """``import target``, found first beside the study file: its folder is on ``sys.path``
-    only while the module (and what it imports as it loads) is imported."""
-    if not base_dir or base_dir in sys.path:
+    """``import target``, found first beside the study file."""
+    with _beside(base_dir):
         return importlib.import_module(target)
-    sys.path.insert(0, base_dir)
+
+
+@contextlib.contextmanager
+def _beside(folder: str | None) -> Iterator[None]:
+    """``folder`` on ``sys.path`` only while a module (and what it imports as it loads) is
+    imported: the process's path is as it was afterwards."""
+    if not folder or folder in sys.path:
+        yield
+        return
+    sys.path.insert(0, folder)
     try:
-        return importlib.import_module(target)
+        yield
     finally:
-        sys.path.remove(base_dir)
+        sys.path.remove(folder)
 
 
 def import_function(reference: str, base_dir: str | None, key: str) -> Callable[..., Any]:
@@ -50,7 +59,8 @@ def import_function(reference: str, base_dir: str | None, key: str) -> Callable[
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             sys.modules[module_name] = module
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            with _beside(str(path.resolve().parent)):  # its sibling modules import too
+                spec.loader.exec_module(module)  # type: ignore[union-attr]
         else:
             module = _import_beside(target, base_dir)
     except SpecError:

@@ -2,8 +2,8 @@
 process per trial.
 
 The command is split as a shell would split it, then each word's ``{name}`` is replaced
-(a value never splits a word; no shell runs). The process starts in the study file's folder
-with the trial in its environment (``TUNECLI_PARAMS`` as JSON, ``TUNECLI_TRIAL_DIR``,
+(a value never splits a word; no shell runs); ``python`` is the Python tunecli runs in. The
+process starts in the study file's folder with the trial in its environment (``TUNECLI_PARAMS`` as JSON, ``TUNECLI_TRIAL_DIR``,
 ``TUNECLI_RESUME_EPOCH``, ``TUNECLI_DEVICE``, ``TUNECLI_SEED``, ``TUNECLI_EPOCHS``,
 ``TUNECLI_METRICS_FILE``). It reports each epoch as a JSON line on standard output, or in the
 file ``TUNECLI_METRICS_FILE`` names: ``{"epoch": 3, "val_accuracy": 0.91}``; a JSON line
@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
 from pathlib import Path
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = ["check", "run"]
 
+# "python" in a command is the Python tunecli runs in (its environment's packages), as a
+# user who installed both in one environment expects; give a path for another one.
+_PYTHON = ("python", "python3")
 _ERROR_LINES = 5        # the last lines of standard error a failed trial's reason quotes
 _POLL = 0.2             # seconds between looks at the metrics file and the trial's time
 
@@ -80,6 +84,8 @@ def train(kit: RunnerKit, trial: optuna.Trial, params: dict[str, Any]) -> float 
     trial.set_user_attr(attrs.LOG_FILE, str(log_path))
     words = [word.format_map(own.fields()) for word in shlex.split(kit.spec.trainer.command
                                                                      or "")]
+    if words[0] in _PYTHON:
+        words[0] = sys.executable
     env = {**os.environ, **own.environment(), "TUNECLI_METRICS_FILE": str(metrics_file),
            "PYTHONUNBUFFERED": "1"}
     with log_path.open("a", encoding="utf-8") as log:
