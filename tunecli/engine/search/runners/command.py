@@ -1,16 +1,17 @@
 """The command runner: any program, ``trainer.command: "python train.py --lr {lr}"``, one
 process per trial.
 
-The command is split as a shell would split it, then each word's ``{name}`` is replaced
-(a value never splits a word; no shell runs); ``python`` is the Python tunecli runs in. The
+The command is split as a shell would split it, then each word's ``{name}`` is replaced (a
+value never splits a word; no shell runs); ``python`` is the Python tunecli runs in. The
 process starts in the study file's folder with the trial in its environment
-(``TUNECLI_PARAMS`` as JSON, ``TUNECLI_TRIAL_DIR``, ``TUNECLI_RESUME_EPOCH``, ``TUNECLI_DEVICE``, ``TUNECLI_SEED``, ``TUNECLI_EPOCHS``,
-``TUNECLI_METRICS_FILE``). It reports each epoch as a JSON line on standard output, or in the
-file ``TUNECLI_METRICS_FILE`` names: ``{"epoch": 3, "val_accuracy": 0.91}``; a JSON line
-without ``epoch`` gives the final metrics. Everything else it prints goes to the trial's log
-file (``.tunecli/NAME/logs/trial-N.log`` beside the storage; its path is the trial's
-``log_file``). A pruned, cut or interrupted trial's process group gets SIGTERM, then SIGKILL after
-``trainer.stop_grace`` seconds.
+(``TUNECLI_PARAMS`` as JSON, ``TUNECLI_TRIAL_DIR``, ``TUNECLI_RESUME_EPOCH``,
+``TUNECLI_DEVICE``, ``TUNECLI_SEED``, ``TUNECLI_EPOCHS``, ``TUNECLI_METRICS_FILE``). It
+reports each epoch as a JSON line on standard output, or in the file
+``TUNECLI_METRICS_FILE`` names: ``{"epoch": 3, "val_accuracy": 0.91}``; a JSON line without
+``epoch`` gives the final metrics. Everything else it prints goes to the trial's log file
+(``.tunecli/NAME/logs/trial-N.log`` beside the storage; its path is the trial's
+``log_file``). A pruned, cut or interrupted trial's process group gets SIGTERM, then SIGKILL
+after ``trainer.stop_grace`` seconds.
 """
 
 from __future__ import annotations
