@@ -148,8 +148,10 @@ def _check_own_code(spec: StudySpec, problems: Problems) -> None:
             names = []
         for name in dict.fromkeys(names):
             if name not in known:
+                alias = catalogue.meant(name, "mlp")  # learning_rate -> lr
                 problems.add("trainer.command", f"{{{name}}} is not a parameter of the space",
                              did_you_mean(name, known)
+                             or (f"Did you mean '{alias}'?" if alias in known else "")
                              or f"Use one of: {', '.join('{' + k + '}' for k in known)}.")
     seen: list[str] = []
     for name, param in spec.space.items():

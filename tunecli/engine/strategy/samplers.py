@@ -114,8 +114,10 @@ def center_first(spec: StudySpec) -> bool:
 
 def defaults_first(spec: StudySpec) -> bool:
     """Whether a new study's first trial is the trainer's defaults moved into the space
-    (``space.default_config``), under the same rule as the centre."""
-    return _chosen_or_default(spec, spec.sampler.defaults_first)
+    (``space.default_config``), under the same rule as the centre; never for your own code,
+    whose defaults tunecli cannot know."""
+    return spec.trainer.kind == "builtin" and _chosen_or_default(spec,
+                                                                 spec.sampler.defaults_first)
 
 
 def _chosen_or_default(spec: StudySpec, chosen: bool | None) -> bool:
