@@ -132,7 +132,7 @@ def _follow(watch: _Watch, own: OwnTrial) -> dict[str, float] | None:
             record = watch.records.get(timeout=_POLL)
         except queue.Empty:
             record = None
-        if record is None:
+        if record is None:  # a pause, or an output closed
             watch.read_file()
             if limit and own.seconds > limit:
                 raise TrialFailed(f"ran past trainer.trial_timeout ({limit:g} s)")
@@ -154,7 +154,7 @@ class _Watch:
         self.process = process
         self.log = log
         self.lock = threading.Lock()
-        self.records: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.records: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.errors: deque[str] = deque(maxlen=_ERROR_LINES)
         self.problems: list[str] = []
         self.metrics_file = metrics_file
@@ -177,6 +177,7 @@ class _Watch:
                 self.log.flush()
             if name == "stderr" and text.strip():
                 self.errors.append(text.strip())
+        self.records.put(None)  # this output closed: the process is ending
 
     def _record(self, text: str, where: str) -> bool:
         """Queue a metrics record; a line that is not one is named and logged, never fatal."""
@@ -214,7 +215,11 @@ class _Watch:
 
     def ended(self) -> bool:
         """The process exited, its outputs are read and every record was taken."""
-        if self.process.poll() is None or any(r.is_alive() for r in self.readers):
+        if any(r.is_alive() for r in self.readers):
+            return False
+        try:
+            self.process.wait(timeout=_POLL)
+        except subprocess.TimeoutExpired:
             return False
         self.read_file()
         return self.records.empty()
