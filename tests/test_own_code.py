@@ -279,3 +279,15 @@ def test_the_examples_run_as_a_command_and_as_a_function_with_the_same_values(
         values[kind] = [t.value for t in stored(name=f"digits-{kind}")]
     assert values["command"] == pytest.approx(values["function"])
     assert all(v > 0.5 for v in values["command"])
+
+
+def test_several_objectives_take_the_metrics_your_code_reports(cli, tmp_path: Path) -> None:
+    study = _study(tmp_path)
+    study.write_text(study.read_text().replace(
+        "metric: val_accuracy\n", "objectives:\n  - {metric: val_accuracy, direction: maximize}\n"
+                                  "  - {metric: val_loss, direction: minimize}\n"))
+    result = cli("search", study, "--n-trials", "3")
+    assert result.exit_code == 0, result.output
+    for trial in stored(name="own"):
+        accuracy, loss = trial.values
+        assert loss == pytest.approx(1 - accuracy)
