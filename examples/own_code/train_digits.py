@@ -31,6 +31,25 @@ def data(batch_size: int, seed: int) -> tuple[DataLoader, torch.Tensor, torch.Te
     return loader, x[val], y[val]
 
 
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer,
+                    loader: DataLoader) -> None:
+    model.train()
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+
+
+def evaluate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor) -> tuple[float, float]:
+    """Validation accuracy and loss."""
+    model.eval()
+    with torch.no_grad():
+        out = model(x_val)
+        loss = nn.functional.cross_entropy(out, y_val).item()
+        accuracy = (out.argmax(1) == y_val).float().mean().item()
+    return accuracy, loss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lr", type=float, default=0.01)
@@ -54,16 +73,8 @@ def main() -> None:
     else:
         start = 0
     for epoch in range(start + 1, args.epochs + 1):
-        model.train()
-        for xb, yb in loader:
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(xb), yb).backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            out = model(x_val)
-            loss = nn.functional.cross_entropy(out, y_val).item()
-            accuracy = (out.argmax(1) == y_val).float().mean().item()
+        train_one_epoch(model, optimizer, loader)
+        accuracy, loss = evaluate(model, x_val, y_val)
         if checkpoint is not None:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "epoch": epoch}, checkpoint)

@@ -1,4 +1,5 @@
-"""The same loop as train_digits.py, as a function tunecli calls: ``train(params, trial)``.
+"""The same loop as train_digits.py (its data and epoch), as a function tunecli calls:
+``train(params, trial)``.
 
 ``trial.report(epoch, ...)`` stores the epoch and raises when the pruner stops the trial
 (let it through); ``trial.checkpoint_dir`` and ``trial.resume_epoch`` let a cut trial continue.
@@ -6,7 +7,7 @@
 
 import torch
 from torch import nn
-from train_digits import data
+from train_digits import data, evaluate, train_one_epoch
 
 
 def train(params: dict, trial) -> None:
@@ -23,16 +24,8 @@ def train(params: dict, trial) -> None:
         optimizer.load_state_dict(state["optimizer"])
         start = state["epoch"]
     for epoch in range(start + 1, trial.epochs + 1):
-        model.train()
-        for xb, yb in loader:
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(xb), yb).backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            out = model(x_val)
-            loss = nn.functional.cross_entropy(out, y_val).item()
-            accuracy = (out.argmax(1) == y_val).float().mean().item()
+        train_one_epoch(model, optimizer, loader)
+        accuracy, loss = evaluate(model, x_val, y_val)
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "epoch": epoch}, checkpoint)
         trial.report(epoch, val_accuracy=accuracy, val_loss=loss)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from tunecli.engine.search.driver import SearchOutcome
     from tunecli.spec.models import StudySpec
 
-__all__ = ["Opened", "Tracking", "WorkersOutcome", "finished_count", "run_here", "run_workers",
+__all__ = ["Opened", "Tracking", "WorkersOutcome", "run_here", "run_workers",
            "worker_count"]
 
 
@@ -39,6 +39,7 @@ def run_here(opened: Opened, console: Console, *, data_root: str | None = None,
     (trial lines only where it is no terminal): why it stopped, and the counts."""
     from rich.markup import escape
 
+    from tunecli.api.stores import trial_counts
     from tunecli.engine.search.driver import run_search
     from tunecli.reports.live import SearchProgress
 
@@ -48,7 +49,7 @@ def run_here(opened: Opened, console: Console, *, data_root: str | None = None,
         console.print(escape(text), highlight=False, soft_wrap=True)
 
     with SearchProgress(console, spec.name, spec.metric, spec.budget.n_trials,
-                        spec.budget.timeout, finished_count(opened),
+                        spec.budget.timeout, trial_counts(opened.study)["finished"],
                         minimize=spec.direction == "minimize") as progress:
         return run_search(opened.study, spec, opened.url, progress, say, data_root=data_root,
                           keep_checkpoints=keep_checkpoints, checkpoints=checkpoints,
@@ -97,10 +98,3 @@ def run_workers(opened: Opened, workers: int | None, devices: str | None, per_de
     return WorkersOutcome(codes, counts, met,
                           recovery.cut_waiting(study.get_trials(deepcopy=False)), problem,
                           failed)
-
-
-def finished_count(opened: Opened) -> int:
-    """Finished trials (complete and pruned) the study holds now."""
-    from tunecli.engine.store.recovery import count_trials
-
-    return count_trials(opened.study.get_trials(deepcopy=False))["finished"]

@@ -171,12 +171,12 @@ def _run_workers(opened: Any, workers: int | None, devices: str | None, per_devi
 def _with_live_view(opened: Any, run: Any) -> Any:
     """The workers' trial lines, printed here, above one live view of the study read from
     the storage (each worker's trial and epoch, counts, best, time)."""
-    from tunecli.api.running import finished_count
+    from tunecli.api.stores import trial_counts
     from tunecli.reports.live import SearchProgress
 
     study, spec = opened.study, opened.spec
     with SearchProgress(console, spec.name, spec.metric, spec.budget.n_trials,
-                        spec.budget.timeout, finished_count(opened),
+                        spec.budget.timeout, trial_counts(study)["finished"],
                         minimize=spec.direction == "minimize") as progress:
         def tick() -> None:
             progress.workers(study.get_trials(deepcopy=False), spec.trainer.epochs)

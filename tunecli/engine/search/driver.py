@@ -268,8 +268,8 @@ class _Round:
     def _hand(self, members: list[Member]) -> None:
         """Train ``members`` with their runner; what stops a runner fails its open trials, and
         the search too where it must (bad input, a signal)."""
-        refill = self._refill if self.grouping.leads(members) else None
-        runner = runners.runner_for(self.kit, members, refill is not None)
+        leads = self.grouping.leads(members)
+        runner = runners.runner_for(self.kit, members, leads)
 
         def begin(joining: list[Member]) -> list[Member]:
             for trial, _ in joining:
@@ -279,7 +279,7 @@ class _Round:
 
         try:
             runner(self.kit, begin(members), self.finish,
-                   (lambda free: begin(self._refill(free))) if refill else None,
+                   (lambda free: begin(self._refill(free))) if leads else None,
                    self.grouping.plan.k)
         except BaseException as exc:
             if outcome.stops_search(exc):

@@ -23,13 +23,25 @@ from tunecli.engine.tracking import Tracker
 if TYPE_CHECKING:
     from tunecli.spec.models import StudySpec  # types only: the spec imports the registries
 
-__all__ = ["Finish", "Member", "Refill", "RunnerKit"]
+__all__ = ["Finish", "Member", "Refill", "RunnerKit", "one_by_one"]
 
 # The contract's types (``runners``): a trial with its sampled parameters; how a runner says
 # a trial ended; the call that gives a group more trials as members leave.
 Member = tuple[optuna.Trial, dict[str, Any]]
 Finish = Callable[[optuna.Trial, outcome.Ended], None]
 Refill = Callable[[int], list[Member]]
+Runner = Callable[["RunnerKit", list[Member], Finish, "Refill | None", int], None]
+
+
+def one_by_one(train: Callable[[RunnerKit, optuna.Trial, dict[str, Any]], outcome.Ended]
+               ) -> Runner:
+    """A runner that trains its members one after another with ``train(kit, trial, params)``
+    (its value(s); what stops a trial is raised, and ends it through the driver)."""
+    def run(kit: RunnerKit, members: list[Member], finish: Finish, refill: Refill | None,
+            slots: int) -> None:
+        for trial, params in members:
+            finish(trial, train(kit, trial, params))
+    return run
 
 
 class RunnerKit:
@@ -50,6 +62,7 @@ class RunnerKit:
         # (what trains: "trial 7" or a fused group, epoch, latest metric) after each epoch
         self.on_epoch: Callable[[str, int, float | None], None] | None = None
         self._device: str | None = None
+        self._scratch_folder: Path | None = None
 
     def reporter(self, trial: optuna.Trial, label: str = "") -> TrialReporter:
         """The one reporter a runner gives each trial's epochs to."""
@@ -66,28 +79,31 @@ class RunnerKit:
         own code's trials: its folder)."""
         if self.checkpoints is None:
             return None
-        root = trial.user_attrs.get(attrs.RETRY_OF, trial.number)
         suffix = "" if self.spec.trainer.kind != "builtin" else ".pt"
-        return self.checkpoints / f"trial-{root}{suffix}"
+        return self.checkpoints / f"{_configuration(trial)}{suffix}"
 
     def trial_folder(self, trial: optuna.Trial) -> Path:
         """Your code's folder for one configuration (a retry continues in its original trial's
-        folder): beside the checkpoints, or a temporary one where the run keeps none."""
-        root = trial.user_attrs.get(attrs.RETRY_OF, trial.number)
-        if self.checkpoints is None:
-            import tempfile
-
-            self.checkpoints = Path(tempfile.mkdtemp(prefix="tunecli-trials-"))
-        folder = self.checkpoints / f"trial-{root}"
+        folder): its checkpoint folder, or one in a temporary place where the run keeps none."""
+        folder = self.checkpoint_for(trial) or self._scratch() / _configuration(trial)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def log_file(self, trial: optuna.Trial) -> Path:
         """Where a command trial's output goes: kept after the trial, whatever its checkpoints'
         fate (``--keep-checkpoints``)."""
-        folder = self.trial_folder(trial).parent.parent / "logs"
+        folder = (self.checkpoints or self._scratch()).parent / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"trial-{trial.number}.log"
+
+    def _scratch(self) -> Path:
+        """The checkpoint folder of a run that keeps none (made once, in a temporary place)."""
+        if self._scratch_folder is None:
+            import tempfile
+
+            self._scratch_folder = Path(tempfile.mkdtemp(prefix="tunecli-trials-")) \
+                / "checkpoints"
+        return self._scratch_folder
 
     def device(self) -> str:
         """The device a trial is given: ``trainer.device``, ``auto`` resolved once."""
@@ -128,3 +144,8 @@ class RunnerKit:
         trial.set_user_attr(attrs.TRAIN_SECONDS, round(result.train_seconds, 3))
         if result.spread:  # trainer.repeats / cv: every run's value and their spread
             trial.set_user_attr(attrs.SPREAD, result.spread)
+
+
+def _configuration(trial: optuna.Trial | FrozenTrial) -> str:
+    """A configuration's name on disk: its first trial's (a retry continues its files)."""
+    return f"trial-{trial.user_attrs.get(attrs.RETRY_OF, trial.number)}"

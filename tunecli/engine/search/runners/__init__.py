@@ -19,10 +19,9 @@ The contract. A runner is called as ``runner(kit, members, finish, refill, slots
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tunecli.engine.search.kit import Finish, Member, Refill, RunnerKit
+from tunecli.engine.search.kit import Finish, Member, Refill, Runner, RunnerKit, one_by_one
 from tunecli.engine.search.runners import command, function, group, lone
 
 if TYPE_CHECKING:
@@ -31,13 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["RUNNERS", "Finish", "Member", "Refill", "Runner", "device_type", "one_at_a_time",
            "plan_lines", "runner_for"]
 
-Runner = Callable[[RunnerKit, list[Member], Finish, Refill | None, int], None]
-
 RUNNERS: dict[str, Runner] = {
-    "lone": lone.run,          # the built-in trainer, one trial at a time
-    "group": group.run,        # the built-in trainer, trials of one structure fused
-    "function": function.run,  # your training function (trainer.function)
-    "command": command.run,    # any program (trainer.command), one process per trial
+    "lone": one_by_one(lone.train),          # the built-in trainer, one trial at a time
+    "group": group.run,                      # the built-in trainer, one structure fused
+    "function": one_by_one(function.train),  # your training function (trainer.function)
+    "command": one_by_one(command.train),    # any program (trainer.command), a process each
 }
 
 

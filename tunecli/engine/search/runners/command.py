@@ -37,10 +37,10 @@ from tunecli.engine.search.runners.own_code import OwnTrial
 from tunecli.errors import SpecError, TrialFailed
 
 if TYPE_CHECKING:
-    from tunecli.engine.search.kit import Finish, Member, Refill, RunnerKit
+    from tunecli.engine.search.kit import RunnerKit
     from tunecli.spec.models import StudySpec
 
-__all__ = ["check", "run"]
+__all__ = ["check", "train"]
 
 # "python" in a command is the Python tunecli runs in (its environment's packages), as a
 # user who installed both in one environment expects; give a path for another one.
@@ -68,12 +68,6 @@ def check(spec: StudySpec) -> None:
         return
     raise SpecError(f"program {program!r} is not on PATH", path="trainer.command",
                     fix="Install it, give its path, or activate the environment that has it.")
-
-
-def run(kit: RunnerKit, members: list[Member], finish: Finish, refill: Refill | None = None,
-        slots: int = 1) -> None:
-    for trial, params in members:
-        finish(trial, train(kit, trial, params))
 
 
 def train(kit: RunnerKit, trial: optuna.Trial, params: dict[str, Any]) -> float | list[float]:
@@ -126,7 +120,6 @@ def train(kit: RunnerKit, trial: optuna.Trial, params: dict[str, Any]) -> float 
 def _follow(watch: _Watch, own: OwnTrial) -> dict[str, float] | None:
     """Report each epoch the process prints until it ends; its final metrics, if any."""
     final: dict[str, float] | None = None
-    limit = own.limit
     while True:
         try:
             record = watch.records.get(timeout=_POLL)
@@ -134,8 +127,7 @@ def _follow(watch: _Watch, own: OwnTrial) -> dict[str, float] | None:
             record = None
         if record is None:  # a pause, or an output closed
             watch.read_file()
-            if limit and own.seconds > limit:
-                raise TrialFailed(f"ran past trainer.trial_timeout ({limit:g} s)")
+            own.check_time()
             if watch.ended():
                 return final
             continue

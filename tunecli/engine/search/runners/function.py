@@ -13,10 +13,10 @@ from tunecli.engine.search.runners.own_code import OwnTrial
 from tunecli.errors import SpecError, TrialFailed
 
 if TYPE_CHECKING:
-    from tunecli.engine.search.kit import Finish, Member, Refill, RunnerKit
+    from tunecli.engine.search.kit import RunnerKit
     from tunecli.spec.models import StudySpec
 
-__all__ = ["load", "run"]
+__all__ = ["load", "train"]
 
 _LOADED: dict[tuple[str, str | None], Callable[..., Any]] = {}
 
@@ -41,12 +41,6 @@ def load(spec: StudySpec) -> Callable[..., Any]:
             pass
         _LOADED[key] = function
     return _LOADED[key]
-
-
-def run(kit: RunnerKit, members: list[Member], finish: Finish, refill: Refill | None = None,
-        slots: int = 1) -> None:
-    for trial, params in members:
-        finish(trial, train(kit, trial, params))
 
 
 def train(kit: RunnerKit, trial: optuna.Trial, params: dict[str, Any]) -> float | list[float]:

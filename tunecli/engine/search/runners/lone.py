@@ -10,15 +10,9 @@ from tunecli import attrs
 from tunecli.engine.strategy import objectives
 
 if TYPE_CHECKING:
-    from tunecli.engine.search.kit import Finish, Member, Refill, RunnerKit
+    from tunecli.engine.search.kit import RunnerKit
 
-__all__ = ["run", "train"]
-
-
-def run(kit: RunnerKit, members: list[Member], finish: Finish, refill: Refill | None = None,
-        slots: int = 1) -> None:
-    for trial, params in members:
-        finish(trial, train(kit, trial, params))
+__all__ = ["train"]
 
 
 def train(kit: RunnerKit, trial: optuna.Trial, params: dict[str, Any]) -> float | list[float]:

@@ -10,7 +10,6 @@ function may let it through or poll ``should_stop``. The trial's value is what t
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ import optuna
 from tunecli import attrs
 from tunecli.engine.strategy import objectives
 from tunecli.errors import TrialFailed
+from tunecli.spec.checks import COMMAND_FIELDS
 
 if TYPE_CHECKING:
     from tunecli.engine.search.kit import RunnerKit
@@ -65,10 +65,16 @@ class OwnTrial:
         except BaseException as exc:
             self.stopped = exc
             raise
+        try:
+            self.check_time(f" after epoch {epoch}")
+        except TrialFailed as exc:
+            self.stopped = exc
+            raise
+
+    def check_time(self, where: str = "") -> None:
+        """Fail the trial once it has run past ``trainer.trial_timeout``."""
         if self.limit is not None and self.seconds > self.limit:
-            self.stopped = TrialFailed(f"ran past trainer.trial_timeout ({self.limit:g} s) "
-                                       f"after epoch {epoch}")
-            raise self.stopped
+            raise TrialFailed(f"ran past trainer.trial_timeout ({self.limit:g} s){where}")
 
     @property
     def seconds(self) -> float:
@@ -76,9 +82,8 @@ class OwnTrial:
 
     def finish(self, kit: RunnerKit, final: dict[str, float] | None = None
                ) -> float | list[float]:
-        """The trial's value(s) once your code returned: ``final`` metrics if it gave any,
-        else its last report's; what stopped it is raised again."""
-        self.store_history()
+        """The trial's value(s) once your code returned (its history stored): ``final`` metrics
+        if it gave any, else its last report's; what stopped it is raised again."""
         if self.stopped is not None:
             raise self.stopped
         known = {**self.last, **(final or {})}
@@ -91,9 +96,7 @@ class OwnTrial:
         trial.set_user_attr(attrs.DEVICE, self.device)
         if self._reporter.history:
             best = (max if spec.direction == "maximize" else min)(
-                self._reporter.history, key=lambda row: row.get(self.metric, -math.inf
-                                                                if spec.direction ==
-                                                                "maximize" else math.inf))
+                self._reporter.history, key=lambda row: row[self.metric])
             trial.set_user_attr(attrs.BEST_EPOCH, int(best["epoch"]))
         return objectives.values_after_training(trial, spec, float(known[self.metric]),
                                                 {k: float(v) for k, v in known.items()},
@@ -114,10 +117,11 @@ class OwnTrial:
                 "TUNECLI_METRIC": self.metric}
 
     def fields(self) -> dict[str, Any]:
-        """What a command's ``{name}`` placeholders may name besides the parameters."""
-        return {**self.params, "trial_dir": str(self.checkpoint_dir),
-                "trial_number": self.number, "resume_epoch": self.resume_epoch,
-                "epochs": self.epochs, "device": self.device, "seed": self.seed}
+        """What a command's ``{name}`` placeholders may name: the parameters, and
+        ``COMMAND_FIELDS`` (the names the spec's checks accept), in that tuple's order."""
+        values = (str(self.checkpoint_dir), self.number, self.resume_epoch, self.epochs,
+                  self.device, self.seed)
+        return {**self.params, **dict(zip(COMMAND_FIELDS, values, strict=True))}
 
 
 def resume_epoch(trial: optuna.Trial) -> int:
