@@ -212,7 +212,7 @@ def choose_for_training(source: str, *, storage: str | None = None, trial: int |
     from tunecli.engine.store.storage import resolve_url
 
     path = Path(source)
-    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():  # a folder: a study's name
         if trial is not None or pick is not None:
             option = "--trial" if trial is not None else "--pick"
             raise SpecError(f"{option} picks a trial of a stored study, not of a file",

@@ -13,8 +13,8 @@ __all__ = ["CLASSIFICATION_METRICS", "DATASETS", "MEASURED_BEFORE_TRAINING", "ME
 
 SAMPLERS = ("tpe", "gp", "hyperopt-tpe", "nsga2", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("median", "percentile", "asha", "hyperband", "none")
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "csv", "csv-sequence", "tensors",
-            "synthetic-classification", "synthetic-regression")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "image-folder", "csv", "csv-sequence",
+            "tensors", "synthetic-classification", "synthetic-regression")
 MODELS = ("mlp", "cnn", "lstm", "gru", "transformer")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adabound")
 SCHEDULES = ("none", "step", "cosine", "plateau")

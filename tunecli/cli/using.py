@@ -19,7 +19,8 @@ def predict(
         help="The model's .json file (tunecli train wrote it)", show_default=False)],
     source: Annotated[str, typer.Argument(
         metavar="INPUT", help="A CSV (the training columns; - reads standard input), a .npz/.pt "
-                              "file with x (and y), an IDX images file or a CIFAR-10 batch",
+                              "file with x (and y), an IDX images file, a CIFAR-10 batch, or "
+                              "image files (a file, a folder, a folder of class folders)",
         show_default=False)],
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write the predictions here \\[default: standard output]",

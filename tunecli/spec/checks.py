@@ -12,7 +12,7 @@ from typing import Any
 from tunecli import catalogue
 from tunecli.errors import SpecError, SpecErrors, did_you_mean
 from tunecli.spec.grid import MAX_GRID_POINTS, grid_size
-from tunecli.spec.models import ParamSpec, StudySpec
+from tunecli.spec.models import DatasetSpec, ParamSpec, StudySpec
 
 # Keys a sampler has of its own, which sampler.options must not repeat
 OWN_KEYS = ("seed", "n_startup_trials", "search_space")
@@ -84,14 +84,7 @@ def _check_built_in(spec: StudySpec, problems: Problems) -> None:
         add("trainer.model", f"unknown model '{model}'",
             did_you_mean(model, catalogue.MODELS)
             or f"Choose one of: {', '.join(catalogue.MODELS)}, or 'package.module:function'.")
-    dataset = spec.trainer.dataset
-    if dataset.name in ("csv", "csv-sequence", "tensors") and not dataset.path:
-        example = "data.npz" if dataset.name == "tensors" else "my_data.csv"
-        add("trainer.dataset.path", f"the {dataset.name} data set needs a file",
-            f"Add path: {example} (relative to the study file).")
-    if dataset.name == "csv-sequence" and dataset.window is None:
-        add("trainer.dataset.window", "csv-sequence needs the window length",
-            "Add window: N (rows per example), e.g. window: 24.")
+    _check_dataset(spec.trainer.dataset, add)
 
     trainer = spec.trainer
     if trainer.cv and trainer.repeats > 1:
@@ -105,6 +98,24 @@ def _check_built_in(spec: StudySpec, problems: Problems) -> None:
         add("pruner.max_epochs", "is larger than trainer.epochs", "Lower it or raise the epochs.")
     if known_types and not problems.errors:
         _check_sampler(spec, add)
+
+
+def _check_dataset(dataset: DatasetSpec, add: Any) -> None:
+    """The keys a data set kind needs, and those only one kind takes."""
+    if dataset.name in ("csv", "csv-sequence", "tensors") and not dataset.path:
+        example = "data.npz" if dataset.name == "tensors" else "my_data.csv"
+        add("trainer.dataset.path", f"the {dataset.name} data set needs a file",
+            f"Add path: {example} (relative to the study file).")
+    if dataset.name == "image-folder" and not dataset.path:
+        add("trainer.dataset.path", "the image-folder data set needs its folder",
+            "Add path: photos/ (relative to the study file), holding a folder of images per "
+            "class.")
+    if dataset.size is not None and dataset.name != "image-folder":
+        add("trainer.dataset.size", f"resizes an image-folder's images; the {dataset.name} "
+            "data set keeps its own size", "Remove size.")
+    if dataset.name == "csv-sequence" and dataset.window is None:
+        add("trainer.dataset.window", "csv-sequence needs the window length",
+            "Add window: N (rows per example), e.g. window: 24.")
 
 
 # Keys of your own code's trials (``trainer.function`` / ``trainer.command``), and the keys of

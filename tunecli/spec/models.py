@@ -132,11 +132,16 @@ class AugmentSpec(Strict):
 class DatasetSpec(Strict):
     """The data; a bare name is short for {name: NAME}."""
 
-    name: str = Field("digits", description="digits | mnist | fashion-mnist | cifar10 | csv | "
-                                            "csv-sequence | tensors | "
+    name: str = Field("digits", description="digits | mnist | fashion-mnist | cifar10 | "
+                                            "image-folder | csv | csv-sequence | tensors | "
                                             "synthetic-classification | synthetic-regression")
-    path: str | None = Field(None, description="csv, csv-sequence, tensors: the file (relative "
-                                               "to the study file)")
+    path: str | None = Field(None, description="csv, csv-sequence, tensors: the file; "
+                                               "image-folder: the folder with a folder of "
+                                               "images per class (relative to the study file)")
+    size: Annotated[list[Annotated[int, Field(ge=1, le=4096)]],
+                    Field(min_length=2, max_length=2)] | None = Field(
+        None, description="image-folder: [height, width] every image is resized to (default: "
+                          "their own size, when they share one)")
     target: str | None = Field(None, description="csv, csv-sequence: the target column "
                                                  "(default: the last)")
     as_sequence: StrictBool = Field(False, description="images read row by row: [rows, columns x "
@@ -170,7 +175,11 @@ class DatasetSpec(Strict):
     @model_validator(mode="before")
     @classmethod
     def _bare_name(cls, data: Any) -> Any:
-        return {"name": data} if isinstance(data, str) else data
+        data = {"name": data} if isinstance(data, str) else data
+        if isinstance(data, dict) and isinstance(data.get("size"), int) \
+                and not isinstance(data.get("size"), bool):
+            data = {**data, "size": [data["size"], data["size"]]}  # size: 64 is 64 x 64
+        return data
 
 
 class TrainerSpec(Strict):

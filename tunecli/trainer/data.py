@@ -167,6 +167,18 @@ def _image_set(class_name: str, folder: str,
     return loader
 
 
+def _image_folder(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
+    """A folder per class of image files, at ``size`` (see ``image_files.read_image_folder``)."""
+    from tunecli.trainer.image_files import read_image_folder
+
+    assert spec.path is not None  # the spec's checks ask for it
+    size = (spec.size[0], spec.size[1]) if spec.size else None
+    found = read_image_folder(Path(spec.path), size)
+    x, y = found.train
+    return RawData(x, y, "classification", True, test=found.test, class_names=found.classes,
+                   recipe={"image_size": list(found.size), "channels": found.channels})
+
+
 def _csv(spec: DatasetSpec, root: Path | None, download: bool) -> RawData:
     from tunecli.trainer.csv_table import read_csv
 
@@ -248,6 +260,7 @@ DATASETS: dict[str, Callable[[DatasetSpec, Path | None, bool], RawData]] = {
     "mnist": _image_set("MNIST", "MNIST", "MNIST/raw"),
     "fashion-mnist": _image_set("FashionMNIST", "FashionMNIST", "FashionMNIST/raw"),
     "cifar10": _image_set("CIFAR10", "cifar-10-batches-py", "cifar-10-batches-py"),
+    "image-folder": _image_folder,
     "csv": _csv,
     "csv-sequence": _csv_sequence,
     "tensors": _tensors,

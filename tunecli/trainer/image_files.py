@@ -1,5 +1,6 @@
-"""The image data sets' original files, read directly: MNIST-family IDX files (raw or ``.gz``)
-and CIFAR-10's python pickles, decoded once into ``.npy`` arrays that later processes map.
+"""The image data sets' original files, read directly: MNIST-family IDX files (raw or ``.gz``),
+CIFAR-10's python pickles and folders of PNG/JPEG files (one folder per class, torchvision's
+``ImageFolder`` layout), decoded once into ``.npy`` arrays that later processes map.
 
 torchvision's dataset classes would do the reading, but importing torchvision pulls in its
 model zoo and ``torch._dynamo`` (about 2.4 s), and decoding the IDX files again costs about
@@ -16,11 +17,15 @@ import os
 import pickle
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cache_root", "read_cifar10", "read_idx", "read_mnist_family"]
+from tunecli.errors import SpecError
+
+__all__ = ["IMAGE_SUFFIXES", "FolderImages", "cache_root", "image_array", "image_paths",
+           "read_cifar10", "read_idx", "read_image_folder", "read_mnist_family"]
 
 Split = tuple[np.ndarray, np.ndarray]   # images (N, C, H, W) uint8, labels (N,) int64
 _IDX_TYPES = {0x08: np.uint8}
@@ -103,3 +108,124 @@ def read_cifar10(folder: Path) -> tuple[Split, Split] | None:
 
     return (_cached(train, "cifar10-train", batches(train)),
             _cached(test, "cifar10-test", batches(test)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders of image files
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
+                  ".pgm")
+# Modes with one channel: a folder of only these is read as grey, any other as RGB.
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+@dataclass
+class FolderImages:
+    """A folder's images at one size, uint8 ``[N, C, H, W]``, and its classes (folder names)."""
+
+    train: Split
+    test: Split | None        # a ``test/`` folder beside ``train/``
+    classes: list[str]
+    size: tuple[int, int]     # height, width
+    channels: int
+
+
+def image_paths(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, by name (hidden files and others left out)."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_array(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """One image file as the model takes it: ``channels`` (1 grey, 3 RGB) at ``size``
+    (height, width), uint8 ``[C, H, W]``. Training and ``predict`` both read images here, so a
+    saved model sees new files exactly as it saw its training files."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("L" if channels == 1 else "RGB")
+        if image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        pixels = np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for a damaged file
+        raise SpecError(f"{path} cannot be read as an image ({exc})", source=str(path),
+                        fix="Replace or remove the file.") from None
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def read_image_folder(root: Path, size: tuple[int, int] | None) -> FolderImages:
+    """``root/CLASS/*.png`` (or ``root/train/CLASS/...`` with ``root/test/CLASS/...``) at
+    ``size``; without one every image must already share its size."""
+    from PIL import Image
+
+    if not root.is_dir():
+        raise SpecError(f"{root} is not a folder", path="trainer.dataset.path",
+                        fix="Give a folder with one subfolder of images per class.")
+    parts = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    train_dir, test_dir = (root / "train", root / "test") if parts == {"train", "test"} \
+        else (root, None)
+    classes = _classes(train_dir)
+    files = {name: image_paths(train_dir / name) for name in classes}
+    test_files = {name: image_paths(test_dir / name) if (test_dir / name).is_dir() else []
+                  for name in classes} if test_dir else {}
+    if test_dir is not None:
+        extra = sorted(set(_classes(test_dir)) - set(classes))
+        if extra:
+            raise SpecError(f"{test_dir} has classes that {train_dir} lacks: "
+                            f"{', '.join(extra[:5])}", path="trainer.dataset.path",
+                            fix="Give train/ a folder for every class of test/.")
+    every = [p for group in (*files.values(), *test_files.values()) for p in group]
+    modes, sizes = set(), set()
+    for path in every:  # headers only: cheap, and says how to read the files before decoding
+        try:
+            with Image.open(path) as image:
+                modes.add(image.mode)
+                sizes.add((image.height, image.width))
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise SpecError(f"{path} cannot be read as an image ({exc})",
+                            path="trainer.dataset.path", fix="Replace or remove the file.") \
+                from None
+    if size is None:
+        if len(sizes) > 1:
+            shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes)[:4])
+            raise SpecError(f"the images of {root} have {len(sizes)} sizes ({shown}"
+                            f"{', ...' if len(sizes) > 4 else ''})",
+                            path="trainer.dataset.size",
+                            fix="Add size: [HEIGHT, WIDTH] to resize every image, e.g. "
+                                "size: [64, 64].")
+        size = next(iter(sizes))
+    channels = 1 if modes <= set(_GREY_MODES) else 3
+
+    def decoded(groups: dict[str, list[Path]], part: str) -> Split:
+        paths = [p for name in classes for p in groups.get(name, [])]
+
+        def decode() -> Split:
+            x = np.stack([image_array(p, size, channels) for p in paths]) if paths else \
+                np.zeros((0, channels, *size), dtype=np.uint8)
+            y = np.array([i for i, name in enumerate(classes) for _ in groups.get(name, [])],
+                         dtype=np.int64)
+            return x, y
+        return _cached(paths, f"folder-{part}-{channels}x{size[0]}x{size[1]}", decode)
+
+    test = decoded(test_files, "test") if test_dir is not None else None
+    return FolderImages(decoded(files, "train"), test, classes, size, channels)
+
+
+def _classes(folder: Path) -> list[str]:
+    """The class folders of ``folder``: each holds images; two at least."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    empty = [name for name in names if not image_paths(folder / name)]
+    if empty:
+        raise SpecError(f"{folder / empty[0]} holds no image files "
+                        f"({', '.join(IMAGE_SUFFIXES[:4])}, ...)", path="trainer.dataset.path",
+                        fix="Put the class's images in it, or remove the folder.")
+    if len(names) < 2:
+        loose = image_paths(folder)
+        raise SpecError(f"{folder} has {len(names)} class folder{'s' * (len(names) != 1)}"
+                        + (f" and {len(loose)} loose images" if loose else ""),
+                        path="trainer.dataset.path",
+                        fix="Put each class's images in a folder named for it: "
+                            f"{folder}/cat/1.png, {folder}/dog/1.png, ...")
+    return names

@@ -4,7 +4,9 @@ A CSV model reads CSV rows (a file, or ``-`` for standard input) with the traini
 columns; the target column may be there (then the rows can be scored). Any other model reads
 ``.npz`` (arrays ``x``, optionally ``y``) or ``.pt`` (a dict with ``x``, optionally ``y``),
 an MNIST-family IDX images file (its labels file beside it is read too), or a CIFAR-10 batch
-file. Examples are checked against the shape the model takes before anything runs.
+file. A model trained on an image folder also reads image files: one file, a folder of them, or
+a folder of class folders (the classes are then the targets), each resized as in training.
+Examples are checked against the shape the model takes before anything runs.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def read(source: str, pipeline: dict[str, Any]) -> NewInputs:
         raise SpecError("standard input is read as CSV, and this model was not trained on a "
                         "CSV", source="INPUT", fix=_kinds(pipeline))
     path = Path(source)
+    if pipeline.get("image_size") and (path.is_dir() or _is_image(path)):
+        return _image_files(path, pipeline)
     if not path.is_file():
         raise SpecError(f"{source} is not a file", source="INPUT", fix=_kinds(pipeline))
     x, y = _arrays(path, pipeline)
@@ -52,8 +56,48 @@ def read(source: str, pipeline: dict[str, Any]) -> NewInputs:
 
 
 def _kinds(pipeline: dict[str, Any]) -> str:
-    return ("Give a .npz or .pt file with x (and y to score), an IDX images file, or a "
-            f"CIFAR-10 batch; examples shaped {pipeline['raw_shape']}.")
+    images = ("an image file, a folder of them (or of class folders, to score), "
+              if pipeline.get("image_size") else "")
+    return (f"Give {images}a .npz or .pt file with x (and y to score), an IDX images file, or "
+            f"a CIFAR-10 batch; examples shaped {pipeline['raw_shape']}.")
+
+
+def _is_image(path: Path) -> bool:
+    from tunecli.trainer.image_files import IMAGE_SUFFIXES
+
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _image_files(path: Path, pipeline: dict[str, Any]) -> NewInputs:
+    """One image file, a folder of them, or a folder of class folders (the targets)."""
+    from tunecli.trainer.image_files import image_array, image_paths
+
+    size = (int(pipeline["image_size"][0]), int(pipeline["image_size"][1]))
+    channels = int(pipeline["channels"])
+    if not path.exists():
+        raise SpecError(f"{path} does not exist", source="INPUT", fix=_kinds(pipeline))
+    files = [path] if path.is_file() else image_paths(path)
+    targets: list[int] | None = None
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if path.is_dir() else []
+    if folders:
+        if files:
+            raise SpecError(f"{path} holds both class folders and {len(files)} loose images",
+                            source="INPUT", fix="Give a folder of images, or one of class "
+                                                "folders (to score), not both.")
+        classes = list(pipeline.get("classes") or [])
+        unknown = [f.name for f in folders if f.name not in classes]
+        if unknown:
+            raise SpecError(f"{path / unknown[0]} is not a class the model knows",
+                            source="INPUT", fix=f"Classes: {', '.join(classes[:12])}.")
+        found = [(p, classes.index(f.name)) for f in folders for p in image_paths(f)]
+        files, targets = [p for p, _ in found], [c for _, c in found]
+    if not files:
+        raise SpecError(f"{path} holds no image files", source="INPUT", fix=_kinds(pipeline))
+    x = np.stack([image_array(p, size, channels) for p in files]).astype(np.float32)
+    base = path if path.is_dir() else path.parent
+    return NewInputs(x, np.array(targets, dtype=np.int64) if targets is not None else None,
+                     [p.relative_to(base).as_posix() for p in files])
 
 
 def _csv(source: str, pipeline: dict[str, Any]) -> NewInputs:
@@ -171,7 +215,8 @@ def _shaped(x: np.ndarray, pipeline: dict[str, Any], source: str) -> np.ndarray:
     """``x`` as ``[N, *raw_shape]``: the same shape, or the same values per example laid out
     flat (digits as 64 values, MNIST as 28x28)."""
     want = tuple(pipeline["raw_shape"])
-    if x.ndim >= 1 and tuple(x.shape[1:]) != want:
+    resized = bool(pipeline.get("image_size")) and x.ndim == 4 and x.shape[1] == want[0]
+    if x.ndim >= 1 and tuple(x.shape[1:]) != want and not resized:  # the model resizes images
         if x.ndim >= 2 and math.prod(x.shape[1:]) == math.prod(want):
             x = x.reshape(len(x), *want)
         else:

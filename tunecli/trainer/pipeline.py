@@ -6,6 +6,8 @@ and std normalise). ``describe`` writes every step down when the model is saved,
 ``PipelinedModel`` applies them, so a loaded or exported model takes what the data files hold:
 
 - images: pixels as stored (MNIST-family and CIFAR-10 bytes 0-255, digits 0-16), ``[N, C, H, W]``;
+  an image folder's model records the size and channels its files were read at
+  (``image_files.image_array`` reads new files so), and resizes a batch of another size;
 - a CSV: ``[N, columns]`` in the training file's column order (``csv_table.read_new_rows``
   makes it from text), numbers as they are, a missing number as NaN, a categorical cell as
   the index of its level (``pipeline["categorical"]``); a csv-sequence model takes
@@ -41,6 +43,8 @@ def describe(bundle: Any) -> dict[str, Any]:
         "outputs": int(bundle.n_outputs),
         "raw_shape": raw_shape(recipe, bundle.input_shape),
         "divide_by": float(recipe.get("divide_by", 1.0)),
+        "image_size": recipe.get("image_size"),
+        "channels": recipe.get("channels"),
         "as_sequence": bool(recipe.get("as_sequence", False)),
         "columns": recipe.get("columns"),
         "categorical": recipe.get("categorical") or {},
@@ -110,6 +114,7 @@ class PipelinedModel(nn.Module):
         self.unknown_steps = []
         self.classification = pipeline["task"] == "classification"
         self.divide_by = float(pipeline["divide_by"])
+        self.image_size = [int(n) for n in pipeline.get("image_size") or []]
         self.as_sequence = bool(pipeline["as_sequence"])
         self.target_mean = float(pipeline["target_mean"])
         self.target_std = float(pipeline["target_std"])
@@ -129,6 +134,9 @@ class PipelinedModel(nn.Module):
         x = raw.to(torch.float32)
         if self.levels:
             x = self._columns(x)
+        if self.image_size and list(x.shape[-2:]) != self.image_size:
+            x = nn.functional.interpolate(x, size=self.image_size, mode="bilinear",
+                                          antialias=True, align_corners=False)
         if self.divide_by != 1.0:
             x = x / self.divide_by
         if self.as_sequence:  # images read row by row: [N, C, H, W] -> [N, H, W * C]
