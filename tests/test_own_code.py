@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -22,8 +23,13 @@ PROGRAM = textwrap.dedent('''\
     folder = os.environ["TUNECLI_TRIAL_DIR"]
     with open(os.path.join(folder, "resume-" + os.environ["TUNECLI_TRIAL"]), "w") as f:
         f.write(os.environ["TUNECLI_RESUME_EPOCH"])
-    with open("cuda-" + os.environ["TUNECLI_TRIAL"], "w") as f:
+    with open(".cuda", "w") as f:  # then renamed: a reader never sees half a file
         f.write(f"{os.getppid()} {os.environ.get('CUDA_VISIBLE_DEVICES', '-')}")
+    os.replace(".cuda", "cuda-" + os.environ["TUNECLI_TRIAL"])
+    if mode == "meet":  # hold until three processes train a trial each
+        while len({open(f).read().split()[0] for f in os.listdir(".")
+                   if f.startswith("cuda-")}) < 3:
+            time.sleep(0.05)
     if mode == "fail":
         print("the data file is missing", file=sys.stderr)
         sys.exit(1)
@@ -291,3 +297,62 @@ def test_several_objectives_take_the_metrics_your_code_reports(cli, tmp_path: Pa
     for trial in stored(name="own"):
         accuracy, loss = trial.values
         assert loss == pytest.approx(1 - accuracy)
+
+
+def test_constraints_bound_the_metrics_your_code_reports(cli, tmp_path: Path) -> None:
+    study = _study(tmp_path)
+    study.write_text(study.read_text() + "constraints:\n  - val_loss <= 0.026\n")
+    result = cli("search", study, "--enqueue", _bad_first(tmp_path, lr=0.011))
+    assert result.exit_code == 0, result.output
+    trials = {t.number: t for t in stored(name="own")}
+    met, broken = trials[0].system_attrs, trials[2].system_attrs  # lr 0.01, 0.011
+    assert met["constraints:val_loss <= 0.026"] <= 0 < broken["constraints:val_loss <= 0.026"]
+
+    study.write_text(study.read_text().replace("val_loss <= 0.026", "val_f1 >= 0.5")
+                     .replace("name: own", "name: own2"))
+    result = cli("search", study, "--n-trials", "1")
+    assert result.exit_code == 1
+    assert ("it reported val_accuracy, val_loss but not 'val_f1', bound by the constraint "
+            "'val_f1 >= 0.5'") in result.output
+
+
+@pytest.mark.slow
+def test_a_search_and_two_workers_behind_serve_run_command_trials_to_the_budget(
+        tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    from tests.test_cluster import _free_port, _serve
+
+    study = _study(tmp_path, "meet", **{"n_trials: 4": "n_trials: 6"})
+    port = _free_port()
+    server = _serve(f"sqlite:///{tmp_path / 'tunecli.db'}", port, subprocess_env)
+    proxy = f"grpc://127.0.0.1:{port}"
+    try:  # the workers wait for the study; the search creates it and trains beside them
+        processes = [subprocess.Popen([*tunecli_command(), *command], env=subprocess_env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                     for command in (["worker", "own", "--storage", proxy, "--wait", "5m"],
+                                     ["worker", "own", "--storage", proxy, "--wait", "5m"],
+                                     ["search", str(study), "--storage", proxy])]
+        outputs = [(p.wait(timeout=600), p.stdout.read() if p.stdout else "")
+                   for p in processes]
+        assert all(code == 0 for code, _ in outputs), outputs
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    trials = stored(name="own")
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 6
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    assert len({t.user_attrs.get("worker") for t in trials}) == 3
+    assert all(Path(t.user_attrs["log_file"]).is_file() for t in trials)
+
+
+def test_a_command_study_runs_without_importing_torch(tmp_path: Path,
+                                                      subprocess_env: dict[str, str]) -> None:
+    """A program that may not use torch does not pay its import (a second of every start)."""
+    study = _study(tmp_path)
+    check = ("import sys\nfrom tunecli.cli import main\nsys.argv = ['tunecli', 'search', "
+             f"{str(study)!r}]\ntry:\n    main()\nfinally:\n"
+             "    print('torch imported:', 'torch' in sys.modules)\n")
+    ran = subprocess.run([sys.executable, "-c", check], env=subprocess_env, capture_output=True,
+                         text=True, timeout=600)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "torch imported: False" in ran.stdout
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in stored(name="own")) == 4

@@ -106,14 +106,9 @@ class RunnerKit:
         return self._scratch_folder
 
     def device(self) -> str:
-        """The device a trial is given: ``trainer.device``, ``auto`` resolved once."""
+        """The device your code's trial is given: ``trainer.device``, ``auto`` resolved once."""
         if self._device is None:
-            wanted = self.spec.trainer.device
-            if wanted == "auto":
-                from tunecli.trainer.loop import resolve_device  # torch, once per run
-
-                wanted = str(resolve_device(wanted))
-            self._device = wanted
+            self._device = own_code_device(self.spec.trainer.device)
         return self._device
 
     def begin(self, trial: optuna.Trial) -> None:
@@ -149,3 +144,23 @@ class RunnerKit:
 def _configuration(trial: optuna.Trial | FrozenTrial) -> str:
     """A configuration's name on disk: its first trial's (a retry continues its files)."""
     return f"trial-{trial.user_attrs.get(attrs.RETRY_OF, trial.number)}"
+
+
+def own_code_device(wanted: str) -> str:
+    """``trainer.device`` for your own code: ``auto`` is cuda when this machine shows a GPU,
+    asked of the driver's files rather than torch (a command's program may not use torch,
+    and importing it costs a second of every start), unless torch is already loaded."""
+    import os
+    import sys
+
+    if wanted != "auto":
+        return wanted
+    if "torch" in sys.modules:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+        return "cpu"
+    gpus = Path("/proc/driver/nvidia/gpus")
+    shown = (gpus.is_dir() and any(gpus.iterdir())) or Path("/dev/kfd").exists()  # ROCm
+    return "cuda" if shown else "cpu"

@@ -33,12 +33,12 @@ def preflight(spec: StudySpec, data_root: str | None, source: str) -> dict[str, 
 
     Returns what was loaded (for ``validate``'s summary).
     """
-    from tunecli.engine.strategy import space
-    from tunecli.trainer import loop, models
-
     check_engine(spec, source)
     if spec.trainer.kind != "builtin":
         return _own_code(spec, source)
+    from tunecli.engine.strategy import space
+    from tunecli.trainer import loop, models  # torch: your own code's trials go without it
+
     try:
         device, bundle = loop.prepare(spec.trainer, spec.metric, spec.base_dir, data_root)
         _check_augmentation(spec, bundle.is_image, bundle.task)

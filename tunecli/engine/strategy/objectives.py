@@ -95,10 +95,12 @@ def before_training(trial: optuna.Trial, spec: StudySpec, params: dict[str, Any]
 
 
 def values_after_training(trial: optuna.Trial, spec: StudySpec, value: float,
-                          measures: dict[str, float], train_seconds: float
-                          ) -> float | list[float]:
-    """The trial's objective values; the constraints known only now are set."""
-    known = {**measures, "train_seconds": train_seconds, spec.metric: value}
+                          measures: dict[str, float], train_seconds: float,
+                          reported: dict[str, float] | None = None) -> float | list[float]:
+    """The trial's objective values; the constraints known only now are set. ``measures``
+    were taken before training (their constraints are set); ``reported`` are the metrics your
+    own code gave."""
+    known = {**(reported or {}), **measures, "train_seconds": train_seconds, spec.metric: value}
     for constraint in spec.parsed_constraints():
         if constraint.name not in measures:  # checked before training otherwise
             trial.set_constraint(str(constraint), constraint.violation(known[constraint.name]))

@@ -21,7 +21,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tunecli.engine.search.kit import Finish, Member, Refill, Runner, RunnerKit, one_by_one
+from tunecli.engine.search.kit import (
+    Finish,
+    Member,
+    Refill,
+    Runner,
+    RunnerKit,
+    one_by_one,
+    own_code_device,
+)
 from tunecli.engine.search.runners import command, function, group, lone
 
 if TYPE_CHECKING:
@@ -48,6 +56,9 @@ def runner_for(kit: RunnerKit, members: list[Member], refilled: bool) -> Runner:
 
 
 def device_type(spec: StudySpec) -> str:
+    """The kind of device trials train on (your own code's told without importing torch)."""
+    if spec.trainer.kind != "builtin":
+        return own_code_device(spec.trainer.device).split(":")[0]
     from tunecli.trainer.loop import resolve_device  # torch: imported once a search runs
 
     return resolve_device(spec.trainer.device).type

@@ -197,11 +197,12 @@ class Grouping:
 
     def _joins(self, member: Member) -> bool:
         """Whether a trial asked for a refill can join the anchor's group."""
+        if self.anchor is None:  # no group (one at a time; your own code): torch not needed
+            return False
         from tunecli.trainer.fusable import group_key
 
         key = self._group_of(*member)
-        return self.anchor is not None and key is not None \
-            and key == group_key(self.kit.spec.trainer, self.anchor)
+        return key is not None and key == group_key(self.kit.spec.trainer, self.anchor)
 
     def _group_of(self, trial: optuna.Trial, params: dict[str, Any]) -> Any:
         """The group ``trial`` can train in (``group_key``), or None: it trains alone (a retry

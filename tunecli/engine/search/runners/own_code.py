@@ -87,9 +87,10 @@ class OwnTrial:
         if self.stopped is not None:
             raise self.stopped
         known = {**self.last, **(final or {})}
-        if self.metric not in known:
-            raise TrialFailed(_no_metric(self.metric, known))
         trial, spec = self._trial, kit.spec
+        for name, role in _needed(spec).items():
+            if name not in known:
+                raise TrialFailed(_no_metric(name, known, role=role))
         epochs = len(self._reporter.history)
         trial.set_user_attr(attrs.EPOCHS_RUN, self.resume_epoch + epochs)
         trial.set_user_attr(attrs.TRAIN_SECONDS, round(self.seconds, 3))
@@ -98,9 +99,9 @@ class OwnTrial:
             best = (max if spec.direction == "maximize" else min)(
                 self._reporter.history, key=lambda row: row[self.metric])
             trial.set_user_attr(attrs.BEST_EPOCH, int(best["epoch"]))
-        return objectives.values_after_training(trial, spec, float(known[self.metric]),
-                                                {k: float(v) for k, v in known.items()},
-                                                self.seconds)
+        return objectives.values_after_training(trial, spec, float(known[self.metric]), {},
+                                                self.seconds,
+                                                {k: float(v) for k, v in known.items()})
 
     def store_history(self) -> None:
         if self._reporter.history:
@@ -151,9 +152,22 @@ def _numbers(epoch: Any, metrics: dict[str, Any], metric: str) -> dict[str, floa
     return values
 
 
-def _no_metric(metric: str, reported: dict[str, Any], epoch: Any = None) -> str:
+def _needed(spec: Any) -> dict[str, str]:
+    """The metrics a finished trial must have given, each with what the study uses it for
+    (``train_seconds`` is measured here)."""
+    needed = {spec.metric: "the metric the study ranks by"}
+    for name in spec.objective_names[1:]:
+        needed.setdefault(name, "an objective of the study")
+    for constraint in spec.parsed_constraints():
+        needed.setdefault(constraint.name, f"bound by the constraint '{constraint}'")
+    needed.pop(attrs.TRAIN_SECONDS, None)
+    return needed
+
+
+def _no_metric(metric: str, reported: dict[str, Any], epoch: Any = None,
+               role: str = "the metric the study ranks by") -> str:
     where = f"epoch {epoch} reported" if epoch is not None else "it reported"
     got = ", ".join(sorted(reported)) or "no metric"
-    return (f"{where} {got} but not {metric!r}, the metric the study ranks by: report it "
+    return (f"{where} {got} but not {metric!r}, {role}: report it "
             f"(trial.report(epoch, {metric}=...) or a JSON line {{\"epoch\": 1, "
-            f"\"{metric}\": ...}}), or set metric: to one of those")
+            f"\"{metric}\": ...}}), or name one of those in the study file")
