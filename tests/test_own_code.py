@@ -291,12 +291,18 @@ def test_several_objectives_take_the_metrics_your_code_reports(cli, tmp_path: Pa
     study = _study(tmp_path)
     study.write_text(study.read_text().replace(
         "metric: val_accuracy\n", "objectives:\n  - {metric: val_accuracy, direction: maximize}\n"
-                                  "  - {metric: val_loss, direction: minimize}\n"))
-    result = cli("search", study, "--n-trials", "3")
+                                  "  - {metric: val_loss, direction: minimize}\n")
+                     .replace("[0.001, 0.02]", "[0.001, 0.7]"))
+    result = cli("search", study, "--n-trials", "3", "--enqueue", _bad_first(tmp_path))
     assert result.exit_code == 0, result.output
-    for trial in stored(name="own"):
+    good, also_good, bad = stored(name="own")
+    for trial in (good, also_good):
         accuracy, loss = trial.values
         assert loss == pytest.approx(1 - accuracy)
+    # More accurate with a lower loss after one epoch: the third trial is dominated, and stopped
+    assert bad.state.name == "PRUNED" and bad.user_attrs["epochs_done"] == 1
+    assert sorted(bad.user_attrs["pruned_by"]) == [good.number, also_good.number]
+    assert _gone(bad.user_attrs["pid"])
 
 
 def test_constraints_bound_the_metrics_your_code_reports(cli, tmp_path: Path) -> None:

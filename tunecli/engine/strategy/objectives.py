@@ -1,7 +1,8 @@
 """Several objectives and constraints: accuracy against size and speed.
 
 A multi-objective study (``objectives:``) trains on its first objective, a per-epoch metric;
-the others are measures of the model (``trainer/measures.py``). Constraints go to Optuna
+the others are measures of the model (``trainer/measures.py``), or, for your own training code,
+metrics it reports. Constraints go to Optuna
 through ``trial.set_constraint``, so its samplers (TPE, GP, NSGA-II) steer away from
 infeasible regions and its Pareto front leaves such trials out.
 
@@ -10,9 +11,9 @@ infeasible regions and its Pareto front leaves such trials out.
   values and the reason, and costs no epoch.
 - Optuna cannot prune a multi-objective study (``Trial.report`` raises). tunecli prunes by
   dominance at the same epoch (``dominated_at``): a trial stops when enough finished trials
-  were, after as many epochs, more accurate while no larger or slower on every measure
-  objective. A trial on the front at that epoch is never stopped, so pruning only removes
-  trials that the front already beats.
+  were, after as many epochs, more accurate while no larger or slower on every other
+  objective (a reported metric: its best so far at that epoch). A trial on the front at that
+  epoch is never stopped, so pruning only removes trials that the front already beats.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _best_until(history: list[dict[str, float]], metric: str, epoch: int,
 def dominated_at(spec: StudySpec, trials: list[FrozenTrial], number: int, epoch: int,
                  history: list[dict[str, float]], measures: dict[str, float]) -> list[int]:
     """The finished trials that, after ``epoch`` epochs, were better on the first objective
-    than this trial's best so far and no worse on every measure objective (empty: keep on)."""
+    than this trial's best so far and no worse on every other objective (empty: keep on)."""
     minimize = spec.direction == "minimize"
     mine = _best_until(history, spec.metric, epoch, minimize)
     if mine is None:
@@ -143,12 +144,26 @@ def dominated_at(spec: StudySpec, trials: list[FrozenTrial], number: int, epoch:
         if not (theirs < mine if minimize else theirs > mine):
             continue
         their_measures = t.user_attrs.get(MEASURES_ATTR) or {}
-        if all(name in their_measures and name in measures
-               and (their_measures[name] <= measures[name] if direction == "minimize"
-                    else their_measures[name] >= measures[name])
+        if all(_no_worse(_value_at(name, direction, their_history, their_measures, epoch),
+                         _value_at(name, direction, history, measures, epoch), direction)
                for name, direction in others):
             found.append(t.number)
     return found
+
+
+def _value_at(name: str, direction: str, history: list[dict[str, float]],
+              measures: dict[str, float], epoch: int) -> float | None:
+    """An objective after the first at ``epoch``: a measure of the model, or a metric your own
+    code reports (its best so far)."""
+    if name in measures:
+        return measures[name]
+    return _best_until(history, name, epoch, direction == "minimize")
+
+
+def _no_worse(theirs: float | None, mine: float | None, direction: str) -> bool:
+    if theirs is None or mine is None:
+        return False
+    return theirs <= mine if direction == "minimize" else theirs >= mine
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
