@@ -26,7 +26,7 @@ from tests.conftest import (
     tunecli_command,
     wait_for_file,
 )
-from tunecli import api
+from tunecli import api, attrs
 from tunecli.engine.store.proxy import PROXY_THREADS
 
 pytestmark = pytest.mark.slow
@@ -276,3 +276,48 @@ def test_a_second_serve_on_a_taken_port_is_refused(tmp_path: Path, subprocess_en
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
+
+
+def test_a_dead_machines_trial_is_retried_by_another_without_resume(write_study,
+                                                                     subprocess_env) -> None:
+    """Two workers that present themselves as different machines (TUNECLI_HOST), behind
+    serve: one is killed with SIGKILL mid-trial; the other sees that trial's lease stop and
+    retries it from its checkpoint, and the study ends exact with nothing left running."""
+    port = _free_port()
+    server = _serve(f"sqlite:///{Path.cwd() / 'tunecli.db'}", port, subprocess_env)
+    proxy = f"grpc://127.0.0.1:{port}"
+    gate = Path.cwd() / "gate"
+    study = write_study(gated(TINY_STUDY.replace("n_trials: 6", "n_trials: 4")
+                              .replace("n_samples: 300", "n_samples: 4000")
+                              .replace("epochs: 3", "epochs: 4")
+                              .replace("type: median,", "type: none,")))
+    # the second trial to train stops at batch 40 (after two epochs of 19 batches) and waits
+    env = gate_env({**subprocess_env, "TUNECLI_LEASE_EVERY": "1"}, gate, hold_index=1,
+                   hold_at=40)
+    try:
+        api.open_for_search(study, {}, storage=proxy)
+        workers = [subprocess.Popen([*tunecli_command(), "worker", "tiny", "--storage", proxy],
+                                    env={**env, "TUNECLI_HOST": f"machine-{name}"},
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                   for name in "ab"]
+        wait_for_file(gate / "held-1", workers[0] if workers[0].poll() is None else workers[1])
+        victim_pid = int((gate / "held-1").read_text())
+        victim = next(w for w in workers if w.pid == victim_pid)
+        survivor = next(w for w in workers if w.pid != victim_pid)
+        victim.kill()
+        victim.wait(timeout=30)
+        code, out = _finish([survivor])[0]
+        assert code == 0, out
+        assert "waiting for 1 trial running elsewhere" in out
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    trials = optuna.load_study(study_name="tiny", storage="sqlite:///tunecli.db").get_trials()
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 4
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    lost = [t for t in trials if t.state.name == "FAIL"]
+    assert len(lost) == 1 and lost[0].user_attrs["fail_reason"] == attrs.LOST_LEASE
+    assert lost[0].user_attrs["worker"] == f"machine-{'ab'[workers.index(victim)]}:{victim_pid}"
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == lost[0].number]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
+    assert min(retry[0].intermediate_values) > 1  # continued after the checkpointed epochs

@@ -4,14 +4,16 @@ recovery built on it: if an Optuna release moves these internals, this fails, no
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tunecli import attrs
 from tunecli.engine.store import recovery
-from tunecli.engine.store.optuna_internals import set_trial_user_attr
+from tunecli.engine.store.optuna_internals import heartbeats, set_trial_user_attr
 
 
 def _storages(tmp_path: Path) -> dict[str, object]:
@@ -68,13 +70,12 @@ def test_heartbeats_keep_hand_asked_trials_alive(tmp_path: Path) -> None:
     """Fused trials are asked by hand; their heartbeat is recorded as optimize's would be (a
     row per trial in Optuna's heartbeat table), so another machine's stale-trial sweep can
     tell they still run."""
-    import time
     import warnings
 
     import sqlalchemy
     from optuna.storages._rdb import models
 
-    from tunecli.engine.store.optuna_internals import ask, heartbeats
+    from tunecli.engine.store.optuna_internals import ask
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}",
                                          heartbeat_interval=60, grace_period=120)
@@ -88,7 +89,7 @@ def test_heartbeats_keep_hand_asked_trials_alive(tmp_path: Path) -> None:
             rows = session.execute(sqlalchemy.select(models.TrialHeartbeatModel.trial_id))
             return {row[0] for row in rows}
 
-    with heartbeats(study, lambda: trials):
+    with heartbeats(study, lambda: trials, 60):
         deadline = time.time() + 60
         while beating() != {t._trial_id for t in trials}:
             assert time.time() < deadline, "no heartbeat was recorded"
@@ -208,3 +209,48 @@ def test_an_untested_optuna_switches_the_internals_off_and_says_so_once(
     study = optuna.create_study(storage=storage)  # Optuna's own cache, working as ever
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
     assert len(study.trials) == 3
+
+
+def test_a_storage_without_heartbeats_gets_a_lease_renewed_while_the_block_runs() -> None:
+    """Optuna's storage proxy has no heartbeat: the open trials' lease count goes up instead."""
+    study = optuna.create_study()  # in memory: no heartbeat either
+    trials = [study.ask(), study.ask()]
+
+    def beats() -> list[int]:
+        return [t.system_attrs.get(attrs.LEASE, {}).get("beat", -1) for t in study.get_trials()]
+
+    with heartbeats(study, lambda: trials, 0.01):
+        deadline = time.time() + 60
+        while min(beats()) < 2:
+            assert time.time() < deadline, f"the lease was not renewed: {beats()}"
+            time.sleep(0.01)
+    assert study.get_trials()[0].system_attrs[attrs.LEASE]["every"] == 0.01
+
+
+def test_a_lease_unchanged_for_six_renewals_on_this_clock_is_lost_and_retried(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a lease that stops changing counts, measured on this process's clock (another
+    machine's clock may be anything); this process's own trials are never reaped by it."""
+    now = [1000.0]
+    monkeypatch.setattr(recovery.time, "monotonic", lambda: now[0])
+    study = optuna.create_study(study_name="leases")
+    theirs, renewing, mine = study.ask(), study.ask(), study.ask()
+    for trial, worker in ((theirs, "machine-b:7"), (renewing, "machine-c:8"),
+                          (mine, recovery.worker_id())):
+        trial.set_user_attr("worker", worker)
+        trial.storage.set_trial_system_attr(trial._trial_id, attrs.LEASE,
+                                            {"beat": 0, "every": 10.0})
+    assert recovery.reap_lost_trials(study) == 0  # first seen now
+    for beat in range(1, 7):
+        now[0] += 10.0
+        renewing.storage.set_trial_system_attr(renewing._trial_id, attrs.LEASE,
+                                               {"beat": beat, "every": 10.0})
+        assert recovery.reap_lost_trials(study) == 0  # 60 s unchanged is not yet past 60 s
+    now[0] += 1.0
+    assert recovery.reap_lost_trials(study) == 1
+    trials = study.get_trials()
+    assert [t.state for t in trials[:3]] == [TrialState.FAIL, TrialState.RUNNING,
+                                             TrialState.RUNNING]
+    assert trials[0].user_attrs["fail_reason"] == attrs.LOST_LEASE
+    assert trials[3].state == TrialState.WAITING and trials[3].user_attrs["replaces"] == 0
+    assert recovery.leased_elsewhere(study.get_trials()) == 1  # renewing; mine is not counted

@@ -22,7 +22,9 @@ __all__ = [
     "HISTORY",
     "INFEASIBLE",
     "INTERRUPTED",
+    "LEASE",
     "LOG_FILE",
+    "LOST_LEASE",
     "LOST_REASONS",
     "LOST_WORKER",
     "MEASURES",
@@ -70,6 +72,9 @@ MEASURES = "measures"                # params, FLOPs, latency measured before tr
 INFEASIBLE = "infeasible"            # broke a constraint before training: why
 PRUNED_BY = "pruned_by"              # multi-objective pruning: the trials that dominated it
 
+# A trial's system attributes
+LEASE = "tunecli:lease"              # {"beat": n, "every": s}: renewed while it trains
+
 # A study's user attributes
 STUDY_METRIC = "tunecli:metric"
 GRID_QUEUED = "tunecli:grid_queued"  # the grid's points are in the queue
@@ -78,4 +83,5 @@ GRID_QUEUED = "tunecli:grid_queued"  # the grid's points are in the queue
 INTERRUPTED = "interrupted"
 TIME_LIMIT = "interrupted: the time limit was reached"
 LOST_WORKER = "lost: its worker process ended"
+LOST_LEASE = "lost: its machine stopped renewing the trial's lease"
 LOST_REASONS = ("lost", INTERRUPTED)

@@ -11,6 +11,7 @@ limit and the failure limit are counted in ``budget``.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,15 @@ from tunecli.engine.search.signals import StopSignals
 from tunecli.engine.search.studies import best_trial
 from tunecli.engine.store import optuna_internals
 from tunecli.engine.store import storage as storage_module
-from tunecli.engine.store.recovery import count_trials, is_lost, queue_retries, reap_lost_trials
+from tunecli.engine.store.recovery import (
+    LAPSE_BEATS,
+    LEASE_EVERY,
+    count_trials,
+    is_lost,
+    leased_elsewhere,
+    queue_retries,
+    reap_lost_trials,
+)
 from tunecli.engine.store.storage import quiet_optuna
 from tunecli.engine.strategy import samplers, space
 from tunecli.engine.strategy.objectives import primary
@@ -158,6 +167,7 @@ class _Search:
         # 8 of 10 exploratory trials to one structure measurably slowed the search down).
         self.startup = samplers.startup_trials(self.spec)
         self.said_too_large = False
+        self.said_waiting = False
         for line in runners.plan_lines(self.spec, self.plan, self.startup):
             say(line)
 
@@ -170,12 +180,31 @@ class _Search:
             trials = self.study.get_trials(deepcopy=False)
             self._show(trials)
             stopped_by = self.kit.budget.reason_to_stop(self.study, trials)
+            if stopped_by == "elsewhere" and leased_elsewhere(trials):
+                if self._wait_for_others(leased_elsewhere(trials)):
+                    return "interrupted"
+                continue
             if stopped_by:
                 return stopped_by
             try:
                 _Round(self, self._round_size()).run()
             except KeyboardInterrupt:
                 return "interrupted"
+
+    def _wait_for_others(self, running: int) -> bool:
+        """The last trials run in other processes that renew leases: wait a renewal's time
+        (whether a signal came), so a machine that dies has its trial retried here."""
+        if not self.said_waiting:
+            self.said_waiting = True
+            self.say(f"waiting for {running} trial{'s' * (running != 1)} running elsewhere: "
+                     f"one whose machine stops renewing its lease for "
+                     f"{LAPSE_BEATS * LEASE_EVERY:.0f} s is retried here")
+        deadline = time.monotonic() + LEASE_EVERY / 2
+        while time.monotonic() < deadline:
+            if self.kit.signals.requested:
+                return True
+            time.sleep(0.1)
+        return False
 
     def _show(self, trials: list[FrozenTrial]) -> None:
         """The counts, the best so far and the epochs spent, in the live view."""
@@ -227,7 +256,7 @@ class _Round:
             optuna.storages.fail_stale_trials(self.study)  # as study.optimize does per trial
             members, later = self.grouping.ask_round(self.ask)
             with optuna_internals.heartbeats(
-                    self.study, lambda: list(self.open_trials.copy().values())):
+                    self.study, lambda: list(self.open_trials.copy().values()), LEASE_EVERY):
                 # The round's own members, then those a refill asked that could not join.
                 for asked in (members, later):
                     for trials in self.grouping.split(asked):

@@ -25,6 +25,7 @@ stay.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import warnings
@@ -37,6 +38,8 @@ from optuna.distributions import BaseDistribution
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._heartbeat import BaseHeartbeat as HeartbeatBase
 from optuna.trial import FrozenTrial, TrialState
+
+from tunecli import attrs
 
 __all__ = [
     "TESTED",
@@ -130,23 +133,37 @@ def ask(study: optuna.Study) -> optuna.Trial:
 
 
 @contextmanager
-def heartbeats(study: optuna.Study, trials: Callable[[], list[optuna.Trial]]) -> Iterator[None]:
-    """Record Optuna's heartbeat for ``trials()`` (the open ones) while the block runs, as
-    ``study.optimize`` does for its one trial, so another machine can tell they still run."""
+def heartbeats(study: optuna.Study, trials: Callable[[], list[optuna.Trial]],
+               lease_every: float) -> Iterator[None]:
+    """Keep ``trials()`` (the open ones) alive while the block runs, so another machine can
+    tell they still run: Optuna's heartbeat where the storage has one (as ``study.optimize``
+    records it for its one trial), else tunecli's lease (``attrs.LEASE``), a count renewed
+    every ``lease_every`` seconds (Optuna's storage proxy has no heartbeat)."""
     from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
     storage = study._storage
-    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
-        yield
-        return
-    interval = storage.get_heartbeat_interval()
-    assert interval is not None
+    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+        interval = float(storage.get_heartbeat_interval() or lease_every)
+
+        def renew(trial: optuna.Trial, beat: int) -> None:
+            storage.record_heartbeat(trial._trial_id)
+    else:
+        interval = lease_every
+
+        def renew(trial: optuna.Trial, beat: int) -> None:
+            # It may have finished meanwhile, or the storage be away: the next beat tries
+            # again (whether a lease lapsed is another process's call).
+            with contextlib.suppress(Exception):
+                storage.set_trial_system_attr(trial._trial_id, attrs.LEASE,
+                                              {"beat": beat, "every": lease_every})
     stop = threading.Event()
 
     def beat() -> None:
+        count = 0
         while True:
             for trial in trials():
-                storage.record_heartbeat(trial._trial_id)
+                renew(trial, count)
+            count += 1
             if stop.wait(interval):
                 return
 

@@ -8,13 +8,17 @@ configuration did fail (NaN loss, out of memory, an error in user code).
 
 Optuna only fails stale trials by heartbeat (RDB storages, after a grace period), and only when a
 worker starts its next trial; a process on the same machine can tell at once that a worker
-process is gone, because each trial stores its worker as ``host:pid``.
+process is gone, because each trial stores its worker as ``host:pid``. Through Optuna's storage
+proxy there is no heartbeat: a trial's process renews a lease instead (a count, every
+``LEASE_EVERY`` seconds), and any process of the study that sees a lease unchanged for
+``LAPSE_BEATS`` renewals, on its own clock (machines' clocks need not agree), retries the trial.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,11 +30,14 @@ from tunecli.engine.store.optuna_internals import set_trial_user_attr
 
 __all__ = [
     "HOST",
+    "LAPSE_BEATS",
+    "LEASE_EVERY",
     "MAX_RETRIES",
     "count_trials",
     "cut_waiting",
     "is_lost",
     "kind_of",
+    "leased_elsewhere",
     "pid_alive",
     "queue_retries",
     "reap_lost_trials",
@@ -38,7 +45,14 @@ __all__ = [
 ]
 
 MAX_RETRIES = 3
-HOST = socket.gethostname()
+# The machine a trial's worker names: the host name, or TUNECLI_HOST (containers that share a
+# host name but not their processes: a pid seen from one means nothing in the other).
+HOST = os.environ.get("TUNECLI_HOST") or socket.gethostname()
+LEASE_EVERY = float(os.environ.get("TUNECLI_LEASE_EVERY") or 10.0)  # seconds between renewals
+LAPSE_BEATS = 6  # a lease unchanged for this many renewals has lapsed: its machine is gone
+# The lease of each other process's trial as this process last saw it change: study and trial
+# -> (its count, this process's clock then).
+_LEASES_SEEN: dict[tuple[str, int], tuple[object, float]] = {}
 
 
 def worker_id() -> str:
@@ -91,15 +105,19 @@ def pid_alive(pid: int) -> bool:
 
 
 def reap_lost_trials(study: optuna.Study) -> int:
-    """Fail RUNNING trials whose worker process on this host is gone; queue their retries."""
+    """Fail RUNNING trials whose worker process on this host is gone, or whose lease lapsed on
+    another machine; queue their retries."""
     reaped = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    lapsed = {t.number for t in _lapsed(study.study_name, running)}
+    for trial in running:
         host, _, pid = str(trial.user_attrs.get(attrs.WORKER, "")).rpartition(":")
-        if host == HOST and pid.isdigit() and int(pid) != os.getpid() \
-                and not pid_alive(int(pid)):
+        gone = host == HOST and pid.isdigit() and int(pid) != os.getpid() \
+            and not pid_alive(int(pid))
+        if gone or trial.number in lapsed:
             try:
                 set_trial_user_attr(study, trial.number, attrs.FAIL_REASON,
-                                    attrs.LOST_WORKER)
+                                    attrs.LOST_WORKER if gone else attrs.LOST_LEASE)
                 study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 reaped += 1
             except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
@@ -107,6 +125,30 @@ def reap_lost_trials(study: optuna.Study) -> int:
     optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials of other hosts
     queue_retries(study)
     return reaped
+
+
+def leased_elsewhere(trials: Iterable[FrozenTrial]) -> int:
+    """Running trials of other processes that renew a lease: this process can tell if their
+    machine dies, so it waits for them rather than leave them unwatched."""
+    me = worker_id()
+    return sum(1 for t in trials if t.state == TrialState.RUNNING
+               and attrs.LEASE in t.system_attrs and t.user_attrs.get(attrs.WORKER) != me)
+
+
+def _lapsed(study_name: str, running: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials of other processes whose lease has not changed for ``LAPSE_BEATS`` renewals."""
+    now, me, found = time.monotonic(), worker_id(), []
+    for trial in running:
+        lease = trial.system_attrs.get(attrs.LEASE)
+        if not isinstance(lease, dict) or trial.user_attrs.get(attrs.WORKER) == me:
+            continue
+        key, beat = (study_name, trial.number), lease.get("beat")
+        seen = _LEASES_SEEN.get(key)
+        if seen is None or seen[0] != beat:
+            _LEASES_SEEN[key] = (beat, now)
+        elif now - seen[1] > LAPSE_BEATS * float(lease.get("every") or LEASE_EVERY):
+            found.append(trial)
+    return found
 
 
 def cut_waiting(trials: list[FrozenTrial]) -> int:
