@@ -321,3 +321,31 @@ def test_a_dead_machines_trial_is_retried_by_another_without_resume(write_study,
     retry = [t for t in trials if t.user_attrs.get("retry_of") == lost[0].number]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
     assert min(retry[0].intermediate_values) > 1  # continued after the checkpointed epochs
+
+
+def test_writes_whose_replies_are_lost_store_each_trial_once(write_study, postgres,
+                                                             subprocess_env) -> None:
+    """Connections dropped after two trials' creation committed (the first queued trial's and
+    an asked one's) and after a trial's final state committed, their replies never arriving:
+    the retries (tunecli's and Optuna's own) store no trial twice, and the study ends exact."""
+    from tests.lost_replies import LostReplies
+
+    created = (b"INSERT INTO trials ",)
+    finished = (b"UPDATE trials SET state=$1, datetime_complete", b"COMPLETE")
+    faults = LostReplies(postgres.port, [created, created, finished])
+    study = write_study(TINY_STUDY.replace("n_trials: 6", "n_trials: 4"))
+    try:
+        ran = subprocess.run([*tunecli_command(), "search", str(study), "--storage",
+                              faults.url(postgres.url)], env=subprocess_env,
+                             capture_output=True, text=True, timeout=600)
+    finally:
+        faults.close()
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert faults.dropped == [created, created, finished]
+    trials = optuna.load_study(study_name="tiny", storage=postgres.url).get_trials()
+    counted = [t for t in trials if not t.user_attrs.get("surplus")]
+    assert [t.state.name in ("COMPLETE", "PRUNED") for t in counted] == [True] * 4
+    assert len({tuple(sorted(t.params.items())) for t in counted}) == 4  # none trained twice
+    claims = [t.system_attrs.get(attrs.CLAIM) for t in counted]
+    assert None not in claims and len(set(claims)) == 4
+    assert all(t.state.name == "FAIL" and not t.params for t in trials if t not in counted)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import optuna
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from tunecli import attrs
 from tunecli.engine.store import storage
 from tunecli.errors import SpecError
 
@@ -86,3 +90,49 @@ def test_a_server_never_reached_fails_at_once(tmp_path: Path, monkeypatch) -> No
     with pytest.raises(SpecError, match="starting up"):
         storage.open_storage(url, heartbeat=False)
     assert len(calls) == 1
+
+
+class _LostReplies(optuna.storages.InMemoryStorage):
+    """A storage whose chosen writes land and then lose their reply once, as a connection
+    dropped between the commit and its answer; ``twice`` creates a trial twice, as a storage
+    that retried its own lost commit does."""
+
+    def __init__(self, lose: set[str], twice: bool = False) -> None:
+        super().__init__()
+        self.lose, self.twice = lose, twice
+
+    def _lost(self, name: str) -> None:
+        if name in self.lose:
+            self.lose.discard(name)
+            raise OperationalError("commit", {}, Exception("server closed the connection"))
+
+    def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
+        if self.twice:
+            self.twice = False
+            super().create_new_trial(study_id, template_trial)
+        trial_id = super().create_new_trial(study_id, template_trial)
+        self._lost("create_new_trial")
+        return trial_id
+
+    def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
+        written = super().set_trial_state_values(trial_id, state, values)
+        self._lost("set_trial_state_values")
+        return written
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_a_retried_create_or_state_write_stores_it_once(monkeypatch, twice: bool) -> None:
+    monkeypatch.setattr(storage, "RETRY_WAITS", (0.0,))
+    inner = _LostReplies({"create_new_trial", "set_trial_state_values"}, twice=twice)
+    study = optuna.create_study(storage=storage.Reconnecting(inner, "test://"))
+    trial = study.ask()
+    study.tell(trial, 0.5)  # its reply lost: the retry finds it written, not finished by another
+    queued = study.enqueue_trial({"x": 1.0}) or study.trials[-1]
+    trials = study.get_trials()
+    counted = [t for t in trials if not t.user_attrs.get(attrs.SURPLUS)]
+    assert [(t.state.name, t.value) for t in counted] == [("COMPLETE", 0.5), ("WAITING", None)]
+    claims = [t.system_attrs[attrs.CLAIM] for t in counted]
+    assert len(set(claims)) == 2 and queued.system_attrs["fixed_params"] == {"x": 1.0}
+    # the storage's own retry made a copy: never trained, never counted, said as surplus
+    assert [t.state.name for t in trials if t.user_attrs.get(attrs.SURPLUS)] == \
+        (["FAIL"] if twice else [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BEST_EPOCH",
+    "CLAIM",
     "DEVICE",
     "ENQUEUED",
     "EPOCHS_DONE",
@@ -74,6 +75,7 @@ PRUNED_BY = "pruned_by"              # multi-objective pruning: the trials that 
 
 # A trial's system attributes
 LEASE = "tunecli:lease"              # {"beat": n, "every": s}: renewed while it trains
+CLAIM = "tunecli:claim"              # the token its creation carried (a retried create finds it)
 
 # A study's user attributes
 STUDY_METRIC = "tunecli:metric"

@@ -13,7 +13,9 @@ trials this process runs, which Optuna would read back from the database on ever
 ``run_grpc_proxy_server`` blocks and cannot be stopped gracefully); on an untested release it
 runs the public one in a thread instead (``grpc_proxy``).
 A storage that retries a lost database connection (``storage.Reconnecting``) must be a
-heartbeat storage as Optuna checks it, by its private base class ``HeartbeatBase``.
+heartbeat storage as Optuna checks it, by its private base class ``HeartbeatBase``, and calls
+the storage with a stored trial's id (``trial_id_of``: ``FrozenTrial._trial_id``); where the
+storage has no heartbeat, ``heartbeats`` writes a lease as a trial's system attribute.
 Hypervolumes (``reports/hypervolume.py``) are Optuna's
 ``optuna._hypervolume.compute_hypervolume``. A test (``tests/test_optuna_internals.py``) pins
 this module to the installed Optuna. On an Optuna release it was not tested with (``TESTED``),
@@ -53,6 +55,7 @@ __all__ = [
     "set_study_system_attr",
     "set_trial_user_attr",
     "study_system_attrs",
+    "trial_id_of",
     "untested",
 ]
 
@@ -118,6 +121,11 @@ def set_trial_user_attr(study: optuna.Study, number: int, key: str, value: Any) 
 def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
     """The study's system attributes (kept by Optuna, shown by neither its CLI nor dashboard)."""
     return dict(study._storage.get_study_system_attrs(study._study_id))
+
+
+def trial_id_of(trial: FrozenTrial) -> int:
+    """The storage's id of a stored trial (what every storage call takes; not public)."""
+    return int(trial._trial_id)
 
 
 def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:

@@ -17,19 +17,24 @@ without "database is locked" errors (see ``_sqlite_pragmas``).
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
 import time
+import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
 
-from tunecli.engine.store.optuna_internals import HeartbeatBase
+from tunecli import attrs
+from tunecli.engine.store.optuna_internals import HeartbeatBase, trial_id_of
+from tunecli.engine.store.recovery import worker_id
 from tunecli.errors import SpecError
 
 __all__ = [
@@ -324,15 +329,71 @@ class Reconnecting(BaseStorage, HeartbeatBase):
         self._say = say or _warn
         self._warned = False
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, name: str, *args: Any, again: Callable[[], Any] | None = None,
+              **kwargs: Any) -> Any:
+        """``inner.name(...)``, retried while the storage is away; a retry runs ``again``
+        instead where a lost reply may hide a write that landed."""
+        attempts = 0
+
         def said(text: str) -> None:
             self._warned = True
             self._say(text)
 
-        result = retry_lost(lambda: getattr(self.inner, name)(*args, **kwargs), self._url,
-                            said, self._warned)
+        def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and again is not None:
+                return again()
+            return getattr(self.inner, name)(*args, **kwargs)
+
+        result = retry_lost(attempt, self._url, said, self._warned)
         self._warned = False
         return result
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        """A new trial, created once however often the call is retried: it carries a claim
+        token (``attrs.CLAIM``); a retry first looks for the trial its lost reply created, and
+        a copy the storage's own retries made is stored as surplus (never trained, never
+        counted)."""
+        # A token the template carries already is the client's (tunecli serve creates for it)
+        token = str((template_trial.system_attrs if template_trial else {}).get(attrs.CLAIM)
+                    or uuid.uuid4().hex)
+        template = _claimed(template_trial, token)
+
+        def again() -> int:
+            found = self._claims(study_id, token)
+            return found[0] if found else self.inner.create_new_trial(study_id, template)
+
+        trial_id: int = self._call("create_new_trial", study_id, template, again=again)
+        for copy_id in self._claims(study_id, token):
+            if copy_id != trial_id:
+                self.set_trial_user_attr(copy_id, attrs.SURPLUS, True)
+                self.set_trial_state_values(copy_id, TrialState.FAIL)
+        return trial_id
+
+    def _claims(self, study_id: int, token: str) -> list[int]:
+        """The unfinished trials created with claim ``token``, oldest first."""
+        trials = self._call("get_all_trials", study_id, deepcopy=False,
+                            states=(TrialState.RUNNING, TrialState.WAITING))
+        return [trial_id_of(t) for t in trials if t.system_attrs.get(attrs.CLAIM) == token]
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        """The trial's state written once: a retry whose lost reply hid a write that landed
+        finds the trial already so and says it was written, not that another process
+        finished it (or, for a trial taken from the queue, took it)."""
+        def again() -> bool:
+            stored = self.inner.get_trial(trial_id)
+            same_values = values is None or list(stored.values or []) == list(values)
+            if stored.state == state and same_values:
+                worker = stored.user_attrs.get(attrs.WORKER)
+                return state != TrialState.RUNNING or worker in (None, worker_id())
+            taken: bool = self.inner.set_trial_state_values(trial_id, state, values)
+            return taken
+
+        written: bool = self._call("set_trial_state_values", trial_id, state, values,
+                                   again=again)
+        return written
 
     def get_heartbeat_interval(self) -> int | None:
         """The database's heartbeat; none through the gRPC proxy (Optuna's has none)."""
@@ -346,6 +407,22 @@ class Reconnecting(BaseStorage, HeartbeatBase):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["inner"], state["_url"])  # type: ignore[misc]
+
+
+def _claimed(template: FrozenTrial | None, token: str) -> FrozenTrial:
+    """``template`` (a new running trial's when None) with the claim token among its system
+    attributes."""
+    import datetime
+
+    if template is None:
+        template = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None,
+                               datetime_start=datetime.datetime.now(), datetime_complete=None,
+                               params={}, distributions={}, user_attrs={}, system_attrs={},
+                               intermediate_values={}, trial_id=-1)
+    else:
+        template = copy.copy(template)
+    template.system_attrs = {**template.system_attrs, attrs.CLAIM: token}
+    return template
 
 
 def _retried(name: str) -> Callable[..., Any]:
