@@ -4,10 +4,13 @@ Light client processes stand in for workers: each asks for a trial (TPE), report
 intermediate values (asking the median pruner each time), and tells the result, as tunecli's
 engine does around a real trial, for ``--seconds`` seconds. For 8, 32 and 128 clients, each
 way, it prints trials per second, the median and p95 time of one ``ask``, and the most client
-connections the database held (sampled every 0.5 s from ``pg_stat_activity``).
+connections the database held (sampled every 0.5 s from ``pg_stat_activity``). ``--lock`` adds
+a third way: the proxy locked with TLS and a token (a certificate made with openssl), and its
+ratio to the open proxy (the lock's cost per request).
 
     python benchmarks/storage_scale.py                    # 8 32 128 clients, 20 s each
     python benchmarks/storage_scale.py --clients 8 32 --seconds 10
+    python benchmarks/storage_scale.py --lock               # ... and the locked proxy
 
 Needs Debian's PostgreSQL (``.ci/run`` installs it); it starts a private server in /tmp.
 """
@@ -138,22 +141,49 @@ def measure(server: Server, url: str, clients: int, seconds: float, label: str
             "trials": total}
 
 
-def serve(server: Server) -> tuple[subprocess.Popen, str]:
+def serve(server: Server, lock: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """``tunecli serve`` over the server; with ``lock`` (a folder), TLS and a token made there,
+    and the clients' environment set to use them (they are forked after)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    options: list[str] = []
+    if lock is not None:
+        cert, key, token = lock / "cert.pem", lock / "key.pem", lock / "token"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                       capture_output=True)
+        token.write_text("benchmark-token\n")
+        options = ["--tls-cert", str(cert), "--tls-key", str(key), "--token-file", str(token)]
+        os.environ.update({"TUNECLI_TLS_CA": str(cert), "TUNECLI_TOKEN_FILE": str(token)})
+    else:
+        for name in ("TUNECLI_TLS_CA", "TUNECLI_TOKEN_FILE"):
+            os.environ.pop(name, None)
     proc = subprocess.Popen([sys.executable, "-c", "from tunecli.cli import main; main()",
-                             "serve", "--storage", server.url, "--port", str(port)],
+                             "serve", "--storage", server.url, "--port", str(port), *options],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     assert "serving" in line, line
     return proc, f"grpc://127.0.0.1:{port}"
 
 
+def through_proxy(server: Server, clients: int, seconds: float, label: str,
+                  lock: Path | None = None) -> dict[str, float]:
+    proc, proxy_url = serve(server, lock)
+    try:
+        return measure(server, proxy_url, clients, seconds, label)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--lock", action="store_true",
+                        help="also the proxy with TLS and a token")
     args = parser.parse_args()
     multiprocessing.set_start_method("fork")
     server = Server()
@@ -161,24 +191,24 @@ def main() -> None:
     try:
         for clients in args.clients:
             direct = measure(server, server.url, clients, args.seconds, "direct")
-            proc, proxy_url = serve(server)
-            try:
-                proxied = measure(server, proxy_url, clients, args.seconds, "proxy")
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
-            rows.append((clients, direct, proxied))
+            proxied = through_proxy(server, clients, args.seconds, "proxy")
+            locked = through_proxy(server, clients, args.seconds, "locked",
+                                   Path(tempfile.mkdtemp())) if args.lock else None
+            rows.append((clients, direct, proxied, locked))
             print(f"{clients} clients done", file=sys.stderr, flush=True)
     finally:
         server.stop()
     print(f"storage cost alone, {os.cpu_count()} CPU cores, {args.seconds:g} s per run "
           f"(TPE + median pruner, 3 reports a trial)")
     print(f"{'clients':>7}  {'way':<9} {'trials/s':>9} {'ask p50':>9} {'ask p95':>9} "
-          f"{'db conns':>8}  {'proxy/direct trials/s':>21}")
-    for clients, direct, proxied in rows:
-        for way, row in (("postgres", direct), ("proxy", proxied)):
-            ratio = (f"{proxied['trials_per_s'] / direct['trials_per_s']:.2f}x"
-                     if way == "proxy" else "")
+          f"{'db conns':>8}  {'trials/s ratio':>21}")
+    for clients, direct, proxied, locked in rows:
+        ways = [("postgres", direct, None), ("proxy", proxied, direct)]
+        if locked is not None:
+            ways.append(("locked", locked, proxied))
+        for way, row, base in ways:
+            ratio = (f"{row['trials_per_s'] / base['trials_per_s']:.2f}x of "
+                     f"{'postgres' if base is direct else 'proxy'}" if base is not None else "")
             print(f"{clients:>7}  {way:<9} {row['trials_per_s']:>9.1f} "
                   f"{row['ask_p50_ms']:>7.1f}ms {row['ask_p95_ms']:>7.1f}ms "
                   f"{row['connections']:>8}  {ratio:>21}")

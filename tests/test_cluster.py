@@ -9,6 +9,7 @@ writes, a process's exit.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -349,3 +350,78 @@ def test_writes_whose_replies_are_lost_store_each_trial_once(write_study, postgr
     claims = [t.system_attrs.get(attrs.CLAIM) for t in counted]
     assert None not in claims and len(set(claims)) == 4
     assert all(t.state.name == "FAIL" and not t.params for t in trials if t not in counted)
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA), made with openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_a_locked_door_takes_tls_and_the_token_and_refuses_the_rest(
+        write_study, tmp_path: Path, subprocess_env) -> None:
+    cert, key = _certificate(tmp_path)
+    (tmp_path / "token").write_text("s3cret-token\n")
+    (tmp_path / "wrong").write_text("guess\n")
+    port = _free_port()
+    proxy = f"grpc://127.0.0.1:{port}"
+    server = subprocess.Popen([*tunecli_command(), "serve", "--storage",
+                               f"sqlite:///{tmp_path / 'locked.db'}", "--port", str(port),
+                               "--tls-cert", str(cert), "--tls-key", str(key), "--token-file",
+                               str(tmp_path / "token")], env=subprocess_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = server.stdout.readline() if server.stdout else ""
+    assert f"at {proxy} (TLS and a token)" in line, line
+    study = write_study(TINY_STUDY.replace("n_trials: 6", "n_trials: 2"))
+    locked = {**subprocess_env, "TUNECLI_TLS_CA": str(cert),
+              "TUNECLI_TOKEN_FILE": str(tmp_path / "token")}
+    try:
+        for env, words in (
+                ({**locked, "TUNECLI_TOKEN_FILE": str(tmp_path / "wrong")},
+                 "refused this process's token. Set TUNECLI_TOKEN_FILE"),
+                ({k: v for k, v in locked.items() if k != "TUNECLI_TOKEN_FILE"},
+                 "refused this process's token"),
+                ({k: v for k, v in locked.items() if k != "TUNECLI_TLS_CA"},
+                 "no storage call gets through"),
+                ({**locked, "TUNECLI_TOKEN_FILE": str(tmp_path / "none")},
+                 "TUNECLI_TOKEN_FILE: cannot read the token file")):
+            refused = subprocess.run([*tunecli_command(), "search", str(study), "--storage",
+                                      proxy], env=env, capture_output=True, text=True,
+                                     timeout=300)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert words in refused.stderr and "Traceback" not in refused.stderr
+        assert not optuna.get_all_study_names(f"sqlite:///{tmp_path / 'locked.db'}")
+        ran = subprocess.run([*tunecli_command(), "search", str(study), "--storage", proxy],
+                             env=locked, capture_output=True, text=True, timeout=600)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        listed = subprocess.run([*tunecli_command(), "list", "--storage", proxy], env=locked,
+                                capture_output=True, text=True, timeout=300)
+        assert listed.returncode == 0 and "tiny" in listed.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    trials = optuna.load_study(study_name="tiny",
+                               storage=f"sqlite:///{tmp_path / 'locked.db'}").get_trials()
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 2
+
+
+def test_serve_beyond_loopback_without_a_lock_warns_in_one_line(tmp_path: Path,
+                                                                 subprocess_env) -> None:
+    port = _free_port()
+    server = subprocess.Popen([*tunecli_command(), "serve", "--storage",
+                               f"sqlite:///{tmp_path / 'open.db'}", "--host", "0.0.0.0",
+                               "--port", str(port), "--token-file", __file__],
+                              env=subprocess_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stderr.readline() if server.stderr else ""
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert line.startswith("warning: the proxy listens beyond this machine without TLS:"), line

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from tunecli import attrs
 from tunecli.engine.store import recovery
-from tunecli.engine.store.optuna_internals import heartbeats, set_trial_user_attr
+from tunecli.engine.store.optuna_internals import heartbeats, set_trial_user_attr, trial_id_of
 
 
 def _storages(tmp_path: Path) -> dict[str, object]:
@@ -254,3 +254,18 @@ def test_a_lease_unchanged_for_six_renewals_on_this_clock_is_lost_and_retried(
     assert trials[0].user_attrs["fail_reason"] == attrs.LOST_LEASE
     assert trials[3].state == TrialState.WAITING and trials[3].user_attrs["replaces"] == 0
     assert recovery.leased_elsewhere(study.get_trials()) == 1  # renewing; mine is not counted
+
+
+def test_the_proxy_internals_the_lock_is_built_on_are_there() -> None:
+    """TLS and the token build Optuna's proxy server and client from their parts."""
+    from optuna.storages._grpc import servicer
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc
+    from optuna.storages._grpc.client import GrpcClientCache
+
+    assert callable(servicer.OptunaStorageProxyService) and callable(GrpcClientCache)
+    assert callable(api_pb2_grpc.add_StorageServiceServicer_to_server)
+    assert callable(api_pb2_grpc.StorageServiceStub)
+    assert callable(optuna.storages.GrpcStorageProxy._setup)
+    study = optuna.create_study()
+    study.ask()
+    assert trial_id_of(study.get_trials()[0]) == study.get_trials()[0]._trial_id

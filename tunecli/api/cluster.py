@@ -11,14 +11,16 @@ from tunecli.errors import SpecError, did_you_mean
 __all__ = ["launch_file_name", "launch_next_steps", "launch_text", "serve"]
 
 
-def serve(storage: str | None, host: str, port: int) -> tuple[Any, str]:
-    """Start Optuna's gRPC storage proxy over the storage: the running proxy (``url``,
+def serve(storage: str | None, host: str, port: int, tls: tuple[str, str] | None = None,
+          token_file: str | None = None) -> tuple[Any, str]:
+    """Start Optuna's gRPC storage proxy over the storage, locked with ``tls`` (certificate
+    and key files) and a ``token_file`` when given: the running proxy (``url``,
     ``reachable_url``, ``traffic()``, ``stop()``) and the storage's description."""
     from tunecli.engine.store import proxy
     from tunecli.engine.store.storage import describe, resolve_url
 
     url = resolve_url(storage)
-    return proxy.start(url, host, port), describe(url)
+    return proxy.start(url, host, port, tls, token_file), describe(url)
 
 
 def launch_file_name(target: str, name: str) -> str:

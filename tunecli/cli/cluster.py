@@ -28,34 +28,57 @@ from tunecli.cli.app import (
 from tunecli.errors import SpecError
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-NO_LOGIN = ("The proxy has no TLS and no login: whoever reaches its port can read and change "
-            "every study. Keep it on loopback and reach it through an SSH tunnel (ssh -N -L "
-            "13000:127.0.0.1:13000 HOST), or bind it to a private network only.")
+NO_LOGIN = ("the proxy listens beyond this machine without {missing}: whoever reaches its port "
+            "can read and change every study. Lock it (--tls-cert and --tls-key, --token-file), "
+            "or keep it on loopback and reach it through an SSH tunnel (ssh -N -L "
+            "13000:127.0.0.1:13000 HOST).")
 
 
 def serve(
     storage: StorageOption = None,
     host: Annotated[str, typer.Option(
         "--host", help="Address to listen on. Loopback (the default) lets only this machine "
-                       "in; the proxy has no TLS and no login, so give a private network's "
-                       "address, or reach it through an SSH tunnel")] = "127.0.0.1",
+                       "in; beyond it, lock the door (TLS and a token) or reach it through "
+                       "an SSH tunnel")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on", min=1,
                                       max=65535)] = 13000,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", help="TLS: this server's certificate chain (PEM); clients trust its CA "
+                           "through TUNECLI_TLS_CA", show_default=False)] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", help="TLS: the certificate's private key (PEM)", show_default=False)]
+        = None,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", help="A file holding a shared token; clients send theirs from the file "
+                             "TUNECLI_TOKEN_FILE names, and a call without it is refused",
+        show_default=False)] = None,
 ) -> None:
     """Serve a storage to workers on other machines (Optuna's gRPC storage proxy).
 
     One cache for hundreds of workers, one connection each; workers give --storage
-    grpc://HOST:PORT. No TLS and no login: keep it on loopback and tunnel over SSH."""
+    grpc://HOST:PORT. Beyond loopback, lock it: --tls-cert/--tls-key and --token-file."""
     def body() -> None:
         from tunecli.api.cluster import serve as start_proxy
 
-        proxy, where = start_proxy(storage, host, port)
-        console.print(f"serving {escape(where)} at [bold]{proxy.url}[/]",
+        if (tls_cert is None) != (tls_key is None):
+            given, missing = (("--tls-cert", "--tls-key") if tls_key is None
+                              else ("--tls-key", "--tls-cert"))
+            raise SpecError(f"{given} needs {missing}", source=missing,
+                            fix="Give both: the certificate and its private key.")
+        tls = (str(tls_cert), str(tls_key)) if tls_cert and tls_key else None
+        proxy, where = start_proxy(storage, host, port, tls,
+                                   str(token_file) if token_file else None)
+        locks = [what for what, on in (("TLS", tls), ("a token", token_file)) if on]
+        console.print(f"serving {escape(where)} at [bold]{proxy.url}[/]"
+                      + (f" ({' and '.join(locks)})" if locks else ""),
                       highlight=False, soft_wrap=True)
         console.print(f"workers: tunecli worker NAME --storage {proxy.reachable_url}   (Ctrl-C or "
                       "SIGTERM stops the proxy)", highlight=False, soft_wrap=True)
-        if host not in _LOOPBACK:
-            err_console.print(f"[yellow]warning:[/] {NO_LOGIN}", soft_wrap=True)
+        if host not in _LOOPBACK and len(locks) < 2:
+            missing = " and ".join(what for what in ("TLS", "a token")
+                                   if what not in locks)
+            err_console.print(f"[yellow]warning:[/] {NO_LOGIN.format(missing=missing)}",
+                              soft_wrap=True)
         console.file.flush()
         _until_stopped(proxy)
     guard(body)

@@ -50,6 +50,7 @@ __all__ = [
     "ask",
     "cached",
     "compute_hypervolume",
+    "grpc_client",
     "grpc_proxy",
     "heartbeats",
     "set_study_system_attr",
@@ -349,17 +350,66 @@ def _rdb_session(backend: optuna.storages.RDBStorage) -> Any:
     return _create_scoped_session(backend.scoped_session)
 
 
-def grpc_proxy(storage: Any, host: str, port: int, threads: int) -> Any:
+def grpc_proxy(storage: Any, host: str, port: int, threads: int,
+               tls: tuple[bytes, bytes] | None = None, interceptors: Sequence[Any] = ()) -> Any:
     """Optuna's gRPC storage proxy for ``storage`` on ``host:port``, not yet started: an object
-    with ``start()`` and ``stop(grace)`` (which returns an event to ``wait()`` on)."""
+    with ``start()`` and ``stop(grace)`` (which returns an event to ``wait()`` on). ``tls``
+    (certificate chain, private key, PEM) and ``interceptors`` (the token check) need the
+    servicer of a tested Optuna: Optuna's own server has neither."""
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(max_workers=threads)
     if untested() is None:
-        from optuna.storages._grpc.server import make_server
+        import grpc
+        from optuna.storages._grpc import servicer
+        from optuna.storages._grpc.auto_generated import api_pb2_grpc
 
-        return make_server(storage, host, port, pool)
+        server = grpc.server(pool, interceptors=list(interceptors) or None)
+        api_pb2_grpc.add_StorageServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            servicer.OptunaStorageProxyService(storage), server)
+        if tls is None:
+            server.add_insecure_port(f"{host}:{port}")
+        else:
+            certificate, key = tls
+            server.add_secure_port(f"{host}:{port}",
+                                   grpc.ssl_server_credentials([(key, certificate)]))
+        return server
+    if tls is not None or interceptors:
+        raise RuntimeError(f"TLS and the token need the gRPC servicer of Optuna {TESTED[-1]}; "
+                           f"this is Optuna {optuna.__version__}")
     return _ThreadedProxy(storage, host, port, pool)
+
+
+def grpc_client(host: str, port: int, ca: bytes | None, interceptors: Sequence[Any]) -> Any:
+    """Optuna's storage proxy client over TLS (trusting the certificates of ``ca``) and/or
+    with ``interceptors`` (the token): Optuna's own client connects only in the clear."""
+    if untested() is not None:
+        raise RuntimeError(f"TLS and the token need the gRPC client of Optuna {TESTED[-1]}; "
+                           f"this is Optuna {optuna.__version__}")
+
+    return _LockedProxy(host, port, ca, list(interceptors))
+
+
+class _LockedProxy(optuna.storages.GrpcStorageProxy):
+    """``grpc_client``'s proxy client: Optuna's, with its channel made here."""
+
+    def __init__(self, host: str, port: int, ca: bytes | None, interceptors: list[Any]) -> None:
+        self._ca, self._interceptors = ca, interceptors
+        super().__init__(host=host, port=port)
+
+    def _setup(self) -> None:
+        import grpc
+        from optuna.storages._grpc.auto_generated import api_pb2_grpc
+        from optuna.storages._grpc.client import GrpcClientCache
+
+        target, options = f"{self._host}:{self._port}", [("grpc.max_receive_message_length", -1)]
+        channel = (grpc.secure_channel(target, grpc.ssl_channel_credentials(self._ca),
+                                       options=options) if self._ca is not None
+                   else grpc.insecure_channel(target, options=options))
+        self._channel = grpc.intercept_channel(channel, *self._interceptors)
+        self._stub = api_pb2_grpc.StorageServiceStub(  # type: ignore[no-untyped-call]
+            self._channel)
+        self._cache = GrpcClientCache(self._stub)
 
 
 class _ThreadedProxy:

@@ -2,25 +2,114 @@
 
 Hundreds of workers then hold one connection each to the proxy instead of a pool each to the
 database, and the proxy's one cache answers the reads every sampling step makes (each worker
-would otherwise read the study's trials from the database itself). The proxy has no TLS and no
-login: it listens on loopback unless told otherwise; other machines reach it over a private
-network or an SSH tunnel.
+would otherwise read the study's trials from the database itself). It listens on loopback unless
+told otherwise. Its lock: TLS (``--tls-cert``/``--tls-key``; clients trust the CA file that
+``TUNECLI_TLS_CA`` names) and a shared token (``--token-file``; clients send the one
+``TUNECLI_TOKEN_FILE`` holds, as the ``tunecli-token`` header of every call, and a call without
+it is refused as UNAUTHENTICATED).
 """
 
 from __future__ import annotations
 
 import errno
+import hmac
+import os
 import threading
 import time
+from collections import namedtuple
+from pathlib import Path
 from typing import Any
 
 from tunecli.errors import SpecError
 
-__all__ = ["PROXY_THREADS", "Counted", "Proxy", "start"]
+__all__ = ["PROXY_THREADS", "TLS_CA_ENV", "TOKEN_FILE_ENV", "Counted", "Proxy", "client_lock",
+           "start"]
 
 PROXY_THREADS = 10  # requests the proxy answers at once (Optuna's default), one connection each
 _PORT_FIX = "Give another --port, or stop what listens there."
 _HOST_FIX = "Give an address this machine has, e.g. 127.0.0.1 or 0.0.0.0."
+TLS_CA_ENV = "TUNECLI_TLS_CA"          # clients: the CA file that signed serve's certificate
+TOKEN_FILE_ENV = "TUNECLI_TOKEN_FILE"  # clients: the file holding serve's token
+_TOKEN_HEADER = "tunecli-token"
+
+
+def _secret(path: str | Path, source: str, what: str) -> bytes:
+    """A lock file's bytes (a certificate, a key, a token), or a one-line error."""
+    try:
+        found = Path(path).expanduser().read_bytes().strip()
+    except OSError as exc:
+        raise SpecError(f"cannot read {what} {path} ({exc.strerror or exc})", source=source,
+                        fix="Give the file's path.") from None
+    if not found:
+        raise SpecError(f"{what} {path} is empty", source=source,
+                        fix="Write the token into it: e.g. openssl rand -hex 32 > FILE.")
+    return found
+
+
+def _certificate(cert_file: str, key_file: str) -> tuple[bytes, bytes]:
+    """The certificate chain and its key, checked as a pair (gRPC would only fail to bind)."""
+    import ssl
+
+    pem = (_secret(cert_file, "--tls-cert", "the certificate file"),
+           _secret(key_file, "--tls-key", "the key file"))
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, ValueError) as exc:
+        raise SpecError(f"{cert_file} and {key_file} are not a certificate and its private key "
+                        f"({exc})", source="--tls-key",
+                        fix="Give the PEM certificate chain and the key it was made with.") \
+            from None
+    return pem
+
+
+def _token_check(token: bytes) -> Any:
+    """The server's interceptor: a call without the token is refused (UNAUTHENTICATED)."""
+    import grpc
+
+    def refuse(request: Any, context: Any) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "tunecli serve: wrong or missing token")
+
+    refused = grpc.unary_unary_rpc_method_handler(refuse)
+
+    class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
+        def intercept_service(self, continuation: Any, details: Any) -> Any:
+            given = dict(details.invocation_metadata or ()).get(_TOKEN_HEADER, "")
+            if hmac.compare_digest(str(given).encode(), token):
+                return continuation(details)
+            return refused
+
+    return TokenCheck()
+
+
+_CallDetails = namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
+                                           "wait_for_ready", "compression"))
+
+
+def _token_header(token: bytes) -> Any:
+    """The client's interceptor: every call carries the token."""
+    import grpc
+
+    class Details(_CallDetails, grpc.ClientCallDetails):  # type: ignore[misc]
+        pass
+
+    class TokenHeader(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            metadata = [*(details.metadata or ()), (_TOKEN_HEADER, token.decode())]
+            return continuation(Details(details.method, details.timeout, metadata,
+                                        details.credentials, details.wait_for_ready,
+                                        details.compression), request)
+
+    return TokenHeader()
+
+
+def client_lock() -> tuple[bytes | None, list[Any]]:
+    """What this process's proxy clients use: the CA to trust (TLS) and the token's header,
+    from ``TUNECLI_TLS_CA`` and ``TUNECLI_TOKEN_FILE`` (neither: in the clear, no token)."""
+    ca_file, token_file = os.environ.get(TLS_CA_ENV), os.environ.get(TOKEN_FILE_ENV)
+    ca = _secret(ca_file, TLS_CA_ENV, "the CA file") if ca_file else None
+    token = [_token_header(_secret(token_file, TOKEN_FILE_ENV, "the token file"))] \
+        if token_file else []
+    return ca, token
 
 
 class Counted:
@@ -96,8 +185,10 @@ def _refuse_a_taken_port(host: str, port: int) -> None:
                         source="--host", fix=_HOST_FIX) from None
 
 
-def start(url: str, host: str, port: int) -> Proxy:
-    """The proxy for the database at ``url``, listening on ``host:port``."""
+def start(url: str, host: str, port: int, tls: tuple[str, str] | None = None,
+          token_file: str | None = None) -> Proxy:
+    """The proxy for the database at ``url``, listening on ``host:port``; with ``tls``
+    (certificate file, key file) and a ``token_file``, the door is locked."""
     from tunecli.engine.store import optuna_internals
     from tunecli.engine.store import storage as storage_module
     from tunecli.engine.store.storage import local_file, mask, open_storage, quiet_optuna
@@ -111,13 +202,16 @@ def start(url: str, host: str, port: int) -> Proxy:
     if url.startswith("grpc://"):
         raise SpecError("--storage names another proxy", source="--storage",
                         fix="Give the database the proxy stands in front of.")
+    pem = _certificate(*tls) if tls else None
+    checks = [_token_check(_secret(token_file, "--token-file", "the token file"))] \
+        if token_file else []
     _refuse_a_taken_port(host, port)
     path = local_file(url)
     if path is not None and not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)  # a new SQLite file, as search would
     counted = Counted(open_storage(url, heartbeat=False, connections=PROXY_THREADS))
     try:
-        server = optuna_internals.grpc_proxy(counted, host, port, PROXY_THREADS)
+        server = optuna_internals.grpc_proxy(counted, host, port, PROXY_THREADS, pem, checks)
     except RuntimeError as exc:  # grpc: the port is taken or the address is not ours
         raise SpecError(f"cannot listen on {host}:{port} ({exc})", source="--port",
                         fix=_PORT_FIX) from None

@@ -252,11 +252,15 @@ def require_grpc(what: str, source: str) -> None:
 
 
 def _proxy(host: str, port: int) -> BaseStorage:
-    """A client of ``tunecli serve`` (Optuna's gRPC storage proxy), once its port answers."""
+    """A client of ``tunecli serve`` (Optuna's gRPC storage proxy), once its port answers and
+    it takes this process's lock (``proxy.client_lock``: TLS and the token)."""
     import socket
 
     require_grpc(f"grpc://{host}:{port}", "--storage")
+    from tunecli.engine.store import optuna_internals
+    from tunecli.engine.store.proxy import TLS_CA_ENV, TOKEN_FILE_ENV, client_lock
 
+    ca, interceptors = client_lock()
     try:
         socket.create_connection((host, port), timeout=10).close()
     except OSError as exc:
@@ -266,11 +270,32 @@ def _proxy(host: str, port: int) -> BaseStorage:
                             f"{port}, or check the address.") from None
     import warnings
 
-    from optuna.storages import GrpcStorageProxy
+    import grpc
 
     with warnings.catch_warnings():  # experimental since 4.2: said in README, not each run
         warnings.simplefilter("ignore")
-        return GrpcStorageProxy(host=host, port=port)
+        if ca is None and not interceptors:
+            client: BaseStorage = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        else:
+            client = optuna_internals.grpc_client(host, port, ca, interceptors)
+    try:
+        client.get_all_studies()  # one call: the lock is checked before anything is stored
+    except grpc.RpcError as exc:
+        code = exc.code().name if callable(getattr(exc, "code", None)) else ""
+        if code == "UNAUTHENTICATED":
+            raise SpecError(f"grpc://{host}:{port} refused this process's token",
+                            source="--storage",
+                            fix=f"Set {TOKEN_FILE_ENV} to a file holding the token that tunecli "
+                                "serve --token-file reads.") from None
+        if code == "UNAVAILABLE":
+            said = mask(str(exc.details() if callable(getattr(exc, "details", None)) else exc))
+            raise SpecError(f"grpc://{host}:{port} answers but no storage call gets through "
+                            f"({said})", source="--storage",
+                            fix=f"If tunecli serve runs with --tls-cert, set {TLS_CA_ENV} to "
+                                "the CA file that signed it (without TLS there, unset it).") \
+                from None
+        raise
+    return client
 
 
 RETRY_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # about a minute in all
