@@ -85,3 +85,17 @@ def test_the_proxys_line_gives_the_rate_since_the_last_line() -> None:
 
     assert traffic(21500, 450, 30.0, 3725) == \
         "21,500 requests, 15.0/s over the last 30 s, up 1:02:05"
+
+
+def test_launch_warns_of_a_study_the_storage_here_does_not_hold(cli, write_study) -> None:
+    from tunecli import api
+
+    result = cli("launch", "slurm", "tiny")  # no storage here yet: nothing to ask, no warning
+    assert result.exit_code == 0 and "warning" not in result.output
+    api.open_for_search(write_study(), {})
+    result = cli("launch", "slurm", "tiyn")
+    assert result.exit_code == 0, result.output
+    assert "holds no study 'tiyn'. Did you mean 'tiny'?" in " ".join(result.output.split())
+    assert Path("tiyn.slurm").is_file()  # written: the cluster's storage may hold it
+    result = cli("launch", "slurm", "tiny")
+    assert result.exit_code == 0 and "warning" not in result.output

@@ -45,3 +45,33 @@ def launch_next_steps(target: str, path: Path, name: str) -> str:
     from tunecli.engine.cluster import launch
 
     return launch.next_steps(target, path, name)
+
+
+def study_not_here(name: str) -> str | None:
+    """A warning when the storage this machine sees (``TUNECLI_STORAGE``, else ``tunecli.db``
+    here) holds studies but not ``name`` (a typo?); None when it holds it, or when there is no
+    storage here to ask (a cluster's own database, made by the manifests)."""
+    import optuna
+
+    from tunecli.engine.store.storage import (
+        describe,
+        local_file,
+        open_storage,
+        quiet_optuna,
+        resolve_url,
+    )
+
+    url = resolve_url(None)
+    path = local_file(url)
+    if path is not None and not path.is_file():
+        return None
+    quiet_optuna()
+    try:
+        names = optuna.get_all_study_names(open_storage(url, heartbeat=False, create=False))
+    except SpecError:
+        return None  # not reachable from here: the workers' storage is theirs to check
+    if name in names or not names:
+        return None
+    return (f"the storage here ({describe(url)}) holds no study '{name}'. "
+            + (did_you_mean(name, names) or f"It holds {', '.join(names[:5])}.")
+            + " The workers wait for it in the storage they are given (--wait).")

@@ -227,4 +227,7 @@ def launch(
         console.print(f"wrote {escape(str(path))}", highlight=False)
         console.print(cluster.launch_next_steps(target, path, name), highlight=False,
                       soft_wrap=True)
+        absent = cluster.study_not_here(name)
+        if absent:
+            err_console.print(f"[yellow]warning:[/] {escape(absent)}", soft_wrap=True)
     guard(body)
