@@ -53,23 +53,16 @@ def study_not_here(name: str) -> str | None:
     storage here to ask (a cluster's own database, made by the manifests)."""
     import optuna
 
-    from tunecli.engine.store.storage import (
-        describe,
-        local_file,
-        open_storage,
-        quiet_optuna,
-        resolve_url,
-    )
+    from tunecli.engine.store.storage import describe, open_existing, resolve_url
 
     url = resolve_url(None)
-    path = local_file(url)
-    if path is not None and not path.is_file():
-        return None
-    quiet_optuna()
     try:
-        names = optuna.get_all_study_names(open_storage(url, heartbeat=False, create=False))
+        opened = open_existing(url)
     except SpecError:
         return None  # not reachable from here: the workers' storage is theirs to check
+    if opened is None:
+        return None
+    names = optuna.get_all_study_names(opened)
     if name in names or not names:
         return None
     return (f"the storage here ({describe(url)}) holds no study '{name}'. "

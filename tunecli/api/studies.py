@@ -163,20 +163,12 @@ def list_studies(storage: str | None = None) -> tuple[str, list[dict[str, str]] 
 
     from tunecli.engine.search import studies as study_module
     from tunecli.engine.store.recovery import count_trials
-    from tunecli.engine.store.storage import (
-        describe,
-        local_file,
-        open_storage,
-        quiet_optuna,
-        resolve_url,
-    )
+    from tunecli.engine.store.storage import describe, open_existing, resolve_url
 
     url = resolve_url(storage)
-    path = local_file(url)
-    if path is not None and not path.is_file():
+    opened = open_existing(url)
+    if opened is None:
         return describe(url), None
-    quiet_optuna()
-    opened = open_storage(url, heartbeat=False, create=False)
     rows = []
     for s in optuna.get_all_study_summaries(opened, include_best_trial=True):
         study = optuna.load_study(study_name=s.study_name, storage=opened)

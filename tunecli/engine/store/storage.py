@@ -43,6 +43,7 @@ __all__ = [
     "describe",
     "local_file",
     "mask",
+    "open_existing",
     "open_storage",
     "resolve_url",
     "study_folder",
@@ -191,6 +192,16 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True,
         reason = mask(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise SpecError(f"cannot open storage {mask(url)} ({reason})", source="--storage",
                         fix="Check the URL, that the server runs, and the credentials.") from None
+
+
+def open_existing(url: str) -> BaseStorage | None:
+    """The storage at ``url`` for reading, or None where it is a file not there (readers such
+    as ``list`` and ``launch`` never create one)."""
+    path = local_file(url)
+    if path is not None and not path.is_file():
+        return None
+    quiet_optuna()
+    return open_storage(url, heartbeat=False, create=False)
 
 
 def _database(url: str, path: Path | None, heartbeat: bool, connections: int) -> BaseStorage:
