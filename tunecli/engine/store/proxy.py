@@ -6,52 +6,34 @@ would otherwise read the study's trials from the database itself). It listens on
 told otherwise. Its lock: TLS (``--tls-cert``/``--tls-key``; clients trust the CA file that
 ``TUNECLI_TLS_CA`` names) and a shared token (``--token-file``; clients send the one
 ``TUNECLI_TOKEN_FILE`` holds, as the ``tunecli-token`` header of every call, and a call without
-it is refused as UNAUTHENTICATED).
+it is refused as UNAUTHENTICATED). The clients' side of the lock is ``storage.client_lock``.
 """
 
 from __future__ import annotations
 
 import errno
 import hmac
-import os
 import threading
 import time
-from collections import namedtuple
-from pathlib import Path
 from typing import Any
 
 from tunecli.errors import SpecError
 
-__all__ = ["PROXY_THREADS", "TLS_CA_ENV", "TOKEN_FILE_ENV", "Counted", "Proxy", "client_lock",
-           "start"]
+__all__ = ["PROXY_THREADS", "Counted", "Proxy", "start"]
 
 PROXY_THREADS = 10  # requests the proxy answers at once (Optuna's default), one connection each
 _PORT_FIX = "Give another --port, or stop what listens there."
 _HOST_FIX = "Give an address this machine has, e.g. 127.0.0.1 or 0.0.0.0."
-TLS_CA_ENV = "TUNECLI_TLS_CA"          # clients: the CA file that signed serve's certificate
-TOKEN_FILE_ENV = "TUNECLI_TOKEN_FILE"  # clients: the file holding serve's token
-_TOKEN_HEADER = "tunecli-token"
-
-
-def _secret(path: str | Path, source: str, what: str) -> bytes:
-    """A lock file's bytes (a certificate, a key, a token), or a one-line error."""
-    try:
-        found = Path(path).expanduser().read_bytes().strip()
-    except OSError as exc:
-        raise SpecError(f"cannot read {what} {path} ({exc.strerror or exc})", source=source,
-                        fix="Give the file's path.") from None
-    if not found:
-        raise SpecError(f"{what} {path} is empty", source=source,
-                        fix="Write the token into it: e.g. openssl rand -hex 32 > FILE.")
-    return found
 
 
 def _certificate(cert_file: str, key_file: str) -> tuple[bytes, bytes]:
     """The certificate chain and its key, checked as a pair (gRPC would only fail to bind)."""
     import ssl
 
-    pem = (_secret(cert_file, "--tls-cert", "the certificate file"),
-           _secret(key_file, "--tls-key", "the key file"))
+    from tunecli.engine.store.storage import read_secret
+
+    pem = (read_secret(cert_file, "--tls-cert", "the certificate file"),
+           read_secret(key_file, "--tls-key", "the key file"))
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
     except (ssl.SSLError, ValueError) as exc:
@@ -66,6 +48,8 @@ def _token_check(token: bytes) -> Any:
     """The server's interceptor: a call without the token is refused (UNAUTHENTICATED)."""
     import grpc
 
+    from tunecli.engine.store.storage import TOKEN_HEADER
+
     def refuse(request: Any, context: Any) -> Any:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "tunecli serve: wrong or missing token")
 
@@ -73,43 +57,12 @@ def _token_check(token: bytes) -> Any:
 
     class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
         def intercept_service(self, continuation: Any, details: Any) -> Any:
-            given = dict(details.invocation_metadata or ()).get(_TOKEN_HEADER, "")
+            given = dict(details.invocation_metadata or ()).get(TOKEN_HEADER, "")
             if hmac.compare_digest(str(given).encode(), token):
                 return continuation(details)
             return refused
 
     return TokenCheck()
-
-
-_CallDetails = namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
-                                           "wait_for_ready", "compression"))
-
-
-def _token_header(token: bytes) -> Any:
-    """The client's interceptor: every call carries the token."""
-    import grpc
-
-    class Details(_CallDetails, grpc.ClientCallDetails):  # type: ignore[misc]
-        pass
-
-    class TokenHeader(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-            metadata = [*(details.metadata or ()), (_TOKEN_HEADER, token.decode())]
-            return continuation(Details(details.method, details.timeout, metadata,
-                                        details.credentials, details.wait_for_ready,
-                                        details.compression), request)
-
-    return TokenHeader()
-
-
-def client_lock() -> tuple[bytes | None, list[Any]]:
-    """What this process's proxy clients use: the CA to trust (TLS) and the token's header,
-    from ``TUNECLI_TLS_CA`` and ``TUNECLI_TOKEN_FILE`` (neither: in the clear, no token)."""
-    ca_file, token_file = os.environ.get(TLS_CA_ENV), os.environ.get(TOKEN_FILE_ENV)
-    ca = _secret(ca_file, TLS_CA_ENV, "the CA file") if ca_file else None
-    token = [_token_header(_secret(token_file, TOKEN_FILE_ENV, "the token file"))] \
-        if token_file else []
-    return ca, token
 
 
 class Counted:
@@ -191,7 +144,13 @@ def start(url: str, host: str, port: int, tls: tuple[str, str] | None = None,
     (certificate file, key file) and a ``token_file``, the door is locked."""
     from tunecli.engine.store import optuna_internals
     from tunecli.engine.store import storage as storage_module
-    from tunecli.engine.store.storage import local_file, mask, open_storage, quiet_optuna
+    from tunecli.engine.store.storage import (
+        local_file,
+        mask,
+        open_storage,
+        quiet_optuna,
+        read_secret,
+    )
 
     quiet_optuna()
     storage_module.require_grpc("tunecli serve", "serve")
@@ -203,7 +162,7 @@ def start(url: str, host: str, port: int, tls: tuple[str, str] | None = None,
         raise SpecError("--storage names another proxy", source="--storage",
                         fix="Give the database the proxy stands in front of.")
     pem = _certificate(*tls) if tls else None
-    checks = [_token_check(_secret(token_file, "--token-file", "the token file"))] \
+    checks = [_token_check(read_secret(token_file, "--token-file", "the token file"))] \
         if token_file else []
     _refuse_a_taken_port(host, port)
     path = local_file(url)
