@@ -6,13 +6,12 @@ would otherwise read the study's trials from the database itself). It listens on
 told otherwise. Its lock: TLS (``--tls-cert``/``--tls-key``; clients trust the CA file that
 ``TUNECLI_TLS_CA`` names) and a shared token (``--token-file``; clients send the one
 ``TUNECLI_TOKEN_FILE`` holds, as the ``tunecli-token`` header of every call, and a call without
-it is refused as UNAUTHENTICATED). The clients' side of the lock is ``storage.client_lock``.
+it is refused as UNAUTHENTICATED). Both sides of the lock: ``lock``.
 """
 
 from __future__ import annotations
 
 import errno
-import hmac
 import threading
 import time
 from typing import Any
@@ -24,45 +23,6 @@ __all__ = ["PROXY_THREADS", "Counted", "Proxy", "start"]
 PROXY_THREADS = 10  # requests the proxy answers at once (Optuna's default), one connection each
 _PORT_FIX = "Give another --port, or stop what listens there."
 _HOST_FIX = "Give an address this machine has, e.g. 127.0.0.1 or 0.0.0.0."
-
-
-def _certificate(cert_file: str, key_file: str) -> tuple[bytes, bytes]:
-    """The certificate chain and its key, checked as a pair (gRPC would only fail to bind)."""
-    import ssl
-
-    from tunecli.engine.store.storage import read_secret
-
-    pem = (read_secret(cert_file, "--tls-cert", "the certificate file"),
-           read_secret(key_file, "--tls-key", "the key file"))
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
-    except (ssl.SSLError, ValueError) as exc:
-        raise SpecError(f"{cert_file} and {key_file} are not a certificate and its private key "
-                        f"({exc})", source="--tls-key",
-                        fix="Give the PEM certificate chain and the key it was made with.") \
-            from None
-    return pem
-
-
-def _token_check(token: bytes) -> Any:
-    """The server's interceptor: a call without the token is refused (UNAUTHENTICATED)."""
-    import grpc
-
-    from tunecli.engine.store.storage import TOKEN_HEADER
-
-    def refuse(request: Any, context: Any) -> Any:
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, "tunecli serve: wrong or missing token")
-
-    refused = grpc.unary_unary_rpc_method_handler(refuse)
-
-    class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
-        def intercept_service(self, continuation: Any, details: Any) -> Any:
-            given = dict(details.invocation_metadata or ()).get(TOKEN_HEADER, "")
-            if hmac.compare_digest(str(given).encode(), token):
-                return continuation(details)
-            return refused
-
-    return TokenCheck()
 
 
 class Counted:
@@ -144,13 +104,8 @@ def start(url: str, host: str, port: int, tls: tuple[str, str] | None = None,
     (certificate file, key file) and a ``token_file``, the door is locked."""
     from tunecli.engine.store import optuna_internals
     from tunecli.engine.store import storage as storage_module
-    from tunecli.engine.store.storage import (
-        local_file,
-        mask,
-        open_storage,
-        quiet_optuna,
-        read_secret,
-    )
+    from tunecli.engine.store.lock import certificate, read_secret, token_check
+    from tunecli.engine.store.storage import local_file, mask, open_storage, quiet_optuna
 
     quiet_optuna()
     storage_module.require_grpc("tunecli serve", "serve")
@@ -161,8 +116,8 @@ def start(url: str, host: str, port: int, tls: tuple[str, str] | None = None,
     if url.startswith("grpc://"):
         raise SpecError("--storage names another proxy", source="--storage",
                         fix="Give the database the proxy stands in front of.")
-    pem = _certificate(*tls) if tls else None
-    checks = [_token_check(read_secret(token_file, "--token-file", "the token file"))] \
+    pem = certificate(*tls) if tls else None
+    checks = [token_check(read_secret(token_file, "--token-file", "the token file"))] \
         if token_file else []
     _refuse_a_taken_port(host, port)
     path = local_file(url)

@@ -24,7 +24,6 @@ import sys
 import time
 import uuid
 import warnings
-from collections import namedtuple
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -263,63 +262,14 @@ def require_grpc(what: str, source: str) -> None:
                         fix=f"Install them: {GRPC_INSTALL}") from None
 
 
-# The lock of tunecli serve as its clients use it (the server's side: ``proxy``)
-TLS_CA_ENV = "TUNECLI_TLS_CA"          # clients: the CA file that signed serve's certificate
-TOKEN_FILE_ENV = "TUNECLI_TOKEN_FILE"  # clients: the file holding serve's token
-TOKEN_HEADER = "tunecli-token"  # the token's metadata key on every proxy call
-
-
-def read_secret(path: str | Path, source: str, what: str) -> bytes:
-    """A lock file's bytes (a certificate, a key, a token), or a one-line error."""
-    try:
-        found = Path(path).expanduser().read_bytes().strip()
-    except OSError as exc:
-        raise SpecError(f"cannot read {what} {path} ({exc.strerror or exc})", source=source,
-                        fix="Give the file's path.") from None
-    if not found:
-        raise SpecError(f"{what} {path} is empty", source=source,
-                        fix="Write the token into it: e.g. openssl rand -hex 32 > FILE.")
-    return found
-
-
-_CallDetails = namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
-                                           "wait_for_ready", "compression"))
-
-
-def _token_header(token: bytes) -> Any:
-    """The client's interceptor: every call carries the token."""
-    import grpc
-
-    class Details(_CallDetails, grpc.ClientCallDetails):  # type: ignore[misc]
-        pass
-
-    class TokenHeader(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-            metadata = [*(details.metadata or ()), (TOKEN_HEADER, token.decode())]
-            return continuation(Details(details.method, details.timeout, metadata,
-                                        details.credentials, details.wait_for_ready,
-                                        details.compression), request)
-
-    return TokenHeader()
-
-
-def client_lock() -> tuple[bytes | None, list[Any]]:
-    """What this process's proxy clients use: the CA to trust (TLS) and the token's header,
-    from ``TUNECLI_TLS_CA`` and ``TUNECLI_TOKEN_FILE`` (neither: in the clear, no token)."""
-    ca_file, token_file = os.environ.get(TLS_CA_ENV), os.environ.get(TOKEN_FILE_ENV)
-    ca = read_secret(ca_file, TLS_CA_ENV, "the CA file") if ca_file else None
-    token = [_token_header(read_secret(token_file, TOKEN_FILE_ENV, "the token file"))] \
-        if token_file else []
-    return ca, token
-
-
 def _proxy(host: str, port: int) -> BaseStorage:
     """A client of ``tunecli serve`` (Optuna's gRPC storage proxy), once its port answers and
-    it takes this process's lock (``client_lock``: TLS and the token)."""
+    it takes this process's lock (``lock.client_lock``: TLS and the token)."""
     import socket
 
     require_grpc(f"grpc://{host}:{port}", "--storage")
     from tunecli.engine.store import optuna_internals
+    from tunecli.engine.store.lock import TLS_CA_ENV, TOKEN_FILE_ENV, client_lock
 
     ca, interceptors = client_lock()
     try:
