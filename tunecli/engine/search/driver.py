@@ -180,8 +180,9 @@ class _Search:
             trials = self.study.get_trials(deepcopy=False)
             self._show(trials)
             stopped_by = self.kit.budget.reason_to_stop(self.study, trials)
-            if stopped_by == "elsewhere" and leased_elsewhere(trials):
-                if self._wait_for_others(leased_elsewhere(trials)):
+            watched = leased_elsewhere(trials) if stopped_by == "elsewhere" else 0
+            if watched:
+                if self._wait_for_others(watched):
                     return "interrupted"
                 continue
             if stopped_by:
