@@ -25,7 +25,7 @@ import numpy as np
 from tunecli.errors import SpecError
 
 __all__ = ["IMAGE_SUFFIXES", "FolderImages", "cache_root", "image_array", "image_paths",
-           "read_cifar10", "read_idx", "read_image_folder", "read_mnist_family"]
+           "is_image_file", "read_cifar10", "read_idx", "read_image_folder", "read_mnist_family"]
 
 Split = tuple[np.ndarray, np.ndarray]   # images (N, C, H, W) uint8, labels (N,) int64
 _IDX_TYPES = {0x08: np.uint8}
@@ -130,11 +130,14 @@ class FolderImages:
     channels: int
 
 
+def is_image_file(path: Path) -> bool:
+    """A file named as an image (hidden files left out)."""
+    return not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
 def image_paths(folder: Path) -> list[Path]:
-    """The image files directly in ``folder``, by name (hidden files and others left out)."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The image files directly in ``folder``, by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
 def image_array(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -157,9 +160,8 @@ def image_array(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
 
 def read_image_folder(root: Path, size: tuple[int, int] | None) -> FolderImages:
     """``root/CLASS/*.png`` (or ``root/train/CLASS/...`` with ``root/test/CLASS/...``) at
-    ``size``; without one every image must already share its size."""
-    from PIL import Image
-
+    ``size``; without one every image must already share its size. The files' headers are
+    read only when the folder is decoded, not by a process that finds it decoded."""
     if not root.is_dir():
         raise SpecError(f"{root} is not a folder", path="trainer.dataset.path",
                         fix="Give a folder with one subfolder of images per class.")
@@ -177,8 +179,41 @@ def read_image_folder(root: Path, size: tuple[int, int] | None) -> FolderImages:
                             f"{', '.join(extra[:5])}", path="trainer.dataset.path",
                             fix="Give train/ a folder for every class of test/.")
     every = [p for group in (*files.values(), *test_files.values()) for p in group]
+    found: list[tuple[tuple[int, int], int]] = []  # the scan, once, and only if decoding
+
+    def how_to_read() -> tuple[tuple[int, int], int]:
+        if not found:
+            found.append(_scan(root, every, size))
+        return found[0]
+
+    def decoded(groups: dict[str, list[Path]], part: str) -> Split:
+        paths = [p for name in classes for p in groups.get(name, [])]
+
+        def decode() -> Split:
+            shape, channels = how_to_read()
+            x = np.stack([image_array(p, shape, channels) for p in paths]) if paths else \
+                np.zeros((0, channels, *shape), dtype=np.uint8)
+            y = np.array([i for i, name in enumerate(classes) for _ in groups.get(name, [])],
+                         dtype=np.int64)
+            return x, y
+        asked = f"{size[0]}x{size[1]}" if size else "own-size"
+        return _cached(every, f"folder-{part}-{asked}", decode)
+
+    train = decoded(files, "train")
+    test = decoded(test_files, "test") if test_dir is not None else None
+    x = train[0]  # what the files were read as (decoded now, or by an earlier process)
+    return FolderImages(train, test, classes, (int(x.shape[2]), int(x.shape[3])),
+                        int(x.shape[1]))
+
+
+def _scan(root: Path, every: list[Path], size: tuple[int, int] | None
+          ) -> tuple[tuple[int, int], int]:
+    """How to read the files before decoding them, from their headers: the size (``size``, or
+    the one they share) and the channels (1 when every file is grey, else 3)."""
+    from PIL import Image
+
     modes, sizes = set(), set()
-    for path in every:  # headers only: cheap, and says how to read the files before decoding
+    for path in every:
         try:
             with Image.open(path) as image:
                 modes.add(image.mode)
@@ -196,21 +231,7 @@ def read_image_folder(root: Path, size: tuple[int, int] | None) -> FolderImages:
                             fix="Add size: [HEIGHT, WIDTH] to resize every image, e.g. "
                                 "size: [64, 64].")
         size = next(iter(sizes))
-    channels = 1 if modes <= set(_GREY_MODES) else 3
-
-    def decoded(groups: dict[str, list[Path]], part: str) -> Split:
-        paths = [p for name in classes for p in groups.get(name, [])]
-
-        def decode() -> Split:
-            x = np.stack([image_array(p, size, channels) for p in paths]) if paths else \
-                np.zeros((0, channels, *size), dtype=np.uint8)
-            y = np.array([i for i, name in enumerate(classes) for _ in groups.get(name, [])],
-                         dtype=np.int64)
-            return x, y
-        return _cached(paths, f"folder-{part}-{channels}x{size[0]}x{size[1]}", decode)
-
-    test = decoded(test_files, "test") if test_dir is not None else None
-    return FolderImages(decoded(files, "train"), test, classes, size, channels)
+    return size, 1 if modes <= set(_GREY_MODES) else 3
 
 
 def _classes(folder: Path) -> list[str]:

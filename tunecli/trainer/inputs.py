@@ -43,8 +43,11 @@ def read(source: str, pipeline: dict[str, Any]) -> NewInputs:
         raise SpecError("standard input is read as CSV, and this model was not trained on a "
                         "CSV", source="INPUT", fix=_kinds(pipeline))
     path = Path(source)
-    if pipeline.get("image_size") and (path.is_dir() or _is_image(path)):
-        return _image_files(path, pipeline)
+    if pipeline.get("image_size"):
+        from tunecli.trainer.image_files import is_image_file
+
+        if path.is_dir() or is_image_file(path):
+            return _image_files(path, pipeline)
     if not path.is_file():
         raise SpecError(f"{source} is not a file", source="INPUT", fix=_kinds(pipeline))
     x, y = _arrays(path, pipeline)
@@ -60,12 +63,6 @@ def _kinds(pipeline: dict[str, Any]) -> str:
               if pipeline.get("image_size") else "")
     return (f"Give {images}a .npz or .pt file with x (and y to score), an IDX images file, or "
             f"a CIFAR-10 batch; examples shaped {pipeline['raw_shape']}.")
-
-
-def _is_image(path: Path) -> bool:
-    from tunecli.trainer.image_files import IMAGE_SUFFIXES
-
-    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _image_files(path: Path, pipeline: dict[str, Any]) -> NewInputs:
