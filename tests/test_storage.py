@@ -124,7 +124,8 @@ class _LostReplies(optuna.storages.InMemoryStorage):
 def test_a_retried_create_or_state_write_stores_it_once(monkeypatch, twice: bool) -> None:
     monkeypatch.setattr(storage, "RETRY_WAITS", (0.0,))
     inner = _LostReplies({"create_new_trial", "set_trial_state_values"}, twice=twice)
-    study = optuna.create_study(storage=storage.Reconnecting(inner, "test://"))
+    study = optuna.create_study(storage=storage.Reconnecting(inner, "test://",
+                                                             copies_inside=True))
     trial = study.ask()
     study.tell(trial, 0.5)  # its reply lost: the retry finds it written, not finished by another
     queued = study.enqueue_trial({"x": 1.0}) or study.trials[-1]

@@ -230,7 +230,8 @@ def _database(url: str, path: Path | None, heartbeat: bool, connections: int) ->
         _sqlite_pragmas(storage)
     from tunecli.engine.store.optuna_internals import cached
 
-    return Reconnecting(cached(storage), url)  # type: ignore[abstract]
+    # Optuna's database storage retries a lost commit inside itself: a creation may be doubled
+    return Reconnecting(cached(storage), url, copies_inside=True)  # type: ignore[abstract]
 
 
 # One connection per process, and one more for the heartbeat thread; checked before each use;
@@ -358,12 +359,15 @@ class Reconnecting(BaseStorage, HeartbeatBase):
     (a restart, a dropped connection): the run waits, says so once, and goes on; nothing
     already stored is lost. Any other error is raised at once."""
 
-    def __init__(self, inner: BaseStorage, url: str,
-                 say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, inner: BaseStorage, url: str, say: Callable[[str], None] | None = None,
+                 *, copies_inside: bool = False) -> None:
         self.inner = inner
         self._url = url
         self._say = say or _warn
         self._warned = False
+        # Whether ``inner`` retries writes inside itself (a trial created twice is then found
+        # after each creation; through tunecli serve, the proxy's own storage finds it)
+        self._copies_inside = copies_inside
 
     def _call(self, name: str, *args: Any, again: Callable[[], Any] | None = None,
               **kwargs: Any) -> Any:
@@ -389,8 +393,8 @@ class Reconnecting(BaseStorage, HeartbeatBase):
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         """A new trial, created once however often the call is retried: it carries a claim
         token (``attrs.CLAIM``); a retry first looks for the trial its lost reply created, and
-        a copy the storage's own retries made is stored as surplus (never trained, never
-        counted)."""
+        a copy the storage's own retries made (``copies_inside``) is stored as surplus (never
+        trained, never counted)."""
         # A token the template carries already is the client's (tunecli serve creates for it)
         token = str((template_trial.system_attrs if template_trial else {}).get(attrs.CLAIM)
                     or uuid.uuid4().hex)
@@ -401,7 +405,7 @@ class Reconnecting(BaseStorage, HeartbeatBase):
             return found[0] if found else self.inner.create_new_trial(study_id, template)
 
         trial_id: int = self._call("create_new_trial", study_id, template, again=again)
-        for copy_id in self._claims(study_id, token):
+        for copy_id in self._claims(study_id, token) if self._copies_inside else ():
             if copy_id != trial_id:
                 self.set_trial_user_attr(copy_id, attrs.SURPLUS, True)
                 self.set_trial_state_values(copy_id, TrialState.FAIL)
@@ -439,10 +443,11 @@ class Reconnecting(BaseStorage, HeartbeatBase):
         return interval
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"inner": self.inner, "_url": self._url}
+        return {"inner": self.inner, "_url": self._url, "_copies_inside": self._copies_inside}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["inner"], state["_url"])  # type: ignore[misc]
+        self.__init__(state["inner"], state["_url"],  # type: ignore[misc]
+                      copies_inside=state.get("_copies_inside", False))
 
 
 def _claimed(template: FrozenTrial | None, token: str) -> FrozenTrial:
