@@ -23,6 +23,7 @@ from tunecli.spec.checks import COMMAND_FIELDS
 if TYPE_CHECKING:
     from tunecli.engine.search.kit import RunnerKit
     from tunecli.engine.search.reporter import TrialReporter
+    from tunecli.spec.models import StudySpec
 
 __all__ = ["OwnTrial", "resume_epoch"]
 
@@ -152,7 +153,7 @@ def _numbers(epoch: Any, metrics: dict[str, Any], metric: str) -> dict[str, floa
     return values
 
 
-def _needed(spec: Any) -> dict[str, str]:
+def _needed(spec: StudySpec) -> dict[str, str]:
     """The metrics a finished trial must have given, each with what the study uses it for
     (``train_seconds`` is measured here)."""
     needed = {spec.metric: "the metric the study ranks by"}
