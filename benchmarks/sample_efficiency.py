@@ -3,17 +3,20 @@
 Every strategy runs the same study through the real CLI (``tunecli search``) under the same
 compute budget (``budget.epochs``), once per seed (the trainer seed equals the sampler seed).
 Epochs are counted in trial order, as ``engine/compute`` counts them (pruned trials pay for the
-epochs they trained); the target is random search's median final best, unless ``--target``.
+epochs they trained); the target is plain Optuna TPE's median final best (random search's where
+TPE is not run), unless ``--target``.
 
-    python benchmarks/sample_efficiency.py studies/digits.yaml --seeds 0 1 2 3 4
-    python benchmarks/sample_efficiency.py studies/fashion-mnist.yaml --data-root ../shared/data \\
-        --set trainer.dataset.max_train_samples=12000 --set trainer.dataset.val_fraction=0.05 \\
-        --set trainer.epochs=12 --budget 480
+    python benchmarks/sample_efficiency.py --task fashion-mlp --data-root ../shared/data
+    python benchmarks/sample_efficiency.py --task digits-cnn
+    python benchmarks/sample_efficiency.py --task tabular
+    python benchmarks/sample_efficiency.py studies/digits.yaml --strategies random optuna-tpe
 
-The study must maximize its metric. Prints one table (epochs and seconds to the target per seed,
-the worst seed and the median;
-the best at 25%, 50% and 100% of the budget) and writes best-so-far against epochs per strategy
-as a PNG (``--png``).
+A task (``benchmarks/tasks/``) runs plain TPE and tunecli's defaults over 5 seeds; ``--share``
+stops the strategies other than plain TPE at that share of the budget (enough to judge a goal
+set at a share). The study must maximize its metric. Prints one table (epochs and seconds to the
+target per seed, the worst seed and the median, how many seeds met the goal; the best at 25%, 50%
+and 100% of the budget) with one standard error of the validation metric near the target, and
+writes best-so-far against epochs per strategy as a PNG (``--png``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,45 @@ STRATEGIES: dict[str, list[str]] = {
     "one-epoch-top-3": [],
 }
 TOP_K = 3
+# name -> its study file (the tabular task's CSV is written by write_tabular).
+TASKS: dict[str, str] = {
+    "fashion-mlp": "tasks/fashion-mlp.yaml",
+    "digits-cnn": "tasks/digits-cnn.yaml",
+    "tabular": "tasks/tabular.yaml",
+}
+TASK_STRATEGIES = ["optuna-tpe", "tunecli-default"]
+
+
+def write_tabular(folder: Path) -> Path:
+    """The tabular task's CSV: Friedman #1 (five of ten columns matter, no noise), 20,000 rows."""
+    import numpy as np
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=20_000, n_features=10, noise=0.0, random_state=0)
+    path = folder / "friedman1.csv"
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", fmt="%.6g", comments="",
+               header=",".join([*(f"x{i}" for i in range(10)), "y"]))
+    return path
+
+
+def standard_error(study: Path, overrides: dict[str, Any], data_root: str | None,
+                   value: float) -> str:
+    """One standard error of the study's validation metric at ``value``: binomial for accuracy,
+    Olkin-Finn's large-sample approximation for R^2 (other metrics: not given)."""
+    from tunecli import spec as spec_module
+    from tunecli.trainer import data
+
+    dataset = spec_module.load(study, overrides).trainer.dataset
+    metric = spec_module.load(study, overrides).metric
+    dataset = data.with_base_dir(dataset, str(study.parent))
+    raw = data.DATASETS[dataset.name](dataset, Path(data_root) if data_root else None, False)
+    _, val_idx, _ = data.part_indices(len(raw.x), dataset, raw.ordered, raw.test is not None)
+    n = len(val_idx)
+    if metric == "val_accuracy":
+        return f"{math.sqrt(value * (1 - value) / n):.4f} ({n} validation examples)"
+    if metric == "val_r2":
+        return f"{2 * math.sqrt(value) * (1 - value) / math.sqrt(n):.5f} ({n} validation rows)"
+    return f"not computed for {metric} ({n} validation examples)"
 
 
 def search(study: Path, folder: Path, name: str, seed: int, sets: list[str],
@@ -170,11 +212,19 @@ def plot(results: dict[str, list[dict[str, Any]]], budget: int, path: Path) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, nargs="?", default=ROOT / "studies" / "digits.yaml")
-    parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES),
-                        choices=list(STRATEGIES))
+    parser.add_argument("--task", choices=list(TASKS),
+                        help="one of the three time-to-a-good-model tasks (instead of a study)")
+    parser.add_argument("--strategies", nargs="*", choices=list(STRATEGIES),
+                        help="default: plain TPE and tunecli's defaults for a task, else all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--budget", type=int, help="epochs per run (default: 40 trials' worth)")
-    parser.add_argument("--target", type=float, help="default: random's median final best")
+    parser.add_argument("--budget", type=int, help="epochs per run (default: the study's "
+                                                   "budget.epochs, else 40 trials' worth)")
+    parser.add_argument("--share", type=float, default=1.0,
+                        help="stop strategies other than optuna-tpe at this share of the budget")
+    parser.add_argument("--goal", type=float, default=0.25,
+                        help="the share of the budget within which the target should be met")
+    parser.add_argument("--target", type=float,
+                        help="default: optuna-tpe's (else random's) median final best")
     parser.add_argument("--set", action="append", help="passed to tunecli search --set")
     parser.add_argument("--data-root")
     parser.add_argument("--png", type=Path, default=Path("sample_efficiency.png"))
@@ -184,51 +234,72 @@ def main() -> None:
     args = parser.parse_args()
     from tunecli import spec as spec_module
 
-    study = args.study.resolve()
-    overrides = spec_module.parse_assignments(args.set or [])
-    epochs_per_trial = spec_module.load(study, overrides).trainer.epochs
-    budget = args.budget or 40 * epochs_per_trial
-    extra = [item for s in args.set or [] for item in ("--set", s)]
-    if args.data_root:
-        extra += ["--data-root", str(Path(args.data_root).resolve())]
+    study = (ROOT / "benchmarks" / TASKS[args.task] if args.task else args.study).resolve()
+    strategies = args.strategies if args.strategies is not None else (
+        TASK_STRATEGIES if args.task else list(STRATEGIES))
     results: dict[str, list[dict[str, Any]]] = {}
     for saved in args.load:
         for name, runs in json.loads(saved.read_text()).items():
             results.setdefault(name, []).extend(runs)
     with tempfile.TemporaryDirectory(prefix="tunecli-efficiency-") as folder:
-        for name in args.strategies:
+        sets = list(args.set or [])
+        if args.task == "tabular":
+            sets.append(f"trainer.dataset.path={write_tabular(Path(folder))}")
+        overrides = spec_module.parse_assignments(sets)
+        loaded = spec_module.load(study, overrides)
+        epochs_per_trial = loaded.trainer.epochs
+        budget = args.budget or loaded.budget.epochs or 40 * epochs_per_trial
+        extra = [item for s in sets for item in ("--set", s)]
+        if args.data_root:
+            extra += ["--data-root", str(Path(args.data_root).resolve())]
+        for name in strategies:
+            spend = budget if name == "optuna-tpe" else int(budget * args.share)
             for seed in args.seeds:
-                result = run(study, Path(folder), name, seed, budget, extra, epochs_per_trial)
+                result = run(study, Path(folder), name, seed, spend, extra, epochs_per_trial)
                 results.setdefault(name, []).append(result)
                 print(f"{name} seed {seed}: final best {result['final']:.4f} "
                       f"(wall {result['wall']:.0f} s)", flush=True)
-    if args.save:
-        args.save.write_text(json.dumps(results))
-    target = args.target
-    if target is None:
-        finals = [r["final"] for r in results.get("random", []) if not math.isnan(r["final"])]
-        target = statistics.median(finals) if finals else max(
-            r["final"] for runs in results.values() for r in runs)
-    print(f"\ntarget {target:.4f}; budget {budget} epochs ({budget // epochs_per_trial} whole "
-          f"trials); seeds {' '.join(map(str, args.seeds))}\n")
-    print("| strategy | epochs to target per seed | worst | median | median seconds to target "
-          "| best at 25% | 50% | 100% |")
-    print("|---|---|---|---|---|---|---|---|")
+        if args.save:
+            args.save.write_text(json.dumps(results))
+        target = args.target
+        if target is None:
+            source = "optuna-tpe" if "optuna-tpe" in results else "random"
+            finals = [r["final"] for r in results.get(source, []) if not math.isnan(r["final"])]
+            target = statistics.median(finals) if finals else max(
+                r["final"] for runs in results.values() for r in runs)
+        error = standard_error(study, overrides, args.data_root, target)
+    print(f"\ntarget {target:.4f}, one standard error {error}; budget {budget} epochs "
+          f"({budget // epochs_per_trial} whole trials); seeds {' '.join(map(str, args.seeds))}\n")
+    print(table(results, target, budget, args.goal))
+    plot(results, budget, args.png)
+    print(f"\nplot: {args.png}")
+
+
+def table(results: dict[str, list[dict[str, Any]]], target: float, budget: int,
+          goal: float) -> str:
+    """The markdown table: epochs to ``target`` per seed, the worst and the median, the seeds
+    within ``goal`` of the budget, the median best at 25%, 50% and 100% of it."""
+    rows = ["| strategy | epochs to target per seed | worst | median | within "
+            f"{goal:.0%} | median seconds to target | best at 25% | 50% | 100% |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for name, runs in results.items():
         reached = [reach(r["curve"], target) for r in runs]
         epochs = [e for e, _ in reached]
         shown = ", ".join("never" if math.isinf(e) else str(int(e)) for e in epochs)
+        spent = max(r["curve"][-1][0] for r in runs if r["curve"])
 
-        def share(e: float) -> str:
-            return "never" if math.isinf(e) else f"{int(e)} ({e / budget:.0%})"
+        def share(e: float, spent: int = spent) -> str:
+            return (f">{spent} (>{spent / budget:.0%})" if math.isinf(e)
+                    else f"{int(e)} ({e / budget:.0%})")
 
         at = [statistics.median([best_at(r["curve"], budget * q) for r in runs])
               for q in (0.25, 0.5, 1.0)]
-        print(f"| {name} | {shown} | {share(max(epochs))} | {share(statistics.median(epochs))} "
-              f"| {statistics.median([s for _, s in reached]):.0f} | "
-              + " | ".join(f"{v:.4f}" for v in at) + " |")
-    plot(results, budget, args.png)
-    print(f"\nplot: {args.png}")
+        met = sum(e <= goal * budget for e in epochs)
+        rows.append(f"| {name} | {shown} | {share(max(epochs))} | "
+                    f"{share(statistics.median(epochs))} | {met} of {len(epochs)} | "
+                    f"{statistics.median([s for _, s in reached]):.0f} | "
+                    + " | ".join(f"{v:.4f}" for v in at) + " |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
