@@ -44,6 +44,12 @@ STRATEGIES: dict[str, list[str]] = {
                    "pruner={type: none}", "trainer.fuse=1"],
     "tunecli-default": ["sampler={}", "pruner={}"],  # whatever a study that names none gets
     "tunecli-default-fuse-1": ["sampler={}", "pruner={}", "trainer.fuse=1"],
+    # Variations of the defaults, one change each (the issue's "cheaper fidelities, a better
+    # pruner warm-up").
+    "defaults-multivariate": ["sampler={options: {multivariate: true, group: true}}", "pruner={}"],
+    "defaults-warmup-2": ["sampler={}", "pruner={min_epochs: 2}"],
+    "defaults-no-pruning": ["sampler={}", "pruner={type: none}"],
+    "defaults-asha": ["sampler={}", "pruner={type: asha, min_epochs: 1, reduction_factor: 3}"],
     "tpe-asha": ["sampler={type: tpe}",
                  "pruner={type: asha, min_epochs: 1, reduction_factor: 3}"],
     "hyperopt-tpe": ["sampler={type: hyperopt-tpe}", "pruner={type: none}"],
@@ -268,7 +274,7 @@ def main() -> None:
             target = statistics.median(finals) if finals else max(
                 r["final"] for runs in results.values() for r in runs)
         error = standard_error(study, overrides, args.data_root, target)
-    print(f"\ntarget {target:.4f}, one standard error {error}; budget {budget} epochs "
+    print(f"\ntarget {target:.5f}, one standard error {error}; budget {budget} epochs "
           f"({budget // epochs_per_trial} whole trials); seeds {' '.join(map(str, args.seeds))}\n")
     print(table(results, target, budget, args.goal))
     plot(results, budget, args.png)
@@ -293,12 +299,12 @@ def table(results: dict[str, list[dict[str, Any]]], target: float, budget: int,
                     else f"{int(e)} ({e / budget:.0%})")
 
         at = [statistics.median([best_at(r["curve"], budget * q) for r in runs])
-              for q in (0.25, 0.5, 1.0)]
+              if spent >= budget * q else math.nan for q in (0.25, 0.5, 1.0)]
         met = sum(e <= goal * budget for e in epochs)
         rows.append(f"| {name} | {shown} | {share(max(epochs))} | "
                     f"{share(statistics.median(epochs))} | {met} of {len(epochs)} | "
                     f"{statistics.median([s for _, s in reached]):.0f} | "
-                    + " | ".join(f"{v:.4f}" for v in at) + " |")
+                    + " | ".join("-" if math.isnan(v) else f"{v:.4f}" for v in at) + " |")
     return "\n".join(rows)
 
 
