@@ -237,6 +237,10 @@ def test_the_time_limit_cuts_a_command_trial_and_resume_continues_it(
                               env=subprocess_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     url = "sqlite:///tunecli.db"
+    trial_folder = tmp_path / ".tunecli" / "own" / "checkpoints" / "trial-0"
+    while not trial_folder.exists():  # the storage made (no second process creating it)
+        assert search.poll() is None, search.stdout.read()  # type: ignore[union-attr]
+        time.sleep(0.05)
     while not _past_the_limit(url, "own", 1.5):
         assert search.poll() is None, search.stdout.read()  # type: ignore[union-attr]
         time.sleep(0.05)

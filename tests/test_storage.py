@@ -137,3 +137,24 @@ def test_a_retried_create_or_state_write_stores_it_once(monkeypatch, twice: bool
     # the storage's own retry made a copy: never trained, never counted, said as surplus
     assert [t.state.name for t in trials if t.user_attrs.get(attrs.SURPLUS)] == \
         (["FAIL"] if twice else [])
+
+
+def test_a_process_that_loses_the_race_to_create_a_new_database_opens_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers started together on a new SQLite file: the second creation of its version
+    row fails; opening again finds the tables the other process made."""
+    made = storage._database
+    tries: list[str] = []
+
+    def lose_once(url: str, *args: Any) -> Any:
+        tries.append(url)
+        made(url, *args)  # the other process's creation
+        if len(tries) == 1:
+            raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: "
+                               "alembic_version.version_num")
+        return made(url, *args)
+
+    monkeypatch.setattr(storage, "_database", lose_once)
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    opened = storage.open_storage(url)
+    assert len(tries) == 2 and optuna.create_study(storage=opened, study_name="s").trials == []

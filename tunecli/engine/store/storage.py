@@ -177,7 +177,7 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True,
             return Reconnecting(_proxy(*address), url)  # type: ignore[abstract]
         if url.startswith("journal:"):
             return _journal(url)
-        return _database(url, path, heartbeat, connections)
+        return _database_made_once(url, path, heartbeat, connections)
     except SpecError:
         raise
     except ImportError as exc:
@@ -192,6 +192,19 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True,
         reason = mask(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise SpecError(f"cannot open storage {mask(url)} ({reason})", source="--storage",
                         fix="Check the URL, that the server runs, and the credentials.") from None
+
+
+def _database_made_once(url: str, path: Path | None, heartbeat: bool,
+                        connections: int) -> BaseStorage:
+    """Two processes that open a new database at once (two workers started together) both
+    create its tables; the one that loses the race finds them made when it opens it again."""
+    try:
+        return _database(url, path, heartbeat, connections)
+    except Exception as exc:
+        if not any(words in str(exc) for words in ("UNIQUE constraint failed", "already exists",
+                                                   "duplicate key")):
+            raise
+        return _database(url, path, heartbeat, connections)
 
 
 def open_existing(url: str) -> BaseStorage | None:
