@@ -44,8 +44,8 @@ STRATEGIES: dict[str, list[str]] = {
                    "pruner={type: none}", "trainer.fuse=1"],
     "tunecli-default": ["sampler={}", "pruner={}"],  # whatever a study that names none gets
     "tunecli-default-fuse-1": ["sampler={}", "pruner={}", "trainer.fuse=1"],
-    # Variations of the defaults, one change each (the issue's "cheaper fidelities, a better
-    # pruner warm-up").
+    # Variations of the defaults, one change each: TPE's multivariate model, the pruner's
+    # warm-up, no pruning, ASHA instead of the median pruner.
     "defaults-multivariate": ["sampler={options: {multivariate: true, group: true}}", "pruner={}"],
     "defaults-warmup-2": ["sampler={}", "pruner={min_epochs: 2}"],
     "defaults-no-pruning": ["sampler={}", "pruner={type: none}"],
@@ -79,16 +79,14 @@ def write_tabular(folder: Path) -> Path:
     return path
 
 
-def standard_error(study: Path, overrides: dict[str, Any], data_root: str | None,
-                   value: float) -> str:
-    """One standard error of the study's validation metric at ``value``: binomial for accuracy,
-    Olkin-Finn's large-sample approximation for R^2 (other metrics: not given)."""
-    from tunecli import spec as spec_module
+def standard_error(loaded: Any, study: Path, data_root: str | None, value: float) -> str:
+    """One standard error of the study's validation metric at ``value`` (``loaded``: the study
+    file as ``spec.load`` read it): binomial for accuracy, Olkin-Finn's large-sample
+    approximation for R^2 (other metrics: not given)."""
     from tunecli.trainer import data
 
-    dataset = spec_module.load(study, overrides).trainer.dataset
-    metric = spec_module.load(study, overrides).metric
-    dataset = data.with_base_dir(dataset, str(study.parent))
+    metric = loaded.metric
+    dataset = data.with_base_dir(loaded.trainer.dataset, str(study.parent))
     raw = data.DATASETS[dataset.name](dataset, Path(data_root) if data_root else None, False)
     _, val_idx, _ = data.part_indices(len(raw.x), dataset, raw.ordered, raw.test is not None)
     n = len(val_idx)
@@ -273,7 +271,7 @@ def main() -> None:
             finals = [r["final"] for r in results.get(source, []) if not math.isnan(r["final"])]
             target = statistics.median(finals) if finals else max(
                 r["final"] for runs in results.values() for r in runs)
-        error = standard_error(study, overrides, args.data_root, target)
+        error = standard_error(loaded, study, args.data_root, target)
     print(f"\ntarget {target:.5f}, one standard error {error}; budget {budget} epochs "
           f"({budget // epochs_per_trial} whole trials); seeds {' '.join(map(str, args.seeds))}\n")
     print(table(results, target, budget, args.goal))
