@@ -17,7 +17,7 @@ the next one runs):
 Writes every figure to one JSON file (``--out``) and prints them as one Markdown table.
 
     bash benchmarks/gpu_check.sh --data-root ../shared/data                 # a GPU, < 8 minutes
-    bash benchmarks/gpu_check.sh --device cpu --data-root ROOT              # small, < 3 minutes
+    bash benchmarks/gpu_check.sh --device cpu --data-root ROOT              # small, about 35 s
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each step is. The CPU sizes exercise every step in under three minutes on two
+    """How big each step is. The CPU sizes exercise every step in about 35 s on two
     cores; the GPU sizes are meant to fill eight minutes on one card, and the time limit holds
     whatever they turn out to cost."""
 
@@ -59,15 +59,18 @@ class Sizes:
     speed_examples: int
     plain_trials: int
     plain_epochs: int
+    fused_studies: int  # how many of FUSED_STUDIES the fused step searches
 
 
 GPU = Sizes(limit_s=470, groups=(8, 32, 64), alone_trials=16, epochs=4, fashion_samples=20000,
-            speed_examples=20000, plain_trials=8, plain_epochs=3,
+            speed_examples=20000, plain_trials=8, plain_epochs=3, fused_studies=3,
             tests=("tests/test_trainer.py", "tests/test_fused.py", "tests/test_augment.py",
                    "tests/test_stacked_optim.py", "tests/test_layers.py",
                    "tests/test_sequences.py", "tests/test_repeats.py"))
-CPU = Sizes(limit_s=170, groups=(4,), alone_trials=2, epochs=1, fashion_samples=200,
-            speed_examples=256, plain_trials=2, plain_epochs=1,
+# On the CPU each step runs once, as small as it can and still be the step: one study fused
+# (the others differ only in their study file), few trials, few processes.
+CPU = Sizes(limit_s=170, groups=(2,), alone_trials=1, epochs=1, fashion_samples=200,
+            speed_examples=256, plain_trials=2, plain_epochs=1, fused_studies=1,
             tests=("tests/test_fused.py::test_a_group_shares_its_structure",))
 
 # The share of the time limit each step may use (they add up to 1).
@@ -181,9 +184,9 @@ FUSED_STUDIES = (("digits MLP", "studies/digits.yaml", ()),
 
 def step_fused(check: Check) -> None:
     sizes = check.sizes
-    runs = len(FUSED_STUDIES) * (1 + len(sizes.groups))
-    each = check.budget("fused") / runs
-    for label, study, needs in FUSED_STUDIES:
+    studies = FUSED_STUDIES[:sizes.fused_studies]
+    each = check.budget("fused") / (len(studies) * (1 + len(sizes.groups)))
+    for label, study, needs in studies:
         common = ["--set", f"trainer.epochs={sizes.epochs}", "--set", "budget.timeout=null"]
         if "fashion" in needs:
             common += ["--set", f"trainer.dataset.max_train_samples={sizes.fashion_samples}"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a GPU can tell us about tunecli in one run of under 8 minutes; --device cpu runs
-# every step at small sizes in under 3 minutes (a test does, so the script cannot rot).
+# every step at small sizes in about 35 s (a test does, so the script cannot rot).
 #   bash benchmarks/gpu_check.sh --data-root ../shared/data [--out gpu_check.json]
 #   bash benchmarks/gpu_check.sh --device cpu --data-root ROOT
 # On a machine whose Python lacks tunecli's other packages, wheels in .whl/ are installed first

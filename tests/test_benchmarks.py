@@ -30,6 +30,6 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     steps = [row["step"] for row in results["rows"]]
     assert set(steps) == {"tests", "trainer_speed", "fused", "measures", "trials_per_device",
                           "vs_plain"}
-    assert steps.count("fused") == 6  # three studies: alone and in groups of 4
+    assert steps.count("fused") == 2  # one study: alone and in groups of 2
     assert "| step | measurement | value |" in done.stdout
     assert "trials/min" in done.stdout and "passed" in done.stdout
