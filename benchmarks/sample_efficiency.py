@@ -50,6 +50,12 @@ STRATEGIES: dict[str, list[str]] = {
     "defaults-warmup-2": ["sampler={}", "pruner={min_epochs: 2}"],
     "defaults-no-pruning": ["sampler={}", "pruner={type: none}"],
     "defaults-asha": ["sampler={}", "pruner={type: asha, min_epochs: 1, reduction_factor: 3}"],
+    # Successive halving over data size too: epoch 1 on a quarter of the training set, epoch 2
+    # on half (a trial pruned after epoch 1 costs a quarter of an epoch).
+    "defaults-data-shares": ["sampler={}", "pruner={}", "trainer.data_shares=[0.25, 0.5]"],
+    "defaults-asha-data-shares": ["sampler={}",
+                                  "pruner={type: asha, min_epochs: 1, reduction_factor: 3}",
+                                  "trainer.data_shares=[0.25, 0.5]"],
     "tpe-asha": ["sampler={type: tpe}",
                  "pruner={type: asha, min_epochs: 1, reduction_factor: 3}"],
     "hyperopt-tpe": ["sampler={type: hyperopt-tpe}", "pruner={type: none}"],
@@ -133,23 +139,35 @@ def run(study: Path, folder: Path, strategy: str, seed: int, budget: int,
         runs = [search(study, folder, f"{strategy}-{seed}", seed,
                        [*STRATEGIES[strategy], f"budget={{epochs: {budget}, n_trials: null}}"],
                        extra)]
-    curve = _curve(runs)
+    curve = _curve(runs, data_shares(STRATEGIES.get(strategy, [])))
     return {"curve": curve, "wall": time.perf_counter() - started,
             "final": curve[-1][1] if curve else math.nan}
 
 
-def _curve(runs: list[list[Any]]) -> list[tuple[int, float, float]]:
-    """(epochs so far, best so far, search seconds so far) after each trial, in order; the
-    seconds of a search run from its first trial's start (process start-up left out)."""
+def data_shares(sets: list[str]) -> list[float]:
+    """The ``trainer.data_shares`` a strategy's overrides set (none: every epoch is whole)."""
+    for item in sets:
+        if item.startswith("trainer.data_shares="):
+            return [float(v) for v in json.loads(item.split("=", 1)[1])]
+    return []
+
+
+def _curve(runs: list[list[Any]], shares: list[float]) -> list[tuple[float, float, float]]:
+    """(epochs so far, best so far, search seconds so far) after each trial, in order; an epoch
+    on a share of the data (``shares``) costs that share. The seconds of a search run from its
+    first trial's start (process start-up left out)."""
     from tunecli.engine.search import budget
 
-    curve: list[tuple[int, float, float]] = []
-    spent, best, before = 0, math.nan, 0.0
+    def cost(epochs: int) -> float:
+        return sum(shares[e] if e < len(shares) else 1.0 for e in range(epochs))
+
+    curve: list[tuple[float, float, float]] = []
+    spent, best, before = 0.0, math.nan, 0.0
     for trials in runs:
         first = min((t.datetime_start for t in trials if t.datetime_start), default=None)
         seconds = 0.0
         for t in trials:
-            spent += budget.epochs_of(t)
+            spent += cost(budget.epochs_of(t))
             if t.state.name == "COMPLETE" and t.value is not None:
                 best = t.value if math.isnan(best) else max(best, t.value)
             if t.datetime_complete and first:
@@ -159,7 +177,7 @@ def _curve(runs: list[list[Any]]) -> list[tuple[int, float, float]]:
     return curve
 
 
-def reach(curve: list[tuple[int, float, float]], target: float) -> tuple[float, float]:
+def reach(curve: list[tuple[float, float, float]], target: float) -> tuple[float, float]:
     """Epochs and seconds when the best so far first reaches ``target`` (inf: never)."""
     for spent, best, seconds in curve:
         if not math.isnan(best) and best >= target:
@@ -167,7 +185,7 @@ def reach(curve: list[tuple[int, float, float]], target: float) -> tuple[float, 
     return math.inf, math.inf
 
 
-def best_at(curve: list[tuple[int, float, float]], epochs: float) -> float:
+def best_at(curve: list[tuple[float, float, float]], epochs: float) -> float:
     values = [best for spent, best, _ in curve if spent <= epochs and not math.isnan(best)]
     return values[-1] if values else math.nan
 
@@ -289,12 +307,12 @@ def table(results: dict[str, list[dict[str, Any]]], target: float, budget: int,
     for name, runs in results.items():
         reached = [reach(r["curve"], target) for r in runs]
         epochs = [e for e, _ in reached]
-        shown = ", ".join("never" if math.isinf(e) else str(int(e)) for e in epochs)
+        shown = ", ".join("never" if math.isinf(e) else f"{e:g}" for e in epochs)
         spent = max(r["curve"][-1][0] for r in runs if r["curve"])
 
-        def share(e: float, spent: int = spent) -> str:
-            return (f">{spent} (>{spent / budget:.0%})" if math.isinf(e)
-                    else f"{int(e)} ({e / budget:.0%})")
+        def share(e: float, spent: float = spent) -> str:
+            return (f">{spent:g} (>{spent / budget:.0%})" if math.isinf(e)
+                    else f"{e:g} ({e / budget:.0%})")
 
         at = [statistics.median([best_at(r["curve"], budget * q) for r in runs])
               if spent >= budget * q else math.nan for q in (0.25, 0.5, 1.0)]

@@ -345,6 +345,7 @@ def test_checkpoints_are_written_when_members_finish(tmp_path: Path) -> None:
 def test_why_not_fused_names_the_reason() -> None:
     assert fusable.why_not_fused(trainer(), {"optimizer": "adam"}) is None
     assert "lstm" in str(fusable.why_not_fused(trainer(model="lstm"), {}))
+    assert "data_shares" in str(fusable.why_not_fused(trainer(data_shares=[0.5]), {}))
     assert fusable.why_not_fused(trainer(model="cnn"), {}) is None
     assert "adagrad" in str(fusable.why_not_fused(trainer(), {"optimizer": "adagrad"}))
     assert "adabound" in str(fusable.why_not_fused(trainer(), {"optimizer": "adabound"}))

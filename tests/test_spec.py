@@ -119,6 +119,8 @@ BAD_STUDIES = [
                  "trainer.device", "not a device", id="bad-device"),
     pytest.param(_mutate("metric: val_accuracy", "metric: accuracy"), "metric",
                  "Did you mean 'val_accuracy'", id="unknown-metric"),
+    pytest.param(_mutate("epochs: 3", "epochs: 3\n  data_shares: [0.25, 1.5]"),
+                 "trainer.data_shares[1]", "less than or equal to 1", id="data-share-above-1"),
 ]
 
 

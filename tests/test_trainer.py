@@ -293,6 +293,21 @@ def test_early_stopping_stops() -> None:
     assert result.epochs_run == 3 and rep.epochs == [1, 2, 3]
 
 
+def test_data_shares_train_the_first_epochs_on_a_share_of_the_data() -> None:
+    def examples(rep: Collect) -> list[int]:
+        return [round(m["samples_per_second"] * m["epoch_seconds"]) for m in rep.metrics]
+
+    _, whole = train(synthetic())
+    n = examples(whole)[0]
+    shared, halved = train(synthetic(data_shares=[0.25, 0.5]))
+    assert examples(halved) == [round(n / 4), round(n / 2), n]
+    assert shared.history[0]["val_accuracy"] != whole.metrics[0]["val_accuracy"]
+    # a share of 1 is the whole epoch: the same batches, the same values
+    same, _ = train(synthetic(data_shares=[1.0]))
+    assert [h["val_accuracy"] for h in same.history] == \
+        [m["val_accuracy"] for m in whole.metrics]
+
+
 def test_nan_loss_fails_the_trial() -> None:
     with pytest.raises(TrialFailed, match=r"nan|inf"):
         train(synthetic(), {"lr": 1e12, "optimizer": "sgd", "momentum": 0.9})

@@ -122,7 +122,8 @@ def _check_dataset(dataset: DatasetSpec, add: Any) -> None:
 # the built-in trainer those trials cannot use: your code loads its data and builds its model.
 OWN_CODE_KEYS = ("stop_grace", "trial_timeout")
 BUILT_IN_KEYS = ("dataset", "data_root", "download", "model", "final_epochs", "repeats", "cv",
-                 "precision", "early_stopping", "eval_batch_size", "compile", "threads", "fuse")
+                 "precision", "early_stopping", "eval_batch_size", "compile", "threads", "fuse",
+                 "data_shares")
 # What a command may name besides its space's parameters
 COMMAND_FIELDS = ("trial_dir", "trial_number", "resume_epoch", "epochs", "device", "seed")
 

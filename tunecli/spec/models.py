@@ -204,6 +204,11 @@ class TrainerSpec(Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, fp32 on the CPU")
     seed: int = Field(0, description="seed of weights and batch order (one trial = one seed)")
+    data_shares: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=list, max_length=100,
+        description="successive halving over data size: the share of the training set each "
+                    "of the first epochs trains on, e.g. [0.25, 0.5] (epoch 1 a random "
+                    "quarter, epoch 2 half, then all), so the pruner's first rungs cost less")
     early_stopping: int | None = Field(None, ge=1,
                                        description="stop a trial after this many epochs without "
                                                    "improvement of the metric")

@@ -21,6 +21,7 @@ __all__ = [
     "batch_starts",
     "diverged",
     "epoch_metrics",
+    "examples_in_epoch",
     "last_epoch",
     "out_of_memory",
     "result",
@@ -91,6 +92,14 @@ class Progress:
 def last_epoch(epochs: int, stop_after: int | None) -> int:
     """The epoch a run ends after: ``trainer.epochs``, or the budget's shorter claim."""
     return epochs if stop_after is None else min(epochs, stop_after)
+
+
+def examples_in_epoch(n_train: int, shares: list[float], epoch: int) -> int:
+    """How many of the ``n_train`` examples epoch ``epoch`` trains on: its share in
+    ``trainer.data_shares`` (at least one batch's worth of two), all of them past the list."""
+    if epoch > len(shares):
+        return n_train
+    return min(n_train, max(2, round(n_train * shares[epoch - 1])))
 
 
 def batch_starts(n_train: int, batch_size: int) -> list[int]:

@@ -54,6 +54,9 @@ def why_not_fused(trainer: TrainerSpec, params: dict[str, Any]) -> str | None:
                 "to fuse it through torch.func")
     if trainer.compile:
         return "trainer.compile is on: compiled models are trained one at a time"
+    if trainer.data_shares:
+        return ("trainer.data_shares trains the first epochs on a share of the data, one trial "
+                "at a time")
     if trainer.cv or trainer.repeats > 1:
         return "trainer.repeats/cv trains each trial's runs in lockstep, one trial at a time"
     config = models.full_config(trainer.model, params)

@@ -152,7 +152,7 @@ def training(trainer: TrainerSpec, params: dict[str, Any], *, metric: str,
         last = epoch_end.last_epoch(epochs, stop_after)
         for epoch in range(progress.next_epoch, last + 1):
             metrics = _epoch(setup, trainer, epoch, final)
-            seen += len(setup.x_fit)
+            seen += epoch_end.examples_in_epoch(len(setup.x_fit), trainer.data_shares, epoch)
             progress.record(epoch, metrics, ranked_by, metrics[ranked_by], minimize)
             setup.schedule.step(epoch, metrics[ranked_by])
             if checkpoint is not None:
@@ -189,7 +189,9 @@ def _epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, final: bool) -> dict
     if setup.device.type == "cuda":
         torch.cuda.synchronize(setup.device)
     return epoch_end.epoch_metrics(scores, train_loss, time.perf_counter() - epoch_start,
-                                   len(setup.x_fit), setup.optimizer.param_groups[0]["lr"])
+                                   epoch_end.examples_in_epoch(len(setup.x_fit),
+                                                               trainer.data_shares, epoch),
+                                   setup.optimizer.param_groups[0]["lr"])
 
 
 def autocast_for(trainer: TrainerSpec, device: torch.device) -> Any:
@@ -267,15 +269,17 @@ def save_checkpoint(checkpoint: Path, model: nn.Module, optimizer: torch.optim.O
 
 
 def _train_epoch(setup: _Setup, trainer: TrainerSpec, epoch: int) -> float:
-    """One pass over the training data in a shuffled order; the mean training loss."""
+    """One pass over the training data in a shuffled order (over a random share of it in
+    the epochs ``trainer.data_shares`` names); the mean training loss."""
     model, bundle, x_fit, y_fit = setup.model, setup.bundle, setup.x_fit, setup.y_fit
     l1, clip = float(setup.config["l1"]), float(setup.config["grad_clip"])
     augment = Augmentation.of(trainer, setup.config)
     on_images = bundle.is_image and augment.on_images
     classify = bundle.task == "classification"
     model.train()
-    n_train = len(x_fit)
-    order = torch.randperm(n_train, device=setup.device, generator=setup.generator)
+    n_train = epoch_end.examples_in_epoch(len(x_fit), trainer.data_shares, epoch)
+    order = torch.randperm(len(x_fit), device=setup.device,
+                           generator=setup.generator)[:n_train]
     loss_sum = torch.zeros((), device=setup.device)
     batches = 0
     for start in epoch_end.batch_starts(n_train, setup.batch_size):
