@@ -53,6 +53,9 @@ STRATEGIES: dict[str, list[str]] = {
     # Successive halving over data size too: epoch 1 on a quarter of the training set, epoch 2
     # on half (a trial pruned after epoch 1 costs a quarter of an epoch).
     "defaults-data-shares": ["sampler={}", "pruner={}", "trainer.data_shares=[0.25, 0.5]"],
+    "defaults-data-eighths": ["sampler={}", "pruner={}", "trainer.data_shares=[0.125, 0.25, 0.5]"],
+    "defaults-data-shares-startup-3": ["sampler={n_startup_trials: 3}", "pruner={}",
+                                       "trainer.data_shares=[0.25, 0.5]"],
     "defaults-asha-data-shares": ["sampler={}",
                                   "pruner={type: asha, min_epochs: 1, reduction_factor: 3}",
                                   "trainer.data_shares=[0.25, 0.5]"],
