@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import stored, tunecli_command
+from tests.conftest import stored, tunecli_command, wait_for_file
 
 PROGRAM = textwrap.dedent('''\
     import json, os, signal, sys, time
@@ -238,9 +238,7 @@ def test_the_time_limit_cuts_a_command_trial_and_resume_continues_it(
                               stderr=subprocess.STDOUT, text=True)
     url = "sqlite:///tunecli.db"
     trial_folder = tmp_path / ".tunecli" / "own" / "checkpoints" / "trial-0"
-    while not trial_folder.exists():  # the storage made (no second process creating it)
-        assert search.poll() is None, search.stdout.read()  # type: ignore[union-attr]
-        time.sleep(0.05)
+    wait_for_file(trial_folder, search)  # the storage made (no second process creating it)
     while not _past_the_limit(url, "own", 1.5):
         assert search.poll() is None, search.stdout.read()  # type: ignore[union-attr]
         time.sleep(0.05)

@@ -151,8 +151,8 @@ def training(trainer: TrainerSpec, params: dict[str, Any], *, metric: str,
     try:
         last = epoch_end.last_epoch(epochs, stop_after)
         for epoch in range(progress.next_epoch, last + 1):
-            metrics = _epoch(setup, trainer, epoch, final)
-            seen += epoch_end.examples_in_epoch(len(setup.x_fit), trainer.data_shares, epoch)
+            metrics, examples = _epoch(setup, trainer, epoch, final)
+            seen += examples
             progress.record(epoch, metrics, ranked_by, metrics[ranked_by], minimize)
             setup.schedule.step(epoch, metrics[ranked_by])
             if checkpoint is not None:
@@ -176,12 +176,14 @@ def training(trainer: TrainerSpec, params: dict[str, Any], *, metric: str,
                                         for k, v in setup.model.state_dict().items()})
 
 
-def _epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, final: bool) -> dict[str, float]:
-    """Train one epoch and evaluate it: its metrics."""
+def _epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, final: bool
+           ) -> tuple[dict[str, float], int]:
+    """Train one epoch and evaluate it: its metrics and the examples it trained on."""
     bundle = setup.bundle
     threads.use(trainer.threads, setup.device, setup.step_work)
+    examples = epoch_end.examples_in_epoch(len(setup.x_fit), trainer.data_shares, epoch)
     epoch_start = time.perf_counter()
-    train_loss = _train_epoch(setup, trainer, epoch)
+    train_loss = _train_epoch(setup, trainer, epoch, examples)
     scores = {} if final else evaluate(setup.model, bundle.x_val, bundle.y_val, bundle.task,
                                        bundle.n_outputs, trainer.eval_batch_size,
                                        setup.autocast,
@@ -189,9 +191,7 @@ def _epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, final: bool) -> dict
     if setup.device.type == "cuda":
         torch.cuda.synchronize(setup.device)
     return epoch_end.epoch_metrics(scores, train_loss, time.perf_counter() - epoch_start,
-                                   epoch_end.examples_in_epoch(len(setup.x_fit),
-                                                               trainer.data_shares, epoch),
-                                   setup.optimizer.param_groups[0]["lr"])
+                                   examples, setup.optimizer.param_groups[0]["lr"]), examples
 
 
 def autocast_for(trainer: TrainerSpec, device: torch.device) -> Any:
@@ -268,16 +268,15 @@ def save_checkpoint(checkpoint: Path, model: nn.Module, optimizer: torch.optim.O
                       "lrs": [g["lr"] for g in optimizer.param_groups]}, checkpoint)
 
 
-def _train_epoch(setup: _Setup, trainer: TrainerSpec, epoch: int) -> float:
-    """One pass over the training data in a shuffled order (over a random share of it in
-    the epochs ``trainer.data_shares`` names); the mean training loss."""
+def _train_epoch(setup: _Setup, trainer: TrainerSpec, epoch: int, n_train: int) -> float:
+    """One pass over ``n_train`` examples of the training data in a shuffled order (a random
+    share of it in the epochs ``trainer.data_shares`` names); the mean training loss."""
     model, bundle, x_fit, y_fit = setup.model, setup.bundle, setup.x_fit, setup.y_fit
     l1, clip = float(setup.config["l1"]), float(setup.config["grad_clip"])
     augment = Augmentation.of(trainer, setup.config)
     on_images = bundle.is_image and augment.on_images
     classify = bundle.task == "classification"
     model.train()
-    n_train = epoch_end.examples_in_epoch(len(x_fit), trainer.data_shares, epoch)
     order = torch.randperm(len(x_fit), device=setup.device,
                            generator=setup.generator)[:n_train]
     loss_sum = torch.zeros((), device=setup.device)
