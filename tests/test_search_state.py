@@ -85,6 +85,27 @@ def test_workers_draw_no_configuration_twice(write_study, tmp_path: Path, subpro
     assert len(drawn) == len(set(drawn)), drawn
 
 
+def test_a_configuration_waiting_to_be_taken_holds_its_place_in_the_budget(write_study) -> None:
+    """A fused group enqueues a configuration, then asks for it; a trial another worker created
+    in between counts it, or the study finishes one trial past its budget."""
+    from tunecli import spec as spec_module
+    from tunecli.engine.search.budget import Surplus, take_slot
+
+    spec = spec_module.load(write_study(TINY_STUDY.replace("n_trials: 6", "n_trials: 3")))
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, direction="maximize")
+    for value in (0.1, 0.2):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    study.enqueue_trial({"lr": 0.01})  # trial 2: the group's, asked for next
+    late = optuna.Trial(study, storage.create_new_trial(
+        storage.get_study_id_from_name(study.study_name)))  # trial 3: another worker's
+    with pytest.raises(Surplus):
+        take_slot(late, spec)
+    taken = study.ask()
+    assert taken.number == 2 and take_slot(taken, spec) is None
+    assert study.get_trials()[late.number].user_attrs == {"surplus": True}
+
+
 # --- options and --set --------------------------------------------------------------------
 
 @pytest.mark.parametrize(("args", "key", "expected"), [

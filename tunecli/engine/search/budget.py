@@ -5,7 +5,9 @@ Trials: ``n_trials`` counts *finished* trials (complete + pruned) in the storage
 study ends with exactly that many. Before asking, the driver checks the slots left (running
 trials count as claims); after asking, a trial that lost a race to another worker (it sees as
 many claims before its own number as the budget allows) becomes surplus: failed with
-``surplus`` set, which reports leave out, and never trained.
+``surplus`` set, which reports leave out, and never trained. A waiting trial numbered before
+it is a claim too: Optuna hands waiting trials out first, so one that waits still is being
+taken (a fused group's configuration enqueued just before another worker asked).
 
 Epochs (``budget.epochs``):
 
@@ -95,11 +97,12 @@ class Surplus(Exception):
     """This worker lost the race for the last trial slot (or a grid point) to another worker."""
 
 
-_CLAIMS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+_CLAIMS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
 def _claims_before(trial: optuna.Trial) -> int:
-    """Finished or running trials that started before this one (this worker's race check)."""
+    """Finished, running or waiting trials numbered before this one (this worker's race
+    check)."""
     return sum(1 for t in trial.study.get_trials(deepcopy=False, states=_CLAIMS)
                if t.number < trial.number and not t.user_attrs.get(attrs.SURPLUS))
 
