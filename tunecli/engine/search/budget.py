@@ -6,8 +6,8 @@ study ends with exactly that many. Before asking, the driver checks the slots le
 trials count as claims); after asking, a trial that lost a race to another worker (it sees as
 many claims before its own number as the budget allows) becomes surplus: failed with
 ``surplus`` set, which reports leave out, and never trained. A waiting trial numbered before
-it is a claim too: Optuna hands waiting trials out first, so one that waits still is being
-taken (a fused group's configuration enqueued just before another worker asked).
+it counts as a claim too: Optuna hands waiting trials out first, so one still waiting is about
+to be taken (a fused group's configuration, enqueued just before another worker asked).
 
 Epochs (``budget.epochs``):
 
